@@ -1,0 +1,198 @@
+//! The cluster file, `clusters/<id>/config.yaml`: one team's services and their backends.
+//!
+//! The shape is the seed's (`cluster_id`, `name`, `services`, `routing`, `health`) plus the
+//! extensions named in the gateway-core issue. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use super::types::{ListenAddr, Seconds, Secret};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub cluster_id: Spanned<String>,
+    pub name: String,
+    #[serde(default)]
+    pub services: BTreeMap<String, Spanned<ServiceConfig>>,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    Tcp,
+    Redis,
+    Postgres,
+    Kafka,
+}
+
+impl ServiceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Tcp => "tcp",
+            ServiceKind::Redis => "redis",
+            ServiceKind::Postgres => "postgres",
+            ServiceKind::Kafka => "kafka",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    #[serde(rename = "type")]
+    pub kind: ServiceKind,
+    /// Shorthand for one primary backend (the seed's shape).
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+    /// Where clients connect. A service without it loads but is not exposed.
+    pub listen: Option<Spanned<ListenAddr>>,
+    /// Per-service override of the cluster's `routing`.
+    pub routing: Option<ServiceRouting>,
+    /// Upper bound for one upstream TCP connect, in seconds (default 3).
+    pub connect_timeout: Option<Seconds>,
+    /// Backend credentials (used by protocol adapters, never printed).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub host: String,
+    pub port: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub role: Role,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Primary,
+    Replica,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    RoundRobin,
+    Weighted,
+    LeastConnections,
+    Adaptive,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round_robin",
+            Strategy::Weighted => "weighted",
+            Strategy::LeastConnections => "least_connections",
+            Strategy::Adaptive => "adaptive",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Default: `round_robin`, or `adaptive` when `gateway.enable_ai` is true.
+    pub strategy: Option<Strategy>,
+    #[serde(default = "yes")]
+    pub failover_enabled: bool,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig { strategy: None, failover_enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRouting {
+    pub strategy: Option<Strategy>,
+    pub failover_enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Seconds between active probes of each backend.
+    #[serde(default = "default_interval")]
+    pub interval: Seconds,
+    /// Seconds one probe may take (default: the smaller of 2 and `interval`).
+    pub timeout: Option<Seconds>,
+    /// Consecutive failed probes that mark a backend down.
+    #[serde(default = "two")]
+    pub unhealthy_threshold: u32,
+    /// Consecutive good probes that mark a down backend up again.
+    #[serde(default = "two")]
+    pub healthy_threshold: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            enabled: true,
+            interval: default_interval(),
+            timeout: None,
+            unhealthy_threshold: 2,
+            healthy_threshold: 2,
+        }
+    }
+}
+
+/// Passive failure detection: consecutive connect or I/O failures open a backend's circuit;
+/// after `cooldown` one trial (a request or a probe) decides whether it closes again.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "five")]
+    pub failure_threshold: u32,
+    #[serde(default = "default_cooldown")]
+    pub cooldown: Seconds,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        CircuitBreakerConfig { enabled: true, failure_threshold: 5, cooldown: default_cooldown() }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn two() -> u32 {
+    2
+}
+fn five() -> u32 {
+    5
+}
+fn default_interval() -> Seconds {
+    Seconds::from_secs(10)
+}
+fn default_cooldown() -> Seconds {
+    Seconds::from_secs(10)
+}

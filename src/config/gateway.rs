@@ -1,0 +1,119 @@
+//! The gateway file, `config/throome.yaml`. Keeps the seed's shape: `server`, `gateway`,
+//! `monitoring`, `logging`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{Seconds, Secret};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub gateway: GatewaySection,
+    #[serde(default)]
+    pub monitoring: MonitoringConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// The admin HTTP API (metrics, health, cluster management).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// When set, every `/api/` call needs `Authorization: Bearer <token>`. Without it the admin
+    /// API refuses to bind a non-loopback address.
+    pub admin_token: Option<Secret>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { host: default_host(), port: default_port(), admin_token: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Relative paths are resolved against the directory of the gateway file.
+    #[serde(default = "default_clusters_dir")]
+    pub clusters_dir: PathBuf,
+    /// Makes `adaptive` the default routing strategy.
+    #[serde(default)]
+    pub enable_ai: bool,
+    /// Reload automatically when a file under `clusters_dir` changes.
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// How long removed services and a stopping gateway wait for open connections.
+    #[serde(default = "default_drain")]
+    pub drain_timeout: Seconds,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            clusters_dir: default_clusters_dir(),
+            enable_ai: false,
+            watch: true,
+            drain_timeout: default_drain(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig { enabled: true, metrics_path: default_metrics_path() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// A `tracing` filter such as `info` or `throome=debug`; `RUST_LOG` wins when set.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig { level: default_level() }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    9000
+}
+fn default_clusters_dir() -> PathBuf {
+    PathBuf::from("../clusters")
+}
+fn default_drain() -> Seconds {
+    Seconds::from_secs(30)
+}
+fn default_metrics_path() -> String {
+    "/metrics".into()
+}
+fn default_level() -> String {
+    "info".into()
+}

@@ -1,0 +1,153 @@
+use super::*;
+
+/// The example from the gateway-core issue, verbatim: it must load unchanged.
+const SEED: &str = r#"cluster_id: "my-cluster"
+name: "My Application"
+services:
+  cache:
+    type: redis
+    host: localhost
+    port: 6379
+  database:
+    type: postgres
+    host: localhost
+    port: 5432
+    username: user
+    password: pass
+    database: mydb
+routing:
+  strategy: "round_robin"
+  failover_enabled: true
+health:
+  enabled: true
+  interval: 10
+"#;
+
+#[test]
+fn seed_example_loads_unchanged() {
+    let c = parse_cluster(SEED).expect("seed example");
+    assert_eq!(c.cluster_id.value, "my-cluster");
+    assert_eq!(c.services.len(), 2);
+    let db = &c.services["database"].value;
+    assert_eq!(db.kind, ServiceKind::Postgres);
+    assert_eq!(db.password.as_ref().map(Secret::expose), Some("pass"));
+    assert!(db.listen.is_none());
+    assert_eq!(c.routing.strategy, Some(Strategy::RoundRobin));
+    assert_eq!(c.health.interval.0.as_secs(), 10);
+}
+
+#[test]
+fn unknown_key_reports_line_and_column() {
+    let text = SEED.replace("    database: mydb\n", "    database: mydb\n    databse: typo\n");
+    let err = parse_cluster(&text).unwrap_err();
+    assert_eq!(err.line, 15, "{err:?}");
+    assert_eq!(err.column, 5, "{err:?}");
+    assert!(err.message.contains("databse"), "{err:?}");
+}
+
+#[test]
+fn fractional_interval_and_backends_list() {
+    let text = r#"
+cluster_id: c1
+name: one
+services:
+  kv:
+    type: tcp
+    listen: "127.0.0.1:7000"
+    routing: { strategy: weighted }
+    backends:
+      - { host: 127.0.0.1, port: 7001, weight: 3 }
+      - { host: 127.0.0.1, port: 7002, role: replica }
+health: { interval: 0.5, unhealthy_threshold: 1 }
+circuit_breaker: { failure_threshold: 3, cooldown: 1.5 }
+"#;
+    let c = parse_cluster(text).expect("valid");
+    let kv = &c.services["kv"].value;
+    assert_eq!(kv.backends.len(), 2);
+    assert_eq!(kv.backends[0].weight, 3);
+    assert_eq!(kv.backends[1].weight, 1);
+    assert_eq!(kv.backends[1].role, Role::Replica);
+    assert_eq!(c.health.interval.0.as_millis(), 500);
+    assert_eq!(c.circuit_breaker.cooldown.0.as_millis(), 1500);
+    assert_eq!(kv.listen.as_ref().map(|l| l.value.0.port()), Some(7000));
+}
+
+#[test]
+fn bad_values_point_at_the_value() {
+    let err = parse_cluster("cluster_id: a\nname: b\nhealth:\n  interval: -1\n").unwrap_err();
+    assert_eq!((err.line, err.column), (4, 13), "{err:?}");
+    assert!(err.message.contains("seconds"), "{err:?}");
+
+    let err = parse_cluster(
+        "cluster_id: a\nname: b\nservices:\n  s:\n    type: tcp\n    host: x\n    port: 1\n    listen: nope\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.line, 8, "{err:?}");
+    assert!(err.message.contains("invalid listen address"), "{err:?}");
+
+    let err = parse_cluster("cluster_id: a\nname: b\nrouting: { strategy: magic }\n").unwrap_err();
+    assert_eq!(err.line, 3, "{err:?}");
+}
+
+#[test]
+fn service_shape_errors_name_the_service() {
+    let both = "cluster_id: a\nname: b\nservices:\n  s:\n    type: tcp\n    host: x\n    port: 1\n    backends: [{host: y, port: 2}]\n";
+    let err = parse_cluster(both).unwrap_err();
+    assert_eq!(err.line, 5, "{err:?}");
+    assert!(err.message.contains("either `host`/`port` or `backends`"), "{err:?}");
+
+    let none = "cluster_id: a\nname: b\nservices:\n  s:\n    type: tcp\n";
+    assert!(parse_cluster(none).unwrap_err().message.contains("needs `host`"));
+
+    let bad_id = "cluster_id: 'a b'\nname: b\n";
+    assert!(parse_cluster(bad_id).unwrap_err().message.contains("invalid cluster_id"));
+}
+
+#[test]
+fn unimplemented_protocols_cannot_listen_yet() {
+    let text = "cluster_id: a\nname: b\nservices:\n  r:\n    type: redis\n    host: x\n    port: 1\n    listen: 127.0.0.1:1\n";
+    let err = parse_cluster(text).unwrap_err();
+    assert!(err.message.contains("not implemented"), "{err:?}");
+}
+
+#[test]
+fn secrets_come_from_the_environment() {
+    // SAFETY of the test: a variable name no other test uses.
+    let text = "cluster_id: a\nname: b\nservices:\n  d:\n    type: tcp\n    host: x\n    port: 1\n    password: ${THROOME_TEST_UNSET_VAR_1}\n";
+    let err = parse_cluster(text).unwrap_err();
+    assert_eq!(err.line, 8, "{err:?}");
+    assert!(err.message.contains("THROOME_TEST_UNSET_VAR_1"), "{err:?}");
+}
+
+#[test]
+fn duplicate_ids_and_listens_across_files() {
+    let mk = |id: &str, listen: &str, file: &str| LoadedCluster {
+        path: file.into(),
+        config: parse_cluster(&format!(
+            "cluster_id: {id}\nname: n\nservices:\n  s:\n    type: tcp\n    host: x\n    port: 1\n    listen: \"{listen}\"\n"
+        ))
+        .unwrap(),
+    };
+    let set = [mk("a", "127.0.0.1:1", "a.yaml"), mk("a", "127.0.0.1:1", "b.yaml")];
+    let errs: Vec<String> = validate_set(&set).iter().map(ToString::to_string).collect();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("b.yaml:1:13: cluster_id `a` is already used"), "{errs:?}");
+    assert!(errs[1].starts_with("b.yaml:8:13: listen address 127.0.0.1:1"), "{errs:?}");
+}
+
+#[test]
+fn gateway_file_defaults_and_unknown_keys() {
+    let g = parse_gateway("server:\n  port: 9100\n").unwrap();
+    assert_eq!(g.server.port, 9100);
+    assert_eq!(g.server.host, "127.0.0.1");
+    assert_eq!(g.monitoring.metrics_path, "/metrics");
+    let err = parse_gateway("server:\n  prot: 1\n").unwrap_err();
+    assert_eq!((err.line, err.column), (2, 3), "{err:?}");
+}
+
+#[test]
+fn json_bodies_parse_too() {
+    let c = parse_cluster(r#"{"cluster_id":"j","name":"J","services":{"s":{"type":"tcp","host":"h","port":5}}}"#)
+        .unwrap();
+    assert_eq!(c.cluster_id.value, "j");
+}

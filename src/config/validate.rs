@@ -1,0 +1,127 @@
+//! Checks that a well-formed file also makes sense: what serde alone cannot express.
+
+use std::collections::HashMap;
+
+use super::{ClusterConfig, ConfigError, Located, LoadedCluster, ServiceConfig, ServiceKind};
+
+/// Largest accepted backend weight; keeps smooth weighted round-robin sums far from overflow.
+pub const MAX_WEIGHT: u32 = 10_000;
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !s.starts_with(['-', '_'])
+}
+
+pub fn validate_cluster(cluster: &ClusterConfig) -> Result<(), Located> {
+    let id = &cluster.cluster_id;
+    if !valid_id(&id.value) {
+        return Err(Located::at(
+            id.referenced,
+            format!(
+                "invalid cluster_id `{}`: use 1-63 letters, digits, `-` or `_`",
+                id.value
+            ),
+        ));
+    }
+    let h = &cluster.health;
+    if h.unhealthy_threshold == 0 || h.healthy_threshold == 0 {
+        return Err(Located::at(
+            id.referenced,
+            "health thresholds must be at least 1",
+        ));
+    }
+    if cluster.circuit_breaker.failure_threshold == 0 {
+        return Err(Located::at(id.referenced, "circuit_breaker.failure_threshold must be at least 1"));
+    }
+    for (name, service) in &cluster.services {
+        let at = service.referenced;
+        if !valid_id(name) {
+            return Err(Located::at(
+                at,
+                format!("invalid service name `{name}`: use letters, digits, `-` or `_`"),
+            ));
+        }
+        validate_service(name, &service.value).map_err(|m| Located::at(at, m))?;
+    }
+    Ok(())
+}
+
+fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
+    match (&s.host, s.port, s.backends.is_empty()) {
+        (Some(_), Some(_), true) | (None, None, false) => {}
+        (Some(_), None, _) | (None, Some(_), _) => {
+            return Err(format!("service `{name}`: `host` and `port` go together"));
+        }
+        (Some(_), Some(_), false) => {
+            return Err(format!(
+                "service `{name}`: use either `host`/`port` or `backends`, not both"
+            ));
+        }
+        (None, None, true) => {
+            return Err(format!("service `{name}`: needs `host` and `port`, or `backends`"));
+        }
+    }
+    if s.port == Some(0) {
+        return Err(format!("service `{name}`: port 0 is not a valid backend port"));
+    }
+    for b in &s.backends {
+        if b.host.trim().is_empty() || b.port == 0 {
+            return Err(format!("service `{name}`: every backend needs a host and a non-zero port"));
+        }
+        if b.weight == 0 || b.weight > MAX_WEIGHT {
+            return Err(format!(
+                "service `{name}`: backend {}:{} weight must be 1..={MAX_WEIGHT}",
+                b.host, b.port
+            ));
+        }
+    }
+    if let Some(listen) = &s.listen
+        && s.kind != ServiceKind::Tcp
+    {
+        return Err(format!(
+            "service `{name}`: type `{}` cannot be exposed on {} yet; its protocol listener is \
+             not implemented (use `type: tcp` for a plain pass-through)",
+            s.kind.as_str(),
+            listen.value
+        ));
+    }
+    Ok(())
+}
+
+/// Checks across all loaded clusters: unique `cluster_id`s and listen addresses.
+pub fn validate_set(clusters: &[LoadedCluster]) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut ids: HashMap<&str, &LoadedCluster> = HashMap::new();
+    let mut listens: HashMap<std::net::SocketAddr, (&LoadedCluster, &str)> = HashMap::new();
+    for c in clusters {
+        let id = &c.config.cluster_id;
+        if let Some(first) = ids.insert(&id.value, c) {
+            errors.push(
+                Located::at(
+                    id.referenced,
+                    format!("cluster_id `{}` is already used by {}", id.value, first.path.display()),
+                )
+                .in_file(&c.path),
+            );
+        }
+        for (name, service) in &c.config.services {
+            let Some(listen) = &service.value.listen else { continue };
+            if let Some((first, first_name)) = listens.insert(listen.value.0, (c, name)) {
+                errors.push(
+                    Located::at(
+                        listen.referenced,
+                        format!(
+                            "listen address {} is already used by service `{first_name}` in {}",
+                            listen.value,
+                            first.path.display()
+                        ),
+                    )
+                    .in_file(&c.path),
+                );
+            }
+        }
+    }
+    errors
+}

@@ -1,0 +1,4 @@
+//! Throome: one gateway in front of Redis, PostgreSQL and Kafka backends.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod config;
