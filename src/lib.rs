@@ -4,3 +4,4 @@
 pub mod config;
 pub mod backend;
 pub mod router;
+pub mod snapshot;

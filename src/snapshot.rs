@@ -1,0 +1,204 @@
+//! The running configuration as an immutable snapshot: clusters, their services resolved to
+//! runtime form (defaults applied, shorthand expanded) and the live state of each backend.
+//! A reload builds a new snapshot from the old one, reusing every service whose resolved spec
+//! did not change and every backend state whose address stayed, then swaps it in.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backend::{BackendState, ProbeThresholds};
+use crate::config::{BackendConfig, ClusterConfig, LoadedCluster, Role, Secret, ServiceKind, Strategy};
+use crate::router::{self, Candidate, RouterState};
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Default)]
+pub struct Snapshot {
+    pub clusters: BTreeMap<String, Arc<ClusterRuntime>>,
+}
+
+pub struct ClusterRuntime {
+    pub id: String,
+    pub path: PathBuf,
+    /// The parsed file, kept for the admin API (secrets serialize as `***`).
+    pub config: ClusterConfig,
+    pub services: BTreeMap<String, Arc<ServiceRuntime>>,
+}
+
+/// Everything about a service that, when changed, makes it a different service at runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    pub kind: ServiceKind,
+    pub listen: Option<std::net::SocketAddr>,
+    pub strategy: Strategy,
+    pub failover: bool,
+    pub backends: Vec<BackendConfig>,
+    pub health_enabled: bool,
+    pub interval: Duration,
+    pub probe_timeout: Duration,
+    pub thresholds: Thresholds,
+    pub breaker_enabled: bool,
+    pub failure_threshold: u32,
+    pub connect_timeout: Duration,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub down_after: u32,
+    pub up_after: u32,
+    pub cooldown: Duration,
+}
+
+pub struct ServiceRuntime {
+    pub cluster: String,
+    pub name: String,
+    pub spec: ServiceSpec,
+    pub backends: Vec<Arc<BackendState>>,
+    router: Mutex<RouterState>,
+}
+
+impl ServiceRuntime {
+    pub fn probe_thresholds(&self) -> ProbeThresholds {
+        let t = self.spec.thresholds;
+        ProbeThresholds { down_after: t.down_after, up_after: t.up_after, cooldown: t.cooldown }
+    }
+
+    /// Failures that open a backend's circuit (effectively never when the breaker is off).
+    pub fn failure_threshold(&self) -> u32 {
+        if self.spec.breaker_enabled { self.spec.failure_threshold } else { u32::MAX }
+    }
+
+    /// Picks a backend for new traffic, skipping `exclude` (backends already tried for this
+    /// request). Primaries first; replicas when every primary is unavailable and failover is
+    /// on, or when the service has no primary at all.
+    pub fn choose(&self, exclude: &[usize]) -> Option<Arc<BackendState>> {
+        let now = Instant::now();
+        let cooldown = self.spec.thresholds.cooldown;
+        let tier = |role: Role| -> Vec<Candidate> {
+            self.backends
+                .iter()
+                .enumerate()
+                .filter(|(i, b)| b.role == role && !exclude.contains(i) && b.is_available(now, cooldown))
+                .map(|(index, b)| Candidate {
+                    index,
+                    weight: b.weight,
+                    active: b.active(),
+                    latency: b.latency_estimate(now),
+                })
+                .collect()
+        };
+        let has_primary = self.backends.iter().any(|b| b.role == Role::Primary);
+        let mut candidates = tier(Role::Primary);
+        if candidates.is_empty() && (self.spec.failover || !has_primary) {
+            candidates = tier(Role::Replica);
+        }
+        let index = {
+            let mut state = self.router.lock().ok()?;
+            router::pick(self.spec.strategy, &candidates, &mut state)?
+        };
+        let backend = self.backends.get(index)?.clone();
+        backend.begin_attempt(now);
+        Some(backend)
+    }
+
+    pub fn index_of(&self, backend: &Arc<BackendState>) -> Option<usize> {
+        self.backends.iter().position(|b| Arc::ptr_eq(b, backend))
+    }
+}
+
+impl Snapshot {
+    pub fn service(&self, cluster: &str, service: &str) -> Option<&Arc<ServiceRuntime>> {
+        self.clusters.get(cluster)?.services.get(service)
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Arc<ServiceRuntime>> {
+        self.clusters.values().flat_map(|c| c.services.values())
+    }
+
+    /// Builds the next snapshot, reusing what did not change from `previous`.
+    pub fn build(loaded: &[LoadedCluster], enable_ai: bool, previous: &Snapshot) -> Snapshot {
+        let mut clusters = BTreeMap::new();
+        for lc in loaded {
+            let id = lc.config.cluster_id.value.clone();
+            let mut services = BTreeMap::new();
+            for (name, svc) in &lc.config.services {
+                let spec = resolve(&lc.config, &svc.value, enable_ai);
+                let old = previous.service(&id, name);
+                let runtime = match old {
+                    Some(old) if old.spec == spec => old.clone(),
+                    _ => Arc::new(new_runtime(&id, name, spec, old)),
+                };
+                services.insert(name.clone(), runtime);
+            }
+            let cluster = ClusterRuntime { id: id.clone(), path: lc.path.clone(), config: lc.config.clone(), services };
+            clusters.insert(id, Arc::new(cluster));
+        }
+        Snapshot { clusters }
+    }
+}
+
+fn new_runtime(cluster: &str, name: &str, spec: ServiceSpec, old: Option<&Arc<ServiceRuntime>>) -> ServiceRuntime {
+    let backends: Vec<Arc<BackendState>> = spec
+        .backends
+        .iter()
+        .map(|b| {
+            let reused = old.and_then(|o| {
+                o.backends
+                    .iter()
+                    .find(|s| s.host == b.host && s.port == b.port && s.weight == b.weight && s.role == b.role)
+            });
+            reused.cloned().unwrap_or_else(|| Arc::new(BackendState::new(&b.host, b.port, b.weight, b.role)))
+        })
+        .collect();
+    let seed = name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
+    ServiceRuntime {
+        cluster: cluster.to_string(),
+        name: name.to_string(),
+        router: Mutex::new(RouterState::new(backends.len(), seed)),
+        backends,
+        spec,
+    }
+}
+
+/// Applies defaults and expands the `host`/`port` shorthand.
+fn resolve(cluster: &ClusterConfig, svc: &crate::config::ServiceConfig, enable_ai: bool) -> ServiceSpec {
+    let default_strategy = if enable_ai { Strategy::Adaptive } else { Strategy::RoundRobin };
+    let over = svc.routing.clone().unwrap_or_default();
+    let backends = match (&svc.host, svc.port) {
+        (Some(host), Some(port)) => {
+            vec![BackendConfig { host: host.clone(), port, weight: 1, role: Role::Primary }]
+        }
+        _ => svc.backends.clone(),
+    };
+    let h = &cluster.health;
+    let interval = h.interval.0;
+    ServiceSpec {
+        kind: svc.kind,
+        listen: svc.listen.as_ref().map(|l| l.value.0),
+        strategy: over.strategy.or(cluster.routing.strategy).unwrap_or(default_strategy),
+        failover: over.failover_enabled.unwrap_or(cluster.routing.failover_enabled),
+        backends,
+        health_enabled: h.enabled,
+        interval,
+        probe_timeout: h.timeout.map(|t| t.0).unwrap_or(Duration::from_secs(2)).min(interval),
+        thresholds: Thresholds {
+            down_after: h.unhealthy_threshold,
+            up_after: h.healthy_threshold,
+            cooldown: cluster.circuit_breaker.cooldown.0,
+        },
+        breaker_enabled: cluster.circuit_breaker.enabled,
+        failure_threshold: cluster.circuit_breaker.failure_threshold,
+        connect_timeout: svc.connect_timeout.map(|t| t.0).unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        username: svc.username.clone(),
+        password: svc.password.clone(),
+        database: svc.database.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
