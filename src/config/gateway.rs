@@ -54,6 +54,9 @@ pub struct GatewaySection {
     /// How long removed services and a stopping gateway wait for open connections.
     #[serde(default = "default_drain")]
     pub drain_timeout: Seconds,
+    /// Client connections accepted at once across all listeners; more wait in the backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for GatewaySection {
@@ -63,6 +66,7 @@ impl Default for GatewaySection {
             enable_ai: false,
             watch: true,
             drain_timeout: default_drain(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -110,6 +114,9 @@ fn default_clusters_dir() -> PathBuf {
 }
 fn default_drain() -> Seconds {
     Seconds::from_secs(30)
+}
+fn default_max_connections() -> usize {
+    10_000
 }
 fn default_metrics_path() -> String {
     "/metrics".into()

@@ -1,0 +1,216 @@
+//! The running gateway: the current snapshot, its listeners and health checkers, and reload:
+//! parse -> validate -> build (reusing what did not change) -> bind new listeners -> swap ->
+//! retarget/stop old listeners -> restart health checks of changed services. An invalid file
+//! or a port that cannot be bound leaves everything as it was.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, ConfigErrors, GatewayConfig};
+use crate::listener::{self, Listener, ServiceKey, Shared};
+use crate::metrics::Metrics;
+use crate::snapshot::{ServiceRuntime, Snapshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot listen on {addr} for service {cluster}/{service}: {source}")]
+    Bind { addr: SocketAddr, cluster: String, service: String, source: std::io::Error },
+}
+
+/// What a reload changed, by `cluster/service`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+}
+
+pub struct Gateway {
+    pub gateway_file: PathBuf,
+    pub config: GatewayConfig,
+    pub clusters_dir: PathBuf,
+    shared: Arc<Shared>,
+    running: Mutex<Running>,
+    ready: AtomicBool,
+}
+
+#[derive(Default)]
+struct Running {
+    listeners: HashMap<SocketAddr, Listener>,
+    health: HashMap<ServiceKey, (Arc<ServiceRuntime>, CancellationToken)>,
+}
+
+impl Gateway {
+    /// Loads the clusters and starts serving them. Fails, binding nothing, on any error.
+    pub async fn start(gateway_file: &Path, config: GatewayConfig) -> Result<Arc<Gateway>, ReloadError> {
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+        let shared = Arc::new(Shared {
+            metrics: Arc::new(Metrics::new(snapshot.clone())),
+            snapshot,
+            conn_limit: Arc::new(Semaphore::new(config.gateway.max_connections.max(1))),
+        });
+        let gw = Arc::new(Gateway {
+            gateway_file: gateway_file.to_path_buf(),
+            clusters_dir: config::resolve_clusters_dir(gateway_file, &config),
+            config,
+            shared,
+            running: Mutex::new(Running::default()),
+            ready: AtomicBool::new(false),
+        });
+        gw.reload("startup").await?;
+        gw.ready.store(true, Ordering::Release);
+        Ok(gw)
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Open client connections per listen address.
+    pub async fn connections(&self) -> HashMap<SocketAddr, usize> {
+        let running = self.running.lock().await;
+        running.listeners.iter().map(|(a, l)| (*a, l.connections())).collect()
+    }
+
+    /// Re-reads `clusters_dir` and applies it. Reloads run one at a time.
+    pub async fn reload(&self, trigger: &str) -> Result<ReloadSummary, ReloadError> {
+        let mut running = self.running.lock().await;
+        let result = self.apply(&mut running).await;
+        self.shared.metrics.reload(result.is_ok());
+        match &result {
+            Ok(s) => tracing::info!(trigger, added = ?s.added, removed = ?s.removed, changed = ?s.changed, "configuration loaded"),
+            Err(e) => tracing::error!(trigger, "configuration rejected, keeping the running one:\n{e}"),
+        }
+        result
+    }
+
+    async fn apply(&self, running: &mut Running) -> Result<ReloadSummary, ReloadError> {
+        let loaded = config::load_clusters(&self.clusters_dir)?;
+        let old = self.shared.snapshot.load_full();
+        let new = Snapshot::build(&loaded, self.config.gateway.enable_ai, &old);
+
+        // Every listen address the new snapshot wants, and for which service.
+        let mut wanted: HashMap<SocketAddr, ServiceKey> = HashMap::new();
+        for s in new.services() {
+            if let Some(addr) = s.spec.listen {
+                wanted.insert(addr, ServiceKey { cluster: s.cluster.clone(), service: s.name.clone() });
+            }
+        }
+        // Bind what is new before changing anything, so a busy port rejects the whole reload.
+        let mut bound = Vec::new();
+        for (addr, key) in &wanted {
+            if running.listeners.contains_key(addr) {
+                continue;
+            }
+            let tcp = listener::bind(*addr).map_err(|source| ReloadError::Bind {
+                addr: *addr,
+                cluster: key.cluster.clone(),
+                service: key.service.clone(),
+                source,
+            })?;
+            bound.push((tcp, key.clone()));
+        }
+
+        let summary = summarize(&old, &new);
+        let new = Arc::new(new);
+        self.shared.snapshot.store(new.clone());
+
+        for (tcp, key) in bound {
+            let l = Listener::start(tcp, key, self.shared.clone());
+            tracing::info!(addr = %l.addr, cluster = %l.target().cluster, service = %l.target().service, "listening");
+            running.listeners.insert(l.addr, l);
+        }
+        let drain = self.config.gateway.drain_timeout.0;
+        let stale: Vec<SocketAddr> = running.listeners.keys().filter(|a| !wanted.contains_key(a)).copied().collect();
+        for addr in stale {
+            if let Some(l) = running.listeners.remove(&addr) {
+                tracing::info!(%addr, open = l.connections(), "stopped listening, draining");
+                l.stop(drain);
+            }
+        }
+        for (addr, key) in wanted {
+            if let Some(l) = running.listeners.get(&addr) {
+                l.retarget(key);
+            }
+        }
+        self.restart_health_checks(running, &new);
+        Ok(summary)
+    }
+
+    /// Keeps the checker of every service whose runtime was reused; restarts the others.
+    fn restart_health_checks(&self, running: &mut Running, new: &Snapshot) {
+        let mut next = HashMap::new();
+        for s in new.services() {
+            let key = ServiceKey { cluster: s.cluster.clone(), service: s.name.clone() };
+            let entry = match running.health.remove(&key) {
+                Some((rt, stop)) if Arc::ptr_eq(&rt, s) => (rt, stop),
+                other => {
+                    if let Some((_, stop)) = other {
+                        stop.cancel();
+                    }
+                    let stop = CancellationToken::new();
+                    tokio::spawn(crate::health::run(s.clone(), stop.clone()));
+                    (s.clone(), stop)
+                }
+            };
+            next.insert(key, entry);
+        }
+        for (_, (_, stop)) in running.health.drain() {
+            stop.cancel();
+        }
+        running.health = next;
+    }
+
+    /// Stops accepting everywhere and waits for connections up to the drain timeout.
+    pub async fn shutdown(&self) {
+        self.ready.store(false, Ordering::Release);
+        let mut running = self.running.lock().await;
+        let drain = self.config.gateway.drain_timeout.0;
+        let handles: Vec<_> = running.listeners.drain().map(|(_, l)| l.stop(drain)).collect();
+        for (_, (_, stop)) in running.health.drain() {
+            stop.cancel();
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+}
+
+fn summarize(old: &Snapshot, new: &Snapshot) -> ReloadSummary {
+    let keys = |s: &Snapshot| -> BTreeSet<String> { s.services().map(|s| format!("{}/{}", s.cluster, s.name)).collect() };
+    let (old_keys, new_keys) = (keys(old), keys(new));
+    let mut summary = ReloadSummary {
+        added: new_keys.difference(&old_keys).cloned().collect(),
+        removed: old_keys.difference(&new_keys).cloned().collect(),
+        ..ReloadSummary::default()
+    };
+    for s in new.services() {
+        if let Some(o) = old.service(&s.cluster, &s.name) {
+            if Arc::ptr_eq(o, s) {
+                summary.unchanged += 1;
+            } else {
+                summary.changed.push(format!("{}/{}", s.cluster, s.name));
+            }
+        }
+    }
+    summary
+}

@@ -1,0 +1,36 @@
+//! One accepted client connection, handed to the adapter of its service's protocol. This is
+//! the only place that knows which adapters exist: a new protocol adds one arm here and one
+//! in `health::probe`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServiceKind;
+use crate::metrics::{Metrics, ServiceLabels};
+use crate::snapshot::ServiceRuntime;
+
+pub struct Session {
+    pub service: Arc<ServiceRuntime>,
+    pub metrics: Arc<Metrics>,
+    pub peer: SocketAddr,
+    /// Cancelled when a drain deadline passes: the adapter drops the connection.
+    pub hard_stop: CancellationToken,
+}
+
+pub async fn run(session: Session, client: TcpStream) {
+    let labels = ServiceLabels::of(&session.service);
+    let gauge = session.metrics.active.get_or_create(&labels).clone();
+    gauge.inc();
+    let _ = client.set_nodelay(true);
+    tracing::debug!(cluster = %labels.cluster, service = %labels.service, peer = %session.peer, "client connected");
+    match session.service.spec.kind {
+        ServiceKind::Tcp => crate::tcp::serve(session, client).await,
+        // Validation refuses `listen` for protocols without an adapter; a connection can
+        // only get here if that check is bypassed, so close it.
+        ServiceKind::Redis | ServiceKind::Postgres | ServiceKind::Kafka => drop(client),
+    }
+    gauge.dec();
+}

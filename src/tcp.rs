@@ -1,0 +1,89 @@
+//! `type: tcp`: a plain L4 pass-through (HAProxy's TCP mode). One upstream connection per
+//! client connection, bytes copied both ways until either side closes.
+
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::ProxyError;
+use crate::session::Session;
+use crate::upstream;
+
+const BUF: usize = 16 * 1024;
+
+pub async fn serve(session: Session, mut client: TcpStream) {
+    let service = &session.service;
+    let labels = crate::metrics::ServiceLabels::of(service);
+    session.metrics.requests.get_or_create(&labels).inc();
+    let started = Instant::now();
+    let (mut upstream, guard) = match upstream::connect(service).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(cluster = %service.cluster, service = %service.name, error = %e, "refusing client");
+            session.metrics.error(service, e.kind());
+            // Reset rather than close: to the client this looks like a refused connection,
+            // the closest TCP has to "no backend".
+            let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+            return;
+        }
+    };
+    let bytes_in = session.metrics.bytes_in.get_or_create(&labels).clone();
+    let bytes_out = session.metrics.bytes_out.get_or_create(&labels).clone();
+    let result = tokio::select! {
+        r = splice(&mut client, &mut upstream, &bytes_in, &bytes_out) => r,
+        () = session.hard_stop.cancelled() => Ok(()),
+    };
+    let backend = guard.backend();
+    if let Err(e) = result {
+        session.metrics.error(service, e.kind());
+        if let ProxyError::BackendIo(_) = e {
+            let t = backend.record_failure(Instant::now(), service.failure_threshold());
+            upstream::log_transition(service, backend, t);
+        }
+    }
+    let lifetime = started.elapsed().as_secs_f64();
+    session.metrics.duration.get_or_create(&labels).observe(lifetime);
+}
+
+/// Copies both directions; when one side finishes writing, the other side's write half is shut
+/// down (half-close) and the other direction runs to its end.
+async fn splice(client: &mut TcpStream, upstream: &mut TcpStream, bytes_in: &Counter, bytes_out: &Counter) -> Result<(), ProxyError> {
+    let (mut cr, mut cw) = client.split();
+    let (mut ur, mut uw) = upstream.split();
+    let to_upstream = pump(&mut cr, &mut uw, bytes_in, Dir::ToBackend);
+    let to_client = pump(&mut ur, &mut cw, bytes_out, Dir::ToClient);
+    tokio::pin!(to_upstream, to_client);
+    tokio::select! {
+        r = &mut to_upstream => { r?; to_client.await }
+        r = &mut to_client => { r?; to_upstream.await }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Dir {
+    ToBackend,
+    ToClient,
+}
+
+async fn pump<R, W>(r: &mut R, w: &mut W, counter: &Counter, dir: Dir) -> Result<(), ProxyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (read_err, write_err): (fn(std::io::Error) -> ProxyError, fn(std::io::Error) -> ProxyError) = match dir {
+        Dir::ToBackend => (ProxyError::ClientIo, ProxyError::BackendIo),
+        Dir::ToClient => (ProxyError::BackendIo, ProxyError::ClientIo),
+    };
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = r.read(&mut buf).await.map_err(read_err)?;
+        if n == 0 {
+            let _ = w.shutdown().await;
+            return Ok(());
+        }
+        w.write_all(&buf[..n]).await.map_err(write_err)?;
+        counter.inc_by(n as u64);
+    }
+}
