@@ -13,3 +13,5 @@ pub mod tcp;
 pub mod upstream;
 pub mod listener;
 pub mod gateway;
+pub mod admin;
+pub mod triggers;

@@ -108,11 +108,88 @@ impl Metrics {
         self.reloads.get_or_create(&ReloadLabels { result }).inc();
     }
 
-    /// The Prometheus text exposition format.
-    pub fn render(&self) -> Result<String, std::fmt::Error> {
+    /// The OpenMetrics text format, what Prometheus asks for first.
+    pub fn render_openmetrics(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+
+    /// The classic Prometheus text format (0.0.4), for scrapers and tools that do not
+    /// negotiate OpenMetrics (curl, `promtool check metrics`).
+    pub fn render_prometheus(&self) -> Result<String, std::fmt::Error> {
+        Ok(openmetrics_to_prometheus(&self.render_openmetrics()?))
+    }
+}
+
+/// The two formats differ, for what we expose, in three ways: OpenMetrics names a counter
+/// family without its `_total` suffix in `# HELP`/`# TYPE`, may add `# UNIT`, and ends with
+/// `# EOF`. Samples are identical.
+/// <https://github.com/prometheus/OpenMetrics/blob/main/specification/OpenMetrics.md#counter>
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_format_names_counters_by_their_samples() {
+        let om = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total 1\n\
+                  # HELP g A gauge.\n# TYPE g gauge\ng 2\n# EOF\n";
+        let classic = openmetrics_to_prometheus(om);
+        assert_eq!(
+            classic,
+            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total 1\n\
+             # HELP g A gauge.\n# TYPE g gauge\ng 2\n"
+        );
+    }
+
+    #[test]
+    fn renders_every_family_with_help_and_type() {
+        let text = "cluster_id: c\nname: n\nservices:\n  s:\n    type: tcp\n    host: 127.0.0.1\n    port: 1\n";
+        let loaded = [crate::config::LoadedCluster {
+            path: "c.yaml".into(),
+            config: crate::config::parse_cluster(text).unwrap(),
+        }];
+        let snapshot = Snapshot::build(&loaded, false, &Snapshot::default());
+        let service = snapshot.service("c", "s").unwrap().clone();
+        let metrics = Metrics::new(Arc::new(ArcSwap::from_pointee(snapshot)));
+        metrics.reload(true);
+        let labels = ServiceLabels::of(&service);
+        metrics.requests.get_or_create(&labels).inc();
+        metrics.duration.get_or_create(&labels).observe(0.01);
+        metrics.active.get_or_create(&labels).inc();
+        metrics.error(&service, "connect");
+        let text = metrics.render_prometheus().unwrap();
+        assert!(text.contains("# TYPE throome_config_reloads_total counter\nthroome_config_reloads_total{result=\"success\"} 1\n"), "{text}");
+        assert!(text.contains("throome_backend_up{cluster=\"c\",service=\"s\",backend=\"127.0.0.1:1\"} 1\n"), "{text}");
+        assert!(text.contains("throome_errors_total{cluster=\"c\",service=\"s\",kind=\"connect\"} 1\n"), "{text}");
+        for name in ["throome_requests_total", "throome_request_duration_seconds", "throome_errors_total", "throome_active_connections", "throome_backend_up", "throome_backend_circuit_open"] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name} missing in {text}");
+        }
     }
 }
 

@@ -1,0 +1,88 @@
+//! What the admin API shows of a cluster: its config with secrets redacted (`Secret`
+//! serializes as `***`) plus live state per backend.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::config::ClusterConfig;
+use crate::snapshot::{ClusterRuntime, ServiceRuntime};
+
+#[derive(Serialize)]
+pub struct ClusterView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub file: String,
+    pub services: Vec<ServiceView<'a>>,
+    pub config: &'a ClusterConfig,
+}
+
+#[derive(Serialize)]
+pub struct ServiceView<'a> {
+    pub name: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub listen: Option<String>,
+    pub exposed: bool,
+    pub strategy: &'static str,
+    pub failover_enabled: bool,
+    pub health_checks: bool,
+    /// Open client connections on this service's listener.
+    pub client_connections: usize,
+    pub backends: Vec<BackendView>,
+}
+
+#[derive(Serialize)]
+pub struct BackendView {
+    pub address: String,
+    pub weight: u32,
+    pub role: crate::config::Role,
+    /// Active health checks pass.
+    pub healthy: bool,
+    /// Healthy and the circuit lets traffic through.
+    pub available: bool,
+    pub circuit: &'static str,
+    pub active_connections: usize,
+    pub latency_ms: f64,
+}
+
+pub fn cluster<'a>(c: &'a ClusterRuntime, conns: &HashMap<SocketAddr, usize>) -> ClusterView<'a> {
+    ClusterView {
+        id: &c.id,
+        name: &c.config.name,
+        file: c.path.display().to_string(),
+        services: c.services.values().map(|s| service(s, conns)).collect(),
+        config: &c.config,
+    }
+}
+
+fn service<'a>(s: &'a ServiceRuntime, conns: &HashMap<SocketAddr, usize>) -> ServiceView<'a> {
+    let now = Instant::now();
+    let cooldown = s.probe_thresholds().cooldown;
+    ServiceView {
+        name: &s.name,
+        kind: s.spec.kind.as_str(),
+        listen: s.spec.listen.map(|a| a.to_string()),
+        exposed: s.spec.listen.is_some(),
+        strategy: s.spec.strategy.as_str(),
+        failover_enabled: s.spec.failover,
+        health_checks: s.spec.health_enabled,
+        client_connections: s.spec.listen.and_then(|a| conns.get(&a).copied()).unwrap_or(0),
+        backends: s
+            .backends
+            .iter()
+            .map(|b| BackendView {
+                address: b.address(),
+                weight: b.weight,
+                role: b.role,
+                healthy: b.is_up(),
+                available: b.is_available(now, cooldown),
+                circuit: b.circuit().as_str(),
+                active_connections: b.active(),
+                latency_ms: b.latency_estimate(now) * 1000.0,
+            })
+            .collect(),
+    }
+}
