@@ -15,3 +15,4 @@ pub mod listener;
 pub mod gateway;
 pub mod admin;
 pub mod triggers;
+pub mod cli;

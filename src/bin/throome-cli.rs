@@ -1,1 +1,5 @@
-fn main(){}
+//! `throome-cli`: see `throome::cli`.
+
+fn main() -> std::process::ExitCode {
+    throome::cli::main()
+}
