@@ -1,0 +1,52 @@
+//! Shared harness for integration tests: real backends and the real `throome` binary.
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod gateway;
+pub mod servers;
+
+use std::time::{Duration, Instant};
+
+pub use gateway::Throome;
+pub use servers::{Postgres, RedisServer};
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
+/// Used to wait for asynchronous effects (health checks, reloads), never to time code.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Which backend answered: `CONFIG GET port` on a new connection through `port`.
+pub fn backend_port_via(port: u16) -> Result<u16, String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).map_err(|e| e.to_string())?;
+    let mut con = client.get_connection_with_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    port_of(&mut con)
+}
+
+pub fn port_of(con: &mut redis::Connection) -> Result<u16, String> {
+    let reply: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("port").query(con).map_err(|e| e.to_string())?;
+    reply.get(1).and_then(|p| p.parse().ok()).ok_or_else(|| format!("unexpected reply {reply:?}"))
+}
+
+/// The backend ports `n` successive new connections through `port` reached.
+pub fn spread(port: u16, n: usize) -> Vec<u16> {
+    (0..n).map(|_| backend_port_via(port).unwrap()).collect()
+}
+
+/// `CONFIG GET port` on a direct connection: is this redis-server up?
+pub fn port_of_direct(port: u16) -> Result<u16, String> {
+    backend_port_via(port)
+}

@@ -1,0 +1,148 @@
+//! Real backend servers from Debian packages, on free loopback ports, stopped on drop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{eventually, free_port};
+
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RedisServer { port, child: None, dir };
+        s.restart();
+        s
+    }
+
+    /// Starts (again) on the same port, as after a crash and restart.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: run scripts/setup.sh");
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            eventually(Duration::from_secs(10), || super::port_of_direct(port).is_ok()),
+            "redis-server on port {port} did not come up"
+        );
+    }
+
+    /// Kills the server (SIGKILL: a crash, not a polite shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A PostgreSQL server: `initdb` into a temp dir and `postgres` on a free port, run as the
+/// `postgres` user when the tests run as root (PostgreSQL refuses to run as root).
+pub struct Postgres {
+    pub port: u16,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("THROOME_PG_BIN") {
+        return PathBuf::from(dir).join(name);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().map(|d| d.join(name)).unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn as_postgres_user(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    if running_as_root() {
+        let (uid, gid) = postgres_ids();
+        cmd.uid(uid).gid(gid);
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
+
+fn postgres_ids() -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id").args([flag, "postgres"]).output().expect("id");
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("the postgres user must exist: run scripts/setup.sh")
+    };
+    (id("-u"), id("-g"))
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        if running_as_root() {
+            let (uid, gid) = postgres_ids();
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let data = dir.path().join("data");
+        let mut initdb = Command::new(pg_bin("initdb"));
+        initdb.arg("-D").arg(&data).args(["-U", "postgres", "-A", "trust", "--no-sync"]).stdout(Stdio::null());
+        as_postgres_user(&mut initdb);
+        let status = initdb.status().expect("initdb not found: run scripts/setup.sh");
+        assert!(status.success(), "initdb failed");
+        let port = free_port();
+        let mut pg = Command::new(pg_bin("postgres"));
+        pg.arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .arg("-k")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        as_postgres_user(&mut pg);
+        let child = pg.spawn().expect("postgres");
+        let ready = eventually(Duration::from_secs(30), || {
+            Command::new(pg_bin("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+                .stdout(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        });
+        assert!(ready, "postgres on port {port} did not become ready");
+        Postgres { port, child: Some(child), _dir: dir }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM: a smart shutdown that removes shared memory; then reap.
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            if !eventually(Duration::from_secs(10), || matches!(c.try_wait(), Ok(Some(_)))) {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
