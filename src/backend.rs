@@ -146,7 +146,10 @@ impl BackendState {
     /// A connect or I/O failure. Opens the circuit at `threshold` consecutive failures, or at
     /// once when this was the half-open trial.
     pub fn record_failure(&self, now: Instant, threshold: u32) -> Transition {
-        let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let n = self
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         match self.circuit() {
             Circuit::HalfOpen => {
                 self.set_circuit(Circuit::Open, now);
@@ -166,7 +169,10 @@ impl BackendState {
     pub fn record_probe(&self, ok: bool, now: Instant, cfg: ProbeThresholds) -> Transition {
         if ok {
             self.probe_failures.store(0, Ordering::Relaxed);
-            let n = self.probe_successes.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+            let n = self
+                .probe_successes
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
             if !self.is_up() && n >= cfg.up_after {
                 self.up.store(true, Ordering::Relaxed);
                 self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -178,7 +184,10 @@ impl BackendState {
             }
         } else {
             self.probe_successes.store(0, Ordering::Relaxed);
-            let n = self.probe_failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+            let n = self
+                .probe_failures
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
             if self.is_up() && n >= cfg.down_after {
                 self.up.store(false, Ordering::Relaxed);
                 return Transition::WentDown;
@@ -272,8 +281,11 @@ impl PeakEwma {
 mod tests {
     use super::*;
 
-    const T: ProbeThresholds =
-        ProbeThresholds { down_after: 2, up_after: 2, cooldown: Duration::from_secs(1) };
+    const T: ProbeThresholds = ProbeThresholds {
+        down_after: 2,
+        up_after: 2,
+        cooldown: Duration::from_secs(1),
+    };
 
     fn b() -> BackendState {
         BackendState::new("127.0.0.1", 1, 1, Role::Primary)
@@ -319,7 +331,10 @@ mod tests {
         b.record_failure(t0, 1);
         assert_eq!(b.record_probe(true, t0, T), Transition::None);
         assert_eq!(b.circuit(), Circuit::Open);
-        assert_eq!(b.record_probe(true, t0 + T.cooldown, T), Transition::CircuitClosed);
+        assert_eq!(
+            b.record_probe(true, t0 + T.cooldown, T),
+            Transition::CircuitClosed
+        );
     }
 
     #[test]

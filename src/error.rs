@@ -51,6 +51,9 @@ impl ProxyError {
 
     /// Safe to try another backend: nothing was sent upstream yet.
     pub fn retry_safe(&self) -> bool {
-        matches!(self, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })
+        matches!(
+            self,
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
+        )
     }
 }

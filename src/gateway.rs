@@ -24,7 +24,12 @@ pub enum ReloadError {
     #[error("{0}")]
     Config(#[from] ConfigErrors),
     #[error("cannot listen on {addr} for service {cluster}/{service}: {source}")]
-    Bind { addr: SocketAddr, cluster: String, service: String, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        cluster: String,
+        service: String,
+        source: std::io::Error,
+    },
 }
 
 /// What a reload changed, by `cluster/service`.
@@ -53,7 +58,10 @@ struct Running {
 
 impl Gateway {
     /// Loads the clusters and starts serving them. Fails, binding nothing, on any error.
-    pub async fn start(gateway_file: &Path, config: GatewayConfig) -> Result<Arc<Gateway>, ReloadError> {
+    pub async fn start(
+        gateway_file: &Path,
+        config: GatewayConfig,
+    ) -> Result<Arc<Gateway>, ReloadError> {
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         let shared = Arc::new(Shared {
             metrics: Arc::new(Metrics::new(snapshot.clone())),
@@ -88,7 +96,11 @@ impl Gateway {
     /// Open client connections per listen address.
     pub async fn connections(&self) -> HashMap<SocketAddr, usize> {
         let running = self.running.lock().await;
-        running.listeners.iter().map(|(a, l)| (*a, l.connections())).collect()
+        running
+            .listeners
+            .iter()
+            .map(|(a, l)| (*a, l.connections()))
+            .collect()
     }
 
     /// Re-reads `clusters_dir` and applies it. Reloads run one at a time.
@@ -97,8 +109,13 @@ impl Gateway {
         let result = self.apply(&mut running).await;
         self.shared.metrics.reload(result.is_ok());
         match &result {
-            Ok(s) => tracing::info!(trigger, added = ?s.added, removed = ?s.removed, changed = ?s.changed, "configuration loaded"),
-            Err(e) => tracing::error!(trigger, "configuration rejected, keeping the running one:\n{e}"),
+            Ok(s) => {
+                tracing::info!(trigger, added = ?s.added, removed = ?s.removed, changed = ?s.changed, "configuration loaded")
+            }
+            Err(e) => tracing::error!(
+                trigger,
+                "configuration rejected, keeping the running one:\n{e}"
+            ),
         }
         result
     }
@@ -112,7 +129,13 @@ impl Gateway {
         let mut wanted: HashMap<SocketAddr, ServiceKey> = HashMap::new();
         for s in new.services() {
             if let Some(addr) = s.spec.listen {
-                wanted.insert(addr, ServiceKey { cluster: s.cluster.clone(), service: s.name.clone() });
+                wanted.insert(
+                    addr,
+                    ServiceKey {
+                        cluster: s.cluster.clone(),
+                        service: s.name.clone(),
+                    },
+                );
             }
         }
         // Bind what is new before changing anything, so a busy port rejects the whole reload.
@@ -140,7 +163,12 @@ impl Gateway {
             running.listeners.insert(l.addr, l);
         }
         let drain = self.config.gateway.drain_timeout.0;
-        let stale: Vec<SocketAddr> = running.listeners.keys().filter(|a| !wanted.contains_key(a)).copied().collect();
+        let stale: Vec<SocketAddr> = running
+            .listeners
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
         for addr in stale {
             if let Some(l) = running.listeners.remove(&addr) {
                 tracing::info!(%addr, open = l.connections(), "stopped listening, draining");
@@ -160,7 +188,10 @@ impl Gateway {
     fn restart_health_checks(&self, running: &mut Running, new: &Snapshot) {
         let mut next = HashMap::new();
         for s in new.services() {
-            let key = ServiceKey { cluster: s.cluster.clone(), service: s.name.clone() };
+            let key = ServiceKey {
+                cluster: s.cluster.clone(),
+                service: s.name.clone(),
+            };
             let entry = match running.health.remove(&key) {
                 Some((rt, stop)) if Arc::ptr_eq(&rt, s) => (rt, stop),
                 other => {
@@ -185,7 +216,11 @@ impl Gateway {
         self.ready.store(false, Ordering::Release);
         let mut running = self.running.lock().await;
         let drain = self.config.gateway.drain_timeout.0;
-        let handles: Vec<_> = running.listeners.drain().map(|(_, l)| l.stop(drain)).collect();
+        let handles: Vec<_> = running
+            .listeners
+            .drain()
+            .map(|(_, l)| l.stop(drain))
+            .collect();
         for (_, (_, stop)) in running.health.drain() {
             stop.cancel();
         }
@@ -196,7 +231,11 @@ impl Gateway {
 }
 
 fn summarize(old: &Snapshot, new: &Snapshot) -> ReloadSummary {
-    let keys = |s: &Snapshot| -> BTreeSet<String> { s.services().map(|s| format!("{}/{}", s.cluster, s.name)).collect() };
+    let keys = |s: &Snapshot| -> BTreeSet<String> {
+        s.services()
+            .map(|s| format!("{}/{}", s.cluster, s.name))
+            .collect()
+    };
     let (old_keys, new_keys) = (keys(old), keys(new));
     let mut summary = ReloadSummary {
         added: new_keys.difference(&old_keys).cloned().collect(),

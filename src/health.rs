@@ -53,9 +53,13 @@ async fn probe(service: &ServiceRuntime, backend: &BackendState) -> bool {
     let check = async {
         match service.spec.kind {
             ServiceKind::Tcp | ServiceKind::Redis | ServiceKind::Postgres | ServiceKind::Kafka => {
-                TcpStream::connect((backend.host.as_str(), backend.port)).await.is_ok()
+                TcpStream::connect((backend.host.as_str(), backend.port))
+                    .await
+                    .is_ok()
             }
         }
     };
-    tokio::time::timeout(service.spec.probe_timeout, check).await.unwrap_or(false)
+    tokio::time::timeout(service.spec.probe_timeout, check)
+        .await
+        .unwrap_or(false)
 }

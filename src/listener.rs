@@ -42,7 +42,11 @@ pub struct Listener {
 
 /// Binds with SO_REUSEADDR so a restarted gateway can take its ports back at once.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -52,7 +56,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 impl Listener {
     pub fn start(tcp: TcpListener, target: ServiceKey, shared: Arc<Shared>) -> Listener {
-        let addr = tcp.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let addr = tcp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let listener = Listener {
             addr,
             target: Arc::new(ArcSwap::from_pointee(target)),
@@ -92,7 +98,10 @@ impl Listener {
         self.stop_accepting.cancel();
         self.tracker.close();
         tokio::spawn(async move {
-            if tokio::time::timeout(drain, self.tracker.wait()).await.is_err() {
+            if tokio::time::timeout(drain, self.tracker.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!(addr = %self.addr, open = self.tracker.len(), "drain deadline passed, closing connections");
                 self.hard_stop.cancel();
                 self.tracker.wait().await;
@@ -133,7 +142,13 @@ impl AcceptLoop {
                 },
             };
             let key = self.target.load();
-            let Some(service) = self.shared.snapshot.load().service(&key.cluster, &key.service).cloned() else {
+            let Some(service) = self
+                .shared
+                .snapshot
+                .load()
+                .service(&key.cluster, &key.service)
+                .cloned()
+            else {
                 continue;
             };
             let session = Session {

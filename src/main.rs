@@ -60,7 +60,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .init();
 
     let admin_addr = admin_address(&cfg)?;
-    admin::check_exposure(admin_addr, cfg.server.admin_token.is_some()).map_err(anyhow::Error::msg)?;
+    admin::check_exposure(admin_addr, cfg.server.admin_token.is_some())
+        .map_err(anyhow::Error::msg)?;
     let admin_listener = tokio::net::TcpListener::bind(admin_addr)
         .await
         .with_context(|| format!("cannot bind the admin API on {admin_addr}"))?;
@@ -88,8 +89,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn admin_address(cfg: &config::GatewayConfig) -> anyhow::Result<SocketAddr> {
-    let host = cfg.server.host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    let host = cfg
+        .server
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
     match host.parse::<std::net::IpAddr>() {
         Ok(ip) => Ok(SocketAddr::new(ip, cfg.server.port)),
         Err(_) => bail!("server.host `{}` must be an IP address", cfg.server.host),

@@ -24,7 +24,10 @@ pub struct ServiceLabels {
 
 impl ServiceLabels {
     pub fn of(s: &ServiceRuntime) -> Self {
-        ServiceLabels { cluster: s.cluster.clone(), service: s.name.clone() }
+        ServiceLabels {
+            cluster: s.cluster.clone(),
+            service: s.name.clone(),
+        }
     }
 }
 
@@ -86,20 +89,45 @@ impl Metrics {
             duration.clone(),
         );
         registry.register("throome_errors", "Errors by kind", errors.clone());
-        registry.register("throome_active_connections", "Open client connections", active.clone());
-        registry.register("throome_received_bytes", "Bytes read from clients", bytes_in.clone());
-        registry.register("throome_sent_bytes", "Bytes written to clients", bytes_out.clone());
+        registry.register(
+            "throome_active_connections",
+            "Open client connections",
+            active.clone(),
+        );
+        registry.register(
+            "throome_received_bytes",
+            "Bytes read from clients",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "throome_sent_bytes",
+            "Bytes written to clients",
+            bytes_out.clone(),
+        );
         registry.register(
             "throome_config_reloads",
             "Configuration reloads by result",
             reloads.clone(),
         );
         registry.register_collector(Box::new(BackendCollector { snapshot }));
-        Metrics { registry, requests, duration, errors, active, bytes_in, bytes_out, reloads }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            errors,
+            active,
+            bytes_in,
+            bytes_out,
+            reloads,
+        }
     }
 
     pub fn error(&self, s: &ServiceRuntime, kind: &'static str) {
-        let labels = ErrorLabels { cluster: s.cluster.clone(), service: s.name.clone(), kind };
+        let labels = ErrorLabels {
+            cluster: s.cluster.clone(),
+            service: s.name.clone(),
+            kind,
+        };
         self.errors.get_or_create(&labels).inc();
     }
 
@@ -140,7 +168,9 @@ fn openmetrics_to_prometheus(text: &str) -> String {
         let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
             let rest = line.strip_prefix(prefix)?;
             let (name, tail) = rest.split_once(' ')?;
-            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
         });
         match rewritten {
             Some(l) => out.push_str(&l),
@@ -149,6 +179,62 @@ fn openmetrics_to_prometheus(text: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+struct BackendCollector {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+}
+
+impl std::fmt::Debug for BackendCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackendCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for BackendCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let up = Family::<BackendLabels, Gauge>::default();
+        let open = Family::<BackendLabels, Gauge>::default();
+        let conns = Family::<BackendLabels, Gauge>::default();
+        let snapshot = self.snapshot.load();
+        for s in snapshot.services() {
+            for b in &s.backends {
+                let labels = BackendLabels {
+                    cluster: s.cluster.clone(),
+                    service: s.name.clone(),
+                    backend: b.address(),
+                };
+                up.get_or_create(&labels).set(i64::from(b.is_up()));
+                open.get_or_create(&labels)
+                    .set(i64::from(b.circuit() != Circuit::Closed));
+                conns
+                    .get_or_create(&labels)
+                    .set(i64::try_from(b.active()).unwrap_or(i64::MAX));
+            }
+        }
+        let families = [
+            (
+                "throome_backend_up",
+                "1 when active health checks pass",
+                &up,
+            ),
+            (
+                "throome_backend_circuit_open",
+                "1 while the circuit breaker is open or half-open",
+                &open,
+            ),
+            (
+                "throome_backend_active_connections",
+                "Open upstream connections per backend",
+                &conns,
+            ),
+        ];
+        for (name, help, family) in families {
+            let m = encoder.encode_descriptor(name, help, None, family.metric_type())?;
+            family.encode(m)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -185,51 +271,28 @@ mod tests {
         metrics.error(&service, "connect");
         let text = metrics.render_prometheus().unwrap();
         assert!(text.contains("# TYPE throome_config_reloads_total counter\nthroome_config_reloads_total{result=\"success\"} 1\n"), "{text}");
-        assert!(text.contains("throome_backend_up{cluster=\"c\",service=\"s\",backend=\"127.0.0.1:1\"} 1\n"), "{text}");
-        assert!(text.contains("throome_errors_total{cluster=\"c\",service=\"s\",kind=\"connect\"} 1\n"), "{text}");
-        for name in ["throome_requests_total", "throome_request_duration_seconds", "throome_errors_total", "throome_active_connections", "throome_backend_up", "throome_backend_circuit_open"] {
-            assert!(text.contains(&format!("# HELP {name} ")), "{name} missing in {text}");
+        assert!(
+            text.contains(
+                "throome_backend_up{cluster=\"c\",service=\"s\",backend=\"127.0.0.1:1\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("throome_errors_total{cluster=\"c\",service=\"s\",kind=\"connect\"} 1\n"),
+            "{text}"
+        );
+        for name in [
+            "throome_requests_total",
+            "throome_request_duration_seconds",
+            "throome_errors_total",
+            "throome_active_connections",
+            "throome_backend_up",
+            "throome_backend_circuit_open",
+        ] {
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} missing in {text}"
+            );
         }
-    }
-}
-
-struct BackendCollector {
-    snapshot: Arc<ArcSwap<Snapshot>>,
-}
-
-impl std::fmt::Debug for BackendCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BackendCollector")
-    }
-}
-
-impl prometheus_client::collector::Collector for BackendCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let up = Family::<BackendLabels, Gauge>::default();
-        let open = Family::<BackendLabels, Gauge>::default();
-        let conns = Family::<BackendLabels, Gauge>::default();
-        let snapshot = self.snapshot.load();
-        for s in snapshot.services() {
-            for b in &s.backends {
-                let labels = BackendLabels {
-                    cluster: s.cluster.clone(),
-                    service: s.name.clone(),
-                    backend: b.address(),
-                };
-                up.get_or_create(&labels).set(i64::from(b.is_up()));
-                open.get_or_create(&labels).set(i64::from(b.circuit() != Circuit::Closed));
-                conns.get_or_create(&labels).set(i64::try_from(b.active()).unwrap_or(i64::MAX));
-            }
-        }
-        let families = [
-            ("throome_backend_up", "1 when active health checks pass", &up),
-            ("throome_backend_circuit_open", "1 while the circuit breaker is open or half-open", &open),
-            ("throome_backend_active_connections", "Open upstream connections per backend", &conns),
-        ];
-        for (name, help, family) in families {
-            let m = encoder.encode_descriptor(name, help, None, family.metric_type())?;
-            family.encode(m)?;
-        }
-        Ok(())
     }
 }

@@ -27,7 +27,11 @@ pub struct RouterState {
 
 impl RouterState {
     pub fn new(backends: usize, seed: u64) -> Self {
-        RouterState { rr: 0, current: vec![0; backends], rng: seed | 1 }
+        RouterState {
+            rr: 0,
+            current: vec![0; backends],
+            rng: seed | 1,
+        }
     }
 
     /// xorshift64*: cheap and good enough to pick two distinct candidates.
@@ -48,7 +52,11 @@ impl RouterState {
 }
 
 /// Picks a backend index from `candidates`, or `None` when there is none.
-pub fn pick(strategy: Strategy, candidates: &[Candidate], state: &mut RouterState) -> Option<usize> {
+pub fn pick(
+    strategy: Strategy,
+    candidates: &[Candidate],
+    state: &mut RouterState,
+) -> Option<usize> {
     match candidates.len() {
         0 => None,
         1 => Some(candidates[0].index),
@@ -107,7 +115,11 @@ fn power_of_two_choices(candidates: &[Candidate], state: &mut RouterState) -> us
     }
     let cost = |c: &Candidate| c.latency * (c.active as f64 + 1.0);
     let (ca, cb) = (&candidates[a], &candidates[b]);
-    if cost(cb) < cost(ca) { cb.index } else { ca.index }
+    if cost(cb) < cost(ca) {
+        cb.index
+    } else {
+        ca.index
+    }
 }
 
 #[cfg(test)]
@@ -118,7 +130,12 @@ mod tests {
         weights
             .iter()
             .enumerate()
-            .map(|(index, &weight)| Candidate { index, weight, active: 0, latency: 0.0 })
+            .map(|(index, &weight)| Candidate {
+                index,
+                weight,
+                active: 0,
+                latency: 0.0,
+            })
             .collect()
     }
 
@@ -134,7 +151,12 @@ mod tests {
     #[test]
     fn no_candidates_means_no_backend() {
         let mut s = RouterState::new(0, 1);
-        for strategy in [Strategy::RoundRobin, Strategy::Weighted, Strategy::LeastConnections, Strategy::Adaptive] {
+        for strategy in [
+            Strategy::RoundRobin,
+            Strategy::Weighted,
+            Strategy::LeastConnections,
+            Strategy::Adaptive,
+        ] {
             assert_eq!(pick(strategy, &[], &mut s), None);
         }
     }
@@ -143,7 +165,9 @@ mod tests {
     fn round_robin_alternates() {
         let c = cands(&[1, 1, 1]);
         let mut s = RouterState::new(3, 7);
-        let seq: Vec<usize> = (0..6).map(|_| pick(Strategy::RoundRobin, &c, &mut s).unwrap()).collect();
+        let seq: Vec<usize> = (0..6)
+            .map(|_| pick(Strategy::RoundRobin, &c, &mut s).unwrap())
+            .collect();
         assert_eq!(seq, [0, 1, 2, 0, 1, 2]);
     }
 
@@ -151,17 +175,32 @@ mod tests {
     fn weighted_is_smooth_and_follows_weights() {
         let c = cands(&[5, 1, 1]);
         let mut s = RouterState::new(3, 7);
-        let seq: Vec<usize> = (0..7).map(|_| pick(Strategy::Weighted, &c, &mut s).unwrap()).collect();
+        let seq: Vec<usize> = (0..7)
+            .map(|_| pick(Strategy::Weighted, &c, &mut s).unwrap())
+            .collect();
         assert_eq!(seq, [0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(counts(Strategy::Weighted, &cands(&[3, 1]), 4000), [3000, 1000]);
+        assert_eq!(
+            counts(Strategy::Weighted, &cands(&[3, 1]), 4000),
+            [3000, 1000]
+        );
     }
 
     #[test]
     fn weighted_skips_ineligible_backends() {
         // Backend 1 is down: only 0 and 2 are candidates, in the ratio of their weights.
         let c = vec![
-            Candidate { index: 0, weight: 2, active: 0, latency: 0.0 },
-            Candidate { index: 2, weight: 1, active: 0, latency: 0.0 },
+            Candidate {
+                index: 0,
+                weight: 2,
+                active: 0,
+                latency: 0.0,
+            },
+            Candidate {
+                index: 2,
+                weight: 1,
+                active: 0,
+                latency: 0.0,
+            },
         ];
         assert_eq!(counts(Strategy::Weighted, &c, 300), [200, 0, 100]);
     }

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::{BackendState, ProbeThresholds};
-use crate::config::{BackendConfig, ClusterConfig, LoadedCluster, Role, Secret, ServiceKind, Strategy};
+use crate::config::{
+    BackendConfig, ClusterConfig, LoadedCluster, Role, Secret, ServiceKind, Strategy,
+};
 use crate::router::{self, Candidate, RouterState};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -65,12 +67,20 @@ pub struct ServiceRuntime {
 impl ServiceRuntime {
     pub fn probe_thresholds(&self) -> ProbeThresholds {
         let t = self.spec.thresholds;
-        ProbeThresholds { down_after: t.down_after, up_after: t.up_after, cooldown: t.cooldown }
+        ProbeThresholds {
+            down_after: t.down_after,
+            up_after: t.up_after,
+            cooldown: t.cooldown,
+        }
     }
 
     /// Failures that open a backend's circuit (effectively never when the breaker is off).
     pub fn failure_threshold(&self) -> u32 {
-        if self.spec.breaker_enabled { self.spec.failure_threshold } else { u32::MAX }
+        if self.spec.breaker_enabled {
+            self.spec.failure_threshold
+        } else {
+            u32::MAX
+        }
     }
 
     /// Picks a backend for new traffic, skipping `exclude` (backends already tried for this
@@ -83,7 +93,9 @@ impl ServiceRuntime {
             self.backends
                 .iter()
                 .enumerate()
-                .filter(|(i, b)| b.role == role && !exclude.contains(i) && b.is_available(now, cooldown))
+                .filter(|(i, b)| {
+                    b.role == role && !exclude.contains(i) && b.is_available(now, cooldown)
+                })
                 .map(|(index, b)| Candidate {
                     index,
                     weight: b.weight,
@@ -135,27 +147,41 @@ impl Snapshot {
                 };
                 services.insert(name.clone(), runtime);
             }
-            let cluster = ClusterRuntime { id: id.clone(), path: lc.path.clone(), config: lc.config.clone(), services };
+            let cluster = ClusterRuntime {
+                id: id.clone(),
+                path: lc.path.clone(),
+                config: lc.config.clone(),
+                services,
+            };
             clusters.insert(id, Arc::new(cluster));
         }
         Snapshot { clusters }
     }
 }
 
-fn new_runtime(cluster: &str, name: &str, spec: ServiceSpec, old: Option<&Arc<ServiceRuntime>>) -> ServiceRuntime {
+fn new_runtime(
+    cluster: &str,
+    name: &str,
+    spec: ServiceSpec,
+    old: Option<&Arc<ServiceRuntime>>,
+) -> ServiceRuntime {
     let backends: Vec<Arc<BackendState>> = spec
         .backends
         .iter()
         .map(|b| {
             let reused = old.and_then(|o| {
-                o.backends
-                    .iter()
-                    .find(|s| s.host == b.host && s.port == b.port && s.weight == b.weight && s.role == b.role)
+                o.backends.iter().find(|s| {
+                    s.host == b.host && s.port == b.port && s.weight == b.weight && s.role == b.role
+                })
             });
-            reused.cloned().unwrap_or_else(|| Arc::new(BackendState::new(&b.host, b.port, b.weight, b.role)))
+            reused
+                .cloned()
+                .unwrap_or_else(|| Arc::new(BackendState::new(&b.host, b.port, b.weight, b.role)))
         })
         .collect();
-    let seed = name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
+    let seed = name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+    });
     ServiceRuntime {
         cluster: cluster.to_string(),
         name: name.to_string(),
@@ -166,12 +192,25 @@ fn new_runtime(cluster: &str, name: &str, spec: ServiceSpec, old: Option<&Arc<Se
 }
 
 /// Applies defaults and expands the `host`/`port` shorthand.
-fn resolve(cluster: &ClusterConfig, svc: &crate::config::ServiceConfig, enable_ai: bool) -> ServiceSpec {
-    let default_strategy = if enable_ai { Strategy::Adaptive } else { Strategy::RoundRobin };
+fn resolve(
+    cluster: &ClusterConfig,
+    svc: &crate::config::ServiceConfig,
+    enable_ai: bool,
+) -> ServiceSpec {
+    let default_strategy = if enable_ai {
+        Strategy::Adaptive
+    } else {
+        Strategy::RoundRobin
+    };
     let over = svc.routing.clone().unwrap_or_default();
     let backends = match (&svc.host, svc.port) {
         (Some(host), Some(port)) => {
-            vec![BackendConfig { host: host.clone(), port, weight: 1, role: Role::Primary }]
+            vec![BackendConfig {
+                host: host.clone(),
+                port,
+                weight: 1,
+                role: Role::Primary,
+            }]
         }
         _ => svc.backends.clone(),
     };
@@ -180,12 +219,21 @@ fn resolve(cluster: &ClusterConfig, svc: &crate::config::ServiceConfig, enable_a
     ServiceSpec {
         kind: svc.kind,
         listen: svc.listen.as_ref().map(|l| l.value.0),
-        strategy: over.strategy.or(cluster.routing.strategy).unwrap_or(default_strategy),
-        failover: over.failover_enabled.unwrap_or(cluster.routing.failover_enabled),
+        strategy: over
+            .strategy
+            .or(cluster.routing.strategy)
+            .unwrap_or(default_strategy),
+        failover: over
+            .failover_enabled
+            .unwrap_or(cluster.routing.failover_enabled),
         backends,
         health_enabled: h.enabled,
         interval,
-        probe_timeout: h.timeout.map(|t| t.0).unwrap_or(Duration::from_secs(2)).min(interval),
+        probe_timeout: h
+            .timeout
+            .map(|t| t.0)
+            .unwrap_or(Duration::from_secs(2))
+            .min(interval),
         thresholds: Thresholds {
             down_after: h.unhealthy_threshold,
             up_after: h.healthy_threshold,
@@ -193,7 +241,10 @@ fn resolve(cluster: &ClusterConfig, svc: &crate::config::ServiceConfig, enable_a
         },
         breaker_enabled: cluster.circuit_breaker.enabled,
         failure_threshold: cluster.circuit_breaker.failure_threshold,
-        connect_timeout: svc.connect_timeout.map(|t| t.0).unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        connect_timeout: svc
+            .connect_timeout
+            .map(|t| t.0)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         username: svc.username.clone(),
         password: svc.password.clone(),
         database: svc.database.clone(),

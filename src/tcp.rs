@@ -44,12 +44,21 @@ pub async fn serve(session: Session, mut client: TcpStream) {
         }
     }
     let lifetime = started.elapsed().as_secs_f64();
-    session.metrics.duration.get_or_create(&labels).observe(lifetime);
+    session
+        .metrics
+        .duration
+        .get_or_create(&labels)
+        .observe(lifetime);
 }
 
 /// Copies both directions; when one side finishes writing, the other side's write half is shut
 /// down (half-close) and the other direction runs to its end.
-async fn splice(client: &mut TcpStream, upstream: &mut TcpStream, bytes_in: &Counter, bytes_out: &Counter) -> Result<(), ProxyError> {
+async fn splice(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    bytes_in: &Counter,
+    bytes_out: &Counter,
+) -> Result<(), ProxyError> {
     let (mut cr, mut cw) = client.split();
     let (mut ur, mut uw) = upstream.split();
     let to_upstream = pump(&mut cr, &mut uw, bytes_in, Dir::ToBackend);
@@ -67,15 +76,24 @@ enum Dir {
     ToClient,
 }
 
+type Blame = fn(std::io::Error) -> ProxyError;
+
+impl Dir {
+    /// Which side a read error and a write error come from, in this direction.
+    fn blame(self) -> (Blame, Blame) {
+        match self {
+            Dir::ToBackend => (ProxyError::ClientIo, ProxyError::BackendIo),
+            Dir::ToClient => (ProxyError::BackendIo, ProxyError::ClientIo),
+        }
+    }
+}
+
 async fn pump<R, W>(r: &mut R, w: &mut W, counter: &Counter, dir: Dir) -> Result<(), ProxyError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (read_err, write_err): (fn(std::io::Error) -> ProxyError, fn(std::io::Error) -> ProxyError) = match dir {
-        Dir::ToBackend => (ProxyError::ClientIo, ProxyError::BackendIo),
-        Dir::ToClient => (ProxyError::BackendIo, ProxyError::ClientIo),
-    };
+    let (read_err, write_err) = dir.blame();
     let mut buf = vec![0u8; BUF];
     loop {
         let n = r.read(&mut buf).await.map_err(read_err)?;

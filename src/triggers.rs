@@ -22,7 +22,9 @@ pub fn watch(gw: Arc<Gateway>) -> notify::Result<Watch> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
         let relevant = match result {
-            Ok(events) => events.iter().any(|e| !matches!(e.kind, EventKind::Access(_))),
+            Ok(events) => events
+                .iter()
+                .any(|e| !matches!(e.kind, EventKind::Access(_))),
             Err(errors) => {
                 for e in errors {
                     tracing::warn!(error = %e, "config watch error");

@@ -37,14 +37,27 @@ pub async fn connect(service: &ServiceRuntime) -> Result<(TcpStream, ActiveGuard
     }))
 }
 
-async fn connect_one(service: &ServiceRuntime, backend: &Arc<BackendState>) -> Result<TcpStream, ProxyError> {
+async fn connect_one(
+    service: &ServiceRuntime,
+    backend: &Arc<BackendState>,
+) -> Result<TcpStream, ProxyError> {
     let started = Instant::now();
     let after = service.spec.connect_timeout;
     let addr = (backend.host.as_str(), backend.port);
     let stream = match tokio::time::timeout(after, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(source)) => return Err(ProxyError::Connect { backend: backend.address(), source }),
-        Err(_) => return Err(ProxyError::ConnectTimeout { backend: backend.address(), after }),
+        Ok(Err(source)) => {
+            return Err(ProxyError::Connect {
+                backend: backend.address(),
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(ProxyError::ConnectTimeout {
+                backend: backend.address(),
+                after,
+            });
+        }
     };
     let now = Instant::now();
     backend.observe_latency(now - started, now);
@@ -60,9 +73,17 @@ pub fn log_transition(service: &ServiceRuntime, backend: &BackendState, t: Trans
     let (cluster, svc, addr) = (&service.cluster, &service.name, backend.address());
     match t {
         Transition::None => {}
-        Transition::WentDown => tracing::warn!(%cluster, service = %svc, backend = %addr, "backend marked down"),
-        Transition::WentUp => tracing::info!(%cluster, service = %svc, backend = %addr, "backend marked up"),
-        Transition::CircuitOpened => tracing::warn!(%cluster, service = %svc, backend = %addr, "circuit opened"),
-        Transition::CircuitClosed => tracing::info!(%cluster, service = %svc, backend = %addr, "circuit closed"),
+        Transition::WentDown => {
+            tracing::warn!(%cluster, service = %svc, backend = %addr, "backend marked down")
+        }
+        Transition::WentUp => {
+            tracing::info!(%cluster, service = %svc, backend = %addr, "backend marked up")
+        }
+        Transition::CircuitOpened => {
+            tracing::warn!(%cluster, service = %svc, backend = %addr, "circuit opened")
+        }
+        Transition::CircuitClosed => {
+            tracing::info!(%cluster, service = %svc, backend = %addr, "circuit closed")
+        }
     }
 }

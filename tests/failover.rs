@@ -1,5 +1,6 @@
 //! Health checks, circuit breaking and failover with real redis-servers that are killed and
 //! restarted under a running gateway.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 
@@ -26,13 +27,29 @@ fn killed_backend_is_marked_down_avoided_and_rejoins_after_restart() {
     assert_eq!(gw.backend("hc", "kv", b.port)["healthy"], true);
 
     b.kill();
-    assert!(eventually(WAIT, || gw.backend("hc", "kv", b.port)["healthy"] == false), "API never showed the backend down");
-    let down = format!("throome_backend_up{{cluster=\"hc\",service=\"kv\",backend=\"127.0.0.1:{}\"}} 0", b.port);
-    assert!(gw.metrics().contains(&down), "metrics do not show it down:\n{}", gw.metrics());
-    assert!(spread(listen, 10).iter().all(|&p| p == a.port), "traffic still reaches the dead backend");
+    assert!(
+        eventually(WAIT, || gw.backend("hc", "kv", b.port)["healthy"] == false),
+        "API never showed the backend down"
+    );
+    let down = format!(
+        "throome_backend_up{{cluster=\"hc\",service=\"kv\",backend=\"127.0.0.1:{}\"}} 0",
+        b.port
+    );
+    assert!(
+        gw.metrics().contains(&down),
+        "metrics do not show it down:\n{}",
+        gw.metrics()
+    );
+    assert!(
+        spread(listen, 10).iter().all(|&p| p == a.port),
+        "traffic still reaches the dead backend"
+    );
 
     b.restart();
-    assert!(eventually(WAIT, || gw.backend("hc", "kv", b.port)["healthy"] == true), "backend never rejoined");
+    assert!(
+        eventually(WAIT, || gw.backend("hc", "kv", b.port)["healthy"] == true),
+        "backend never rejoined"
+    );
     let seen = spread(listen, 6);
     assert!(seen.contains(&b.port) && seen.contains(&a.port), "{seen:?}");
 }
@@ -50,16 +67,25 @@ fn replica_takes_over_while_the_primary_is_down() {
         "routing: { failover_enabled: true }\nhealth: { interval: 0.3, unhealthy_threshold: 1, healthy_threshold: 1 }\n",
     );
     let gw = Throome::start(&[("fo", &yaml)]);
-    assert!(spread(listen, 4).iter().all(|&p| p == primary.port), "replicas serve only on failover");
+    assert!(
+        spread(listen, 4).iter().all(|&p| p == primary.port),
+        "replicas serve only on failover"
+    );
 
     primary.kill();
     // Even before the probe notices, a failed connect fails over at once.
     assert_eq!(backend_port_via(listen).unwrap(), replica.port);
-    assert!(eventually(WAIT, || gw.backend("fo", "kv", primary.port)["healthy"] == false));
+    assert!(eventually(
+        WAIT,
+        || gw.backend("fo", "kv", primary.port)["healthy"] == false
+    ));
     assert!(spread(listen, 4).iter().all(|&p| p == replica.port));
 
     primary.restart();
-    assert!(eventually(WAIT, || backend_port_via(listen) == Ok(primary.port)), "primary never took traffic back");
+    assert!(
+        eventually(WAIT, || backend_port_via(listen) == Ok(primary.port)),
+        "primary never took traffic back"
+    );
 }
 
 #[test]
@@ -76,12 +102,16 @@ fn without_failover_a_dead_primary_means_a_refused_client_not_a_hang() {
     );
     let gw = Throome::start(&[("nofo", &yaml)]);
     primary.kill();
-    assert!(eventually(WAIT, || gw.backend("nofo", "kv", primary.port)["healthy"] == false));
-    let err = backend_port_via(listen).expect_err("no healthy backend: the client must get an error");
+    assert!(eventually(WAIT, || gw.backend("nofo", "kv", primary.port)
+        ["healthy"]
+        == false));
+    let err =
+        backend_port_via(listen).expect_err("no healthy backend: the client must get an error");
     assert!(!err.is_empty());
     let metrics = gw.metrics();
     assert!(
-        metrics.contains("throome_errors_total{cluster=\"nofo\",service=\"kv\",kind=\"no_backend\"}"),
+        metrics
+            .contains("throome_errors_total{cluster=\"nofo\",service=\"kv\",kind=\"no_backend\"}"),
         "{metrics}"
     );
 }
@@ -105,7 +135,10 @@ fn circuit_opens_on_connect_failures_and_one_trial_closes_it() {
     let seen = spread(listen, 6);
     assert!(seen.iter().all(|&p| p == a.port), "{seen:?}");
     assert_eq!(gw.backend("cb", "kv", b.port)["circuit"], "open");
-    let open = format!("throome_backend_circuit_open{{cluster=\"cb\",service=\"kv\",backend=\"127.0.0.1:{}\"}} 1", b.port);
+    let open = format!(
+        "throome_backend_circuit_open{{cluster=\"cb\",service=\"kv\",backend=\"127.0.0.1:{}\"}} 1",
+        b.port
+    );
     assert!(gw.metrics().contains(&open));
 
     b.restart();

@@ -1,4 +1,5 @@
 //! Hot reload (file watch, SIGHUP, API) while a client connection stays open.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 
@@ -10,7 +11,10 @@ use common::{RedisServer, Throome, backend_port_via, eventually, free_port, port
 const WAIT: Duration = Duration::from_secs(15);
 
 fn open(port: u16) -> redis::Connection {
-    redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap()
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
 }
 
 fn reloads(gw: &Throome, result: &str) -> u64 {
@@ -23,7 +27,11 @@ fn reloads(gw: &Throome, result: &str) -> u64 {
 
 #[test]
 fn watched_changes_apply_to_new_connections_and_leave_open_ones_alone() {
-    let (a, b, c) = (RedisServer::start(), RedisServer::start(), RedisServer::start());
+    let (a, b, c) = (
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    );
     let (listen, listen2) = (free_port(), free_port());
     let v1 = tcp_cluster("app", "kv", listen, &[(a.port, "primary", 1)], "");
     let gw = Throome::start(&[("app", &v1)]);
@@ -31,34 +39,67 @@ fn watched_changes_apply_to_new_connections_and_leave_open_ones_alone() {
     assert_eq!(port_of(&mut held).unwrap(), a.port);
 
     // 1. Add a service: a new listener comes up; the held connection is untouched.
-    let v2 = v1.clone() + &format!("  extra:\n    type: tcp\n    listen: \"127.0.0.1:{listen2}\"\n    host: 127.0.0.1\n    port: {}\n", c.port);
+    let v2 = v1.clone()
+        + &format!(
+            "  extra:\n    type: tcp\n    listen: \"127.0.0.1:{listen2}\"\n    host: 127.0.0.1\n    port: {}\n",
+            c.port
+        );
     gw.write_cluster("app", &v2);
-    assert!(eventually(WAIT, || backend_port_via(listen2) == Ok(c.port)), "new service never listened:\n{}", gw.log());
+    assert!(
+        eventually(WAIT, || backend_port_via(listen2) == Ok(c.port)),
+        "new service never listened:\n{}",
+        gw.log()
+    );
     assert_eq!(port_of(&mut held).unwrap(), a.port);
 
     // 2. Change kv's backend: new connections go to b, the held one still talks to a.
-    let v3 = v2.replace(&format!("port: {}, role", a.port), &format!("port: {}, role", b.port));
+    let v3 = v2.replace(
+        &format!("port: {}, role", a.port),
+        &format!("port: {}, role", b.port),
+    );
     gw.write_cluster("app", &v3);
-    assert!(eventually(WAIT, || backend_port_via(listen) == Ok(b.port)), "backend change never applied");
-    assert_eq!(port_of(&mut held).unwrap(), a.port, "open connection must stay on its backend");
+    assert!(
+        eventually(WAIT, || backend_port_via(listen) == Ok(b.port)),
+        "backend change never applied"
+    );
+    assert_eq!(
+        port_of(&mut held).unwrap(),
+        a.port,
+        "open connection must stay on its backend"
+    );
 
     // 3. Break the file: rejected with file:line:column, the running config keeps serving.
     let failures = reloads(&gw, "failure");
     gw.write_cluster("app", &v3.replace("type: tcp", "type: tpc"));
-    assert!(eventually(WAIT, || reloads(&gw, "failure") > failures), "broken file was not reported");
+    assert!(
+        eventually(WAIT, || reloads(&gw, "failure") > failures),
+        "broken file was not reported"
+    );
     let (status, body) = gw.post("/api/v1/reload", "");
     assert_eq!(status, 422, "{body}");
     let msg = body["error"].as_str().unwrap_or_default();
     let file = gw.cluster_path("app").display().to_string();
-    assert!(msg.starts_with(&format!("{file}:5:11: unknown variant `tpc`")), "{msg}");
-    assert!(gw.log().contains(&format!("{file}:5:11")), "log lacks the location");
+    assert!(
+        msg.starts_with(&format!("{file}:5:11: unknown variant `tpc`")),
+        "{msg}"
+    );
+    assert!(
+        gw.log().contains(&format!("{file}:5:11")),
+        "log lacks the location"
+    );
     assert_eq!(backend_port_via(listen), Ok(b.port));
     assert_eq!(backend_port_via(listen2), Ok(c.port));
     assert_eq!(port_of(&mut held).unwrap(), a.port);
 
     // 4. Remove the extra service: its listener stops accepting.
-    gw.write_cluster("app", &tcp_cluster("app", "kv", listen, &[(b.port, "primary", 1)], ""));
-    assert!(eventually(WAIT, || backend_port_via(listen2).is_err()), "removed service still accepts");
+    gw.write_cluster(
+        "app",
+        &tcp_cluster("app", "kv", listen, &[(b.port, "primary", 1)], ""),
+    );
+    assert!(
+        eventually(WAIT, || backend_port_via(listen2).is_err()),
+        "removed service still accepts"
+    );
     assert_eq!(port_of(&mut held).unwrap(), a.port);
     assert!(reloads(&gw, "success") >= 4);
 }
@@ -68,14 +109,27 @@ fn sighup_and_api_reload_when_watching_is_off() {
     let (a, b) = (RedisServer::start(), RedisServer::start());
     let listen = free_port();
     let v1 = tcp_cluster("hup", "kv", listen, &[(a.port, "primary", 1)], "");
-    let gw = Throome::start_with(&[("hup", &v1)], Options { watch: false, ..Options::default() });
+    let gw = Throome::start_with(
+        &[("hup", &v1)],
+        Options {
+            watch: false,
+            ..Options::default()
+        },
+    );
     let v2 = v1.replace(&format!("port: {}", a.port), &format!("port: {}", b.port));
     gw.write_cluster("hup", &v2);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(backend_port_via(listen), Ok(a.port), "watch is off: nothing changes on its own");
+    assert_eq!(
+        backend_port_via(listen),
+        Ok(a.port),
+        "watch is off: nothing changes on its own"
+    );
 
     gw.signal("-HUP");
-    assert!(eventually(WAIT, || backend_port_via(listen) == Ok(b.port)), "SIGHUP did not reload");
+    assert!(
+        eventually(WAIT, || backend_port_via(listen) == Ok(b.port)),
+        "SIGHUP did not reload"
+    );
 
     gw.write_cluster("hup", &v1);
     let (status, body) = gw.post("/api/v1/reload", "");
@@ -89,13 +143,32 @@ fn a_busy_port_rejects_the_whole_reload() {
     let a = RedisServer::start();
     let listen = free_port();
     let v1 = tcp_cluster("busy", "kv", listen, &[(a.port, "primary", 1)], "");
-    let gw = Throome::start_with(&[("busy", &v1)], Options { watch: false, ..Options::default() });
+    let gw = Throome::start_with(
+        &[("busy", &v1)],
+        Options {
+            watch: false,
+            ..Options::default()
+        },
+    );
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = squatter.local_addr().unwrap().port();
-    let v2 = v1.replace(&format!("127.0.0.1:{listen}"), &format!("127.0.0.1:{taken}"));
+    let v2 = v1.replace(
+        &format!("127.0.0.1:{listen}"),
+        &format!("127.0.0.1:{taken}"),
+    );
     gw.write_cluster("busy", &v2);
     let (status, body) = gw.post("/api/v1/reload", "");
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"].as_str().unwrap_or_default().contains(&format!("cannot listen on 127.0.0.1:{taken}")), "{body}");
-    assert_eq!(backend_port_via(listen), Ok(a.port), "old listener must keep serving");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("cannot listen on 127.0.0.1:{taken}")),
+        "{body}"
+    );
+    assert_eq!(
+        backend_port_via(listen),
+        Ok(a.port),
+        "old listener must keep serving"
+    );
 }

@@ -15,7 +15,11 @@ use crate::gateway::{Gateway, ReloadError};
 pub async fn list(State(gw): State<Arc<Gateway>>) -> Response {
     let snapshot = gw.snapshot();
     let conns = gw.connections().await;
-    let clusters: Vec<_> = snapshot.clusters.values().map(|c| view::cluster(c, &conns)).collect();
+    let clusters: Vec<_> = snapshot
+        .clusters
+        .values()
+        .map(|c| view::cluster(c, &conns))
+        .collect();
     Json(json!({ "clusters": clusters })).into_response()
 }
 
@@ -49,10 +53,16 @@ pub async fn create(State(gw): State<Arc<Gateway>>, body: String) -> Response {
     let id = parsed.cluster_id.value.clone();
     let dir = gw.clusters_dir.join(&id);
     if gw.snapshot().clusters.contains_key(&id) || dir.exists() {
-        return ApiError(StatusCode::CONFLICT, format!("cluster `{id}` already exists")).into_response();
+        return ApiError(
+            StatusCode::CONFLICT,
+            format!("cluster `{id}` already exists"),
+        )
+        .into_response();
     }
     let file = dir.join("config.yaml");
-    let written = tokio::fs::create_dir_all(&dir).await.and(tokio::fs::write(&file, body.as_bytes()).await);
+    let written = tokio::fs::create_dir_all(&dir)
+        .await
+        .and(tokio::fs::write(&file, body.as_bytes()).await);
     if let Err(e) = written {
         let msg = format!("cannot write {}: {e}", file.display());
         return ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg).into_response();
@@ -61,7 +71,10 @@ pub async fn create(State(gw): State<Arc<Gateway>>, body: String) -> Response {
         Ok(summary) => {
             let snapshot = gw.snapshot();
             let conns = gw.connections().await;
-            let body = snapshot.clusters.get(&id).map(|c| json!({ "cluster": view::cluster(c, &conns), "reload": summary }));
+            let body = snapshot
+                .clusters
+                .get(&id)
+                .map(|c| json!({ "cluster": view::cluster(c, &conns), "reload": summary }));
             (StatusCode::CREATED, Json(body)).into_response()
         }
         Err(e) => {

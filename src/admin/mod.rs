@@ -28,7 +28,10 @@ impl IntoResponse for ApiError {
 pub fn router(gw: Arc<Gateway>) -> Router {
     let api = Router::new()
         .route("/clusters", get(clusters::list).post(clusters::create))
-        .route("/clusters/{id}", get(clusters::show).delete(clusters::delete))
+        .route(
+            "/clusters/{id}",
+            get(clusters::show).delete(clusters::delete),
+        )
         .route("/reload", post(clusters::reload))
         .route_layer(middleware::from_fn_with_state(gw.clone(), require_token));
     let mut app = Router::new()
@@ -56,13 +59,23 @@ async fn metrics(State(gw): State<Arc<Gateway>>, headers: axum::http::HeaderMap)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
     let (content_type, text) = if wants_openmetrics {
-        ("application/openmetrics-text; version=1.0.0; charset=utf-8", gw.metrics().render_openmetrics())
+        (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            gw.metrics().render_openmetrics(),
+        )
     } else {
-        ("text/plain; version=0.0.4; charset=utf-8", gw.metrics().render_prometheus())
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            gw.metrics().render_prometheus(),
+        )
     };
     match text {
         Ok(text) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
-        Err(_) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, "cannot render metrics".into()).into_response(),
+        Err(_) => ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot render metrics".into(),
+        )
+        .into_response(),
     }
 }
 
@@ -78,8 +91,15 @@ async fn require_token(State(gw): State<Arc<Gateway>>, req: Request, next: Next)
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.expose().as_bytes()) => next.run(req).await,
         _ => {
-            let mut r = ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            let mut r = ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token".into(),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
             r
         }
     }

@@ -69,7 +69,11 @@ fn service<'a>(s: &'a ServiceRuntime, conns: &HashMap<SocketAddr, usize>) -> Ser
         strategy: s.spec.strategy.as_str(),
         failover_enabled: s.spec.failover,
         health_checks: s.spec.health_enabled,
-        client_connections: s.spec.listen.and_then(|a| conns.get(&a).copied()).unwrap_or(0),
+        client_connections: s
+            .spec
+            .listen
+            .and_then(|a| conns.get(&a).copied())
+            .unwrap_or(0),
         backends: s
             .backends
             .iter()

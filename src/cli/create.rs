@@ -13,7 +13,10 @@ pub enum CreateError {
     #[error("{} already exists; not overwriting it", .0.display())]
     Exists(PathBuf),
     #[error("cannot write {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// `"My App!"` -> `"my-app"`.
@@ -27,7 +30,11 @@ pub fn derive_id(name: &str) -> String {
         }
     }
     let id = id.trim_end_matches('-');
-    id.chars().take(63).collect::<String>().trim_end_matches('-').to_string()
+    id.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string()
 }
 
 /// Renders the template for `id` and `name`. The result always passes validation.
@@ -37,7 +44,11 @@ pub fn render(id: &str, name: &str) -> String {
 }
 
 /// Writes `<clusters_dir>/<id>/config.yaml`, refusing to overwrite; returns the id.
-pub fn create(clusters_dir: &Path, name: &str, id: Option<&str>) -> Result<(String, PathBuf), CreateError> {
+pub fn create(
+    clusters_dir: &Path,
+    name: &str,
+    id: Option<&str>,
+) -> Result<(String, PathBuf), CreateError> {
     let id = match id {
         Some(id) => id.to_string(),
         None => derive_id(name),
@@ -54,10 +65,17 @@ pub fn create(clusters_dir: &Path, name: &str, id: Option<&str>) -> Result<(Stri
     if dir.exists() {
         return Err(CreateError::Exists(dir));
     }
-    let io = |source| CreateError::Io { path: file.clone(), source };
+    let io = |source| CreateError::Io {
+        path: file.clone(),
+        source,
+    };
     std::fs::create_dir_all(&dir).map_err(io)?;
     // create_new: never clobber a file that appeared meanwhile.
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&file).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .map_err(io)?;
     std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
     Ok((id, file))
 }

@@ -14,17 +14,30 @@ pub fn from_files(loaded: &[LoadedCluster]) -> String {
     let mut rows = Vec::new();
     for c in snapshot.clusters.values() {
         if c.services.is_empty() {
-            rows.push(vec![c.id.clone(), c.config.name.clone(), "-".into(), "-".into(), "-".into(), "-".into()]);
+            rows.push(vec![
+                c.id.clone(),
+                c.config.name.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
         }
         for s in c.services.values() {
-            let backends: Vec<String> =
-                s.backends.iter().map(|b| format!("{} ({}, w{})", b.address(), role(b.role), b.weight)).collect();
+            let backends: Vec<String> = s
+                .backends
+                .iter()
+                .map(|b| format!("{} ({}, w{})", b.address(), role(b.role), b.weight))
+                .collect();
             rows.push(vec![
                 c.id.clone(),
                 c.config.name.clone(),
                 s.name.clone(),
                 s.spec.kind.as_str().into(),
-                s.spec.listen.map(|a| a.to_string()).unwrap_or_else(|| "(not exposed)".into()),
+                s.spec
+                    .listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "(not exposed)".into()),
                 backends.join(", "),
             ]);
         }
@@ -45,12 +58,24 @@ pub fn from_api(clusters: &Value) -> (String, bool) {
     let mut rows = Vec::new();
     let mut all_up = true;
     let empty = Vec::new();
-    for c in clusters.get("clusters").and_then(Value::as_array).unwrap_or(&empty) {
+    for c in clusters
+        .get("clusters")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty)
+    {
         let id = str_of(c, "id");
         let name = str_of(c, "name");
-        for s in c.get("services").and_then(Value::as_array).unwrap_or(&empty) {
+        for s in c
+            .get("services")
+            .and_then(Value::as_array)
+            .unwrap_or(&empty)
+        {
             let mut backends = Vec::new();
-            for b in s.get("backends").and_then(Value::as_array).unwrap_or(&empty) {
+            for b in s
+                .get("backends")
+                .and_then(Value::as_array)
+                .unwrap_or(&empty)
+            {
                 let healthy = b.get("healthy").and_then(Value::as_bool).unwrap_or(false);
                 let circuit = str_of(b, "circuit");
                 let state = match (healthy, circuit.as_str()) {
@@ -61,8 +86,19 @@ pub fn from_api(clusters: &Value) -> (String, bool) {
                 all_up &= state == "up";
                 backends.push(format!("{} {state}", str_of(b, "address")));
             }
-            let listen = s.get("listen").and_then(Value::as_str).unwrap_or("(not exposed)").to_string();
-            rows.push(vec![id.clone(), name.clone(), str_of(s, "name"), str_of(s, "type"), listen, backends.join(", ")]);
+            let listen = s
+                .get("listen")
+                .and_then(Value::as_str)
+                .unwrap_or("(not exposed)")
+                .to_string();
+            rows.push(vec![
+                id.clone(),
+                name.clone(),
+                str_of(s, "name"),
+                str_of(s, "type"),
+                listen,
+                backends.join(", "),
+            ]);
         }
     }
     (table::render(&HEADER, &rows), all_up)

@@ -26,7 +26,12 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "config/throome.yaml")]
     config: PathBuf,
     /// Bearer token for the admin API.
-    #[arg(long, global = true, env = "THROOME_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "THROOME_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     token: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -82,8 +87,14 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> u8 {
     match cli.command {
-        Command::CreateCluster { name, id, clusters_dir } => {
-            let Some(dir) = clusters_dir.or_else(|| clusters_dir_of(&cli.config)) else { return FAILED };
+        Command::CreateCluster {
+            name,
+            id,
+            clusters_dir,
+        } => {
+            let Some(dir) = clusters_dir.or_else(|| clusters_dir_of(&cli.config)) else {
+                return FAILED;
+            };
             match create::create(&dir, &name, id.as_deref()) {
                 Ok((id, file)) => {
                     println!("{id}");
@@ -93,17 +104,22 @@ fn run(cli: Cli) -> u8 {
                 Err(e) => fail(e),
             }
         }
-        Command::ListClusters { gateway: Some(url), .. } => {
-            match Remote::new(&url, cli.token).get("/api/v1/clusters") {
-                Ok(v) => {
-                    print!("{}", list::from_api(&v).0);
-                    0
-                }
-                Err(e) => remote_fail(e),
+        Command::ListClusters {
+            gateway: Some(url), ..
+        } => match Remote::new(&url, cli.token).get("/api/v1/clusters") {
+            Ok(v) => {
+                print!("{}", list::from_api(&v).0);
+                0
             }
-        }
-        Command::ListClusters { gateway: None, clusters_dir } => {
-            let Some(dir) = clusters_dir.or_else(|| clusters_dir_of(&cli.config)) else { return FAILED };
+            Err(e) => remote_fail(e),
+        },
+        Command::ListClusters {
+            gateway: None,
+            clusters_dir,
+        } => {
+            let Some(dir) = clusters_dir.or_else(|| clusters_dir_of(&cli.config)) else {
+                return FAILED;
+            };
             match config::load_clusters(&dir) {
                 Ok(loaded) => {
                     print!("{}", list::from_files(&loaded));
@@ -118,24 +134,28 @@ fn run(cli: Cli) -> u8 {
                     match c {
                         validate::Checked::Gateway(p) => println!("ok  {} (gateway)", p.display()),
                         validate::Checked::Cluster(p) => println!("ok  {} (cluster)", p.display()),
-                        validate::Checked::ClustersDir(p, n) => println!("ok  {} ({n} clusters)", p.display()),
+                        validate::Checked::ClustersDir(p, n) => {
+                            println!("ok  {} ({n} clusters)", p.display())
+                        }
                     }
                 }
                 0
             }
             Err(e) => fail(e),
         },
-        Command::Reload { gateway } => match Remote::new(&gateway, cli.token).post("/api/v1/reload") {
-            Ok(v) => {
-                let r = &v["reload"];
-                println!(
-                    "reloaded: added {}, removed {}, changed {}, unchanged {}",
-                    r["added"], r["removed"], r["changed"], r["unchanged"]
-                );
-                0
+        Command::Reload { gateway } => {
+            match Remote::new(&gateway, cli.token).post("/api/v1/reload") {
+                Ok(v) => {
+                    let r = &v["reload"];
+                    println!(
+                        "reloaded: added {}, removed {}, changed {}, unchanged {}",
+                        r["added"], r["removed"], r["changed"], r["unchanged"]
+                    );
+                    0
+                }
+                Err(e) => remote_fail(e),
             }
-            Err(e) => remote_fail(e),
-        },
+        }
         Command::Status { gateway } => status(&Remote::new(&gateway, cli.token)),
     }
 }

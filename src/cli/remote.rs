@@ -9,7 +9,11 @@ pub enum RemoteError {
     #[error("cannot reach the gateway at {url}: {source}")]
     Unreachable { url: String, source: ureq::Error },
     #[error("{url}: HTTP {status}: {message}")]
-    Status { url: String, status: u16, message: String },
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+    },
 }
 
 pub struct Remote {
@@ -21,7 +25,11 @@ pub struct Remote {
 impl Remote {
     pub fn new(base: &str, token: Option<String>) -> Self {
         let base = base.trim_end_matches('/');
-        let base = if base.contains("://") { base.to_string() } else { format!("http://{base}") };
+        let base = if base.contains("://") {
+            base.to_string()
+        } else {
+            format!("http://{base}")
+        };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
@@ -49,15 +57,29 @@ impl Remote {
     }
 }
 
-fn finish(url: &str, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, RemoteError> {
-    let mut resp = r.map_err(|source| RemoteError::Unreachable { url: url.to_string(), source })?;
+fn finish(
+    url: &str,
+    r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Value, RemoteError> {
+    let mut resp = r.map_err(|source| RemoteError::Unreachable {
+        url: url.to_string(),
+        source,
+    })?;
     let status = resp.status().as_u16();
     let body = resp.body_mut().read_to_string().unwrap_or_default();
     let json: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
     if (200..300).contains(&status) {
         Ok(json)
     } else {
-        let message = json.get("error").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| json.to_string());
-        Err(RemoteError::Status { url: url.to_string(), status, message })
+        let message = json
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| json.to_string());
+        Err(RemoteError::Status {
+            url: url.to_string(),
+            status,
+            message,
+        })
     }
 }

@@ -42,7 +42,11 @@ pub fn run(paths: &[PathBuf], default_gateway: &Path) -> Result<Vec<Checked>, Co
             }
         }
     }
-    if errors.is_empty() { Ok(ok) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() {
+        Ok(ok)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 fn check_dir(dir: &Path, ok: &mut Vec<Checked>, errors: &mut Vec<ConfigError>) {
@@ -55,6 +59,9 @@ fn check_dir(dir: &Path, ok: &mut Vec<Checked>, errors: &mut Vec<ConfigError>) {
 /// A cluster file names its cluster at the top level; a gateway file never does.
 fn is_cluster_file(path: &Path) -> bool {
     std::fs::read_to_string(path)
-        .map(|t| t.lines().any(|l| l.starts_with("cluster_id") || l.contains("\"cluster_id\"")))
+        .map(|t| {
+            t.lines()
+                .any(|l| l.starts_with("cluster_id") || l.contains("\"cluster_id\""))
+        })
         .unwrap_or(false)
 }

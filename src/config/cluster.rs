@@ -121,7 +121,10 @@ pub struct RoutingConfig {
 
 impl Default for RoutingConfig {
     fn default() -> Self {
-        RoutingConfig { strategy: None, failover_enabled: true }
+        RoutingConfig {
+            strategy: None,
+            failover_enabled: true,
+        }
     }
 }
 
@@ -177,7 +180,11 @@ pub struct CircuitBreakerConfig {
 
 impl Default for CircuitBreakerConfig {
     fn default() -> Self {
-        CircuitBreakerConfig { enabled: true, failure_threshold: 5, cooldown: default_cooldown() }
+        CircuitBreakerConfig {
+            enabled: true,
+            failure_threshold: 5,
+            cooldown: default_cooldown(),
+        }
     }
 }
 

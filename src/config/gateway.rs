@@ -35,7 +35,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { host: default_host(), port: default_port(), admin_token: None }
+        ServerConfig {
+            host: default_host(),
+            port: default_port(),
+            admin_token: None,
+        }
     }
 }
 
@@ -82,7 +86,10 @@ pub struct MonitoringConfig {
 
 impl Default for MonitoringConfig {
     fn default() -> Self {
-        MonitoringConfig { enabled: true, metrics_path: default_metrics_path() }
+        MonitoringConfig {
+            enabled: true,
+            metrics_path: default_metrics_path(),
+        }
     }
 }
 
@@ -96,7 +103,9 @@ pub struct LoggingConfig {
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        LoggingConfig { level: default_level() }
+        LoggingConfig {
+            level: default_level(),
+        }
     }
 }
 

@@ -32,7 +32,11 @@ pub struct Located {
 
 impl Located {
     pub fn new(line: u64, column: u64, message: impl Into<String>) -> Self {
-        Located { line: line.max(1), column: column.max(1), message: message.into() }
+        Located {
+            line: line.max(1),
+            column: column.max(1),
+            message: message.into(),
+        }
     }
 
     pub fn at(loc: serde_saphyr::Location, message: impl Into<String>) -> Self {
@@ -52,9 +56,17 @@ impl Located {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}:1:1: cannot read file: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}:{line}:{column}: {message}", path.display())]
-    Invalid { path: PathBuf, line: u64, column: u64, message: String },
+    Invalid {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        message: String,
+    },
 }
 
 /// Several errors found in one pass, printed one per line.
@@ -85,7 +97,10 @@ impl From<ConfigError> for ConfigErrors {
 fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Located> {
     serde_saphyr::from_str::<T>(text).map_err(|e| {
         let plain = e.without_snippet();
-        let (line, column) = plain.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        let (line, column) = plain
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
         Located::new(line, column, first_line(&plain.to_string()))
     })
 }
@@ -113,11 +128,15 @@ pub fn parse_gateway(text: &str) -> Result<GatewayConfig, Located> {
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    let io = |source| ConfigError::Io { path: path.to_path_buf(), source };
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(Located::new(1, 1, format!("file is larger than {MAX_FILE_BYTES} bytes"))
-            .in_file(path));
+        return Err(
+            Located::new(1, 1, format!("file is larger than {MAX_FILE_BYTES} bytes")).in_file(path),
+        );
     }
     std::fs::read_to_string(path).map_err(io)
 }
@@ -141,7 +160,10 @@ pub struct LoadedCluster {
 
 /// The cluster files of a `clusters_dir`: every `<dir>/<id>/config.yaml`, in name order.
 pub fn cluster_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let io = |source| ConfigError::Io { path: dir.to_path_buf(), source };
+    let io = |source| ConfigError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
@@ -166,7 +188,11 @@ pub fn load_clusters(dir: &Path) -> Result<Vec<LoadedCluster>, ConfigErrors> {
         }
     }
     errors.extend(validate_set(&loaded));
-    if errors.is_empty() { Ok(loaded) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 /// Resolves `clusters_dir` against the directory holding the gateway file.

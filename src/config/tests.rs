@@ -38,7 +38,10 @@ fn seed_example_loads_unchanged() {
 
 #[test]
 fn unknown_key_reports_line_and_column() {
-    let text = SEED.replace("    database: mydb\n", "    database: mydb\n    databse: typo\n");
+    let text = SEED.replace(
+        "    database: mydb\n",
+        "    database: mydb\n    databse: typo\n",
+    );
     let err = parse_cluster(&text).unwrap_err();
     assert_eq!(err.line, 15, "{err:?}");
     assert_eq!(err.column, 5, "{err:?}");
@@ -94,13 +97,26 @@ fn service_shape_errors_name_the_service() {
     let both = "cluster_id: a\nname: b\nservices:\n  s:\n    type: tcp\n    host: x\n    port: 1\n    backends: [{host: y, port: 2}]\n";
     let err = parse_cluster(both).unwrap_err();
     assert_eq!(err.line, 5, "{err:?}");
-    assert!(err.message.contains("either `host`/`port` or `backends`"), "{err:?}");
+    assert!(
+        err.message.contains("either `host`/`port` or `backends`"),
+        "{err:?}"
+    );
 
     let none = "cluster_id: a\nname: b\nservices:\n  s:\n    type: tcp\n";
-    assert!(parse_cluster(none).unwrap_err().message.contains("needs `host`"));
+    assert!(
+        parse_cluster(none)
+            .unwrap_err()
+            .message
+            .contains("needs `host`")
+    );
 
     let bad_id = "cluster_id: 'a b'\nname: b\n";
-    assert!(parse_cluster(bad_id).unwrap_err().message.contains("invalid cluster_id"));
+    assert!(
+        parse_cluster(bad_id)
+            .unwrap_err()
+            .message
+            .contains("invalid cluster_id")
+    );
 }
 
 #[test]
@@ -121,18 +137,29 @@ fn secrets_come_from_the_environment() {
 
 #[test]
 fn duplicate_ids_and_listens_across_files() {
-    let mk = |id: &str, listen: &str, file: &str| LoadedCluster {
+    let mk = |id: &str, listen: &str, file: &str| {
+        LoadedCluster {
         path: file.into(),
         config: parse_cluster(&format!(
             "cluster_id: {id}\nname: n\nservices:\n  s:\n    type: tcp\n    host: x\n    port: 1\n    listen: \"{listen}\"\n"
         ))
         .unwrap(),
+    }
     };
-    let set = [mk("a", "127.0.0.1:1", "a.yaml"), mk("a", "127.0.0.1:1", "b.yaml")];
+    let set = [
+        mk("a", "127.0.0.1:1", "a.yaml"),
+        mk("a", "127.0.0.1:1", "b.yaml"),
+    ];
     let errs: Vec<String> = validate_set(&set).iter().map(ToString::to_string).collect();
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs[0].starts_with("b.yaml:1:13: cluster_id `a` is already used"), "{errs:?}");
-    assert!(errs[1].starts_with("b.yaml:8:13: listen address 127.0.0.1:1"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("b.yaml:1:13: cluster_id `a` is already used"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("b.yaml:8:13: listen address 127.0.0.1:1"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -147,7 +174,9 @@ fn gateway_file_defaults_and_unknown_keys() {
 
 #[test]
 fn json_bodies_parse_too() {
-    let c = parse_cluster(r#"{"cluster_id":"j","name":"J","services":{"s":{"type":"tcp","host":"h","port":5}}}"#)
-        .unwrap();
+    let c = parse_cluster(
+        r#"{"cluster_id":"j","name":"J","services":{"s":{"type":"tcp","host":"h","port":5}}}"#,
+    )
+    .unwrap();
     assert_eq!(c.cluster_id.value, "j");
 }

@@ -89,8 +89,8 @@ pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid environment variable name `{name}`"));
             }
-            let value = lookup(name)
-                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let value =
+                lookup(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
             out.push_str(&value);
             rest = &body[end + 1..];
         } else {
@@ -110,7 +110,9 @@ impl<'de> Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
         let raw = raw.trim();
-        let normalized = raw.strip_prefix("localhost:").map(|p| format!("127.0.0.1:{p}"));
+        let normalized = raw
+            .strip_prefix("localhost:")
+            .map(|p| format!("127.0.0.1:{p}"));
         normalized
             .as_deref()
             .unwrap_or(raw)
@@ -147,15 +149,26 @@ mod tests {
     #[test]
     fn expands_env_references() {
         assert_eq!(expand_env("${PG_PASSWORD}", env).as_deref(), Ok("s3cret"));
-        assert_eq!(expand_env("a${PG_PASSWORD}b", env).as_deref(), Ok("as3cretb"));
+        assert_eq!(
+            expand_env("a${PG_PASSWORD}b", env).as_deref(),
+            Ok("as3cretb")
+        );
         assert_eq!(expand_env("cost$$5", env).as_deref(), Ok("cost$5"));
         assert_eq!(expand_env("plain$x", env).as_deref(), Ok("plain$x"));
     }
 
     #[test]
     fn rejects_missing_or_malformed_references() {
-        assert!(expand_env("${NOPE}", env).unwrap_err().contains("`NOPE` is not set"));
-        assert!(expand_env("${PG_PASSWORD", env).unwrap_err().contains("unterminated"));
+        assert!(
+            expand_env("${NOPE}", env)
+                .unwrap_err()
+                .contains("`NOPE` is not set")
+        );
+        assert!(
+            expand_env("${PG_PASSWORD", env)
+                .unwrap_err()
+                .contains("unterminated")
+        );
         assert!(expand_env("${a-b}", env).unwrap_err().contains("invalid"));
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{ClusterConfig, ConfigError, Located, LoadedCluster, ServiceConfig, ServiceKind};
+use super::{ClusterConfig, ConfigError, LoadedCluster, Located, ServiceConfig, ServiceKind};
 
 /// Largest accepted backend weight; keeps smooth weighted round-robin sums far from overflow.
 pub const MAX_WEIGHT: u32 = 10_000;
@@ -10,7 +10,8 @@ pub const MAX_WEIGHT: u32 = 10_000;
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && !s.starts_with(['-', '_'])
 }
 
@@ -33,7 +34,10 @@ pub fn validate_cluster(cluster: &ClusterConfig) -> Result<(), Located> {
         ));
     }
     if cluster.circuit_breaker.failure_threshold == 0 {
-        return Err(Located::at(id.referenced, "circuit_breaker.failure_threshold must be at least 1"));
+        return Err(Located::at(
+            id.referenced,
+            "circuit_breaker.failure_threshold must be at least 1",
+        ));
     }
     for (name, service) in &cluster.services {
         let at = service.referenced;
@@ -60,15 +64,21 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             ));
         }
         (None, None, true) => {
-            return Err(format!("service `{name}`: needs `host` and `port`, or `backends`"));
+            return Err(format!(
+                "service `{name}`: needs `host` and `port`, or `backends`"
+            ));
         }
     }
     if s.port == Some(0) {
-        return Err(format!("service `{name}`: port 0 is not a valid backend port"));
+        return Err(format!(
+            "service `{name}`: port 0 is not a valid backend port"
+        ));
     }
     for b in &s.backends {
         if b.host.trim().is_empty() || b.port == 0 {
-            return Err(format!("service `{name}`: every backend needs a host and a non-zero port"));
+            return Err(format!(
+                "service `{name}`: every backend needs a host and a non-zero port"
+            ));
         }
         if b.weight == 0 || b.weight > MAX_WEIGHT {
             return Err(format!(
@@ -101,13 +111,19 @@ pub fn validate_set(clusters: &[LoadedCluster]) -> Vec<ConfigError> {
             errors.push(
                 Located::at(
                     id.referenced,
-                    format!("cluster_id `{}` is already used by {}", id.value, first.path.display()),
+                    format!(
+                        "cluster_id `{}` is already used by {}",
+                        id.value,
+                        first.path.display()
+                    ),
                 )
                 .in_file(&c.path),
             );
         }
         for (name, service) in &c.config.services {
-            let Some(listen) = &service.value.listen else { continue };
+            let Some(listen) = &service.value.listen else {
+                continue;
+            };
             if let Some((first, first_name)) = listens.insert(listen.value.0, (c, name)) {
                 errors.push(
                     Located::at(

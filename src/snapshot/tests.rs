@@ -2,7 +2,10 @@ use super::*;
 use crate::config::parse_cluster;
 
 fn loaded(text: &str) -> Vec<LoadedCluster> {
-    vec![LoadedCluster { path: "c.yaml".into(), config: parse_cluster(text).unwrap() }]
+    vec![LoadedCluster {
+        path: "c.yaml".into(),
+        config: parse_cluster(text).unwrap(),
+    }]
 }
 
 const BASE: &str = "cluster_id: c\nname: n\nservices:\n  a:\n    type: tcp\n    backends:\n      - {host: 127.0.0.1, port: 1}\n      - {host: 127.0.0.1, port: 2, role: replica}\n  b:\n    type: tcp\n    host: 127.0.0.1\n    port: 3\n";
@@ -50,7 +53,10 @@ fn failover_to_replica_only_when_primaries_are_down() {
 
 #[test]
 fn no_failover_means_no_replica() {
-    let text = BASE.replace("services:", "routing:\n  failover_enabled: false\nservices:");
+    let text = BASE.replace(
+        "services:",
+        "routing:\n  failover_enabled: false\nservices:",
+    );
     let s = Snapshot::build(&loaded(&text), false, &Snapshot::default());
     let a = s.service("c", "a").unwrap();
     a.backends[0].record_failure(Instant::now(), 1);
@@ -60,7 +66,13 @@ fn no_failover_means_no_replica() {
 #[test]
 fn enable_ai_makes_adaptive_the_default() {
     let s = Snapshot::build(&loaded(BASE), true, &Snapshot::default());
-    assert_eq!(s.service("c", "a").unwrap().spec.strategy, Strategy::Adaptive);
+    assert_eq!(
+        s.service("c", "a").unwrap().spec.strategy,
+        Strategy::Adaptive
+    );
     let s = Snapshot::build(&loaded(BASE), false, &Snapshot::default());
-    assert_eq!(s.service("c", "a").unwrap().spec.strategy, Strategy::RoundRobin);
+    assert_eq!(
+        s.service("c", "a").unwrap().spec.strategy,
+        Strategy::RoundRobin
+    );
 }

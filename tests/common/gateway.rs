@@ -23,7 +23,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { token: None, watch: true, extra_gateway: String::new() }
+        Options {
+            token: None,
+            watch: true,
+            extra_gateway: String::new(),
+        }
     }
 }
 
@@ -37,7 +41,9 @@ impl Throome {
         let t = Self::spawn(clusters, opts);
         let port = t.admin_port;
         assert!(
-            eventually(Duration::from_secs(20), || http_get(port, "/ready", None).map(|r| r.0 == 200).unwrap_or(false)),
+            eventually(Duration::from_secs(20), || http_get(port, "/ready", None)
+                .map(|r| r.0 == 200)
+                .unwrap_or(false)),
             "throome did not become ready; log:\n{}",
             t.log()
         );
@@ -48,14 +54,23 @@ impl Throome {
     pub fn spawn(clusters: &[(&str, &str)], opts: Options) -> Throome {
         let dir = tempfile::tempdir().unwrap();
         let admin_port = free_port();
-        let token = opts.token.as_ref().map(|t| format!("  admin_token: \"{t}\"\n")).unwrap_or_default();
+        let token = opts
+            .token
+            .as_ref()
+            .map(|t| format!("  admin_token: \"{t}\"\n"))
+            .unwrap_or_default();
         let gateway = format!(
             "server:\n  host: 127.0.0.1\n  port: {admin_port}\n{token}gateway:\n  clusters_dir: clusters\n  watch: {}\n  drain_timeout: 2\n{}logging:\n  level: debug\n",
             opts.watch, opts.extra_gateway
         );
         std::fs::write(dir.path().join("throome.yaml"), gateway).unwrap();
         std::fs::create_dir_all(dir.path().join("clusters")).unwrap();
-        let mut t = Throome { admin_port, dir, child: None, token: opts.token };
+        let mut t = Throome {
+            admin_port,
+            dir,
+            child: None,
+            token: opts.token,
+        };
         for (id, yaml) in clusters {
             t.write_cluster(id, yaml);
         }
@@ -76,7 +91,11 @@ impl Throome {
     }
 
     pub fn cluster_path(&self, id: &str) -> PathBuf {
-        self.dir.path().join("clusters").join(id).join("config.yaml")
+        self.dir
+            .path()
+            .join("clusters")
+            .join(id)
+            .join("config.yaml")
     }
 
     /// Writes a cluster file atomically (write + rename), as careful tools do.
@@ -94,17 +113,28 @@ impl Throome {
 
     pub fn get(&self, path: &str) -> (u16, Value) {
         let (status, body) = http_get(self.admin_port, path, self.token.as_deref()).unwrap();
-        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
     }
 
     pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let (status, body) = http_send(self.admin_port, "POST", path, body, self.token.as_deref()).unwrap();
-        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+        let (status, body) =
+            http_send(self.admin_port, "POST", path, body, self.token.as_deref()).unwrap();
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
     }
 
     pub fn delete(&self, path: &str) -> (u16, Value) {
-        let (status, body) = http_send(self.admin_port, "DELETE", path, "", self.token.as_deref()).unwrap();
-        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+        let (status, body) =
+            http_send(self.admin_port, "DELETE", path, "", self.token.as_deref()).unwrap();
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
     }
 
     pub fn metrics(&self) -> String {
@@ -115,11 +145,19 @@ impl Throome {
     pub fn backend(&self, cluster: &str, service: &str, port: u16) -> Value {
         let (_, c) = self.get(&format!("/api/v1/clusters/{cluster}"));
         let services = c["services"].as_array().cloned().unwrap_or_default();
-        let s = services.iter().find(|s| s["name"] == service).cloned().unwrap_or(Value::Null);
+        let s = services
+            .iter()
+            .find(|s| s["name"] == service)
+            .cloned()
+            .unwrap_or(Value::Null);
         let backends = s["backends"].as_array().cloned().unwrap_or_default();
         backends
             .into_iter()
-            .find(|b| b["address"].as_str().is_some_and(|a| a.ends_with(&format!(":{port}"))))
+            .find(|b| {
+                b["address"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with(&format!(":{port}")))
+            })
             .unwrap_or(Value::Null)
     }
 
@@ -139,7 +177,13 @@ impl Throome {
 
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().unwrap().id().to_string();
-        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     /// Waits for the process to exit (bounded), returning its exit code.
@@ -183,23 +227,45 @@ pub fn http_get(port: u16, path: &str, token: Option<&str>) -> Result<(u16, Stri
     Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
 }
 
-pub fn http_send(port: u16, method: &str, path: &str, body: &str, token: Option<&str>) -> Result<(u16, String), ureq::Error> {
+pub fn http_send(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Result<(u16, String), ureq::Error> {
     let url = format!("http://127.0.0.1:{port}{path}");
     let a = agent();
     let mut resp = match (method, token) {
-        ("POST", Some(t)) => a.post(&url).header("Authorization", &format!("Bearer {t}")).send(body)?,
+        ("POST", Some(t)) => a
+            .post(&url)
+            .header("Authorization", &format!("Bearer {t}"))
+            .send(body)?,
         ("POST", None) => a.post(&url).send(body)?,
-        (_, Some(t)) => a.delete(&url).header("Authorization", &format!("Bearer {t}")).call()?,
+        (_, Some(t)) => a
+            .delete(&url)
+            .header("Authorization", &format!("Bearer {t}"))
+            .call()?,
         (_, None) => a.delete(&url).call()?,
     };
     Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
 }
 
 /// A `tcp` service on `listen` over `backends` (port, role, weight), plus cluster-level YAML.
-pub fn tcp_cluster(id: &str, service: &str, listen: u16, backends: &[(u16, &str, u32)], extra: &str) -> String {
-    let mut s = format!("cluster_id: {id}\nname: {id}\nservices:\n  {service}:\n    type: tcp\n    listen: \"127.0.0.1:{listen}\"\n    backends:\n");
+pub fn tcp_cluster(
+    id: &str,
+    service: &str,
+    listen: u16,
+    backends: &[(u16, &str, u32)],
+    extra: &str,
+) -> String {
+    let mut s = format!(
+        "cluster_id: {id}\nname: {id}\nservices:\n  {service}:\n    type: tcp\n    listen: \"127.0.0.1:{listen}\"\n    backends:\n"
+    );
     for (port, role, weight) in backends {
-        s.push_str(&format!("      - {{ host: 127.0.0.1, port: {port}, role: {role}, weight: {weight} }}\n"));
+        s.push_str(&format!(
+            "      - {{ host: 127.0.0.1, port: {port}, role: {role}, weight: {weight} }}\n"
+        ));
     }
     s.push_str(extra);
     s

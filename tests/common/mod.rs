@@ -11,7 +11,11 @@ pub use servers::{Postgres, RedisServer};
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
@@ -31,14 +35,24 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 /// Which backend answered: `CONFIG GET port` on a new connection through `port`.
 pub fn backend_port_via(port: u16) -> Result<u16, String> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).map_err(|e| e.to_string())?;
-    let mut con = client.get_connection_with_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let client =
+        redis::Client::open(format!("redis://127.0.0.1:{port}/")).map_err(|e| e.to_string())?;
+    let mut con = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
     port_of(&mut con)
 }
 
 pub fn port_of(con: &mut redis::Connection) -> Result<u16, String> {
-    let reply: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("port").query(con).map_err(|e| e.to_string())?;
-    reply.get(1).and_then(|p| p.parse().ok()).ok_or_else(|| format!("unexpected reply {reply:?}"))
+    let reply: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("port")
+        .query(con)
+        .map_err(|e| e.to_string())?;
+    reply
+        .get(1)
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("unexpected reply {reply:?}"))
 }
 
 /// The backend ports `n` successive new connections through `port` reached.

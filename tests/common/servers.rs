@@ -19,7 +19,11 @@ impl RedisServer {
 
     pub fn start_on(port: u16) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = RedisServer { port, child: None, dir };
+        let mut s = RedisServer {
+            port,
+            child: None,
+            dir,
+        };
         s.restart();
         s
     }
@@ -28,7 +32,16 @@ impl RedisServer {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -38,7 +51,8 @@ impl RedisServer {
         self.child = Some(child);
         let port = self.port;
         assert!(
-            eventually(Duration::from_secs(10), || super::port_of_direct(port).is_ok()),
+            eventually(Duration::from_secs(10), || super::port_of_direct(port)
+                .is_ok()),
             "redis-server on port {port} did not come up"
         );
     }
@@ -71,10 +85,17 @@ fn pg_bin(name: &str) -> PathBuf {
         return PathBuf::from(dir).join(name);
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
-    versions.pop().map(|d| d.join(name)).unwrap_or_else(|| PathBuf::from(name))
+    versions
+        .pop()
+        .map(|d| d.join(name))
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 fn as_postgres_user(cmd: &mut Command) {
@@ -86,13 +107,23 @@ fn as_postgres_user(cmd: &mut Command) {
 }
 
 fn running_as_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
 
 fn postgres_ids() -> (u32, u32) {
     let id = |flag: &str| -> u32 {
-        let out = Command::new("id").args([flag, "postgres"]).output().expect("id");
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("the postgres user must exist: run scripts/setup.sh")
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("the postgres user must exist: run scripts/setup.sh")
     };
     (id("-u"), id("-g"))
 }
@@ -106,15 +137,28 @@ impl Postgres {
         }
         let data = dir.path().join("data");
         let mut initdb = Command::new(pg_bin("initdb"));
-        initdb.arg("-D").arg(&data).args(["-U", "postgres", "-A", "trust", "--no-sync"]).stdout(Stdio::null());
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "-A", "trust", "--no-sync"])
+            .stdout(Stdio::null());
         as_postgres_user(&mut initdb);
-        let status = initdb.status().expect("initdb not found: run scripts/setup.sh");
+        let status = initdb
+            .status()
+            .expect("initdb not found: run scripts/setup.sh");
         assert!(status.success(), "initdb failed");
         let port = free_port();
         let mut pg = Command::new(pg_bin("postgres"));
         pg.arg("-D")
             .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
             .arg("-k")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -130,7 +174,11 @@ impl Postgres {
                 .unwrap_or(false)
         });
         assert!(ready, "postgres on port {port} did not become ready");
-        Postgres { port, child: Some(child), _dir: dir }
+        Postgres {
+            port,
+            child: Some(child),
+            _dir: dir,
+        }
     }
 }
 
@@ -138,8 +186,12 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SIGTERM: a smart shutdown that removes shared memory; then reap.
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-            if !eventually(Duration::from_secs(10), || matches!(c.try_wait(), Ok(Some(_)))) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            if !eventually(Duration::from_secs(10), || {
+                matches!(c.try_wait(), Ok(Some(_)))
+            }) {
                 let _ = c.kill();
                 let _ = c.wait();
             }
