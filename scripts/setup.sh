@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a Debian machine, and nothing that is already there.
+# Safe to run any number of times.
+#   redis-server, redis-cli   Debian redis-server, redis-tools
+#   PostgreSQL server         Debian postgresql (initdb/postgres under /usr/lib/postgresql)
+#   promtool                  Debian prometheus (lints the /metrics output)
+set -euo pipefail
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v promtool >/dev/null || missing+=(prometheus)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# PostgreSQL refuses to run as root; the harness runs it as this user.
+id postgres >/dev/null 2>&1 || { echo "setup: the postgres user is missing" >&2; exit 1; }
+echo "setup: ok"

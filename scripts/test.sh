@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: what a developer runs and what CI runs (.ci/run calls this script).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
