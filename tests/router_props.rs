@@ -6,14 +6,24 @@ use throome::config::Strategy as Routing;
 use throome::router::{Candidate, RouterState, pick};
 
 fn strategy() -> impl Strategy<Value = Routing> {
-    prop_oneof![Just(Routing::RoundRobin), Just(Routing::Weighted), Just(Routing::LeastConnections), Just(Routing::Adaptive)]
+    prop_oneof![
+        Just(Routing::RoundRobin),
+        Just(Routing::Weighted),
+        Just(Routing::LeastConnections),
+        Just(Routing::Adaptive)
+    ]
 }
 
 fn candidates() -> impl Strategy<Value = Vec<Candidate>> {
     prop::collection::vec((1u32..100, 0usize..50, 0.0f64..1.0), 1..12).prop_map(|v| {
         v.into_iter()
             .enumerate()
-            .map(|(i, (weight, active, latency))| Candidate { index: i * 2, weight, active, latency })
+            .map(|(i, (weight, active, latency))| Candidate {
+                index: i * 2,
+                weight,
+                active,
+                latency,
+            })
             .collect()
     })
 }

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Load bench for the L4 path: redis-benchmark straight at redis-server, through Throome
+# (`type: tcp`) and through HAProxy in TCP mode (the peer for an L4 pass-through), in one run
+# on loopback. Prints requests/s and the ratio to direct. Bounded: fixed request counts.
+#   benches/tcp_passthrough.sh [requests=200000] [clients=50] [pipeline=16]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-200000}; C=${2:-50}; P=${3:-16}
+
+command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+command -v redis-benchmark >/dev/null || scripts/setup.sh
+cargo build --release --quiet --bin throome
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+redis_port=$(free_port); throome_port=$(free_port); haproxy_port=$(free_port); admin_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null & pids+=($!)
+
+mkdir -p "$work/clusters/bench"
+printf 'server: {port: %s}\ngateway: {clusters_dir: clusters}\nlogging: {level: warn}\n' "$admin_port" > "$work/throome.yaml"
+printf 'cluster_id: bench\nname: bench\nservices:\n  kv:\n    type: tcp\n    listen: "127.0.0.1:%s"\n    host: 127.0.0.1\n    port: %s\n' \
+  "$throome_port" "$redis_port" > "$work/clusters/bench/config.yaml"
+target/release/throome --config "$work/throome.yaml" 2>"$work/throome.log" & pids+=($!)
+
+cat > "$work/haproxy.cfg" <<CFG
+global
+  maxconn 10000
+defaults
+  mode tcp
+  timeout connect 3s
+  timeout client 60s
+  timeout server 60s
+frontend f
+  bind 127.0.0.1:$haproxy_port
+  default_backend b
+backend b
+  server r 127.0.0.1:$redis_port
+CFG
+haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
+
+for port in "$redis_port" "$throome_port" "$haproxy_port"; do
+  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+done
+
+rps() { # port test
+  redis-benchmark -p "$1" -t "$2" -n "$N" -c "$C" -P "$P" -q --csv 2>/dev/null | tail -1 | cut -d, -f2 | tr -d '"'
+}
+printf '%-6s %12s %12s %12s %8s %8s\n' test direct throome haproxy thr/dir hap/dir
+for t in set get; do
+  d=$(rps "$redis_port" $t); th=$(rps "$throome_port" $t); h=$(rps "$haproxy_port" $t)
+  printf '%-6s %12.0f %12.0f %12.0f %8.2f %8.2f\n' "$t" "$d" "$th" "$h" \
+    "$(echo "$th / $d" | bc -l)" "$(echo "$h / $d" | bc -l)"
+done
+echo "(requests=$N clients=$C pipeline=$P; $(nproc) cores; all on loopback)"
