@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+# Benches run once in test mode (they must build and not panic), then every test.
+cargo test --benches --locked
+cargo test --lib --bins --tests --locked
