@@ -32,7 +32,10 @@ fn token_guards_the_api_but_not_health_or_metrics() {
     assert_eq!(http_get(port, "/ready", None).unwrap().0, 200);
     assert_eq!(http_get(port, "/metrics", None).unwrap().0, 200);
     let (status, body) = http_get(port, "/nope", None).unwrap();
-    assert_eq!((status, body.as_str()), (404, r#"{"error":"no such endpoint"}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"error":"no such endpoint"}"#)
+    );
     let (status, _) = common::gateway::http_send(port, "POST", "/api/v1/reload", "", None).unwrap();
     assert_eq!(status, 401);
 }

@@ -41,7 +41,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     if gw.config.monitoring.enabled {
         app = app.route(&gw.config.monitoring.metrics_path, get(metrics));
     }
-    app.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) }).with_state(gw)
+    app.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .with_state(gw)
 }
 
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {

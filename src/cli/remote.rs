@@ -39,21 +39,24 @@ impl Remote {
     }
 
     pub fn get(&self, path: &str) -> Result<Value, RemoteError> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.agent.get(&url);
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", &format!("Bearer {t}"));
-        }
-        finish(&url, req.call())
+        self.call("GET", path)
     }
 
     pub fn post(&self, path: &str) -> Result<Value, RemoteError> {
+        self.call("POST", path)
+    }
+
+    fn call(&self, method: &str, path: &str) -> Result<Value, RemoteError> {
         let url = format!("{}{path}", self.base);
-        let mut req = self.agent.post(&url);
+        let mut req = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(t) = &self.token {
-            req = req.header("Authorization", &format!("Bearer {t}"));
+            req = req.header("Authorization", format!("Bearer {t}"));
         }
-        finish(&url, req.send_empty())
+        let result = match req.body(()) {
+            Ok(req) => self.agent.run(req),
+            Err(e) => Err(ureq::Error::from(e)),
+        };
+        finish(&url, result)
     }
 }
 
