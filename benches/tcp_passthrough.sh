@@ -27,7 +27,7 @@ target/release/throome --config "$work/throome.yaml" 2>"$work/throome.log" & pid
 
 cat > "$work/haproxy.cfg" <<CFG
 global
-  maxconn 10000
+  maxconn 4096
 defaults
   mode tcp
   timeout connect 3s
@@ -43,10 +43,12 @@ haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
 
 for port in "$redis_port" "$throome_port" "$haproxy_port"; do
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  # redis-benchmark spins forever on a refused port: never start it against a dead one.
+  redis-cli -p "$port" ping >/dev/null 2>&1 || { echo "nothing answers on port $port" >&2; exit 1; }
 done
 
 rps() { # port test
-  redis-benchmark -p "$1" -t "$2" -n "$N" -c "$C" -P "$P" -q --csv 2>/dev/null | tail -1 | cut -d, -f2 | tr -d '"'
+  timeout 300 redis-benchmark -p "$1" -t "$2" -n "$N" -c "$C" -P "$P" -q --csv 2>/dev/null | tail -1 | cut -d, -f2 | tr -d '"'
 }
 printf '%-6s %12s %12s %12s %8s %8s\n' test direct throome haproxy thr/dir hap/dir
 for t in set get; do
