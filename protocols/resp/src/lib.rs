@@ -14,3 +14,6 @@ pub mod request;
 
 pub use error::ProtocolError;
 pub use request::{Limits, Request, RequestScanner};
+pub mod reply;
+
+pub use reply::{Reply, ReplyLimits, ReplyScanner};
