@@ -18,7 +18,11 @@ pub struct ReplyLimits {
 
 impl Default for ReplyLimits {
     fn default() -> Self {
-        ReplyLimits { max_bulk_len: 512 * 1024 * 1024, max_depth: 128, max_line_len: 64 * 1024 * 1024 }
+        ReplyLimits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_depth: 128,
+            max_line_len: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -84,13 +88,20 @@ pub struct ReplyScanner {
 
 impl ReplyScanner {
     pub fn new(limits: ReplyLimits) -> Self {
-        ReplyScanner { limits, pos: 0, stack: Vec::new(), kind: None }
+        ReplyScanner {
+            limits,
+            pos: 0,
+            stack: Vec::new(),
+            kind: None,
+        }
     }
 
     /// Splits the next whole reply off the front of `buf`, or `Ok(None)` if more is needed.
     pub fn scan(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
         loop {
-            let Some(&t) = buf.get(self.pos) else { return Ok(None) };
+            let Some(&t) = buf.get(self.pos) else {
+                return Ok(None);
+            };
             if self.stack.is_empty() && t != b'|' && self.kind.is_none() {
                 self.kind = Some(t);
             }
@@ -103,8 +114,11 @@ impl ReplyScanner {
                     true
                 }
                 b'$' | b'!' | b'=' => {
-                    let Some(eol) = find_crlf(buf, self.pos + 1, 32) else { return self.need_more(buf) };
-                    let len = parse_count(&buf[self.pos + 1..eol]).ok_or(ProtocolError::InvalidBulkLength)?;
+                    let Some(eol) = find_crlf(buf, self.pos + 1, 32) else {
+                        return self.need_more(buf);
+                    };
+                    let len = parse_count(&buf[self.pos + 1..eol])
+                        .ok_or(ProtocolError::InvalidBulkLength)?;
                     if len < 0 {
                         self.pos = eol + 2; // null bulk
                     } else {
@@ -120,17 +134,27 @@ impl ReplyScanner {
                     true
                 }
                 b'*' | b'~' | b'>' | b'%' | b'|' => {
-                    let Some(eol) = find_crlf(buf, self.pos + 1, 32) else { return self.need_more(buf) };
-                    let n = parse_count(&buf[self.pos + 1..eol]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+                    let Some(eol) = find_crlf(buf, self.pos + 1, 32) else {
+                        return self.need_more(buf);
+                    };
+                    let n = parse_count(&buf[self.pos + 1..eol])
+                        .ok_or(ProtocolError::InvalidMultibulkLength)?;
                     self.pos = eol + 2;
-                    let n = if matches!(t, b'%' | b'|') { n.saturating_mul(2) } else { n };
+                    let n = if matches!(t, b'%' | b'|') {
+                        n.saturating_mul(2)
+                    } else {
+                        n
+                    };
                     if n <= 0 {
                         true // empty or null aggregate
                     } else {
                         if self.stack.len() >= self.limits.max_depth {
                             return Err(ProtocolError::ReplyTooDeep(self.limits.max_depth));
                         }
-                        self.stack.push(Level { left: n as u64, attribute: t == b'|' });
+                        self.stack.push(Level {
+                            left: n as u64,
+                            attribute: t == b'|',
+                        });
                         false
                     }
                 }
@@ -156,7 +180,9 @@ impl ReplyScanner {
     /// Counts one finished element against the open aggregates; true when the whole reply is.
     fn element_done(&mut self) -> bool {
         loop {
-            let Some(top) = self.stack.last_mut() else { return true };
+            let Some(top) = self.stack.last_mut() else {
+                return true;
+            };
             top.left -= 1;
             if top.left > 0 {
                 return false;

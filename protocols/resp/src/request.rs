@@ -289,9 +289,9 @@ impl<'a> InlineArgs<'a> {
         InlineArgs { line, pos: 0 }
     }
 
-    fn try_count(mut self) -> Result<usize, ProtocolError> {
+    fn try_count(self) -> Result<usize, ProtocolError> {
         let mut n = 0;
-        while let Some(a) = self.next() {
+        for a in self {
             a?;
             n += 1;
         }

@@ -8,7 +8,11 @@ use bytes::BytesMut;
 use throome_resp::{Limits, ReplyLimits, ReplyScanner, RequestScanner};
 
 fn golden(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/golden/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 /// (command names upper-cased, frames re-joined)
@@ -19,12 +23,20 @@ fn requests(name: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let (mut names, mut all, mut at) = (Vec::new(), Vec::new(), 0);
     while let Some(r) = s.scan(&mut buf).unwrap() {
         names.push(String::from_utf8_lossy(r.name()).to_uppercase());
-        all.push(r.args().map(|a| String::from_utf8_lossy(a).into_owned()).collect());
+        all.push(
+            r.args()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+        );
         // Only blank lines (which Redis ignores too) may stand between frames.
         while bytes[at..].starts_with(b"\r\n") && !bytes[at..].starts_with(r.frame()) {
             at += 2;
         }
-        assert!(bytes[at..].starts_with(r.frame()), "{name}: frame {} is not the next input", names.len());
+        assert!(
+            bytes[at..].starts_with(r.frame()),
+            "{name}: frame {} is not the next input",
+            names.len()
+        );
         at += r.frame().len();
     }
     assert!(buf.is_empty(), "{name}: unframed bytes left");
@@ -40,30 +52,49 @@ fn replies(name: &str, resp3: bool) -> Vec<u8> {
     let (mut kinds, mut joined) = (Vec::new(), Vec::new());
     while let Some(r) = s.scan(&mut buf).unwrap() {
         let consumed = if resp3 {
-            redis_protocol::resp3::decode::complete::decode(r.frame()).unwrap().map(|(_, n)| n)
+            redis_protocol::resp3::decode::complete::decode(r.frame())
+                .unwrap()
+                .map(|(_, n)| n)
         } else {
-            redis_protocol::resp2::decode::decode(r.frame()).unwrap().map(|(_, n)| n)
+            redis_protocol::resp2::decode::decode(r.frame())
+                .unwrap()
+                .map(|(_, n)| n)
         };
-        assert_eq!(consumed, Some(r.frame().len()), "{name}: frame is not exactly one value");
+        assert_eq!(
+            consumed,
+            Some(r.frame().len()),
+            "{name}: frame is not exactly one value"
+        );
         kinds.push(r.kind());
         joined.extend_from_slice(r.frame());
     }
     assert!(buf.is_empty());
-    assert!(joined == bytes, "{name}: reply frames must cover the input exactly");
+    assert!(
+        joined == bytes,
+        "{name}: reply frames must cover the input exactly"
+    );
     kinds
 }
 
 #[test]
 fn redis_cli_resp2() {
     let (names, _) = requests("redis_cli_resp2");
-    assert_eq!(names, ["SET", "GET", "MGET", "HSET", "HGETALL", "INCR", "NOPE"]);
+    assert_eq!(
+        names,
+        ["SET", "GET", "MGET", "HSET", "HGETALL", "INCR", "NOPE"]
+    );
     assert_eq!(replies("redis_cli_resp2", false), b"+$*:*:-".to_vec());
 }
 
 #[test]
 fn redis_cli_resp3_sends_hello_and_gets_maps() {
     let (names, args) = requests("redis_cli_resp3");
-    assert_eq!(names, ["HELLO", "HGETALL", "HELLO", "SMEMBERS", "HELLO", "ZADD", "HELLO", "ZRANGE"]);
+    assert_eq!(
+        names,
+        [
+            "HELLO", "HGETALL", "HELLO", "SMEMBERS", "HELLO", "ZADD", "HELLO", "ZRANGE"
+        ]
+    );
     assert_eq!(args[0], ["HELLO", "3"]);
     let kinds = replies("redis_cli_resp3", true);
     assert_eq!(kinds, b"%%%~%:%*".to_vec());
@@ -75,7 +106,10 @@ fn redis_cli_pipe_mass_insert() {
     assert_eq!(names.len(), 51);
     assert!(names[..50].iter().all(|n| n == "SET"));
     assert_eq!(args[49], ["SET", "key:50", "val50"]);
-    assert_eq!(names[50], "ECHO", "--pipe ends with an ECHO of a random marker");
+    assert_eq!(
+        names[50], "ECHO",
+        "--pipe ends with an ECHO of a random marker"
+    );
     assert_eq!(replies("redis_cli_pipe", false).len(), 51);
 }
 
@@ -85,7 +119,10 @@ fn redis_benchmark_pipelined() {
     for n in ["SET", "GET", "INCR", "LPUSH", "MSET"] {
         assert!(names.iter().any(|x| x == n), "{n} missing");
     }
-    assert_eq!(replies("redis_benchmark_pipelined", false).len(), names.len());
+    assert_eq!(
+        replies("redis_benchmark_pipelined", false).len(),
+        names.len()
+    );
 }
 
 #[test]

@@ -59,14 +59,16 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
     ];
     leaf.prop_recursive(4, 64, 6, |inner| {
         prop_oneof![
-            (prop::sample::select(vec![b'*', b'~', b'>']), prop::collection::vec(inner.clone(), 0..6)).prop_map(
-                |(t, items)| {
+            (
+                prop::sample::select(vec![b'*', b'~', b'>']),
+                prop::collection::vec(inner.clone(), 0..6)
+            )
+                .prop_map(|(t, items)| {
                     let mut v = vec![t];
                     v.extend_from_slice(format!("{}\r\n", items.len()).as_bytes());
                     items.iter().for_each(|i| v.extend_from_slice(i));
                     v
-                }
-            ),
+                }),
             prop::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(|pairs| {
                 let mut v = format!("%{}\r\n", pairs.len()).into_bytes();
                 pairs.iter().for_each(|(k, x)| {

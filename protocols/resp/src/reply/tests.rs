@@ -13,7 +13,8 @@ fn replies(input: &[u8]) -> Result<Vec<(u8, Vec<u8>)>, ProtocolError> {
 
 #[test]
 fn resp2_types() {
-    let input = b"+OK\r\n-ERR bad\r\n:42\r\n$3\r\nfoo\r\n$-1\r\n*2\r\n$1\r\na\r\n*1\r\n:1\r\n*-1\r\n*0\r\n";
+    let input =
+        b"+OK\r\n-ERR bad\r\n:42\r\n$3\r\nfoo\r\n$-1\r\n*2\r\n$1\r\na\r\n*1\r\n:1\r\n*-1\r\n*0\r\n";
     let kinds: Vec<u8> = replies(input).unwrap().into_iter().map(|r| r.0).collect();
     assert_eq!(kinds, b"+-:$$***".to_vec());
 }
@@ -49,12 +50,21 @@ fn split_anywhere_gives_the_same_replies() {
 
 #[test]
 fn errors_and_limits() {
-    assert_eq!(replies(b"?x\r\n"), Err(ProtocolError::UnexpectedReplyType(b'?')));
+    assert_eq!(
+        replies(b"?x\r\n"),
+        Err(ProtocolError::UnexpectedReplyType(b'?'))
+    );
     let deep = b"*1\r\n".repeat(200);
     let mut s = ReplyScanner::new(ReplyLimits::default());
-    assert_eq!(s.scan(&mut BytesMut::from(&deep[..])), Err(ProtocolError::ReplyTooDeep(128)));
+    assert_eq!(
+        s.scan(&mut BytesMut::from(&deep[..])),
+        Err(ProtocolError::ReplyTooDeep(128))
+    );
     let mut s = ReplyScanner::new(ReplyLimits::default());
-    let r = s.scan(&mut BytesMut::from(&b"-MOVED 3999 127.0.0.1:6381\r\n"[..])).unwrap().unwrap();
+    let r = s
+        .scan(&mut BytesMut::from(&b"-MOVED 3999 127.0.0.1:6381\r\n"[..]))
+        .unwrap()
+        .unwrap();
     assert!(r.is_error());
     assert_eq!(r.error_line(), Some(&b"MOVED 3999 127.0.0.1:6381"[..]));
 }
