@@ -48,11 +48,12 @@ pub async fn run(service: Arc<ServiceRuntime>, stop: CancellationToken) {
 }
 
 /// One probe within the service's probe timeout. Each protocol adapter brings its own check
-/// (PING, `SELECT 1`, ApiVersions); until then, and for `tcp`, a TCP connect.
+/// (PING for Redis; `SELECT 1` and ApiVersions to come); for the others a TCP connect.
 async fn probe(service: &ServiceRuntime, backend: &BackendState) -> bool {
     let check = async {
         match service.spec.kind {
-            ServiceKind::Tcp | ServiceKind::Redis | ServiceKind::Postgres | ServiceKind::Kafka => {
+            ServiceKind::Redis => crate::redis::probe::ping(service, backend).await,
+            ServiceKind::Tcp | ServiceKind::Postgres | ServiceKind::Kafka => {
                 TcpStream::connect((backend.host.as_str(), backend.port))
                     .await
                     .is_ok()

@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod health;
 pub mod listener;
 pub mod metrics;
+pub mod redis;
 pub mod router;
 pub mod session;
 pub mod snapshot;

@@ -31,6 +31,15 @@ impl ServiceLabels {
     }
 }
 
+/// Per request: for protocols, `command` is the lower-case command (Redis) or API name;
+/// for `tcp` services it is `connection`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub cluster: String,
+    pub service: String,
+    pub command: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub cluster: String,
@@ -52,8 +61,8 @@ pub struct ReloadLabels {
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<ServiceLabels, Counter>,
-    pub duration: Family<ServiceLabels, Histogram, fn() -> Histogram>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     pub errors: Family<ErrorLabels, Counter>,
     pub active: Family<ServiceLabels, Gauge>,
     pub bytes_in: Family<ServiceLabels, Counter>,
@@ -69,8 +78,8 @@ fn duration_histogram() -> Histogram {
 impl Metrics {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
         let mut registry = Registry::default();
-        let requests = Family::<ServiceLabels, Counter>::default();
-        let duration = Family::<ServiceLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             duration_histogram,
         );
         let errors = Family::<ErrorLabels, Counter>::default();
@@ -265,8 +274,13 @@ mod tests {
         let metrics = Metrics::new(Arc::new(ArcSwap::from_pointee(snapshot)));
         metrics.reload(true);
         let labels = ServiceLabels::of(&service);
-        metrics.requests.get_or_create(&labels).inc();
-        metrics.duration.get_or_create(&labels).observe(0.01);
+        let request = RequestLabels {
+            cluster: "c".into(),
+            service: "s".into(),
+            command: "get".into(),
+        };
+        metrics.requests.get_or_create(&request).inc();
+        metrics.duration.get_or_create(&request).observe(0.01);
         metrics.active.get_or_create(&labels).inc();
         metrics.error(&service, "connect");
         let text = metrics.render_prometheus().unwrap();

@@ -28,9 +28,10 @@ pub async fn run(session: Session, client: TcpStream) {
     tracing::debug!(cluster = %labels.cluster, service = %labels.service, peer = %session.peer, "client connected");
     match session.service.spec.kind {
         ServiceKind::Tcp => crate::tcp::serve(session, client).await,
+        ServiceKind::Redis => crate::redis::serve(session, client).await,
         // Validation refuses `listen` for protocols without an adapter; a connection can
         // only get here if that check is bypassed, so close it.
-        ServiceKind::Redis | ServiceKind::Postgres | ServiceKind::Kafka => drop(client),
+        ServiceKind::Postgres | ServiceKind::Kafka => drop(client),
     }
     gauge.dec();
 }

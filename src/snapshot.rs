@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{BackendState, ProbeThresholds};
 use crate::config::{
-    BackendConfig, ClusterConfig, LoadedCluster, Role, Secret, ServiceKind, Strategy,
+    BackendConfig, ClientAuth, ClusterConfig, LoadedCluster, Role, Secret, ServiceKind, Strategy,
 };
 use crate::router::{self, Candidate, RouterState};
 
@@ -47,6 +47,9 @@ pub struct ServiceSpec {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub database: Option<String>,
+    pub pool_size: usize,
+    pub read_from_replicas: bool,
+    pub auth: Option<ClientAuth>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,6 +65,10 @@ pub struct ServiceRuntime {
     pub spec: ServiceSpec,
     pub backends: Vec<Arc<BackendState>>,
     router: Mutex<RouterState>,
+    /// State a protocol adapter keeps per service runtime (e.g. Redis upstream pools). A
+    /// changed service gets a new runtime and so fresh state; the old one goes with the last
+    /// session that holds it.
+    pub ext: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl ServiceRuntime {
@@ -87,6 +94,16 @@ impl ServiceRuntime {
     /// request). Primaries first; replicas when every primary is unavailable and failover is
     /// on, or when the service has no primary at all.
     pub fn choose(&self, exclude: &[usize]) -> Option<Arc<BackendState>> {
+        self.choose_tiered(false, exclude)
+    }
+
+    /// Like `choose`, but with `prefer_replicas` (reads with `read_from_replicas`) replicas
+    /// come first and primaries are the fallback.
+    pub fn choose_tiered(
+        &self,
+        prefer_replicas: bool,
+        exclude: &[usize],
+    ) -> Option<Arc<BackendState>> {
         let now = Instant::now();
         let cooldown = self.spec.thresholds.cooldown;
         let tier = |role: Role| -> Vec<Candidate> {
@@ -105,9 +122,17 @@ impl ServiceRuntime {
                 .collect()
         };
         let has_primary = self.backends.iter().any(|b| b.role == Role::Primary);
-        let mut candidates = tier(Role::Primary);
-        if candidates.is_empty() && (self.spec.failover || !has_primary) {
-            candidates = tier(Role::Replica);
+        let mut candidates = if prefer_replicas {
+            tier(Role::Replica)
+        } else {
+            tier(Role::Primary)
+        };
+        if candidates.is_empty() {
+            if prefer_replicas {
+                candidates = tier(Role::Primary);
+            } else if self.spec.failover || !has_primary {
+                candidates = tier(Role::Replica);
+            }
         }
         let index = {
             let mut state = self.router.lock().ok()?;
@@ -188,6 +213,7 @@ fn new_runtime(
         router: Mutex::new(RouterState::new(backends.len(), seed)),
         backends,
         spec,
+        ext: std::sync::OnceLock::new(),
     }
 }
 
@@ -248,6 +274,9 @@ fn resolve(
         username: svc.username.clone(),
         password: svc.password.clone(),
         database: svc.database.clone(),
+        pool_size: svc.pool_size.unwrap_or(2),
+        read_from_replicas: svc.read_from_replicas.unwrap_or(false),
+        auth: svc.auth.clone(),
     }
 }
 

@@ -16,7 +16,12 @@ const BUF: usize = 16 * 1024;
 pub async fn serve(session: Session, mut client: TcpStream) {
     let service = &session.service;
     let labels = crate::metrics::ServiceLabels::of(service);
-    session.metrics.requests.get_or_create(&labels).inc();
+    let request = crate::metrics::RequestLabels {
+        cluster: labels.cluster.clone(),
+        service: labels.service.clone(),
+        command: "connection".into(),
+    };
+    session.metrics.requests.get_or_create(&request).inc();
     let started = Instant::now();
     let (mut upstream, guard) = match upstream::connect(service).await {
         Ok(c) => c,
@@ -47,13 +52,13 @@ pub async fn serve(session: Session, mut client: TcpStream) {
     session
         .metrics
         .duration
-        .get_or_create(&labels)
+        .get_or_create(&request)
         .observe(lifetime);
 }
 
 /// Copies both directions; when one side finishes writing, the other side's write half is shut
 /// down (half-close) and the other direction runs to its end.
-async fn splice(
+pub(crate) async fn splice(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     bytes_in: &Counter,

@@ -143,7 +143,7 @@ fn metrics_pass_promtool_and_count_traffic() {
         backend_port_via(listen).unwrap();
     }
     // A connection's duration is recorded when the gateway side has finished closing it.
-    let done = "throome_request_duration_seconds_count{cluster=\"m\",service=\"kv\"} 3";
+    let done = "throome_request_duration_seconds_count{cluster=\"m\",service=\"kv\",command=\"connection\"} 3";
     assert!(
         eventually(Duration::from_secs(10), || gw.metrics().contains(done)),
         "{}",
@@ -151,7 +151,9 @@ fn metrics_pass_promtool_and_count_traffic() {
     );
     let text = gw.metrics();
     assert!(
-        text.contains("throome_requests_total{cluster=\"m\",service=\"kv\"} 3"),
+        text.contains(
+            "throome_requests_total{cluster=\"m\",service=\"kv\",command=\"connection\"} 3"
+        ),
         "{text}"
     );
     assert!(

@@ -65,6 +65,23 @@ pub struct ServiceConfig {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub database: Option<String>,
+    /// Redis: pipelined upstream connections per backend shared by all clients (default 2).
+    pub pool_size: Option<usize>,
+    /// Redis: send read-only commands to replicas through the routing strategy.
+    pub read_from_replicas: Option<bool>,
+    /// Credentials clients must present to the proxy (checked by Throome, independent of the
+    /// backend credentials above).
+    pub auth: Option<ClientAuth>,
+}
+
+/// Client authentication at the proxy: a `requirepass`-style password for the `default`
+/// user, and/or named users (ACL-style `AUTH user pass`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuth {
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub users: BTreeMap<String, Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use cluster::{
-    BackendConfig, CircuitBreakerConfig, ClusterConfig, HealthConfig, Role, RoutingConfig,
-    ServiceConfig, ServiceKind, Strategy,
+    BackendConfig, CircuitBreakerConfig, ClientAuth, ClusterConfig, HealthConfig, Role,
+    RoutingConfig, ServiceConfig, ServiceKind, Strategy,
 };
 pub use gateway::GatewayConfig;
 pub use types::{ListenAddr, Seconds, Secret};

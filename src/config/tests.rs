@@ -121,7 +121,7 @@ fn service_shape_errors_name_the_service() {
 
 #[test]
 fn unimplemented_protocols_cannot_listen_yet() {
-    let text = "cluster_id: a\nname: b\nservices:\n  r:\n    type: redis\n    host: x\n    port: 1\n    listen: 127.0.0.1:1\n";
+    let text = "cluster_id: a\nname: b\nservices:\n  r:\n    type: kafka\n    host: x\n    port: 1\n    listen: 127.0.0.1:1\n";
     let err = parse_cluster(text).unwrap_err();
     assert!(err.message.contains("not implemented"), "{err:?}");
 }

@@ -88,7 +88,7 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         }
     }
     if let Some(listen) = &s.listen
-        && s.kind != ServiceKind::Tcp
+        && !matches!(s.kind, ServiceKind::Tcp | ServiceKind::Redis)
     {
         return Err(format!(
             "service `{name}`: type `{}` cannot be exposed on {} yet; its protocol listener is \
@@ -96,6 +96,9 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             s.kind.as_str(),
             listen.value
         ));
+    }
+    if s.pool_size == Some(0) || s.pool_size.is_some_and(|n| n > 64) {
+        return Err(format!("service `{name}`: pool_size must be 1..=64"));
     }
     Ok(())
 }

@@ -259,8 +259,22 @@ pub fn tcp_cluster(
     backends: &[(u16, &str, u32)],
     extra: &str,
 ) -> String {
+    cluster_of("tcp", id, service, listen, backends, "", extra)
+}
+
+/// A service of `kind`, with service-level YAML (`service_extra`, indented four spaces) and
+/// cluster-level YAML (`extra`).
+pub fn cluster_of(
+    kind: &str,
+    id: &str,
+    service: &str,
+    listen: u16,
+    backends: &[(u16, &str, u32)],
+    service_extra: &str,
+    extra: &str,
+) -> String {
     let mut s = format!(
-        "cluster_id: {id}\nname: {id}\nservices:\n  {service}:\n    type: tcp\n    listen: \"127.0.0.1:{listen}\"\n    backends:\n"
+        "cluster_id: {id}\nname: {id}\nservices:\n  {service}:\n    type: {kind}\n    listen: \"127.0.0.1:{listen}\"\n{service_extra}    backends:\n"
     );
     for (port, role, weight) in backends {
         s.push_str(&format!(

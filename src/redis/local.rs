@@ -1,0 +1,171 @@
+//! Connection-level commands the proxy answers itself: they describe or change the client's
+//! connection to Throome, not data on a backend. <https://redis.io/docs/latest/commands/hello/>
+
+use bytes::Bytes;
+
+use super::encode;
+use crate::config::ClientAuth;
+
+/// What the proxy knows of one client connection.
+pub struct ClientState {
+    pub id: u64,
+    pub resp3: bool,
+    pub authenticated: bool,
+    pub name: Option<Vec<u8>>,
+}
+
+impl ClientState {
+    pub fn new(id: u64, auth: Option<&ClientAuth>) -> Self {
+        ClientState {
+            id,
+            resp3: false,
+            authenticated: auth.is_none(),
+            name: None,
+        }
+    }
+}
+
+/// Checks `AUTH [user] pass` against the service's `auth:` block.
+pub fn check_auth(
+    auth: Option<&ClientAuth>,
+    user: Option<&[u8]>,
+    pass: &[u8],
+) -> Result<(), Bytes> {
+    let Some(auth) = auth else {
+        return Err(encode::error(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ));
+    };
+    let ok = match user {
+        None | Some(b"default") => auth
+            .password
+            .as_ref()
+            .is_some_and(|p| p.expose().as_bytes() == pass),
+        Some(u) => std::str::from_utf8(u)
+            .ok()
+            .and_then(|u| auth.users.get(u))
+            .is_some_and(|p| p.expose().as_bytes() == pass),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(encode::error(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ))
+    }
+}
+
+pub fn wrong_args(cmd: &str) -> Bytes {
+    encode::error(&format!(
+        "ERR wrong number of arguments for '{cmd}' command"
+    ))
+}
+
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+pub fn hello(state: &mut ClientState, auth: Option<&ClientAuth>, args: &[&[u8]]) -> Bytes {
+    let mut resp3 = state.resp3;
+    if let Some(v) = args.get(1) {
+        match *v {
+            b"2" => resp3 = false,
+            b"3" => resp3 = true,
+            _ => return encode::error("NOPROTO unsupported protocol version"),
+        }
+    }
+    let mut i = 2;
+    let mut name = None;
+    while i < args.len() {
+        let opt = args[i];
+        if opt.eq_ignore_ascii_case(b"auth") && i + 2 < args.len() {
+            if let Err(e) = check_auth(auth, Some(args[i + 1]), args[i + 2]) {
+                return e;
+            }
+            state.authenticated = true;
+            i += 3;
+        } else if opt.eq_ignore_ascii_case(b"setname") && i + 1 < args.len() {
+            name = Some(args[i + 1].to_vec());
+            i += 2;
+        } else {
+            return encode::error(&format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(opt)
+            ));
+        }
+    }
+    if !state.authenticated {
+        return encode::error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        );
+    }
+    if name.is_some() {
+        state.name = name;
+    }
+    state.resp3 = resp3;
+    encode::map(
+        resp3,
+        &[
+            ("server", encode::bulk(b"redis")),
+            ("version", encode::bulk(b"7.0.0")),
+            ("proto", encode::integer(if resp3 { 3 } else { 2 })),
+            (
+                "id",
+                encode::integer(i64::try_from(state.id).unwrap_or(i64::MAX)),
+            ),
+            ("mode", encode::bulk(b"standalone")),
+            ("role", encode::bulk(b"master")),
+            ("modules", encode::empty_array()),
+            ("proxy", encode::bulk(b"throome")),
+        ],
+    )
+}
+
+/// `CLIENT SETNAME|GETNAME|ID|SETINFO`; `None` for subcommands that go to a backend.
+pub fn client(state: &mut ClientState, args: &[&[u8]]) -> Option<Bytes> {
+    let sub = args.get(1)?;
+    let reply = if sub.eq_ignore_ascii_case(b"setname") {
+        match args.get(2) {
+            Some(n) if args.len() == 3 => {
+                if n.iter().any(|&c| c <= b' ' || c > b'~') {
+                    encode::error(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    )
+                } else {
+                    state.name = (!n.is_empty()).then(|| n.to_vec());
+                    encode::simple("OK")
+                }
+            }
+            _ => wrong_args("client|setname"),
+        }
+    } else if sub.eq_ignore_ascii_case(b"getname") {
+        match &state.name {
+            Some(n) => encode::bulk(n),
+            None => encode::null(state.resp3),
+        }
+    } else if sub.eq_ignore_ascii_case(b"id") {
+        encode::integer(i64::try_from(state.id).unwrap_or(i64::MAX))
+    } else if sub.eq_ignore_ascii_case(b"setinfo") {
+        if args.len() == 4 {
+            encode::simple("OK")
+        } else {
+            wrong_args("client|setinfo")
+        }
+    } else if [
+        &b"reply"[..],
+        b"no-evict",
+        b"no-touch",
+        b"pause",
+        b"unpause",
+        b"kill",
+        b"caching",
+    ]
+    .iter()
+    .any(|s| sub.eq_ignore_ascii_case(s))
+    {
+        encode::error(&format!(
+            "ERR Throome: CLIENT {} is not supported through the proxy (connections to backends are shared)",
+            String::from_utf8_lossy(sub).to_uppercase()
+        ))
+    } else {
+        return None;
+    };
+    Some(reply)
+}

@@ -1,0 +1,523 @@
+//! One Redis client connection: a reader that frames and dispatches requests, and a writer
+//! that sends replies back strictly in request order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use throome_resp::commands::flag;
+use throome_resp::{Limits, Request, RequestScanner};
+
+use super::encode;
+use super::local::{self, ClientState};
+use super::pool::{self, Pools};
+use super::upstream::{ReplyResult, Upstream, UpstreamError};
+use crate::metrics::{Metrics, RequestLabels};
+use crate::session::Session;
+use crate::snapshot::ServiceRuntime;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Replies owed to the client, in request order.
+enum Pending {
+    Ready(Bytes),
+    Wait {
+        rx: oneshot::Receiver<ReplyResult>,
+        started: Instant,
+        latency: Histogram,
+    },
+    /// Flush everything and give the socket's write half back (raw hand-over).
+    Handover(oneshot::Sender<OwnedWriteHalf>),
+}
+
+/// Requests sent upstream whose replies the writer has not yet taken.
+#[derive(Default)]
+struct Outstanding {
+    n: AtomicUsize,
+    zero: Notify,
+}
+
+impl Outstanding {
+    fn add(&self) {
+        self.n.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn done(&self) {
+        if self.n.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.zero.notify_waiters();
+        }
+    }
+
+    /// Waits until every request sent so far has been answered, so the next one may go out on
+    /// another connection without overtaking them.
+    async fn drained(&self) {
+        loop {
+            let notified = self.zero.notified();
+            if self.n.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Which upstream connection the previous request used.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Shared,
+    Dedicated(u64),
+}
+
+enum Flow {
+    Continue,
+    Stop,
+    /// Hand the client over to a raw pass-through, starting with this request.
+    Raw(Bytes),
+}
+
+pub async fn serve(session: Session, client: TcpStream) {
+    let service = session.service.clone();
+    let (rd, wr) = client.into_split();
+    let (queue, queue_rx) = mpsc::channel::<Pending>(4096);
+    let outstanding = Arc::new(Outstanding::default());
+    let writer = tokio::spawn(write_loop(
+        wr,
+        queue_rx,
+        outstanding.clone(),
+        service.clone(),
+        session.metrics.clone(),
+    ));
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut client = Client {
+        state: ClientState::new(id, service.spec.auth.as_ref()),
+        pools: Pools::of(&service),
+        service,
+        metrics: session.metrics.clone(),
+        queue,
+        outstanding,
+        lane: Lane::Shared,
+        next_lane: 0,
+        tx_conn: None,
+        in_multi: false,
+        watching: false,
+        per_command: HashMap::new(),
+    };
+    let stop = session.hard_stop.clone();
+    tokio::select! {
+        () = client.run(rd, writer) => {}
+        () = stop.cancelled() => {}
+    }
+}
+
+struct Client {
+    state: ClientState,
+    service: Arc<ServiceRuntime>,
+    pools: Arc<Pools>,
+    metrics: Arc<Metrics>,
+    queue: mpsc::Sender<Pending>,
+    outstanding: Arc<Outstanding>,
+    lane: Lane,
+    next_lane: u64,
+    /// The client's own connection while a transaction (MULTI/WATCH) is open.
+    tx_conn: Option<Upstream>,
+    in_multi: bool,
+    watching: bool,
+    per_command: HashMap<&'static str, (prometheus_client::metrics::counter::Counter, Histogram)>,
+}
+
+impl Client {
+    async fn run(&mut self, mut rd: OwnedReadHalf, writer: tokio::task::JoinHandle<()>) {
+        let mut scanner = RequestScanner::new(Limits::default());
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            match scanner.scan(&mut buf) {
+                Ok(Some(req)) => match self.handle(req).await {
+                    Flow::Continue => continue,
+                    Flow::Stop => break,
+                    Flow::Raw(first) => return self.hand_over(rd, writer, first, buf).await,
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics.error(&self.service, "client_protocol");
+                    self.reply(encode::error(&format!("ERR {e}"))).await;
+                    break;
+                }
+            }
+            match rd.read_buf(&mut buf).await {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        // The writer sends what is still owed, then closes.
+        let (queue, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.queue, queue));
+        let _ = writer.await;
+    }
+
+    async fn reply(&self, bytes: Bytes) {
+        let _ = self.queue.send(Pending::Ready(bytes)).await;
+    }
+
+    async fn handle(&mut self, req: Request) -> Flow {
+        let Some(top) = throome_resp::lookup(req.name()) else {
+            // Unknown to Redis 7 too (or a module command): the backend answers.
+            return self.forward_shared(req, None, false).await;
+        };
+        let spec = match (top.subcommands.is_empty(), req.arg(1)) {
+            (false, Some(sub)) => top.subcommand(sub).unwrap_or(top),
+            _ => top,
+        };
+        let name = top.name;
+        if !self.state.authenticated && !matches!(name, "auth" | "hello" | "quit" | "reset") {
+            self.reply(encode::error("NOAUTH Authentication required."))
+                .await;
+            return Flow::Continue;
+        }
+        if !spec.arity_ok(req.argc()) {
+            let full = if std::ptr::eq(spec, top) {
+                name.to_string()
+            } else {
+                format!("{name}|{}", spec.name)
+            };
+            self.reply(local::wrong_args(&full)).await;
+            return Flow::Continue;
+        }
+        let in_tx = self.tx_conn.is_some();
+        match name {
+            "quit" => {
+                self.reply(encode::simple("OK")).await;
+                return Flow::Stop;
+            }
+            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select"
+                if !self.in_multi =>
+            {
+                if let Some(flow) = self.local(name, &req).await {
+                    return flow;
+                }
+            }
+            "subscribe" | "psubscribe" | "ssubscribe" | "monitor" if !self.in_multi => {
+                return Flow::Raw(req.into_frame());
+            }
+            "multi" | "watch" => {
+                if name == "multi" {
+                    self.in_multi = true;
+                } else {
+                    self.watching = true;
+                }
+                return self.forward_tx(req, spec.name).await;
+            }
+            "exec" | "discard" | "unwatch" if in_tx => {
+                if name == "unwatch" {
+                    self.watching = false;
+                } else {
+                    self.in_multi = false;
+                    self.watching = false;
+                }
+                let flow = self.forward_tx(req, spec.name).await;
+                if !self.in_multi && !self.watching {
+                    self.tx_conn = None;
+                }
+                return flow;
+            }
+            _ => {}
+        }
+        if in_tx {
+            return self.forward_tx(req, spec.name).await;
+        }
+        if is_blocking(spec, &req) {
+            return self.forward_blocking(req, spec.name).await;
+        }
+        let read = spec.has(flag::READONLY) && !spec.is_write();
+        self.forward_shared(req, Some(spec.name), read).await
+    }
+
+    /// Commands about the client's own connection. `None`: not handled here after all.
+    async fn local(&mut self, name: &'static str, req: &Request) -> Option<Flow> {
+        let args: Vec<&[u8]> = req.args().collect();
+        let auth = self.service.spec.auth.clone();
+        let reply = match name {
+            "ping" => match args.get(1) {
+                None => encode::simple("PONG"),
+                Some(msg) => encode::bulk(msg),
+            },
+            "echo" => encode::bulk(args.get(1).copied().unwrap_or_default()),
+            "hello" => local::hello(&mut self.state, auth.as_ref(), &args),
+            "auth" => {
+                let (user, pass) = match args.len() {
+                    2 => (None, args[1]),
+                    _ => (Some(args[1]), args[2]),
+                };
+                match local::check_auth(auth.as_ref(), user, pass) {
+                    Ok(()) => {
+                        self.state.authenticated = true;
+                        encode::simple("OK")
+                    }
+                    Err(e) => e,
+                }
+            }
+            "client" => match local::client(&mut self.state, &args) {
+                Some(r) => r,
+                None if args
+                    .get(1)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"tracking")) =>
+                {
+                    return Some(Flow::Raw(req.frame().clone()));
+                }
+                None => return None,
+            },
+            "reset" => {
+                self.tx_conn = None;
+                self.in_multi = false;
+                self.watching = false;
+                self.state = ClientState::new(self.state.id, auth.as_ref());
+                encode::simple("RESET")
+            }
+            "select" => match args.get(1).copied() {
+                Some(b"0") => encode::simple("OK"),
+                // Another database is connection state: this client gets its own connection.
+                _ => return Some(Flow::Raw(req.frame().clone())),
+            },
+            _ => return None,
+        };
+        self.count(name);
+        self.reply(reply).await;
+        Some(Flow::Continue)
+    }
+
+    fn count(&mut self, name: &'static str) -> Histogram {
+        let (counter, latency) = self.per_command.entry(name).or_insert_with(|| {
+            let labels = RequestLabels {
+                cluster: self.service.cluster.clone(),
+                service: self.service.name.clone(),
+                command: name.to_string(),
+            };
+            (
+                self.metrics.requests.get_or_create(&labels).clone(),
+                self.metrics.duration.get_or_create(&labels).clone(),
+            )
+        });
+        counter.inc();
+        latency.clone()
+    }
+
+    async fn switch_lane(&mut self, lane: Lane) {
+        if self.lane != lane {
+            self.outstanding.drained().await;
+            self.lane = lane;
+        }
+    }
+
+    async fn send(&mut self, conn: &Upstream, req: Request, name: &'static str) {
+        let latency = self.count(name);
+        let started = Instant::now();
+        let rx = conn.send(req.into_frame()).await;
+        self.outstanding.add();
+        let _ = self
+            .queue
+            .send(Pending::Wait {
+                rx,
+                started,
+                latency,
+            })
+            .await;
+    }
+
+    async fn fail(&mut self, e: &UpstreamError) {
+        self.metrics.error(&self.service, e.kind());
+        self.reply(encode::error(&format!("ERR Throome: {e}")))
+            .await;
+    }
+
+    async fn forward_shared(
+        &mut self,
+        req: Request,
+        name: Option<&'static str>,
+        read: bool,
+    ) -> Flow {
+        self.switch_lane(Lane::Shared).await;
+        let slot = usize::try_from(self.state.id).unwrap_or_default();
+        match pool::route(&self.pools, &self.service, read, self.state.resp3, slot).await {
+            Ok(conn) => self.send(&conn, req, name.unwrap_or("unknown")).await,
+            Err(e) => self.fail(&e).await,
+        }
+        Flow::Continue
+    }
+
+    /// MULTI/WATCH and everything until the transaction ends: the client's own connection.
+    async fn forward_tx(&mut self, req: Request, name: &'static str) -> Flow {
+        let conn = match &self.tx_conn {
+            Some(c) if !c.is_closed() => c.clone(),
+            Some(_) => {
+                // The connection died mid-transaction: the transaction is gone with it.
+                self.tx_conn = None;
+                self.in_multi = false;
+                self.watching = false;
+                self.fail(&UpstreamError::Lost).await;
+                return Flow::Continue;
+            }
+            None => {
+                self.next_lane += 1;
+                self.switch_lane(Lane::Dedicated(self.next_lane)).await;
+                match pool::open_dedicated(&self.service, self.state.resp3).await {
+                    Ok(stream) => {
+                        let conn = super::upstream::spawn(stream, || {});
+                        self.tx_conn = Some(conn.clone());
+                        conn
+                    }
+                    Err(e) => {
+                        self.in_multi = false;
+                        self.watching = false;
+                        self.fail(&e).await;
+                        return Flow::Continue;
+                    }
+                }
+            }
+        };
+        self.send(&conn, req, name).await;
+        Flow::Continue
+    }
+
+    /// A blocking command gets a connection for its one reply, so it blocks nobody else.
+    async fn forward_blocking(&mut self, req: Request, name: &'static str) -> Flow {
+        self.next_lane += 1;
+        self.switch_lane(Lane::Dedicated(self.next_lane)).await;
+        match pool::open_dedicated(&self.service, self.state.resp3).await {
+            Ok(stream) => {
+                let conn = super::upstream::spawn(stream, || {});
+                self.send(&conn, req, name).await;
+                // Dropping the handle closes the connection once the reply is in.
+            }
+            Err(e) => self.fail(&e).await,
+        }
+        Flow::Continue
+    }
+
+    /// From here on the client talks to a connection of its own, byte for byte.
+    async fn hand_over(
+        &mut self,
+        rd: OwnedReadHalf,
+        writer: tokio::task::JoinHandle<()>,
+        first: Bytes,
+        rest: BytesMut,
+    ) {
+        self.tx_conn = None;
+        self.outstanding.drained().await;
+        let (tx, rx) = oneshot::channel();
+        if self.queue.send(Pending::Handover(tx)).await.is_err() {
+            return;
+        }
+        let Ok(wr) = rx.await else { return };
+        let _ = writer.await;
+        let Ok(mut client) = rd.reunite(wr) else {
+            return;
+        };
+        let mut upstream = match pool::open_dedicated(&self.service, self.state.resp3).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.error(&self.service, e.kind());
+                let _ = client
+                    .write_all(&encode::error(&format!("ERR Throome: {e}")))
+                    .await;
+                return;
+            }
+        };
+        if upstream.write_all(&first).await.is_err() || upstream.write_all(&rest).await.is_err() {
+            return;
+        }
+        let labels = crate::metrics::ServiceLabels::of(&self.service);
+        let bytes_in = self.metrics.bytes_in.get_or_create(&labels).clone();
+        let bytes_out = self.metrics.bytes_out.get_or_create(&labels).clone();
+        let _ = crate::tcp::splice(&mut client, &mut upstream, &bytes_in, &bytes_out).await;
+    }
+}
+
+/// BLPOP and friends block; XREAD/XREADGROUP only with BLOCK; WAIT/WAITAOF always.
+fn is_blocking(spec: &throome_resp::CommandSpec, req: &Request) -> bool {
+    if !spec.has(flag::BLOCKING) {
+        return false;
+    }
+    match spec.name {
+        "xread" | "xreadgroup" => req.args().any(|a| a.eq_ignore_ascii_case(b"block")),
+        _ => true,
+    }
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Pending>,
+    outstanding: Arc<Outstanding>,
+    service: Arc<ServiceRuntime>,
+    metrics: Arc<Metrics>,
+) {
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let pending = match queue.try_recv() {
+            Ok(p) => p,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if !out.is_empty() {
+                    if wr.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                }
+                match queue.recv().await {
+                    Some(p) => p,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        match pending {
+            Pending::Ready(b) => out.extend_from_slice(&b),
+            Pending::Wait {
+                rx,
+                started,
+                latency,
+            } => {
+                let result = rx.await;
+                outstanding.done();
+                match result {
+                    Ok(Ok(reply)) => {
+                        latency.observe(super::upstream::since(started));
+                        out.extend_from_slice(reply.frame());
+                    }
+                    Ok(Err(e)) => {
+                        metrics.error(&service, e.kind());
+                        out.extend_from_slice(&encode::error(&format!("ERR Throome: {e}")));
+                    }
+                    Err(_) => {
+                        metrics.error(&service, "backend_io");
+                        out.extend_from_slice(&encode::error(
+                            "ERR Throome: backend connection lost",
+                        ));
+                    }
+                }
+            }
+            Pending::Handover(tx) => {
+                if !out.is_empty() && wr.write_all(&out).await.is_err() {
+                    return;
+                }
+                let _ = tx.send(wr);
+                return;
+            }
+        }
+        if out.len() >= 64 * 1024 {
+            if wr.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+    }
+    if !out.is_empty() {
+        let _ = wr.write_all(&out).await;
+    }
+    let _ = wr.shutdown().await;
+}
