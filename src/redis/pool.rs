@@ -88,13 +88,13 @@ pub async fn route(
     read: bool,
     resp3: bool,
     slot: usize,
-) -> Result<Upstream, UpstreamError> {
-    let prefer_replicas = read && service.spec.read_from_replicas;
+) -> Result<(Arc<BackendState>, Upstream), UpstreamError> {
+    let prefer_replicas = read;
     let mut tried = Vec::new();
     let mut last = None;
     while let Some(backend) = service.choose_tiered(prefer_replicas, &tried) {
         match pools.get(service, &backend, resp3, slot).await {
-            Ok(c) => return Ok(c),
+            Ok(c) => return Ok((backend, c)),
             Err(e) => {
                 last = Some(e);
                 match service.index_of(&backend) {

@@ -109,6 +109,7 @@ pub async fn serve(session: Session, client: TcpStream) {
         in_multi: false,
         watching: false,
         per_command: HashMap::new(),
+        sticky: [None, None],
     };
     let stop = session.hard_stop.clone();
     tokio::select! {
@@ -131,6 +132,10 @@ struct Client {
     in_multi: bool,
     watching: bool,
     per_command: HashMap<&'static str, (prometheus_client::metrics::counter::Counter, Histogram)>,
+    /// The shared connections this client uses, for writes and for reads (they differ with
+    /// `read_from_replicas`); kept while alive and their backend stays available, so routing
+    /// is not redone for every request and a client's requests stay in order.
+    sticky: [Option<(Arc<crate::backend::BackendState>, Upstream)>; 2],
 }
 
 impl Client {
@@ -249,7 +254,12 @@ impl Client {
                 Some(msg) => encode::bulk(msg),
             },
             "echo" => encode::bulk(args.get(1).copied().unwrap_or_default()),
-            "hello" => local::hello(&mut self.state, auth.as_ref(), &args),
+            "hello" => {
+                let reply = local::hello(&mut self.state, auth.as_ref(), &args);
+                // RESP2 and RESP3 clients use different shared connections.
+                self.sticky = [None, None];
+                reply
+            }
             "auth" => {
                 let (user, pass) = match args.len() {
                     2 => (None, args[1]),
@@ -275,6 +285,7 @@ impl Client {
             },
             "reset" => {
                 self.tx_conn = None;
+                self.sticky = [None, None];
                 self.in_multi = false;
                 self.watching = false;
                 self.state = ClientState::new(self.state.id, auth.as_ref());
@@ -336,18 +347,32 @@ impl Client {
             .await;
     }
 
-    async fn forward_shared(
-        &mut self,
-        req: Request,
-        name: Option<&'static str>,
-        read: bool,
-    ) -> Flow {
+    async fn forward_shared(&mut self, req: Request, name: Option<&'static str>, read: bool) -> Flow {
         self.switch_lane(Lane::Shared).await;
-        let slot = usize::try_from(self.state.id).unwrap_or_default();
-        match pool::route(&self.pools, &self.service, read, self.state.resp3, slot).await {
-            Ok(conn) => self.send(&conn, req, name.unwrap_or("unknown")).await,
-            Err(e) => self.fail(&e).await,
-        }
+        let class = usize::from(read && self.service.spec.read_from_replicas);
+        let cooldown = self.service.spec.thresholds.cooldown;
+        let cached = self.sticky[class]
+            .as_ref()
+            .filter(|(b, c)| !c.is_closed() && b.is_available(Instant::now(), cooldown))
+            .map(|(_, c)| c.clone());
+        let conn = match cached {
+            Some(c) => c,
+            None => {
+                let slot = usize::try_from(self.state.id).unwrap_or_default();
+                match pool::route(&self.pools, &self.service, class == 1, self.state.resp3, slot).await {
+                    Ok(routed) => {
+                        let conn = routed.1.clone();
+                        self.sticky[class] = Some(routed);
+                        conn
+                    }
+                    Err(e) => {
+                        self.fail(&e).await;
+                        return Flow::Continue;
+                    }
+                }
+            }
+        };
+        self.send(&conn, req, name.unwrap_or("unknown")).await;
         Flow::Continue
     }
 
