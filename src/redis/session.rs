@@ -1,17 +1,17 @@
-//! One Redis client connection: a reader that frames and dispatches requests, and a writer
-//! that sends replies back strictly in request order.
+//! One Redis client connection, served by one task: it frames requests, answers the ones
+//! about the connection itself, writes the others in batches onto upstream connections, and
+//! writes replies back strictly in request order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use throome_resp::commands::flag;
 use throome_resp::{Limits, Request, RequestScanner};
@@ -19,12 +19,17 @@ use throome_resp::{Limits, Request, RequestScanner};
 use super::encode;
 use super::local::{self, ClientState};
 use super::pool::{self, Pools};
-use super::upstream::{ReplyResult, Upstream, UpstreamError};
+use super::upstream::{ReplyResult, Slot, Upstream, UpstreamError};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Requests in flight per client before we stop reading from it (backpressure).
+const MAX_PENDING: usize = 4096;
+/// Bytes collected for one upstream before they are written.
+const MAX_BATCH: usize = 256 * 1024;
 
 /// Replies owed to the client, in request order.
 enum Pending {
@@ -34,39 +39,13 @@ enum Pending {
         started: Instant,
         latency: Histogram,
     },
-    /// Flush everything and give the socket's write half back (raw hand-over).
-    Handover(oneshot::Sender<OwnedWriteHalf>),
 }
 
-/// Requests sent upstream whose replies the writer has not yet taken.
-#[derive(Default)]
-struct Outstanding {
-    n: AtomicUsize,
-    zero: Notify,
-}
-
-impl Outstanding {
-    fn add(&self) {
-        self.n.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn done(&self) {
-        if self.n.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.zero.notify_waiters();
-        }
-    }
-
-    /// Waits until every request sent so far has been answered, so the next one may go out on
-    /// another connection without overtaking them.
-    async fn drained(&self) {
-        loop {
-            let notified = self.zero.notified();
-            if self.n.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
+/// Requests for one upstream connection, written together.
+struct Batch {
+    conn: Upstream,
+    bytes: BytesMut,
+    slots: Vec<Slot>,
 }
 
 /// Which upstream connection the previous request used.
@@ -85,24 +64,15 @@ enum Flow {
 
 pub async fn serve(session: Session, client: TcpStream) {
     let service = session.service.clone();
-    let (rd, wr) = client.into_split();
-    let (queue, queue_rx) = mpsc::channel::<Pending>(4096);
-    let outstanding = Arc::new(Outstanding::default());
-    let writer = tokio::spawn(write_loop(
-        wr,
-        queue_rx,
-        outstanding.clone(),
-        service.clone(),
-        session.metrics.clone(),
-    ));
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let mut client = Client {
+    let mut c = Client {
         state: ClientState::new(id, service.spec.auth.as_ref()),
         pools: Pools::of(&service),
         service,
         metrics: session.metrics.clone(),
-        queue,
-        outstanding,
+        pending: VecDeque::new(),
+        out: BytesMut::with_capacity(16 * 1024),
+        batch: None,
         lane: Lane::Shared,
         next_lane: 0,
         tx_conn: None,
@@ -111,10 +81,9 @@ pub async fn serve(session: Session, client: TcpStream) {
         per_command: HashMap::new(),
         sticky: [None, None],
     };
-    let stop = session.hard_stop.clone();
     tokio::select! {
-        () = client.run(rd, writer) => {}
-        () = stop.cancelled() => {}
+        () = c.run(client) => {}
+        () = session.hard_stop.cancelled() => {}
     }
 }
 
@@ -123,8 +92,9 @@ struct Client {
     service: Arc<ServiceRuntime>,
     pools: Arc<Pools>,
     metrics: Arc<Metrics>,
-    queue: mpsc::Sender<Pending>,
-    outstanding: Arc<Outstanding>,
+    pending: VecDeque<Pending>,
+    out: BytesMut,
+    batch: Option<Batch>,
     lane: Lane,
     next_lane: u64,
     /// The client's own connection while a transaction (MULTI/WATCH) is open.
@@ -139,36 +109,120 @@ struct Client {
 }
 
 impl Client {
-    async fn run(&mut self, mut rd: OwnedReadHalf, writer: tokio::task::JoinHandle<()>) {
+    async fn run(&mut self, mut client: TcpStream) {
         let mut scanner = RequestScanner::new(Limits::default());
         let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut stop = false;
         loop {
-            match scanner.scan(&mut buf) {
-                Ok(Some(req)) => match self.handle(req).await {
-                    Flow::Continue => continue,
-                    Flow::Stop => break,
-                    Flow::Raw(first) => return self.hand_over(rd, writer, first, buf).await,
-                },
-                Ok(None) => {}
-                Err(e) => {
-                    self.metrics.error(&self.service, "client_protocol");
-                    self.reply(encode::error(&format!("ERR {e}"))).await;
-                    break;
+            while !stop && self.pending.len() < MAX_PENDING {
+                match scanner.scan(&mut buf) {
+                    Ok(Some(req)) => match self.handle(req).await {
+                        Flow::Continue => {}
+                        Flow::Stop => stop = true,
+                        Flow::Raw(first) => return self.hand_over(client, first, buf).await,
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.metrics.error(&self.service, "client_protocol");
+                        self.reply(encode::error(&format!("ERR {e}")));
+                        stop = true;
+                    }
                 }
             }
-            match rd.read_buf(&mut buf).await {
-                Ok(n) if n > 0 => {}
-                _ => break,
+            self.flush_batch().await;
+            self.collect_ready();
+            if !self.out.is_empty() {
+                if client.write_all(&self.out).await.is_err() {
+                    return;
+                }
+                self.out.clear();
+            }
+            if stop && self.pending.is_empty() {
+                break;
+            }
+            let waiting = matches!(self.pending.front(), Some(Pending::Wait { .. }));
+            let readable = !stop && self.pending.len() < MAX_PENDING;
+            tokio::select! {
+                () = wait_front(&mut self.pending, &self.metrics, &self.service), if waiting => {}
+                r = client.read_buf(&mut buf), if readable => {
+                    // EOF: answer what was asked, then close.
+                    if !matches!(r, Ok(n) if n > 0) {
+                        stop = true;
+                    }
+                }
             }
         }
-        // The writer sends what is still owed, then closes.
-        let (queue, _) = mpsc::channel(1);
-        drop(std::mem::replace(&mut self.queue, queue));
-        let _ = writer.await;
+        let _ = client.shutdown().await;
     }
 
-    async fn reply(&self, bytes: Bytes) {
-        let _ = self.queue.send(Pending::Ready(bytes)).await;
+    fn reply(&mut self, bytes: Bytes) {
+        self.pending.push_back(Pending::Ready(bytes));
+    }
+
+    /// Moves every reply that is already in, from the front, to the output buffer.
+    fn collect_ready(&mut self) {
+        while let Some(front) = self.pending.front_mut() {
+            let bytes = match front {
+                Pending::Ready(b) => std::mem::take(b),
+                Pending::Wait {
+                    rx,
+                    started,
+                    latency,
+                } => match rx.try_recv() {
+                    Ok(r) => render(Ok(r), *started, latency, &self.metrics, &self.service),
+                    Err(oneshot::error::TryRecvError::Empty) => break,
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        render(Err(()), *started, latency, &self.metrics, &self.service)
+                    }
+                },
+            };
+            self.out.extend_from_slice(&bytes);
+            self.pending.pop_front();
+        }
+    }
+
+    /// Waits for every request sent so far to be answered, so the next one may go out on
+    /// another connection without overtaking them.
+    async fn drain(&mut self) {
+        self.flush_batch().await;
+        loop {
+            self.collect_ready();
+            if self.pending.is_empty() {
+                return;
+            }
+            wait_front(&mut self.pending, &self.metrics, &self.service).await;
+        }
+    }
+
+    async fn flush_batch(&mut self) {
+        if let Some(b) = self.batch.take() {
+            b.conn.send_batch(&b.bytes, b.slots).await;
+        }
+    }
+
+    /// Adds a request to the batch for `conn` and owes the client its reply.
+    async fn enqueue(&mut self, conn: &Upstream, req: Request, name: &'static str) {
+        if self.batch.as_ref().is_some_and(|b| !b.conn.same(conn)) {
+            self.flush_batch().await;
+        }
+        let latency = self.count(name);
+        let (tx, rx) = oneshot::channel();
+        let batch = self.batch.get_or_insert_with(|| Batch {
+            conn: conn.clone(),
+            bytes: BytesMut::new(),
+            slots: Vec::new(),
+        });
+        batch.bytes.extend_from_slice(req.frame());
+        batch.slots.push(tx);
+        let full = batch.bytes.len() >= MAX_BATCH;
+        self.pending.push_back(Pending::Wait {
+            rx,
+            started: Instant::now(),
+            latency,
+        });
+        if full {
+            self.flush_batch().await;
+        }
     }
 
     async fn handle(&mut self, req: Request) -> Flow {
@@ -182,8 +236,7 @@ impl Client {
         };
         let name = top.name;
         if !self.state.authenticated && !matches!(name, "auth" | "hello" | "quit" | "reset") {
-            self.reply(encode::error("NOAUTH Authentication required."))
-                .await;
+            self.reply(encode::error("NOAUTH Authentication required."));
             return Flow::Continue;
         }
         if !spec.arity_ok(req.argc()) {
@@ -192,13 +245,13 @@ impl Client {
             } else {
                 format!("{name}|{}", spec.name)
             };
-            self.reply(local::wrong_args(&full)).await;
+            self.reply(local::wrong_args(&full));
             return Flow::Continue;
         }
         let in_tx = self.tx_conn.is_some();
         match name {
             "quit" => {
-                self.reply(encode::simple("OK")).await;
+                self.reply(encode::simple("OK"));
                 return Flow::Stop;
             }
             "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select"
@@ -299,7 +352,7 @@ impl Client {
             _ => return None,
         };
         self.count(name);
-        self.reply(reply).await;
+        self.reply(reply);
         Some(Flow::Continue)
     }
 
@@ -321,33 +374,22 @@ impl Client {
 
     async fn switch_lane(&mut self, lane: Lane) {
         if self.lane != lane {
-            self.outstanding.drained().await;
+            self.drain().await;
             self.lane = lane;
         }
     }
 
-    async fn send(&mut self, conn: &Upstream, req: Request, name: &'static str) {
-        let latency = self.count(name);
-        let started = Instant::now();
-        let rx = conn.send(req.into_frame()).await;
-        self.outstanding.add();
-        let _ = self
-            .queue
-            .send(Pending::Wait {
-                rx,
-                started,
-                latency,
-            })
-            .await;
-    }
-
-    async fn fail(&mut self, e: &UpstreamError) {
+    fn fail(&mut self, e: &UpstreamError) {
         self.metrics.error(&self.service, e.kind());
-        self.reply(encode::error(&format!("ERR Throome: {e}")))
-            .await;
+        self.reply(encode::error(&format!("ERR Throome: {e}")));
     }
 
-    async fn forward_shared(&mut self, req: Request, name: Option<&'static str>, read: bool) -> Flow {
+    async fn forward_shared(
+        &mut self,
+        req: Request,
+        name: Option<&'static str>,
+        read: bool,
+    ) -> Flow {
         self.switch_lane(Lane::Shared).await;
         let class = usize::from(read && self.service.spec.read_from_replicas);
         let cooldown = self.service.spec.thresholds.cooldown;
@@ -359,20 +401,28 @@ impl Client {
             Some(c) => c,
             None => {
                 let slot = usize::try_from(self.state.id).unwrap_or_default();
-                match pool::route(&self.pools, &self.service, class == 1, self.state.resp3, slot).await {
+                match pool::route(
+                    &self.pools,
+                    &self.service,
+                    class == 1,
+                    self.state.resp3,
+                    slot,
+                )
+                .await
+                {
                     Ok(routed) => {
                         let conn = routed.1.clone();
                         self.sticky[class] = Some(routed);
                         conn
                     }
                     Err(e) => {
-                        self.fail(&e).await;
+                        self.fail(&e);
                         return Flow::Continue;
                     }
                 }
             }
         };
-        self.send(&conn, req, name.unwrap_or("unknown")).await;
+        self.enqueue(&conn, req, name.unwrap_or("unknown")).await;
         Flow::Continue
     }
 
@@ -385,7 +435,7 @@ impl Client {
                 self.tx_conn = None;
                 self.in_multi = false;
                 self.watching = false;
-                self.fail(&UpstreamError::Lost).await;
+                self.fail(&UpstreamError::Lost);
                 return Flow::Continue;
             }
             None => {
@@ -400,13 +450,13 @@ impl Client {
                     Err(e) => {
                         self.in_multi = false;
                         self.watching = false;
-                        self.fail(&e).await;
+                        self.fail(&e);
                         return Flow::Continue;
                     }
                 }
             }
         };
-        self.send(&conn, req, name).await;
+        self.enqueue(&conn, req, name).await;
         Flow::Continue
     }
 
@@ -417,33 +467,21 @@ impl Client {
         match pool::open_dedicated(&self.service, self.state.resp3).await {
             Ok(stream) => {
                 let conn = super::upstream::spawn(stream, || {});
-                self.send(&conn, req, name).await;
+                self.enqueue(&conn, req, name).await;
                 // Dropping the handle closes the connection once the reply is in.
             }
-            Err(e) => self.fail(&e).await,
+            Err(e) => self.fail(&e),
         }
         Flow::Continue
     }
 
     /// From here on the client talks to a connection of its own, byte for byte.
-    async fn hand_over(
-        &mut self,
-        rd: OwnedReadHalf,
-        writer: tokio::task::JoinHandle<()>,
-        first: Bytes,
-        rest: BytesMut,
-    ) {
+    async fn hand_over(&mut self, mut client: TcpStream, first: Bytes, rest: BytesMut) {
         self.tx_conn = None;
-        self.outstanding.drained().await;
-        let (tx, rx) = oneshot::channel();
-        if self.queue.send(Pending::Handover(tx)).await.is_err() {
+        self.drain().await;
+        if !self.out.is_empty() && client.write_all(&self.out).await.is_err() {
             return;
         }
-        let Ok(wr) = rx.await else { return };
-        let _ = writer.await;
-        let Ok(mut client) = rd.reunite(wr) else {
-            return;
-        };
         let mut upstream = match pool::open_dedicated(&self.service, self.state.resp3).await {
             Ok(s) => s,
             Err(e) => {
@@ -475,74 +513,41 @@ fn is_blocking(spec: &throome_resp::CommandSpec, req: &Request) -> bool {
     }
 }
 
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
-    mut queue: mpsc::Receiver<Pending>,
-    outstanding: Arc<Outstanding>,
-    service: Arc<ServiceRuntime>,
-    metrics: Arc<Metrics>,
-) {
-    let mut out = BytesMut::with_capacity(16 * 1024);
-    loop {
-        let pending = match queue.try_recv() {
-            Ok(p) => p,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                if !out.is_empty() {
-                    if wr.write_all(&out).await.is_err() {
-                        return;
-                    }
-                    out.clear();
-                }
-                match queue.recv().await {
-                    Some(p) => p,
-                    None => break,
-                }
-            }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-        };
-        match pending {
-            Pending::Ready(b) => out.extend_from_slice(&b),
-            Pending::Wait {
-                rx,
-                started,
-                latency,
-            } => {
-                let result = rx.await;
-                outstanding.done();
-                match result {
-                    Ok(Ok(reply)) => {
-                        latency.observe(super::upstream::since(started));
-                        out.extend_from_slice(reply.frame());
-                    }
-                    Ok(Err(e)) => {
-                        metrics.error(&service, e.kind());
-                        out.extend_from_slice(&encode::error(&format!("ERR Throome: {e}")));
-                    }
-                    Err(_) => {
-                        metrics.error(&service, "backend_io");
-                        out.extend_from_slice(&encode::error(
-                            "ERR Throome: backend connection lost",
-                        ));
-                    }
-                }
-            }
-            Pending::Handover(tx) => {
-                if !out.is_empty() && wr.write_all(&out).await.is_err() {
-                    return;
-                }
-                let _ = tx.send(wr);
-                return;
-            }
+/// Waits for the reply at the front and puts its bytes in its place.
+async fn wait_front(pending: &mut VecDeque<Pending>, metrics: &Metrics, service: &ServiceRuntime) {
+    if let Some(front) = pending.front_mut()
+        && let Pending::Wait {
+            rx,
+            started,
+            latency,
+        } = front
+    {
+        let result = rx.await.map_err(|_| ());
+        *front = Pending::Ready(render(result, *started, latency, metrics, service));
+    }
+}
+
+/// The bytes the client gets for an upstream outcome: the reply as the backend sent it, or
+/// an error naming what went wrong.
+fn render(
+    result: Result<ReplyResult, ()>,
+    started: Instant,
+    latency: &Histogram,
+    metrics: &Metrics,
+    service: &ServiceRuntime,
+) -> Bytes {
+    match result {
+        Ok(Ok(reply)) => {
+            latency.observe(started.elapsed().as_secs_f64());
+            reply.into_frame()
         }
-        if out.len() >= 64 * 1024 {
-            if wr.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
+        Ok(Err(e)) => {
+            metrics.error(service, e.kind());
+            encode::error(&format!("ERR Throome: {e}"))
+        }
+        Err(()) => {
+            metrics.error(service, "backend_io");
+            encode::error("ERR Throome: backend connection lost")
         }
     }
-    if !out.is_empty() {
-        let _ = wr.write_all(&out).await;
-    }
-    let _ = wr.shutdown().await;
 }

@@ -1,17 +1,17 @@
-//! One upstream Redis connection that many requests share, pipelined: a writer task sends
-//! frames in arrival order, a reader task frames replies and hands each to the request at the
-//! head of the queue (Redis answers in order). Split in two so that a large pipeline never
-//! deadlocks with both sides blocked on writes.
+//! One upstream Redis connection that many clients share, pipelined: senders write whole
+//! requests and register reply slots in the same order under one lock; a reader task frames
+//! replies and completes the slot at the head of the queue (Redis answers in order). Reading
+//! never waits for writing, so a large pipeline cannot deadlock.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use throome_resp::{ProtocolError, Reply, ReplyLimits, ReplyScanner};
 
@@ -45,30 +45,63 @@ impl UpstreamError {
 }
 
 pub type ReplyResult = Result<Reply, UpstreamError>;
+pub type Slot = oneshot::Sender<ReplyResult>;
 
-struct Job {
-    frame: Bytes,
-    reply: oneshot::Sender<ReplyResult>,
-}
-
-/// A handle to a running upstream connection; cheap to clone.
+/// A handle to a running upstream connection; cheap to clone. Requests are written by the
+/// sending client's own task under a short lock (no writer task, no extra hop); one reader
+/// task per connection frames replies and completes the slots in order.
 #[derive(Clone)]
 pub struct Upstream {
-    jobs: mpsc::Sender<Job>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Writer>,
+    closed: Arc<AtomicBool>,
+}
+
+struct Writer {
+    half: Option<OwnedWriteHalf>,
+    /// Reply slots, registered in the same order as the bytes are written.
+    queue: mpsc::UnboundedSender<Slot>,
+}
+
+impl Drop for Writer {
+    /// No half-close when the last handle goes: Redis drops a client whose read side ends,
+    /// even one blocked in BLPOP. The socket closes when the reader has every reply.
+    fn drop(&mut self) {
+        if let Some(half) = self.half.take() {
+            half.forget();
+        }
+    }
 }
 
 impl Upstream {
     pub fn is_closed(&self) -> bool {
-        self.jobs.is_closed()
+        self.inner.closed.load(Ordering::Acquire)
     }
 
-    /// Queues `frame`; the receiver yields its reply.
-    pub async fn send(&self, frame: Bytes) -> oneshot::Receiver<ReplyResult> {
-        let (tx, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { frame, reply: tx }).await {
-            let _ = job.reply.send(Err(UpstreamError::Lost));
+    /// Whether both handles are the same connection.
+    pub fn same(&self, other: &Upstream) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Writes `bytes` (one or more whole requests) and registers one slot per request.
+    pub async fn send_batch(&self, bytes: &[u8], slots: Vec<Slot>) {
+        let mut writer = self.inner.writer.lock().await;
+        for slot in slots {
+            if let Err(mpsc::error::SendError(slot)) = writer.queue.send(slot) {
+                let _ = slot.send(Err(UpstreamError::Lost));
+            }
         }
-        rx
+        let written = match writer.half.as_mut() {
+            Some(half) => half.write_all(bytes).await.is_ok(),
+            None => false,
+        };
+        if !written {
+            // The reader sees the broken socket and fails every registered slot.
+            self.inner.closed.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -132,73 +165,39 @@ pub async fn open(
     Ok(stream)
 }
 
-/// Starts the writer and reader tasks for an opened connection. `on_failure` runs once if
-/// the connection breaks while requests are outstanding.
+/// Starts the reader task for an opened connection. `on_failure` runs once if the
+/// connection breaks while requests are outstanding. The socket stays open, with no
+/// half-close (Redis drops a client whose read side ends, even one blocked in BLPOP), until
+/// every handle is gone and every reply is in.
 pub fn spawn(stream: TcpStream, on_failure: impl FnOnce() + Send + 'static) -> Upstream {
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
-    let (queue_tx, queue_rx) = mpsc::unbounded_channel::<oneshot::Sender<ReplyResult>>();
+    let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Slot>();
     let (rd, wr) = stream.into_split();
-    let dead = CancellationToken::new();
-    tokio::spawn(write_loop(wr, jobs_rx, queue_tx, dead.clone()));
+    let closed = Arc::new(AtomicBool::new(false));
+    let reader_closed = closed.clone();
     tokio::spawn(async move {
         read_loop(rd, queue_rx, on_failure).await;
-        dead.cancel();
+        reader_closed.store(true, Ordering::Release);
     });
-    Upstream { jobs: jobs_tx }
-}
-
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
-    mut jobs: mpsc::Receiver<Job>,
-    queue: mpsc::UnboundedSender<oneshot::Sender<ReplyResult>>,
-    dead: CancellationToken,
-) {
-    let mut out = BytesMut::new();
-    loop {
-        let job = tokio::select! {
-            () = dead.cancelled() => break,
-            job = jobs.recv() => match job {
-                Some(job) => job,
-                None => break,
-            },
-        };
-        let mut batch = Some(job);
-        // Everything already queued goes out in one write.
-        while let Some(job) = batch.take().or_else(|| jobs.try_recv().ok()) {
-            // Register the reply slot before the bytes leave, so the reader always has it.
-            if let Err(mpsc::error::SendError(reply)) = queue.send(job.reply) {
-                let _ = reply.send(Err(UpstreamError::Lost));
-                continue;
-            }
-            out.extend_from_slice(&job.frame);
-            if out.len() > 256 * 1024 {
-                break;
-            }
-        }
-        if wr.write_all(&out).await.is_err() {
-            break;
-        }
-        out.clear();
+    let writer = Writer {
+        half: Some(wr),
+        queue: queue_tx,
+    };
+    Upstream {
+        inner: Arc::new(Inner {
+            writer: Mutex::new(writer),
+            closed,
+        }),
     }
-    jobs.close();
-    while let Ok(job) = jobs.try_recv() {
-        let _ = job.reply.send(Err(UpstreamError::Lost));
-    }
-    // No half-close: Redis drops a client whose read side ends, even one blocked in BLPOP
-    // or in the middle of EXEC. Hold the write half until the reader has what is owed.
-    drop(queue);
-    dead.cancelled().await;
-    drop(wr);
 }
 
 async fn read_loop(
     mut rd: OwnedReadHalf,
-    mut queue: mpsc::UnboundedReceiver<oneshot::Sender<ReplyResult>>,
+    mut queue: mpsc::UnboundedReceiver<Slot>,
     on_failure: impl FnOnce(),
 ) {
     let mut scanner = ReplyScanner::new(ReplyLimits::default());
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut waiting: VecDeque<oneshot::Sender<ReplyResult>> = VecDeque::new();
+    let mut waiting: VecDeque<Slot> = VecDeque::new();
     let failure = loop {
         match scanner.scan(&mut buf) {
             Ok(Some(reply)) => {
@@ -224,6 +223,7 @@ async fn read_loop(
             Err(e) => break Some(UpstreamError::Protocol(e)),
         }
         let read = tokio::select! {
+            // A short read tells tokio the socket is drained: no wasted EAGAIN read.
             r = rd.read_buf(&mut buf) => r,
             // Nothing owed: wait for the next request, or end when no more can come.
             w = queue.recv(), if waiting.is_empty() => match w {
@@ -234,19 +234,16 @@ async fn read_loop(
                 None => break None,
             },
         };
-        match read {
-            Ok(n) if n > 0 => {}
-            _ => {
-                // EOF or error: a failure only if someone is still owed a reply.
-                while let Ok(w) = queue.try_recv() {
-                    waiting.push_back(w);
-                }
-                break if waiting.is_empty() && queue.is_closed() {
-                    None
-                } else {
-                    Some(UpstreamError::Lost)
-                };
+        if !matches!(read, Ok(n) if n > 0) {
+            // EOF or error: a failure only if someone is still owed a reply.
+            while let Ok(w) = queue.try_recv() {
+                waiting.push_back(w);
             }
+            break if waiting.is_empty() {
+                None
+            } else {
+                Some(UpstreamError::Lost)
+            };
         }
     };
     queue.close();
@@ -258,10 +255,9 @@ async fn read_loop(
         for w in waiting {
             let _ = w.send(Err(err.clone()));
         }
+    } else {
+        for w in waiting {
+            let _ = w.send(Err(UpstreamError::Lost));
+        }
     }
-}
-
-/// Elapsed time helper for metrics.
-pub fn since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64()
 }
