@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use throome_resp::{ProtocolError, Reply, ReplyLimits, ReplyScanner};
 
@@ -56,14 +56,33 @@ pub struct Upstream {
 }
 
 struct Inner {
-    writer: Mutex<Writer>,
+    shared: Arc<Shared>,
     closed: Arc<AtomicBool>,
+}
+
+/// What senders and the connection's writer task share.
+struct Shared {
+    /// Bytes waiting to be written; reply slots are registered under the same lock, so the
+    /// order of slots is the order of the bytes.
+    outbox: std::sync::Mutex<Outbox>,
+    wake: Notify,
+    handles_gone: AtomicBool,
+}
+
+struct Outbox {
+    bytes: BytesMut,
+    queue: mpsc::UnboundedSender<Slot>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.handles_gone.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
 }
 
 struct Writer {
     half: Option<OwnedWriteHalf>,
-    /// Reply slots, registered in the same order as the bytes are written.
-    queue: mpsc::UnboundedSender<Slot>,
 }
 
 impl Drop for Writer {
@@ -87,20 +106,49 @@ impl Upstream {
     }
 
     /// Writes `bytes` (one or more whole requests) and registers one slot per request.
+    /// Queues `bytes` (whole requests) and one reply slot per request. The connection's
+    /// writer task sends what all clients queued in one write, as twemproxy does with one
+    /// `writev` per event-loop turn: far fewer packets than a write per request.
     pub async fn send_batch(&self, bytes: &[u8], slots: Vec<Slot>) {
-        let mut writer = self.inner.writer.lock().await;
+        let Ok(mut outbox) = self.inner.shared.outbox.lock() else {
+            return fail(slots);
+        };
         for slot in slots {
-            if let Err(mpsc::error::SendError(slot)) = writer.queue.send(slot) {
+            if let Err(mpsc::error::SendError(slot)) = outbox.queue.send(slot) {
                 let _ = slot.send(Err(UpstreamError::Lost));
             }
         }
-        let written = match writer.half.as_mut() {
-            Some(half) => half.write_all(bytes).await.is_ok(),
-            None => false,
-        };
-        if !written {
-            // The reader sees the broken socket and fails every registered slot.
-            self.inner.closed.store(true, Ordering::Release);
+        let was_empty = outbox.bytes.is_empty();
+        outbox.bytes.extend_from_slice(bytes);
+        drop(outbox);
+        if was_empty {
+            self.inner.shared.wake.notify_one();
+        }
+    }
+}
+
+async fn write_loop(shared: Arc<Shared>, mut writer: Writer, closed: Arc<AtomicBool>) {
+    loop {
+        shared.wake.notified().await;
+        // Let the clients that are runnable now queue their requests too.
+        tokio::task::yield_now().await;
+        loop {
+            let chunk = match shared.outbox.lock() {
+                Ok(mut o) if !o.bytes.is_empty() => o.bytes.split(),
+                _ => break,
+            };
+            let written = match writer.half.as_mut() {
+                Some(half) => half.write_all(&chunk).await.is_ok(),
+                None => false,
+            };
+            if !written {
+                // The reader sees the broken socket and fails every registered slot.
+                closed.store(true, Ordering::Release);
+                return;
+            }
+        }
+        if shared.handles_gone.load(Ordering::Acquire) {
+            return;
         }
     }
 }
@@ -178,15 +226,21 @@ pub fn spawn(stream: TcpStream, on_failure: impl FnOnce() + Send + 'static) -> U
         read_loop(rd, queue_rx, on_failure).await;
         reader_closed.store(true, Ordering::Release);
     });
-    let writer = Writer {
-        half: Some(wr),
-        queue: queue_tx,
-    };
-    Upstream {
-        inner: Arc::new(Inner {
-            writer: Mutex::new(writer),
-            closed,
+    let shared = Arc::new(Shared {
+        outbox: std::sync::Mutex::new(Outbox {
+            bytes: BytesMut::new(),
+            queue: queue_tx,
         }),
+        wake: Notify::new(),
+        handles_gone: AtomicBool::new(false),
+    });
+    tokio::spawn(write_loop(
+        shared.clone(),
+        Writer { half: Some(wr) },
+        closed.clone(),
+    ));
+    Upstream {
+        inner: Arc::new(Inner { shared, closed }),
     }
 }
 
@@ -259,5 +313,11 @@ async fn read_loop(
         for w in waiting {
             let _ = w.send(Err(UpstreamError::Lost));
         }
+    }
+}
+
+fn fail(slots: Vec<Slot>) {
+    for slot in slots {
+        let _ = slot.send(Err(UpstreamError::Lost));
     }
 }
