@@ -22,8 +22,8 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --d
 
 mkdir -p "$work/clusters/bench"
 printf 'server: {port: %s}\ngateway: {clusters_dir: clusters}\nlogging: {level: warn}\n' "$admin_port" > "$work/throome.yaml"
-printf 'cluster_id: bench\nname: bench\nservices:\n  kv:\n    type: redis\n    listen: "127.0.0.1:%s"\n    host: 127.0.0.1\n    port: %s\n' \
-  "$throome_port" "$redis_port" > "$work/clusters/bench/config.yaml"
+printf 'cluster_id: bench\nname: bench\nservices:\n  kv:\n    type: redis\n    listen: "127.0.0.1:%s"\n    pool_size: %s\n    host: 127.0.0.1\n    port: %s\n' \
+  "$throome_port" "${POOL_SIZE:-2}" "$redis_port" > "$work/clusters/bench/config.yaml"
 target/release/throome --config "$work/throome.yaml" 2>"$work/throome.log" & pids+=($!)
 
 cat > "$work/nutcracker.yml" <<CFG
