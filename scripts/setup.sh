@@ -4,6 +4,7 @@
 #   redis-server, redis-cli   Debian redis-server, redis-tools
 #   PostgreSQL server         Debian postgresql (initdb/postgres under /usr/lib/postgresql)
 #   promtool                  Debian prometheus (lints the /metrics output)
+#   nutcracker                Debian nutcracker (twemproxy: ketama compatibility test)
 set -euo pipefail
 
 missing=()
@@ -11,6 +12,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v nutcracker >/dev/null || missing+=(nutcracker)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"

@@ -50,6 +50,8 @@ pub struct ServiceSpec {
     pub pool_size: usize,
     pub read_from_replicas: bool,
     pub auth: Option<ClientAuth>,
+    pub sharding: Option<crate::config::Sharding>,
+    pub hash_tag: Option<[u8; 2]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -277,6 +279,12 @@ fn resolve(
         pool_size: svc.pool_size.unwrap_or(2),
         read_from_replicas: svc.read_from_replicas.unwrap_or(false),
         auth: svc.auth.clone(),
+        sharding: svc.sharding,
+        hash_tag: match svc.hash_tag.as_deref().map(str::as_bytes) {
+            None => Some(*b"{}"),
+            Some(&[open, close]) => Some([open, close]),
+            Some(_) => None,
+        },
     }
 }
 

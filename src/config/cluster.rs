@@ -72,6 +72,18 @@ pub struct ServiceConfig {
     /// Credentials clients must present to the proxy (checked by Throome, independent of the
     /// backend credentials above).
     pub auth: Option<ClientAuth>,
+    /// Redis: spread keys over the backends (`ketama`, twemproxy-compatible).
+    pub sharding: Option<Sharding>,
+    /// Redis with sharding: the two characters around the part of a key that is hashed
+    /// (default `"{}"`; `""` hashes whole keys).
+    pub hash_tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sharding {
+    /// Consistent hashing as twemproxy's `distribution: ketama` with `hash: fnv1a_64`.
+    Ketama,
 }
 
 /// Client authentication at the proxy: a `requirepass`-style password for the `default`

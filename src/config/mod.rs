@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 pub use cluster::{
     BackendConfig, CircuitBreakerConfig, ClientAuth, ClusterConfig, HealthConfig, Role,
-    RoutingConfig, ServiceConfig, ServiceKind, Strategy,
+    RoutingConfig, ServiceConfig, ServiceKind, Sharding, Strategy,
 };
 pub use gateway::GatewayConfig;
 pub use types::{ListenAddr, Seconds, Secret};

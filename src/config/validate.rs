@@ -97,6 +97,18 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             listen.value
         ));
     }
+    if let Some(tag) = &s.hash_tag
+        && !(tag.is_empty() || tag.len() == 2 && tag.is_ascii())
+    {
+        return Err(format!(
+            "service `{name}`: hash_tag must be two ASCII characters such as \"{{}}\", or \"\""
+        ));
+    }
+    if s.sharding.is_some() && s.kind != ServiceKind::Redis {
+        return Err(format!(
+            "service `{name}`: sharding applies to redis services only"
+        ));
+    }
     if s.pool_size == Some(0) || s.pool_size.is_some_and(|n| n > 64) {
         return Err(format!("service `{name}`: pool_size must be 1..=64"));
     }

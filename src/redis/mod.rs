@@ -8,9 +8,12 @@
 
 mod encode;
 mod local;
+mod merge;
 mod pool;
 pub mod probe;
 mod session;
+pub mod shard;
+mod sharded;
 mod upstream;
 
 pub use session::serve;

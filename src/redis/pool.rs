@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::shard::{Continuum, server_name};
 use super::upstream::{self, Upstream, UpstreamError};
 use crate::backend::BackendState;
 use crate::snapshot::ServiceRuntime;
@@ -16,16 +17,33 @@ use crate::upstream::log_transition;
 pub struct Pools {
     /// (backend address, resp3, slot) -> connection
     conns: Mutex<HashMap<(String, bool, usize), Upstream>>,
+    /// With `sharding: ketama`, the ring over the service's backends (in config order).
+    pub ring: Option<Arc<Continuum>>,
 }
 
 impl Pools {
-    /// The adapter's pools of `service`, created on first use.
+    /// The adapter's state for `service`, created on first use.
     pub fn of(service: &ServiceRuntime) -> Arc<Pools> {
         let any = service
             .ext
-            .get_or_init(|| Arc::new(Pools::default()))
+            .get_or_init(|| Arc::new(Pools::new(service)))
             .clone();
         any.downcast::<Pools>().unwrap_or_default()
+    }
+
+    fn new(service: &ServiceRuntime) -> Pools {
+        let ring = service.spec.sharding.map(|_| {
+            let servers: Vec<(String, u32)> = service
+                .backends
+                .iter()
+                .map(|b| (server_name(&b.host, b.port), b.weight))
+                .collect();
+            Arc::new(Continuum::new(&servers))
+        });
+        Pools {
+            conns: Mutex::default(),
+            ring,
+        }
     }
 
     /// The shared connection for `slot` to `backend`, opening it if needed.

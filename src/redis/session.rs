@@ -14,11 +14,14 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use throome_resp::commands::flag;
-use throome_resp::{Limits, Request, RequestScanner};
+use throome_resp::{CommandSpec, Limits, Request, RequestScanner};
 
 use super::encode;
 use super::local::{self, ClientState};
+use super::merge::{self, MergeKind, Part};
 use super::pool::{self, Pools};
+use super::shard::Continuum;
+use super::sharded::{self, Plan};
 use super::upstream::{ReplyResult, Slot, Upstream, UpstreamError};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::session::Session;
@@ -36,6 +39,14 @@ enum Pending {
     Ready(Bytes),
     Wait {
         rx: oneshot::Receiver<ReplyResult>,
+        started: Instant,
+        latency: Histogram,
+    },
+    /// A command split across shards: every part's reply, merged.
+    Merge {
+        parts: Vec<(oneshot::Receiver<ReplyResult>, Vec<usize>)>,
+        kind: MergeKind,
+        total: usize,
         started: Instant,
         latency: Histogram,
     },
@@ -80,6 +91,7 @@ pub async fn serve(session: Session, client: TcpStream) {
         watching: false,
         per_command: HashMap::new(),
         sticky: [None, None],
+        shard_conns: HashMap::new(),
     };
     tokio::select! {
         () = c.run(client) => {}
@@ -106,6 +118,8 @@ struct Client {
     /// `read_from_replicas`); kept while alive and their backend stays available, so routing
     /// is not redone for every request and a client's requests stay in order.
     sticky: [Option<(Arc<crate::backend::BackendState>, Upstream)>; 2],
+    /// Sharded services: the shared connection to each shard this client has used.
+    shard_conns: HashMap<usize, Upstream>,
 }
 
 impl Client {
@@ -140,7 +154,10 @@ impl Client {
             if stop && self.pending.is_empty() {
                 break;
             }
-            let waiting = matches!(self.pending.front(), Some(Pending::Wait { .. }));
+            let waiting = matches!(
+                self.pending.front(),
+                Some(Pending::Wait { .. } | Pending::Merge { .. })
+            );
             let readable = !stop && self.pending.len() < MAX_PENDING;
             tokio::select! {
                 () = wait_front(&mut self.pending, &self.metrics, &self.service), if waiting => {}
@@ -164,6 +181,7 @@ impl Client {
         while let Some(front) = self.pending.front_mut() {
             let bytes = match front {
                 Pending::Ready(b) => std::mem::take(b),
+                Pending::Merge { .. } => break,
                 Pending::Wait {
                     rx,
                     started,
@@ -202,27 +220,37 @@ impl Client {
 
     /// Adds a request to the batch for `conn` and owes the client its reply.
     async fn enqueue(&mut self, conn: &Upstream, req: Request, name: &'static str) {
+        let latency = self.count(name);
+        let started = Instant::now();
+        let rx = self.enqueue_bytes(conn, req.frame()).await;
+        self.pending.push_back(Pending::Wait {
+            rx,
+            started,
+            latency,
+        });
+    }
+
+    /// Adds whole request bytes to the batch for `conn`; the receiver gets the reply.
+    async fn enqueue_bytes(
+        &mut self,
+        conn: &Upstream,
+        bytes: &[u8],
+    ) -> oneshot::Receiver<ReplyResult> {
         if self.batch.as_ref().is_some_and(|b| !b.conn.same(conn)) {
             self.flush_batch().await;
         }
-        let latency = self.count(name);
         let (tx, rx) = oneshot::channel();
         let batch = self.batch.get_or_insert_with(|| Batch {
             conn: conn.clone(),
             bytes: BytesMut::new(),
             slots: Vec::new(),
         });
-        batch.bytes.extend_from_slice(req.frame());
+        batch.bytes.extend_from_slice(bytes);
         batch.slots.push(tx);
-        let full = batch.bytes.len() >= MAX_BATCH;
-        self.pending.push_back(Pending::Wait {
-            rx,
-            started: Instant::now(),
-            latency,
-        });
-        if full {
+        if batch.bytes.len() >= MAX_BATCH {
             self.flush_batch().await;
         }
+        rx
     }
 
     async fn handle(&mut self, req: Request) -> Flow {
@@ -249,6 +277,9 @@ impl Client {
             return Flow::Continue;
         }
         let in_tx = self.tx_conn.is_some();
+        if let Some(ring) = self.pools.ring.clone() {
+            return self.handle_sharded(&ring, req, name, spec).await;
+        }
         match name {
             "quit" => {
                 self.reply(encode::simple("OK"));
@@ -295,6 +326,95 @@ impl Client {
         }
         let read = spec.has(flag::READONLY) && !spec.is_write();
         self.forward_shared(req, Some(spec.name), read).await
+    }
+
+    /// A sharded service: connection commands stay local; state that would need one backend
+    /// connection (transactions, subscriptions, SELECT) is refused; the rest is planned per
+    /// key.
+    async fn handle_sharded(
+        &mut self,
+        ring: &Continuum,
+        req: Request,
+        name: &'static str,
+        spec: &'static CommandSpec,
+    ) -> Flow {
+        match name {
+            "quit" => {
+                self.reply(encode::simple("OK"));
+                return Flow::Stop;
+            }
+            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select" => {
+                match self.local(name, &req).await {
+                    Some(Flow::Raw(_)) => {
+                        self.reply(encode::error(&format!(
+                            "ERR Throome: {} is not supported on a sharded service",
+                            String::from_utf8_lossy(
+                                &req.args().take(2).collect::<Vec<_>>().join(&b' ')
+                            )
+                            .to_uppercase()
+                        )));
+                        return Flow::Continue;
+                    }
+                    Some(flow) => return flow,
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+        let shards = self.service.backends.len();
+        let started = Instant::now();
+        match sharded::plan(ring, self.service.spec.hash_tag, shards, spec, &req) {
+            Plan::Refuse(err) => {
+                self.count(spec.name);
+                self.reply(err);
+            }
+            Plan::One(shard) => match self.shard_conn(shard).await {
+                Ok(conn) => self.enqueue(&conn, req, spec.name).await,
+                Err(e) => self.fail(&e),
+            },
+            Plan::Split { parts, kind, total } => {
+                let latency = self.count(spec.name);
+                let mut receivers = Vec::with_capacity(parts.len());
+                for (shard, bytes, positions) in parts {
+                    let rx = match self.shard_conn(shard).await {
+                        Ok(conn) => self.enqueue_bytes(&conn, &bytes).await,
+                        Err(e) => {
+                            let (tx, rx) = oneshot::channel();
+                            let _ = tx.send(Err(e));
+                            rx
+                        }
+                    };
+                    receivers.push((rx, positions));
+                }
+                self.pending.push_back(Pending::Merge {
+                    parts: receivers,
+                    kind,
+                    total,
+                    started,
+                    latency,
+                });
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The client's shared connection to one shard.
+    async fn shard_conn(&mut self, shard: usize) -> Result<Upstream, UpstreamError> {
+        if let Some(c) = self.shard_conns.get(&shard)
+            && !c.is_closed()
+        {
+            return Ok(c.clone());
+        }
+        let backend = self.service.backends.get(shard).cloned().ok_or_else(|| {
+            UpstreamError::NoBackend(format!("{}/{}", self.service.cluster, self.service.name))
+        })?;
+        let slot = usize::try_from(self.state.id).unwrap_or_default();
+        let conn = self
+            .pools
+            .get(&self.service, &backend, self.state.resp3, slot)
+            .await?;
+        self.shard_conns.insert(shard, conn.clone());
+        Ok(conn)
     }
 
     /// Commands about the client's own connection. `None`: not handled here after all.
@@ -515,16 +635,47 @@ fn is_blocking(spec: &throome_resp::CommandSpec, req: &Request) -> bool {
 
 /// Waits for the reply at the front and puts its bytes in its place.
 async fn wait_front(pending: &mut VecDeque<Pending>, metrics: &Metrics, service: &ServiceRuntime) {
-    if let Some(front) = pending.front_mut()
-        && let Pending::Wait {
+    let Some(front) = pending.front_mut() else {
+        return;
+    };
+    let bytes = match front {
+        Pending::Ready(_) => return,
+        Pending::Wait {
             rx,
             started,
             latency,
-        } = front
-    {
-        let result = rx.await.map_err(|_| ());
-        *front = Pending::Ready(render(result, *started, latency, metrics, service));
-    }
+        } => {
+            let result = rx.await.map_err(|_| ());
+            render(result, *started, latency, metrics, service)
+        }
+        Pending::Merge {
+            parts,
+            kind,
+            total,
+            started,
+            latency,
+        } => {
+            let mut replies = Vec::with_capacity(parts.len());
+            let mut failed = None;
+            for (rx, positions) in parts.iter_mut() {
+                match rx.await {
+                    Ok(Ok(reply)) => replies.push(Part {
+                        reply,
+                        positions: std::mem::take(positions),
+                    }),
+                    other => failed = failed.or(Some(other.map_err(|_| ()))),
+                }
+            }
+            match failed {
+                Some(result) => render(result, *started, latency, metrics, service),
+                None => {
+                    latency.observe(started.elapsed().as_secs_f64());
+                    merge::merge(*kind, *total, replies)
+                }
+            }
+        }
+    };
+    *front = Pending::Ready(bytes);
 }
 
 /// The bytes the client gets for an upstream outcome: the reply as the backend sent it, or

@@ -1,0 +1,201 @@
+//! Combining the replies of a command split across shards, in the client's original order:
+//! MGET's values go back to their key positions, DEL/UNLINK/EXISTS/TOUCH/DBSIZE counts add
+//! up, MSET/FLUSHALL/FLUSHDB succeed only if every shard did, KEYS lists concatenate. An
+//! error from any shard is the client's reply, as twemproxy does.
+
+use bytes::{Bytes, BytesMut};
+use throome_resp::{Reply, ReplyLimits, ReplyScanner};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeKind {
+    /// Elements placed at the original positions of their keys (MGET).
+    Positions,
+    /// Integer replies added up.
+    Sum,
+    /// `+OK` from every part.
+    AllOk,
+    /// Arrays concatenated in shard order (KEYS).
+    Concat,
+}
+
+/// One shard's reply and, for `Positions`, where its elements go.
+pub struct Part {
+    pub reply: Reply,
+    pub positions: Vec<usize>,
+}
+
+pub fn merge(kind: MergeKind, total: usize, parts: Vec<Part>) -> Bytes {
+    if let Some(err) = parts.iter().find(|p| p.reply.is_error()) {
+        return err.reply.frame().clone();
+    }
+    match kind {
+        MergeKind::Sum => {
+            let mut sum: i64 = 0;
+            for p in &parts {
+                match integer(p.reply.frame()) {
+                    Some(n) => sum = sum.saturating_add(n),
+                    None => return unexpected(),
+                }
+            }
+            Bytes::from(format!(":{sum}\r\n"))
+        }
+        MergeKind::AllOk => {
+            if parts.iter().all(|p| p.reply.frame().as_ref() == b"+OK\r\n") {
+                Bytes::from_static(b"+OK\r\n")
+            } else {
+                unexpected()
+            }
+        }
+        MergeKind::Positions => {
+            let mut slots: Vec<Option<Bytes>> = vec![None; total];
+            for p in &parts {
+                let Some(items) = elements(p.reply.frame()) else {
+                    return unexpected();
+                };
+                if items.len() != p.positions.len() {
+                    return unexpected();
+                }
+                for (item, &pos) in items.into_iter().zip(&p.positions) {
+                    if let Some(slot) = slots.get_mut(pos) {
+                        *slot = Some(item);
+                    }
+                }
+            }
+            let mut out = BytesMut::from(format!("*{total}\r\n").as_bytes());
+            for s in slots {
+                match s {
+                    Some(item) => out.extend_from_slice(&item),
+                    None => return unexpected(),
+                }
+            }
+            out.freeze()
+        }
+        MergeKind::Concat => {
+            let mut all = Vec::new();
+            for p in &parts {
+                let Some(items) = elements(p.reply.frame()) else {
+                    return unexpected();
+                };
+                all.extend(items);
+            }
+            let mut out = BytesMut::from(format!("*{}\r\n", all.len()).as_bytes());
+            all.iter().for_each(|i| out.extend_from_slice(i));
+            out.freeze()
+        }
+    }
+}
+
+fn unexpected() -> Bytes {
+    Bytes::from_static(b"-ERR Throome: unexpected reply from a shard\r\n")
+}
+
+fn integer(frame: &[u8]) -> Option<i64> {
+    std::str::from_utf8(frame.strip_prefix(b":")?.strip_suffix(b"\r\n")?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The elements of an array (or set) reply, each as its own frame.
+fn elements(frame: &Bytes) -> Option<Vec<Bytes>> {
+    let (&kind, rest) = frame.split_first()?;
+    if kind != b'*' && kind != b'~' {
+        return None;
+    }
+    let eol = rest.windows(2).position(|w| w == b"\r\n")?;
+    let n: usize = std::str::from_utf8(&rest[..eol]).ok()?.parse().ok()?;
+    let mut buf = BytesMut::from(&rest[eol + 2..]);
+    let mut scanner = ReplyScanner::new(ReplyLimits::default());
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(scanner.scan(&mut buf).ok()??.into_frame());
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(bytes: &'static [u8]) -> Reply {
+        let mut s = ReplyScanner::new(ReplyLimits::default());
+        s.scan(&mut BytesMut::from(bytes)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn mget_values_return_to_their_positions() {
+        let parts = vec![
+            Part {
+                reply: reply(b"*2\r\n$1\r\na\r\n$-1\r\n"),
+                positions: vec![0, 2],
+            },
+            Part {
+                reply: reply(b"*1\r\n$1\r\nb\r\n"),
+                positions: vec![1],
+            },
+        ];
+        assert_eq!(
+            merge(MergeKind::Positions, 3, parts).as_ref(),
+            b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n"
+        );
+    }
+
+    #[test]
+    fn counts_add_and_oks_combine() {
+        let sum = vec![
+            Part {
+                reply: reply(b":2\r\n"),
+                positions: vec![],
+            },
+            Part {
+                reply: reply(b":3\r\n"),
+                positions: vec![],
+            },
+        ];
+        assert_eq!(merge(MergeKind::Sum, 0, sum).as_ref(), b":5\r\n");
+        let ok = vec![
+            Part {
+                reply: reply(b"+OK\r\n"),
+                positions: vec![],
+            },
+            Part {
+                reply: reply(b"+OK\r\n"),
+                positions: vec![],
+            },
+        ];
+        assert_eq!(merge(MergeKind::AllOk, 0, ok).as_ref(), b"+OK\r\n");
+    }
+
+    #[test]
+    fn an_error_from_any_shard_wins() {
+        let parts = vec![
+            Part {
+                reply: reply(b":1\r\n"),
+                positions: vec![],
+            },
+            Part {
+                reply: reply(b"-ERR boom\r\n"),
+                positions: vec![],
+            },
+        ];
+        assert_eq!(merge(MergeKind::Sum, 0, parts).as_ref(), b"-ERR boom\r\n");
+    }
+
+    #[test]
+    fn keys_concatenate() {
+        let parts = vec![
+            Part {
+                reply: reply(b"*1\r\n$1\r\na\r\n"),
+                positions: vec![],
+            },
+            Part {
+                reply: reply(b"*0\r\n"),
+                positions: vec![],
+            },
+        ];
+        assert_eq!(
+            merge(MergeKind::Concat, 0, parts).as_ref(),
+            b"*1\r\n$1\r\na\r\n"
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! Key-based sharding compatible with twemproxy (`distribution: ketama`,
+//! `hash: fnv1a_64`, `hash_tag`), so a deployment can move from twemproxy to Throome without
+//! moving keys: the same continuum of 160 points per server (MD5 of `"host:port-N"`, four
+//! points per digest, proportional to weight) and the same key hash.
+//! Reference: twemproxy `src/hashkit/nc_ketama.c` and `nc_fnv.c`.
+
+use md5::{Digest, Md5};
+
+const POINTS_PER_SERVER: u32 = 160;
+const POINTERS_PER_HASH: u32 = 4;
+
+/// The ring: sorted (point, server index).
+#[derive(Debug, Clone)]
+pub struct Continuum {
+    points: Vec<(u32, usize)>,
+}
+
+impl Continuum {
+    /// `servers` are (name, weight); the name is `host:port` unless the port is 11211, as
+    /// twemproxy names servers without an explicit name.
+    pub fn new(servers: &[(String, u32)]) -> Continuum {
+        let total: u32 = servers.iter().map(|s| s.1).sum();
+        let n = servers.len() as f32;
+        let mut points = Vec::new();
+        for (index, (name, weight)) in servers.iter().enumerate() {
+            let pct = *weight as f32 / total.max(1) as f32;
+            // The same float arithmetic as twemproxy, so rounding matches.
+            let per_server =
+                ((pct * POINTS_PER_SERVER as f32 / 4.0 * n + 0.000_000_000_1).floor() * 4.0) as u32;
+            for pointer in 1..=per_server / POINTERS_PER_HASH {
+                let digest = Md5::digest(format!("{name}-{}", pointer - 1).as_bytes());
+                for x in 0..POINTERS_PER_HASH as usize {
+                    let b = &digest[x * 4..x * 4 + 4];
+                    points.push((u32::from_le_bytes([b[0], b[1], b[2], b[3]]), index));
+                }
+            }
+        }
+        points.sort_by_key(|p| p.0);
+        Continuum { points }
+    }
+
+    /// The server for a key hash: the first point at or after it, wrapping around.
+    pub fn server(&self, hash: u32) -> Option<usize> {
+        let i = self.points.partition_point(|p| p.0 < hash);
+        self.points
+            .get(i)
+            .or_else(|| self.points.first())
+            .map(|p| p.1)
+    }
+}
+
+/// twemproxy's `fnv1a_64`: FNV-1a with the 64-bit constants truncated to 32 bits.
+pub fn fnv1a_64(key: &[u8]) -> u32 {
+    let mut hash: u32 = 0xcbf2_9ce4_8422_2325_u64 as u32;
+    for &b in key {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3_u64 as u32);
+    }
+    hash
+}
+
+/// The part of the key that is hashed: between the first `open` and the next `close` when
+/// both are present and the tag is not empty (twemproxy and Redis Cluster semantics).
+pub fn hash_tag(key: &[u8], tag: Option<[u8; 2]>) -> &[u8] {
+    let Some([open, close]) = tag else { return key };
+    let Some(start) = key.iter().position(|&b| b == open) else {
+        return key;
+    };
+    match key[start + 1..].iter().position(|&b| b == close) {
+        Some(len) if len > 0 => &key[start + 1..start + 1 + len],
+        _ => key,
+    }
+}
+
+/// The twemproxy name of a backend.
+pub fn server_name(host: &str, port: u16) -> String {
+    if port == 11211 {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_64_matches_twemproxy_truncation() {
+        // Reference values computed with twemproxy's 32-bit arithmetic.
+        assert_eq!(fnv1a_64(b""), 0x8422_2325);
+        let manual = (b"a"[0] as u32 ^ 0x8422_2325).wrapping_mul(0x1b3);
+        assert_eq!(fnv1a_64(b"a"), manual);
+    }
+
+    #[test]
+    fn hash_tags() {
+        let t = Some(*b"{}");
+        assert_eq!(hash_tag(b"user:{42}:name", t), b"42");
+        assert_eq!(hash_tag(b"{}x", t), b"{}x");
+        assert_eq!(hash_tag(b"no-tag", t), b"no-tag");
+        assert_eq!(hash_tag(b"a{b", t), b"a{b");
+        assert_eq!(hash_tag(b"x{y}", None), b"x{y}");
+    }
+
+    #[test]
+    fn continuum_has_160_points_per_equal_server_and_spreads_keys() {
+        let servers: Vec<(String, u32)> =
+            (0..3).map(|i| (format!("127.0.0.1:700{i}"), 1)).collect();
+        let c = Continuum::new(&servers);
+        assert_eq!(c.points.len(), 480);
+        let mut counts = [0; 3];
+        for i in 0..3000 {
+            counts[c.server(fnv1a_64(format!("key:{i}").as_bytes())).unwrap()] += 1;
+        }
+        assert!(counts.iter().all(|&n| n > 700), "{counts:?}");
+    }
+}

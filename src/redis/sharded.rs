@@ -1,0 +1,99 @@
+//! Requests on a sharded service (`sharding: ketama`): each key's shard comes from the ring;
+//! a command whose keys all live on one shard goes there as it is; MGET, MSET, DEL, UNLINK,
+//! EXISTS and TOUCH are split per shard and merged; DBSIZE, KEYS, FLUSHALL and FLUSHDB go to
+//! every shard; any other command whose keys span shards gets Redis Cluster's `-CROSSSLOT`.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use throome_resp::{CommandSpec, Request};
+
+use super::merge::MergeKind;
+use super::shard::{Continuum, fnv1a_64, hash_tag};
+
+/// What to do with one request.
+pub enum Plan {
+    /// Send the original bytes to this shard.
+    One(usize),
+    /// Send these commands to these shards and merge the replies.
+    Split {
+        parts: Vec<(usize, Bytes, Vec<usize>)>,
+        kind: MergeKind,
+        total: usize,
+    },
+    /// Answer with this error.
+    Refuse(Bytes),
+}
+
+/// Commands that carry connection state or have no key to route by.
+fn unsupported(name: &str) -> Bytes {
+    super::encode::error(&format!(
+        "ERR Throome: {} is not supported on a sharded service",
+        name.to_uppercase()
+    ))
+}
+
+pub fn plan(
+    ring: &Continuum,
+    tag: Option<[u8; 2]>,
+    shards: usize,
+    spec: &CommandSpec,
+    req: &Request,
+) -> Plan {
+    let args: Vec<&[u8]> = req.args().collect();
+    let mut keys = Vec::new();
+    spec.keys(&args, &mut keys);
+    let shard_of = |k: &[u8]| ring.server(fnv1a_64(hash_tag(k, tag))).unwrap_or(0);
+    if keys.is_empty() {
+        let kind = match spec.name {
+            "dbsize" => MergeKind::Sum,
+            "flushall" | "flushdb" => MergeKind::AllOk,
+            "keys" => MergeKind::Concat,
+            name => return Plan::Refuse(unsupported(name)),
+        };
+        let parts = (0..shards)
+            .map(|s| (s, req.frame().clone(), Vec::new()))
+            .collect();
+        return Plan::Split {
+            parts,
+            kind,
+            total: 0,
+        };
+    }
+    let first = shard_of(args[keys[0]]);
+    if keys.iter().all(|&k| shard_of(args[k]) == first) {
+        return Plan::One(first);
+    }
+    let (kind, step) = match spec.name {
+        "mget" => (MergeKind::Positions, 1),
+        "del" | "unlink" | "exists" | "touch" => (MergeKind::Sum, 1),
+        "mset" => (MergeKind::AllOk, 2),
+        _ => {
+            return Plan::Refuse(Bytes::from_static(
+                b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+            ));
+        }
+    };
+    // shard -> (arguments after the name, positions of its keys in the client's order)
+    let mut groups: BTreeMap<usize, (Vec<&[u8]>, Vec<usize>)> = BTreeMap::new();
+    for (position, &k) in keys.iter().enumerate() {
+        let group = groups.entry(shard_of(args[k])).or_default();
+        group.0.extend_from_slice(&args[k..k + step]);
+        group.1.push(position);
+    }
+    let parts = groups
+        .into_iter()
+        .map(|(shard, (sub_args, positions))| {
+            let mut cmd: Vec<&[u8]> = vec![args[0]];
+            cmd.extend(sub_args);
+            let mut bytes = Vec::new();
+            super::encode::command(&mut bytes, &cmd);
+            (shard, Bytes::from(bytes), positions)
+        })
+        .collect();
+    Plan::Split {
+        parts,
+        kind,
+        total: keys.len(),
+    }
+}

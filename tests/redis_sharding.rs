@@ -1,0 +1,242 @@
+//! `sharding: ketama` against the real twemproxy (Debian nutcracker) over three real
+//! redis-servers: keys land where twemproxy puts them, and commands spanning shards work.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::gateway::cluster_of;
+use common::{RedisServer, Throome, eventually, free_port};
+
+/// twemproxy, the peer proxy whose key placement we must match.
+struct Twemproxy {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Twemproxy {
+    fn start(backends: &[u16]) -> Twemproxy {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut conf = format!(
+            "pool:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n  distribution: ketama\n  hash_tag: \"{{}}\"\n  servers:\n"
+        );
+        for b in backends {
+            conf.push_str(&format!("    - 127.0.0.1:{b}:1\n"));
+        }
+        let path = dir.path().join("nutcracker.yml");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new("nutcracker")
+            .arg("-c")
+            .arg(&path)
+            .args(["-s", &free_port().to_string(), "-o"])
+            .arg(dir.path().join("nutcracker.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nutcracker not found: run scripts/setup.sh");
+        assert!(eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }));
+        Twemproxy {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Twemproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain connection: twemproxy closes connections that send `CLIENT SETINFO`, which the
+/// redis crate does on connect unless told not to.
+fn con(port: u16) -> redis::Connection {
+    use redis::IntoConnectionInfo;
+    let info = format!("redis://127.0.0.1:{port}/")
+        .into_connection_info()
+        .unwrap();
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    redis::Client::open(info.set_redis_settings(settings))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// Varied key names: twemproxy's `fnv1a_64` (32-bit FNV with a small multiplier) bunches
+/// sequential names such as `key:0..key:299` onto few shards, in twemproxy as in Throome.
+fn key(i: i64) -> String {
+    format!("obj-{:08x}", (i as u32).wrapping_mul(2_654_435_761))
+}
+
+fn dbsize(port: u16) -> i64 {
+    redis::cmd("DBSIZE").query(&mut con(port)).unwrap()
+}
+
+#[test]
+fn keys_land_where_twemproxy_puts_them_and_multi_key_commands_span_shards() {
+    let servers = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let twem = Twemproxy::start(&ports);
+    let listen = free_port();
+    let backends: Vec<(u16, &str, u32)> = ports.iter().map(|&p| (p, "primary", 1)).collect();
+    let yaml = cluster_of(
+        "redis",
+        "sh",
+        "cache",
+        listen,
+        &backends,
+        "    sharding: ketama\n",
+        "",
+    );
+    let _gw = Throome::start(&[("sh", &yaml)]);
+    let (mut via_twem, mut via_throome) = (con(twem.port), con(listen));
+
+    // Written through twemproxy, read through Throome.
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(key(i))
+            .arg(i)
+            .query(&mut via_twem)
+            .unwrap();
+    }
+    for i in 0..300 {
+        let v: Option<i64> = redis::cmd("GET")
+            .arg(key(i))
+            .query(&mut via_throome)
+            .unwrap();
+        assert_eq!(v, Some(i), "key:{i} is not where twemproxy put it");
+    }
+    let sizes: Vec<i64> = ports.iter().map(|&p| dbsize(p)).collect();
+    assert!(
+        sizes.iter().all(|&n| n > 30),
+        "keys must spread over the shards: {sizes:?}"
+    );
+
+    // Cross-shard MGET comes back in the client's order.
+    let keys: Vec<String> = (0..50).map(key).chain(["missing".to_string()]).collect();
+    let values: Vec<Option<i64>> = redis::cmd("MGET")
+        .arg(&keys)
+        .query(&mut via_throome)
+        .unwrap();
+    let expected: Vec<Option<i64>> = (0..50).map(Some).chain([None]).collect();
+    assert_eq!(values, expected);
+
+    // MSET through Throome, read back through twemproxy.
+    let mut mset = redis::cmd("MSET");
+    for i in 0..40 {
+        mset.arg(format!("new:{i}")).arg(format!("v{i}"));
+    }
+    let _: () = mset.query(&mut via_throome).unwrap();
+    for i in 0..40 {
+        let v: String = redis::cmd("GET")
+            .arg(format!("new:{i}"))
+            .query(&mut via_twem)
+            .unwrap();
+        assert_eq!(v, format!("v{i}"));
+    }
+
+    // Counting commands add up across shards; DBSIZE fans out.
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&keys[..50])
+        .arg(key(0))
+        .query(&mut via_throome)
+        .unwrap();
+    assert_eq!(exists, 51, "EXISTS counts repeated keys, as Redis does");
+    let deleted: i64 = redis::cmd("DEL")
+        .arg(&keys[..30])
+        .query(&mut via_throome)
+        .unwrap();
+    assert_eq!(deleted, 30);
+    let total: i64 = redis::cmd("DBSIZE").query(&mut via_throome).unwrap();
+    assert_eq!(total, ports.iter().map(|&p| dbsize(p)).sum::<i64>());
+    assert_eq!(total, 300 - 30 + 40);
+    let all: Vec<String> = redis::cmd("KEYS")
+        .arg("new:*")
+        .query(&mut via_throome)
+        .unwrap();
+    assert_eq!(all.len(), 40);
+}
+
+#[test]
+fn hash_tags_keep_related_keys_together_and_other_spans_get_crossslot() {
+    let servers = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    let backends: Vec<(u16, &str, u32)> = servers.iter().map(|s| (s.port, "primary", 1)).collect();
+    let listen = free_port();
+    let yaml = cluster_of(
+        "redis",
+        "tag",
+        "cache",
+        listen,
+        &backends,
+        "    sharding: ketama\n",
+        "",
+    );
+    let _gw = Throome::start(&[("tag", &yaml)]);
+    let mut c = con(listen);
+    let _: () = redis::cmd("SADD")
+        .arg("{u1}:a")
+        .arg("x")
+        .arg("y")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg("{u1}:b")
+        .arg("y")
+        .query(&mut c)
+        .unwrap();
+    let n: i64 = redis::cmd("SINTERSTORE")
+        .arg("{u1}:both")
+        .arg("{u1}:a")
+        .arg("{u1}:b")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+
+    // Find two plain keys on different shards, then try a two-key command on them.
+    let shard_of = |k: &str| {
+        servers.iter().position(|s| {
+            redis::cmd("EXISTS")
+                .arg(k)
+                .query::<i64>(&mut con(s.port))
+                .unwrap()
+                == 1
+        })
+    };
+    for i in 0..20 {
+        let _: () = redis::cmd("SET").arg(key(i)).arg(1).query(&mut c).unwrap();
+    }
+    let first = shard_of(&key(0));
+    let other = (1..20).map(key).find(|k| shard_of(k) != first).unwrap();
+    let err = redis::cmd("RENAME")
+        .arg(key(0))
+        .arg(&other)
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("CROSSSLOT"), "{err}");
+
+    let err = redis::cmd("MULTI").query::<()>(&mut c).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not supported on a sharded service"),
+        "{err}"
+    );
+    let err = redis::cmd("SCAN").arg(0).query::<()>(&mut c).unwrap_err();
+    assert!(err.to_string().contains("SCAN is not supported"), "{err}");
+    assert_eq!(redis::cmd("PING").query::<String>(&mut c).unwrap(), "PONG");
+}
