@@ -1,6 +1,11 @@
 //! One Redis client connection, served by one task: it frames requests, answers the ones
-//! about the connection itself, writes the others in batches onto upstream connections, and
-//! writes replies back strictly in request order.
+//! about the connection itself (`connection.rs`), writes the others in batches onto upstream
+//! connections and writes replies back strictly in request order (`replies.rs`); sharded
+//! services plan each request per key (`on_shards.rs`).
+
+mod connection;
+mod on_shards;
+mod replies;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -14,16 +19,14 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use throome_resp::commands::flag;
-use throome_resp::{CommandSpec, Limits, Request, RequestScanner};
+use throome_resp::{Limits, Request, RequestScanner};
 
 use super::encode;
 use super::local::{self, ClientState};
-use super::merge::{self, MergeKind, Part};
+use super::merge::MergeKind;
 use super::pool::{self, Pools};
-use super::shard::Continuum;
-use super::sharded::{self, Plan};
 use super::upstream::{ReplyResult, Slot, Upstream, UpstreamError};
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::Metrics;
 use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
 
@@ -160,7 +163,7 @@ impl Client {
             );
             let readable = !stop && self.pending.len() < MAX_PENDING;
             tokio::select! {
-                () = wait_front(&mut self.pending, &self.metrics, &self.service), if waiting => {}
+                () = replies::wait_front(&mut self.pending, &self.metrics, &self.service), if waiting => {}
                 r = client.read_buf(&mut buf), if readable => {
                     // EOF: answer what was asked, then close.
                     if !matches!(r, Ok(n) if n > 0) {
@@ -174,83 +177,6 @@ impl Client {
 
     fn reply(&mut self, bytes: Bytes) {
         self.pending.push_back(Pending::Ready(bytes));
-    }
-
-    /// Moves every reply that is already in, from the front, to the output buffer.
-    fn collect_ready(&mut self) {
-        while let Some(front) = self.pending.front_mut() {
-            let bytes = match front {
-                Pending::Ready(b) => std::mem::take(b),
-                Pending::Merge { .. } => break,
-                Pending::Wait {
-                    rx,
-                    started,
-                    latency,
-                } => match rx.try_recv() {
-                    Ok(r) => render(Ok(r), *started, latency, &self.metrics, &self.service),
-                    Err(oneshot::error::TryRecvError::Empty) => break,
-                    Err(oneshot::error::TryRecvError::Closed) => {
-                        render(Err(()), *started, latency, &self.metrics, &self.service)
-                    }
-                },
-            };
-            self.out.extend_from_slice(&bytes);
-            self.pending.pop_front();
-        }
-    }
-
-    /// Waits for every request sent so far to be answered, so the next one may go out on
-    /// another connection without overtaking them.
-    async fn drain(&mut self) {
-        self.flush_batch().await;
-        loop {
-            self.collect_ready();
-            if self.pending.is_empty() {
-                return;
-            }
-            wait_front(&mut self.pending, &self.metrics, &self.service).await;
-        }
-    }
-
-    async fn flush_batch(&mut self) {
-        if let Some(b) = self.batch.take() {
-            b.conn.send_batch(&b.bytes, b.slots).await;
-        }
-    }
-
-    /// Adds a request to the batch for `conn` and owes the client its reply.
-    async fn enqueue(&mut self, conn: &Upstream, req: Request, name: &'static str) {
-        let latency = self.count(name);
-        let started = Instant::now();
-        let rx = self.enqueue_bytes(conn, req.frame()).await;
-        self.pending.push_back(Pending::Wait {
-            rx,
-            started,
-            latency,
-        });
-    }
-
-    /// Adds whole request bytes to the batch for `conn`; the receiver gets the reply.
-    async fn enqueue_bytes(
-        &mut self,
-        conn: &Upstream,
-        bytes: &[u8],
-    ) -> oneshot::Receiver<ReplyResult> {
-        if self.batch.as_ref().is_some_and(|b| !b.conn.same(conn)) {
-            self.flush_batch().await;
-        }
-        let (tx, rx) = oneshot::channel();
-        let batch = self.batch.get_or_insert_with(|| Batch {
-            conn: conn.clone(),
-            bytes: BytesMut::new(),
-            slots: Vec::new(),
-        });
-        batch.bytes.extend_from_slice(bytes);
-        batch.slots.push(tx);
-        if batch.bytes.len() >= MAX_BATCH {
-            self.flush_batch().await;
-        }
-        rx
     }
 
     async fn handle(&mut self, req: Request) -> Flow {
@@ -326,170 +252,6 @@ impl Client {
         }
         let read = spec.has(flag::READONLY) && !spec.is_write();
         self.forward_shared(req, Some(spec.name), read).await
-    }
-
-    /// A sharded service: connection commands stay local; state that would need one backend
-    /// connection (transactions, subscriptions, SELECT) is refused; the rest is planned per
-    /// key.
-    async fn handle_sharded(
-        &mut self,
-        ring: &Continuum,
-        req: Request,
-        name: &'static str,
-        spec: &'static CommandSpec,
-    ) -> Flow {
-        match name {
-            "quit" => {
-                self.reply(encode::simple("OK"));
-                return Flow::Stop;
-            }
-            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select" => {
-                match self.local(name, &req).await {
-                    Some(Flow::Raw(_)) => {
-                        self.reply(encode::error(&format!(
-                            "ERR Throome: {} is not supported on a sharded service",
-                            String::from_utf8_lossy(
-                                &req.args().take(2).collect::<Vec<_>>().join(&b' ')
-                            )
-                            .to_uppercase()
-                        )));
-                        return Flow::Continue;
-                    }
-                    Some(flow) => return flow,
-                    None => {}
-                }
-            }
-            _ => {}
-        }
-        let shards = self.service.backends.len();
-        let started = Instant::now();
-        match sharded::plan(ring, self.service.spec.hash_tag, shards, spec, &req) {
-            Plan::Refuse(err) => {
-                self.count(spec.name);
-                self.reply(err);
-            }
-            Plan::One(shard) => match self.shard_conn(shard).await {
-                Ok(conn) => self.enqueue(&conn, req, spec.name).await,
-                Err(e) => self.fail(&e),
-            },
-            Plan::Split { parts, kind, total } => {
-                let latency = self.count(spec.name);
-                let mut receivers = Vec::with_capacity(parts.len());
-                for (shard, bytes, positions) in parts {
-                    let rx = match self.shard_conn(shard).await {
-                        Ok(conn) => self.enqueue_bytes(&conn, &bytes).await,
-                        Err(e) => {
-                            let (tx, rx) = oneshot::channel();
-                            let _ = tx.send(Err(e));
-                            rx
-                        }
-                    };
-                    receivers.push((rx, positions));
-                }
-                self.pending.push_back(Pending::Merge {
-                    parts: receivers,
-                    kind,
-                    total,
-                    started,
-                    latency,
-                });
-            }
-        }
-        Flow::Continue
-    }
-
-    /// The client's shared connection to one shard.
-    async fn shard_conn(&mut self, shard: usize) -> Result<Upstream, UpstreamError> {
-        if let Some(c) = self.shard_conns.get(&shard)
-            && !c.is_closed()
-        {
-            return Ok(c.clone());
-        }
-        let backend = self.service.backends.get(shard).cloned().ok_or_else(|| {
-            UpstreamError::NoBackend(format!("{}/{}", self.service.cluster, self.service.name))
-        })?;
-        let slot = usize::try_from(self.state.id).unwrap_or_default();
-        let conn = self
-            .pools
-            .get(&self.service, &backend, self.state.resp3, slot)
-            .await?;
-        self.shard_conns.insert(shard, conn.clone());
-        Ok(conn)
-    }
-
-    /// Commands about the client's own connection. `None`: not handled here after all.
-    async fn local(&mut self, name: &'static str, req: &Request) -> Option<Flow> {
-        let args: Vec<&[u8]> = req.args().collect();
-        let auth = self.service.spec.auth.clone();
-        let reply = match name {
-            "ping" => match args.get(1) {
-                None => encode::simple("PONG"),
-                Some(msg) => encode::bulk(msg),
-            },
-            "echo" => encode::bulk(args.get(1).copied().unwrap_or_default()),
-            "hello" => {
-                let reply = local::hello(&mut self.state, auth.as_ref(), &args);
-                // RESP2 and RESP3 clients use different shared connections.
-                self.sticky = [None, None];
-                reply
-            }
-            "auth" => {
-                let (user, pass) = match args.len() {
-                    2 => (None, args[1]),
-                    _ => (Some(args[1]), args[2]),
-                };
-                match local::check_auth(auth.as_ref(), user, pass) {
-                    Ok(()) => {
-                        self.state.authenticated = true;
-                        encode::simple("OK")
-                    }
-                    Err(e) => e,
-                }
-            }
-            "client" => match local::client(&mut self.state, &args) {
-                Some(r) => r,
-                None if args
-                    .get(1)
-                    .is_some_and(|s| s.eq_ignore_ascii_case(b"tracking")) =>
-                {
-                    return Some(Flow::Raw(req.frame().clone()));
-                }
-                None => return None,
-            },
-            "reset" => {
-                self.tx_conn = None;
-                self.sticky = [None, None];
-                self.in_multi = false;
-                self.watching = false;
-                self.state = ClientState::new(self.state.id, auth.as_ref());
-                encode::simple("RESET")
-            }
-            "select" => match args.get(1).copied() {
-                Some(b"0") => encode::simple("OK"),
-                // Another database is connection state: this client gets its own connection.
-                _ => return Some(Flow::Raw(req.frame().clone())),
-            },
-            _ => return None,
-        };
-        self.count(name);
-        self.reply(reply);
-        Some(Flow::Continue)
-    }
-
-    fn count(&mut self, name: &'static str) -> Histogram {
-        let (counter, latency) = self.per_command.entry(name).or_insert_with(|| {
-            let labels = RequestLabels {
-                cluster: self.service.cluster.clone(),
-                service: self.service.name.clone(),
-                command: name.to_string(),
-            };
-            (
-                self.metrics.requests.get_or_create(&labels).clone(),
-                self.metrics.duration.get_or_create(&labels).clone(),
-            )
-        });
-        counter.inc();
-        latency.clone()
     }
 
     async fn switch_lane(&mut self, lane: Lane) {
@@ -630,75 +392,5 @@ fn is_blocking(spec: &throome_resp::CommandSpec, req: &Request) -> bool {
     match spec.name {
         "xread" | "xreadgroup" => req.args().any(|a| a.eq_ignore_ascii_case(b"block")),
         _ => true,
-    }
-}
-
-/// Waits for the reply at the front and puts its bytes in its place.
-async fn wait_front(pending: &mut VecDeque<Pending>, metrics: &Metrics, service: &ServiceRuntime) {
-    let Some(front) = pending.front_mut() else {
-        return;
-    };
-    let bytes = match front {
-        Pending::Ready(_) => return,
-        Pending::Wait {
-            rx,
-            started,
-            latency,
-        } => {
-            let result = rx.await.map_err(|_| ());
-            render(result, *started, latency, metrics, service)
-        }
-        Pending::Merge {
-            parts,
-            kind,
-            total,
-            started,
-            latency,
-        } => {
-            let mut replies = Vec::with_capacity(parts.len());
-            let mut failed = None;
-            for (rx, positions) in parts.iter_mut() {
-                match rx.await {
-                    Ok(Ok(reply)) => replies.push(Part {
-                        reply,
-                        positions: std::mem::take(positions),
-                    }),
-                    other => failed = failed.or(Some(other.map_err(|_| ()))),
-                }
-            }
-            match failed {
-                Some(result) => render(result, *started, latency, metrics, service),
-                None => {
-                    latency.observe(started.elapsed().as_secs_f64());
-                    merge::merge(*kind, *total, replies)
-                }
-            }
-        }
-    };
-    *front = Pending::Ready(bytes);
-}
-
-/// The bytes the client gets for an upstream outcome: the reply as the backend sent it, or
-/// an error naming what went wrong.
-fn render(
-    result: Result<ReplyResult, ()>,
-    started: Instant,
-    latency: &Histogram,
-    metrics: &Metrics,
-    service: &ServiceRuntime,
-) -> Bytes {
-    match result {
-        Ok(Ok(reply)) => {
-            latency.observe(started.elapsed().as_secs_f64());
-            reply.into_frame()
-        }
-        Ok(Err(e)) => {
-            metrics.error(service, e.kind());
-            encode::error(&format!("ERR Throome: {e}"))
-        }
-        Err(()) => {
-            metrics.error(service, "backend_io");
-            encode::error("ERR Throome: backend connection lost")
-        }
     }
 }

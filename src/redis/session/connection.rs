@@ -1,0 +1,87 @@
+//! Commands about the client's own connection, answered by the proxy, and per-command
+//! metric handles.
+
+use prometheus_client::metrics::histogram::Histogram;
+use throome_resp::Request;
+
+use super::{Client, Flow};
+use crate::metrics::RequestLabels;
+use crate::redis::encode;
+use crate::redis::local::{self, ClientState};
+
+impl Client {
+    /// Commands about the client's own connection. `None`: not handled here after all.
+    pub(super) async fn local(&mut self, name: &'static str, req: &Request) -> Option<Flow> {
+        let args: Vec<&[u8]> = req.args().collect();
+        let auth = self.service.spec.auth.clone();
+        let reply = match name {
+            "ping" => match args.get(1) {
+                None => encode::simple("PONG"),
+                Some(msg) => encode::bulk(msg),
+            },
+            "echo" => encode::bulk(args.get(1).copied().unwrap_or_default()),
+            "hello" => {
+                let reply = local::hello(&mut self.state, auth.as_ref(), &args);
+                // RESP2 and RESP3 clients use different shared connections.
+                self.sticky = [None, None];
+                reply
+            }
+            "auth" => {
+                let (user, pass) = match args.len() {
+                    2 => (None, args[1]),
+                    _ => (Some(args[1]), args[2]),
+                };
+                match local::check_auth(auth.as_ref(), user, pass) {
+                    Ok(()) => {
+                        self.state.authenticated = true;
+                        encode::simple("OK")
+                    }
+                    Err(e) => e,
+                }
+            }
+            "client" => match local::client(&mut self.state, &args) {
+                Some(r) => r,
+                None if args
+                    .get(1)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"tracking")) =>
+                {
+                    return Some(Flow::Raw(req.frame().clone()));
+                }
+                None => return None,
+            },
+            "reset" => {
+                self.tx_conn = None;
+                self.sticky = [None, None];
+                self.in_multi = false;
+                self.watching = false;
+                self.state = ClientState::new(self.state.id, auth.as_ref());
+                encode::simple("RESET")
+            }
+            "select" => match args.get(1).copied() {
+                Some(b"0") => encode::simple("OK"),
+                // Another database is connection state: this client gets its own connection.
+                _ => return Some(Flow::Raw(req.frame().clone())),
+            },
+            _ => return None,
+        };
+        self.count(name);
+        self.reply(reply);
+        Some(Flow::Continue)
+    }
+
+    pub(super) fn count(&mut self, name: &'static str) -> Histogram {
+        let (counter, latency) = self.per_command.entry(name).or_insert_with(|| {
+            let labels = RequestLabels {
+                cluster: self.service.cluster.clone(),
+                service: self.service.name.clone(),
+                command: name.to_string(),
+            };
+            (
+                self.metrics.requests.get_or_create(&labels).clone(),
+                self.metrics.duration.get_or_create(&labels).clone(),
+            )
+        });
+        counter.inc();
+        latency.clone()
+    }
+}

@@ -1,0 +1,169 @@
+//! Replies owed to the client, in request order, and batching requests per upstream.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use prometheus_client::metrics::histogram::Histogram;
+use throome_resp::Request;
+use tokio::sync::oneshot;
+
+use super::{Batch, Client, MAX_BATCH, Pending};
+use crate::metrics::Metrics;
+use crate::redis::encode;
+use crate::redis::merge::{self, Part};
+use crate::redis::upstream::{ReplyResult, Upstream};
+use crate::snapshot::ServiceRuntime;
+
+impl Client {
+    /// Moves every reply that is already in, from the front, to the output buffer.
+    pub(super) fn collect_ready(&mut self) {
+        while let Some(front) = self.pending.front_mut() {
+            let bytes = match front {
+                Pending::Ready(b) => std::mem::take(b),
+                Pending::Merge { .. } => break,
+                Pending::Wait {
+                    rx,
+                    started,
+                    latency,
+                } => match rx.try_recv() {
+                    Ok(r) => render(Ok(r), *started, latency, &self.metrics, &self.service),
+                    Err(oneshot::error::TryRecvError::Empty) => break,
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        render(Err(()), *started, latency, &self.metrics, &self.service)
+                    }
+                },
+            };
+            self.out.extend_from_slice(&bytes);
+            self.pending.pop_front();
+        }
+    }
+
+    /// Waits for every request sent so far to be answered, so the next one may go out on
+    /// another connection without overtaking them.
+    pub(super) async fn drain(&mut self) {
+        self.flush_batch().await;
+        loop {
+            self.collect_ready();
+            if self.pending.is_empty() {
+                return;
+            }
+            wait_front(&mut self.pending, &self.metrics, &self.service).await;
+        }
+    }
+
+    pub(super) async fn flush_batch(&mut self) {
+        if let Some(b) = self.batch.take() {
+            b.conn.send_batch(&b.bytes, b.slots).await;
+        }
+    }
+
+    /// Adds a request to the batch for `conn` and owes the client its reply.
+    pub(super) async fn enqueue(&mut self, conn: &Upstream, req: Request, name: &'static str) {
+        let latency = self.count(name);
+        let started = Instant::now();
+        let rx = self.enqueue_bytes(conn, req.frame()).await;
+        self.pending.push_back(Pending::Wait {
+            rx,
+            started,
+            latency,
+        });
+    }
+
+    /// Adds whole request bytes to the batch for `conn`; the receiver gets the reply.
+    pub(super) async fn enqueue_bytes(
+        &mut self,
+        conn: &Upstream,
+        bytes: &[u8],
+    ) -> oneshot::Receiver<ReplyResult> {
+        if self.batch.as_ref().is_some_and(|b| !b.conn.same(conn)) {
+            self.flush_batch().await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let batch = self.batch.get_or_insert_with(|| Batch {
+            conn: conn.clone(),
+            bytes: BytesMut::new(),
+            slots: Vec::new(),
+        });
+        batch.bytes.extend_from_slice(bytes);
+        batch.slots.push(tx);
+        if batch.bytes.len() >= MAX_BATCH {
+            self.flush_batch().await;
+        }
+        rx
+    }
+}
+
+/// Waits for the reply at the front and puts its bytes in its place.
+pub(super) async fn wait_front(
+    pending: &mut VecDeque<Pending>,
+    metrics: &Metrics,
+    service: &ServiceRuntime,
+) {
+    let Some(front) = pending.front_mut() else {
+        return;
+    };
+    let bytes = match front {
+        Pending::Ready(_) => return,
+        Pending::Wait {
+            rx,
+            started,
+            latency,
+        } => {
+            let result = rx.await.map_err(|_| ());
+            render(result, *started, latency, metrics, service)
+        }
+        Pending::Merge {
+            parts,
+            kind,
+            total,
+            started,
+            latency,
+        } => {
+            let mut replies = Vec::with_capacity(parts.len());
+            let mut failed = None;
+            for (rx, positions) in parts.iter_mut() {
+                match rx.await {
+                    Ok(Ok(reply)) => replies.push(Part {
+                        reply,
+                        positions: std::mem::take(positions),
+                    }),
+                    other => failed = failed.or(Some(other.map_err(|_| ()))),
+                }
+            }
+            match failed {
+                Some(result) => render(result, *started, latency, metrics, service),
+                None => {
+                    latency.observe(started.elapsed().as_secs_f64());
+                    merge::merge(*kind, *total, replies)
+                }
+            }
+        }
+    };
+    *front = Pending::Ready(bytes);
+}
+
+/// The bytes the client gets for an upstream outcome: the reply as the backend sent it, or
+/// an error naming what went wrong.
+pub(super) fn render(
+    result: Result<ReplyResult, ()>,
+    started: Instant,
+    latency: &Histogram,
+    metrics: &Metrics,
+    service: &ServiceRuntime,
+) -> Bytes {
+    match result {
+        Ok(Ok(reply)) => {
+            latency.observe(started.elapsed().as_secs_f64());
+            reply.into_frame()
+        }
+        Ok(Err(e)) => {
+            metrics.error(service, e.kind());
+            encode::error(&format!("ERR Throome: {e}"))
+        }
+        Err(()) => {
+            metrics.error(service, "backend_io");
+            encode::error("ERR Throome: backend connection lost")
+        }
+    }
+}
