@@ -173,6 +173,15 @@ fn redis_cli_pipe_eval_subscribe_and_monitor() {
     assert!(text.contains("errors: 0, replies: 1000"), "{text}");
     assert_eq!(cli(backend.port, &["DBSIZE"]), "1000");
 
+    for proto in ["-2", "-3"] {
+        let info = cli(listen, &[proto, "INFO", "server"]);
+        assert!(info.starts_with("# Throome"), "{info}");
+        assert!(
+            info.contains("service:cache") && info.contains("redis_version:"),
+            "{info}"
+        );
+    }
+
     let script = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         script.path(),
@@ -413,4 +422,35 @@ fn probe_marks_a_backend_that_rejects_us_down() {
         backend.port
     )["healthy"]
         == false));
+}
+
+#[test]
+fn killing_the_backend_mid_pipeline_fails_that_pipeline_only_and_never_hangs() {
+    let mut backend = RedisServer::start();
+    let (_gw, listen) = redis_gateway(&[(backend.port, "primary", 1)], "");
+    let client = redis::Client::open(format!("redis://127.0.0.1:{listen}/")).unwrap();
+    let mut con = client.get_connection().unwrap();
+    con.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _: () = redis::cmd("SET").arg("a").arg("1").query(&mut con).unwrap();
+    // A pipeline whose head keeps the backend busy; the backend dies while it runs.
+    let pipeline = std::thread::spawn(move || {
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEBUG").arg("SLEEP").arg("2");
+        for _ in 0..100 {
+            pipe.cmd("GET").arg("a");
+        }
+        let result: redis::RedisResult<Vec<redis::Value>> = pipe.query(&mut con);
+        (result, con)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    backend.kill();
+    let (result, mut con) = pipeline.join().unwrap();
+    let err = result.expect_err("the pipeline's requests were lost with the backend");
+    assert!(err.to_string().contains("Throome"), "{err}");
+    // The client's connection is still open and works again once the backend is back.
+    backend.restart();
+    assert!(eventually(Duration::from_secs(15), || redis::cmd("GET")
+        .arg("a")
+        .query::<Option<String>>(&mut con)
+        .is_ok()));
 }

@@ -169,3 +169,47 @@ pub fn client(state: &mut ClientState, args: &[&[u8]]) -> Option<Bytes> {
     };
     Some(reply)
 }
+
+/// Prepends a `# Throome` section to an INFO reply: a bulk string (RESP2) or a verbatim
+/// string (RESP3, `=len\r\ntxt:...`). Anything else (an error) is left as it is.
+pub fn with_proxy_info(reply: Bytes, service: &crate::snapshot::ServiceRuntime) -> Bytes {
+    let Some(&kind) = reply.first() else {
+        return reply;
+    };
+    if kind != b'$' && kind != b'=' {
+        return reply;
+    }
+    let Some(eol) = reply.windows(2).position(|w| w == b"\r\n") else {
+        return reply;
+    };
+    let Some(body) = reply.get(eol + 2..reply.len().saturating_sub(2)) else {
+        return reply;
+    };
+    let (prefix, text) = if kind == b'=' && body.len() >= 4 {
+        body.split_at(4)
+    } else {
+        (&b""[..], body)
+    };
+    let up = service.backends.iter().filter(|b| b.is_up()).count();
+    let section = format!(
+        "# Throome\r\nthroome_version:{}\r\ncluster:{}\r\nservice:{}\r\nbackends:{}\r\nbackends_up:{}\r\nsharding:{}\r\n\r\n",
+        env!("CARGO_PKG_VERSION"),
+        service.cluster,
+        service.name,
+        service.backends.len(),
+        up,
+        if service.spec.sharding.is_some() {
+            "ketama"
+        } else {
+            "none"
+        },
+    );
+    let mut content = Vec::with_capacity(prefix.len() + section.len() + text.len());
+    content.extend_from_slice(prefix);
+    content.extend_from_slice(section.as_bytes());
+    content.extend_from_slice(text);
+    let mut out = format!("{}{}\r\n", char::from(kind), content.len()).into_bytes();
+    out.extend_from_slice(&content);
+    out.extend_from_slice(b"\r\n");
+    out.into()
+}

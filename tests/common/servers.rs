@@ -41,6 +41,9 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                // Tests slow a server down on purpose with DEBUG SLEEP.
+                "--enable-debug-command",
+                "yes",
             ])
             .arg("--dir")
             .arg(self.dir.path())

@@ -44,6 +44,8 @@ enum Pending {
         rx: oneshot::Receiver<ReplyResult>,
         started: Instant,
         latency: Histogram,
+        /// The command, for the few replies the proxy amends (INFO).
+        command: &'static str,
     },
     /// A command split across shards: every part's reply, merged.
     Merge {

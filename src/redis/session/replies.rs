@@ -26,8 +26,13 @@ impl Client {
                     rx,
                     started,
                     latency,
+                    command,
                 } => match rx.try_recv() {
-                    Ok(r) => render(Ok(r), *started, latency, &self.metrics, &self.service),
+                    Ok(r) => amend(
+                        command,
+                        render(Ok(r), *started, latency, &self.metrics, &self.service),
+                        &self.service,
+                    ),
                     Err(oneshot::error::TryRecvError::Empty) => break,
                     Err(oneshot::error::TryRecvError::Closed) => {
                         render(Err(()), *started, latency, &self.metrics, &self.service)
@@ -67,6 +72,7 @@ impl Client {
             rx,
             started,
             latency,
+            command: name,
         });
     }
 
@@ -109,9 +115,14 @@ pub(super) async fn wait_front(
             rx,
             started,
             latency,
+            command,
         } => {
             let result = rx.await.map_err(|_| ());
-            render(result, *started, latency, metrics, service)
+            amend(
+                command,
+                render(result, *started, latency, metrics, service),
+                service,
+            )
         }
         Pending::Merge {
             parts,
@@ -166,4 +177,12 @@ pub(super) fn render(
             encode::error("ERR Throome: backend connection lost")
         }
     }
+}
+
+/// INFO gets a `# Throome` section in front of the backend's own sections.
+fn amend(command: &str, reply: Bytes, service: &ServiceRuntime) -> Bytes {
+    if command != "info" {
+        return reply;
+    }
+    crate::redis::local::with_proxy_info(reply, service)
 }
