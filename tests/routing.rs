@@ -110,7 +110,16 @@ fn adaptive_spreads_over_healthy_backends_and_avoids_a_down_one() {
     assert!(eventually(Duration::from_secs(10), || gw
         .backend("ad", "kv", c.port)["healthy"]
         == false));
-    let seen = spread(listen, 30);
+    // Held connections are in-flight load: cost = latency x (active + 1) spreads them. (With
+    // nothing in flight, P2C rightly sends everything to the lowest-latency backend.)
+    let client = redis::Client::open(format!("redis://127.0.0.1:{listen}/")).unwrap();
+    let mut held = Vec::new();
+    let mut seen = Vec::new();
+    for _ in 0..30 {
+        let mut con = client.get_connection().unwrap();
+        seen.push(port_of(&mut con).unwrap());
+        held.push(con);
+    }
     assert_eq!(count(&seen, c.port), 0, "{seen:?}");
     assert!(
         count(&seen, a.port) > 0 && count(&seen, b.port) > 0,
