@@ -68,6 +68,8 @@ pub struct Metrics {
     pub bytes_in: Family<ServiceLabels, Counter>,
     pub bytes_out: Family<ServiceLabels, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
+    /// Redis Cluster redirects followed inside the proxy (`kind` is `moved` or `ask`).
+    pub redirects: Family<ErrorLabels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -87,6 +89,7 @@ impl Metrics {
         let bytes_in = Family::<ServiceLabels, Counter>::default();
         let bytes_out = Family::<ServiceLabels, Counter>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let redirects = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "throome_requests",
             "Requests handled (for tcp services: client connections)",
@@ -118,6 +121,11 @@ impl Metrics {
             "Configuration reloads by result",
             reloads.clone(),
         );
+        registry.register(
+            "throome_redirects",
+            "Redis Cluster MOVED/ASK redirects followed by the proxy",
+            redirects.clone(),
+        );
         registry.register_collector(Box::new(BackendCollector { snapshot }));
         Metrics {
             registry,
@@ -128,6 +136,7 @@ impl Metrics {
             bytes_in,
             bytes_out,
             reloads,
+            redirects,
         }
     }
 

@@ -84,6 +84,9 @@ pub struct ServiceConfig {
 pub enum Sharding {
     /// Consistent hashing as twemproxy's `distribution: ketama` with `hash: fnv1a_64`.
     Ketama,
+    /// The backends are (seed nodes of) a Redis Cluster: slots from `CLUSTER SLOTS`,
+    /// MOVED and ASK followed inside the proxy.
+    Cluster,
 }
 
 /// Client authentication at the proxy: a `requirepass`-style password for the `default`

@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::cluster::{self, SlotMap};
 use super::shard::{Continuum, server_name};
 use super::upstream::{self, Upstream, UpstreamError};
 use crate::backend::BackendState;
+use crate::config::Sharding;
 use crate::snapshot::ServiceRuntime;
 use crate::upstream::log_transition;
 
@@ -19,7 +21,14 @@ pub struct Pools {
     conns: Mutex<HashMap<(String, bool, usize), Upstream>>,
     /// With `sharding: ketama`, the ring over the service's backends (in config order).
     pub ring: Option<Arc<Continuum>>,
+    /// With `sharding: cluster`, the slot map and when it was last read.
+    slots: Mutex<Option<(Arc<SlotMap>, Instant)>>,
+    /// Cluster nodes learned from the slot map that are not configured backends.
+    discovered: Mutex<HashMap<(String, u16), Arc<BackendState>>>,
 }
+
+/// How old a slot map may get before it is read again (redirects also refresh it).
+const SLOT_MAP_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Pools {
     /// The adapter's state for `service`, created on first use.
@@ -32,7 +41,7 @@ impl Pools {
     }
 
     fn new(service: &ServiceRuntime) -> Pools {
-        let ring = service.spec.sharding.map(|_| {
+        let ring = (service.spec.sharding == Some(Sharding::Ketama)).then(|| {
             let servers: Vec<(String, u32)> = service
                 .backends
                 .iter()
@@ -43,6 +52,74 @@ impl Pools {
         Pools {
             conns: Mutex::default(),
             ring,
+            slots: Mutex::default(),
+            discovered: Mutex::default(),
+        }
+    }
+
+    /// The cluster's slot map, read on first use and again when older than ten seconds.
+    pub async fn slot_map(&self, service: &ServiceRuntime) -> Result<Arc<SlotMap>, UpstreamError> {
+        let current = self.slots.lock().ok().and_then(|g| g.clone());
+        match current {
+            Some((map, at)) if at.elapsed() < SLOT_MAP_MAX_AGE => Ok(map),
+            stale => match self.refresh(service).await {
+                Ok(map) => Ok(map),
+                // A stale map beats none while the cluster is unreachable for a moment.
+                Err(e) => stale.map(|(m, _)| m).ok_or(e),
+            },
+        }
+    }
+
+    /// Reads `CLUSTER SLOTS` from the known masters, then the configured seeds.
+    pub async fn refresh(&self, service: &ServiceRuntime) -> Result<Arc<SlotMap>, UpstreamError> {
+        let mut seeds: Vec<(String, u16)> = self
+            .slots
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|(m, _)| m.nodes.clone()))
+            .unwrap_or_default();
+        seeds.extend(service.backends.iter().map(|b| (b.host.clone(), b.port)));
+        let map = Arc::new(cluster::fetch(service, &seeds).await?);
+        if let Ok(mut g) = self.slots.lock() {
+            *g = Some((map.clone(), Instant::now()));
+        }
+        Ok(map)
+    }
+
+    /// Applies a MOVED redirect at once, and makes the next request read the whole map
+    /// again: a moved slot rarely moves alone.
+    pub fn moved(&self, slot: usize, host: &str, port: u16) {
+        if let Ok(mut g) = self.slots.lock()
+            && let Some((map, at)) = g.as_mut()
+        {
+            Arc::make_mut(map).moved(slot, host, port);
+            *at = Instant::now().checked_sub(SLOT_MAP_MAX_AGE).unwrap_or(*at);
+        }
+    }
+
+    /// The state of a cluster node: a configured backend, or one learned from the map.
+    pub fn node(&self, service: &ServiceRuntime, host: &str, port: u16) -> Arc<BackendState> {
+        if let Some(b) = service
+            .backends
+            .iter()
+            .find(|b| b.host == host && b.port == port)
+        {
+            return b.clone();
+        }
+        let fresh = || {
+            Arc::new(BackendState::new(
+                host,
+                port,
+                1,
+                crate::config::Role::Primary,
+            ))
+        };
+        match self.discovered.lock() {
+            Ok(mut d) => d
+                .entry((host.to_string(), port))
+                .or_insert_with(fresh)
+                .clone(),
+            Err(_) => fresh(),
         }
     }
 

@@ -15,11 +15,13 @@ use super::shard::{Continuum, fnv1a_64, hash_tag};
 pub enum Plan {
     /// Send the original bytes to this shard.
     One(usize),
-    /// Send these commands to these shards and merge the replies.
+    /// Send these commands to these groups and merge the replies. The group is a shard
+    /// (ketama) or a slot (cluster); with `every_shard` it is an index into all shards.
     Split {
         parts: Vec<(usize, Bytes, Vec<usize>)>,
         kind: MergeKind,
         total: usize,
+        every_shard: bool,
     },
     /// Answer with this error.
     Refuse(Bytes),
@@ -33,9 +35,15 @@ fn unsupported(name: &str) -> Bytes {
     ))
 }
 
+/// The group of a key on a ketama ring.
+pub fn ketama_group(ring: &Continuum, tag: Option<[u8; 2]>) -> impl Fn(&[u8]) -> usize + '_ {
+    move |k| ring.server(fnv1a_64(hash_tag(k, tag))).unwrap_or(0)
+}
+
+/// `shard_of` gives a key's group; keys in one group may share one command. `shards` is how
+/// many shards a keyless command fans out to.
 pub fn plan(
-    ring: &Continuum,
-    tag: Option<[u8; 2]>,
+    shard_of: impl Fn(&[u8]) -> usize,
     shards: usize,
     spec: &CommandSpec,
     req: &Request,
@@ -43,7 +51,6 @@ pub fn plan(
     let args: Vec<&[u8]> = req.args().collect();
     let mut keys = Vec::new();
     spec.keys(&args, &mut keys);
-    let shard_of = |k: &[u8]| ring.server(fnv1a_64(hash_tag(k, tag))).unwrap_or(0);
     if keys.is_empty() {
         if spec.name == "info" {
             // The proxy's section plus what the first shard says of itself.
@@ -62,6 +69,7 @@ pub fn plan(
             parts,
             kind,
             total: 0,
+            every_shard: true,
         };
     }
     let first = shard_of(args[keys[0]]);
@@ -99,5 +107,6 @@ pub fn plan(
         parts,
         kind,
         total: keys.len(),
+        every_shard: false,
     }
 }

@@ -25,6 +25,18 @@ pub fn free_port() -> u16 {
     panic!("no free port in 20000-31999");
 }
 
+/// A port for a Redis Cluster node: it also binds its bus port (port + 10000), which must be
+/// free and below the ephemeral range too, so the node port comes from 20000-22767.
+pub fn free_cluster_port() -> u16 {
+    for _ in 0..2000 {
+        let port = free_port();
+        if port < 22_700 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free cluster port pair");
+}
+
 /// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
 /// Used to wait for asynchronous effects (health checks, reloads), never to time code.
 pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {

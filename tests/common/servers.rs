@@ -10,6 +10,7 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -18,11 +19,25 @@ impl RedisServer {
     }
 
     pub fn start_on(port: u16) -> RedisServer {
+        Self::start_with(port, &[])
+    }
+
+    /// A Redis Cluster node (not yet joined to a cluster).
+    pub fn start_cluster_node() -> RedisServer {
+        Self::start_with(
+            super::free_cluster_port(),
+            &["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"],
+        )
+    }
+
+    pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
+        let extra = extra.iter().map(|s| s.to_string()).collect();
         let mut s = RedisServer {
             port,
             child: None,
             dir,
+            extra,
         };
         s.restart();
         s
@@ -47,6 +62,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

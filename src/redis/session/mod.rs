@@ -46,6 +46,21 @@ enum Pending {
         latency: Histogram,
         /// The command, for the few replies the proxy amends (INFO).
         command: &'static str,
+        /// On a Redis Cluster, the request, to send again after a MOVED or ASK.
+        replay: Option<Bytes>,
+        redirects: u8,
+    },
+    /// A cluster redirect to follow before anything behind it is answered.
+    Redirect {
+        bytes: Bytes,
+        ask: bool,
+        slot: usize,
+        host: String,
+        port: u16,
+        started: Instant,
+        latency: Histogram,
+        command: &'static str,
+        redirects: u8,
     },
     /// A command split across shards: every part's reply, merged.
     Merge {
@@ -123,8 +138,8 @@ struct Client {
     /// `read_from_replicas`); kept while alive and their backend stays available, so routing
     /// is not redone for every request and a client's requests stay in order.
     sticky: [Option<(Arc<crate::backend::BackendState>, Upstream)>; 2],
-    /// Sharded services: the shared connection to each shard this client has used.
-    shard_conns: HashMap<usize, Upstream>,
+    /// Sharded services: the shared connection to each shard or node this client has used.
+    shard_conns: HashMap<(String, u16), Upstream>,
 }
 
 impl Client {
@@ -149,7 +164,7 @@ impl Client {
                 }
             }
             self.flush_batch().await;
-            self.collect_ready();
+            self.settle().await;
             if !self.out.is_empty() {
                 if client.write_all(&self.out).await.is_err() {
                     return;
@@ -205,8 +220,8 @@ impl Client {
             return Flow::Continue;
         }
         let in_tx = self.tx_conn.is_some();
-        if let Some(ring) = self.pools.ring.clone() {
-            return self.handle_sharded(&ring, req, name, spec).await;
+        if self.service.spec.sharding.is_some() {
+            return self.handle_sharded(req, name, spec).await;
         }
         match name {
             "quit" => {

@@ -22,22 +22,21 @@ impl Client {
             let bytes = match front {
                 Pending::Ready(b) => std::mem::take(b),
                 Pending::Merge { .. } => break,
-                Pending::Wait {
-                    rx,
-                    started,
-                    latency,
-                    command,
-                } => match rx.try_recv() {
-                    Ok(r) => amend(
-                        command,
-                        render(Ok(r), *started, latency, &self.metrics, &self.service),
-                        &self.service,
-                    ),
-                    Err(oneshot::error::TryRecvError::Empty) => break,
-                    Err(oneshot::error::TryRecvError::Closed) => {
-                        render(Err(()), *started, latency, &self.metrics, &self.service)
+                Pending::Redirect { .. } => break,
+                Pending::Wait { rx, .. } => {
+                    let result = match rx.try_recv() {
+                        Ok(r) => Ok(r),
+                        Err(oneshot::error::TryRecvError::Empty) => break,
+                        Err(oneshot::error::TryRecvError::Closed) => Err(()),
+                    };
+                    if !resolve(front, result, &self.metrics, &self.service) {
+                        break;
                     }
-                },
+                    match front {
+                        Pending::Ready(b) => std::mem::take(b),
+                        _ => break,
+                    }
+                }
             };
             self.out.extend_from_slice(&bytes);
             self.pending.pop_front();
@@ -49,11 +48,23 @@ impl Client {
     pub(super) async fn drain(&mut self) {
         self.flush_batch().await;
         loop {
-            self.collect_ready();
+            self.settle().await;
             if self.pending.is_empty() {
                 return;
             }
             wait_front(&mut self.pending, &self.metrics, &self.service).await;
+        }
+    }
+
+    /// Moves what is ready to the output, following cluster redirects at the front first.
+    pub(super) async fn settle(&mut self) {
+        loop {
+            self.collect_ready();
+            if matches!(self.pending.front(), Some(Pending::Redirect { .. })) {
+                self.follow_redirect().await;
+                continue;
+            }
+            return;
         }
     }
 
@@ -73,6 +84,8 @@ impl Client {
             started,
             latency,
             command: name,
+            replay: None,
+            redirects: 0,
         });
     }
 
@@ -111,18 +124,11 @@ pub(super) async fn wait_front(
     };
     let bytes = match front {
         Pending::Ready(_) => return,
-        Pending::Wait {
-            rx,
-            started,
-            latency,
-            command,
-        } => {
+        Pending::Redirect { .. } => return,
+        Pending::Wait { rx, .. } => {
             let result = rx.await.map_err(|_| ());
-            amend(
-                command,
-                render(result, *started, latency, metrics, service),
-                service,
-            )
+            resolve(front, result, metrics, service);
+            return;
         }
         Pending::Merge {
             parts,
@@ -185,4 +191,50 @@ fn amend(command: &str, reply: Bytes, service: &ServiceRuntime) -> Bytes {
         return reply;
     }
     crate::redis::local::with_proxy_info(reply, service)
+}
+
+/// Turns a finished `Wait` at the front into `Ready` bytes, or into a `Redirect` to follow
+/// when a cluster answered MOVED/ASK for a request we may send again. True when ready.
+fn resolve(
+    front: &mut Pending,
+    result: Result<ReplyResult, ()>,
+    metrics: &Metrics,
+    service: &ServiceRuntime,
+) -> bool {
+    let Pending::Wait {
+        started,
+        latency,
+        command,
+        replay,
+        redirects,
+        ..
+    } = front
+    else {
+        return false;
+    };
+    if let (Ok(Ok(reply)), Some(bytes)) = (&result, replay.as_ref())
+        && *redirects < super::on_shards::MAX_REDIRECTS
+        && reply.is_error()
+        && let Some((ask, slot, host, port)) = super::on_shards::redirect_of(reply.frame())
+    {
+        *front = Pending::Redirect {
+            bytes: bytes.clone(),
+            ask,
+            slot,
+            host,
+            port,
+            started: *started,
+            latency: latency.clone(),
+            command,
+            redirects: *redirects,
+        };
+        return false;
+    }
+    let bytes = amend(
+        command,
+        render(result, *started, latency, metrics, service),
+        service,
+    );
+    *front = Pending::Ready(bytes);
+    true
 }

@@ -1,0 +1,213 @@
+//! `sharding: cluster` over a real three-master Redis Cluster: Throome knows one seed node,
+//! reads the slot map, and follows MOVED/ASK itself, including while `redis-cli --cluster
+//! reshard` moves slots under a running client.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::gateway::cluster_of;
+use common::{RedisServer, Throome, eventually, free_port};
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Three masters, all 16384 slots assigned, state ok everywhere.
+fn cluster() -> Vec<RedisServer> {
+    let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_cluster_node()).collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(eventually(Duration::from_secs(30), || nodes.iter().all(
+        |n| cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+    )));
+    nodes
+}
+
+fn gateway(seed: u16) -> (Throome, u16) {
+    let listen = free_port();
+    let yaml = cluster_of(
+        "redis",
+        "rc",
+        "cache",
+        listen,
+        &[(seed, "primary", 1)],
+        "    sharding: cluster\n",
+        "",
+    );
+    (Throome::start(&[("rc", &yaml)]), listen)
+}
+
+fn con(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+#[test]
+fn one_seed_is_enough_and_multi_key_commands_follow_slots() {
+    let nodes = cluster();
+    let (_gw, listen) = gateway(nodes[0].port);
+    let mut c = con(listen);
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("key:{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    for i in 0..200 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("key:{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+    for n in &nodes {
+        let size: i64 = cli(n.port, &["DBSIZE"]).parse().unwrap();
+        assert!(size > 20, "every master holds part of the keys: {size}");
+    }
+    let keys: Vec<String> = (0..30).map(|i| format!("key:{i}")).collect();
+    let values: Vec<i64> = redis::cmd("MGET").arg(&keys).query(&mut c).unwrap();
+    assert_eq!(values, (0..30).collect::<Vec<i64>>());
+    let total: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(total, 200);
+    let err = redis::cmd("RENAME")
+        .arg("key:1")
+        .arg("key:2")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("CROSSSLOT"), "{err}");
+    let _: () = redis::cmd("SADD")
+        .arg("{u}:a")
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    let n: i64 = redis::cmd("SUNIONSTORE")
+        .arg("{u}:b")
+        .arg("{u}:a")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn resharding_under_a_running_client_shows_it_no_error() {
+    let nodes = cluster();
+    let (gw, listen) = gateway(nodes[0].port);
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut c = con(listen);
+            let (mut ops, mut errors) = (0u64, Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let key = format!("live:{}", i % 500);
+                if let Err(e) = redis::cmd("SET").arg(&key).arg(i).query::<()>(&mut c) {
+                    errors.push(e.to_string());
+                }
+                match redis::cmd("GET").arg(&key).query::<u64>(&mut c) {
+                    Ok(v) if v == i => {}
+                    other => errors.push(format!("GET {key}: {other:?}")),
+                }
+                ops += 2;
+                i += 1;
+            }
+            (ops, errors)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let from = cli(nodes[0].port, &["CLUSTER", "MYID"]);
+    let to = cli(nodes[1].port, &["CLUSTER", "MYID"]);
+    let before = cli(nodes[1].port, &["CLUSTER", "COUNTKEYSINSLOT", "0"]);
+    let out = Command::new("redis-cli")
+        .args([
+            "--cluster",
+            "reshard",
+            &format!("127.0.0.1:{}", nodes[0].port),
+        ])
+        .args([
+            "--cluster-from",
+            &from,
+            "--cluster-to",
+            &to,
+            "--cluster-slots",
+            "1500",
+            "--cluster-yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reshard failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (ops, errors) = client.join().unwrap();
+    assert!(ops > 100, "the client ran during the reshard: {ops}");
+    assert!(
+        errors.is_empty(),
+        "{} client-visible errors, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    // Slot 0 moved from the first master to the second.
+    let slots = cli(nodes[1].port, &["CLUSTER", "SLOTS"]);
+    assert!(
+        slots.contains(&nodes[1].port.to_string()),
+        "{slots} {before}"
+    );
+    let node1_keys: i64 = cli(nodes[1].port, &["DBSIZE"]).parse().unwrap();
+    assert!(node1_keys > 0);
+    // The client saw no error because Throome followed the redirects itself.
+    let moved = gw
+        .metrics()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "throome_redirects_total{cluster=\"rc\",service=\"cache\",kind=\"moved\"} ",
+            )
+            .map(str::to_string)
+        })
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        moved > 0,
+        "no MOVED redirect was followed:\n{}",
+        gw.metrics()
+    );
+    eprintln!(
+        "redirects followed: {:?}",
+        gw.metrics()
+            .lines()
+            .filter(|l| l.starts_with("throome_redirects_total"))
+            .collect::<Vec<_>>()
+    );
+}
