@@ -454,3 +454,16 @@ fn killing_the_backend_mid_pipeline_fails_that_pipeline_only_and_never_hangs() {
         .query::<Option<String>>(&mut con)
         .is_ok()));
 }
+
+#[test]
+fn select_of_another_database_gets_a_connection_of_its_own() {
+    let backend = RedisServer::start();
+    let (_gw, listen) = redis_gateway(&[(backend.port, "primary", 1)], "");
+    // redis-cli -n 3 sends SELECT 3 first; from then on the client has its own connection.
+    assert_eq!(cli(listen, &["-n", "3", "SET", "in3", "yes"]), "OK");
+    assert_eq!(cli(backend.port, &["-n", "3", "GET", "in3"]), "yes");
+    assert_eq!(cli(backend.port, &["GET", "in3"]), "", "db 0 is untouched");
+    // Other clients stay on db 0.
+    assert_eq!(cli(listen, &["EXISTS", "in3"]), "0");
+    assert_eq!(cli(listen, &["SELECT", "0"]), "OK");
+}
