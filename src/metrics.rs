@@ -211,11 +211,30 @@ impl std::fmt::Debug for BackendCollector {
 
 impl prometheus_client::collector::Collector for BackendCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let upstreams = Family::<ErrorLabels, Gauge>::default();
         let up = Family::<BackendLabels, Gauge>::default();
         let open = Family::<BackendLabels, Gauge>::default();
         let conns = Family::<BackendLabels, Gauge>::default();
         let snapshot = self.snapshot.load();
         for s in snapshot.services() {
+            if let Some(pools) = s
+                .ext
+                .get()
+                .and_then(|any| any.clone().downcast::<crate::redis::pool::Pools>().ok())
+            {
+                let (shared, dedicated) = pools.counts();
+                for (kind, n) in [
+                    ("shared", i64::try_from(shared).unwrap_or(i64::MAX)),
+                    ("dedicated", dedicated),
+                ] {
+                    let labels = ErrorLabels {
+                        cluster: s.cluster.clone(),
+                        service: s.name.clone(),
+                        kind,
+                    };
+                    upstreams.get_or_create(&labels).set(n);
+                }
+            }
             for b in &s.backends {
                 let labels = BackendLabels {
                     cluster: s.cluster.clone(),
@@ -251,6 +270,14 @@ impl prometheus_client::collector::Collector for BackendCollector {
             let m = encoder.encode_descriptor(name, help, None, family.metric_type())?;
             family.encode(m)?;
         }
+        let help = "Upstream connections: shared (multiplexed) or dedicated to one client (pinned)";
+        let m = encoder.encode_descriptor(
+            "throome_upstream_connections",
+            help,
+            None,
+            upstreams.metric_type(),
+        )?;
+        upstreams.encode(m)?;
         Ok(())
     }
 }

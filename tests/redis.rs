@@ -148,7 +148,7 @@ async fn pubsub_with_the_redis_crate_in_both_protocols() {
 #[test]
 fn redis_cli_pipe_eval_subscribe_and_monitor() {
     let backend = RedisServer::start();
-    let (_gw, listen) = redis_gateway(&[(backend.port, "primary", 1)], "");
+    let (gw, listen) = redis_gateway(&[(backend.port, "primary", 1)], "");
 
     let mut input = Vec::new();
     for i in 0..1000 {
@@ -223,6 +223,16 @@ fn redis_cli_pipe_eval_subscribe_and_monitor() {
     )
     .contains("cmd=monitor")));
     cli(listen, &["SET", "watched", "1"]);
+    // The subscriber and the monitor are pinned; everyone else shares connections.
+    let metrics = gw.metrics();
+    assert!(
+        metrics.contains(
+            "throome_upstream_connections{cluster=\"r\",service=\"cache\",kind=\"dedicated\"} 2"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("kind=\"shared\"} 0"), "{metrics}");
+    common::assert_promtool_accepts(&metrics);
     std::thread::sleep(Duration::from_millis(300));
     let _ = sub.kill();
     let _ = monitor.kill();

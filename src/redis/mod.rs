@@ -10,7 +10,7 @@ pub mod cluster;
 mod encode;
 mod local;
 mod merge;
-mod pool;
+pub(crate) mod pool;
 pub mod probe;
 mod session;
 pub mod shard;

@@ -25,6 +25,18 @@ pub struct Pools {
     slots: Mutex<Option<(Arc<SlotMap>, Instant)>>,
     /// Cluster nodes learned from the slot map that are not configured backends.
     discovered: Mutex<HashMap<(String, u16), Arc<BackendState>>>,
+    /// Open connections dedicated to one client (transactions, blocking commands, raw
+    /// hand-overs), counted by `Dedicated` guards.
+    dedicated: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// Counts one dedicated upstream connection while it lives.
+pub struct Dedicated(Arc<std::sync::atomic::AtomicI64>);
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// How old a slot map may get before it is read again (redirects also refresh it).
@@ -54,7 +66,30 @@ impl Pools {
             ring,
             slots: Mutex::default(),
             discovered: Mutex::default(),
+            dedicated: Arc::default(),
         }
+    }
+
+    /// Counts a connection dedicated to one client until the guard drops.
+    pub fn dedicated(&self) -> Dedicated {
+        self.dedicated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Dedicated(self.dedicated.clone())
+    }
+
+    /// (shared connections open, dedicated connections open), for the metrics.
+    pub fn counts(&self) -> (usize, i64) {
+        let shared = self
+            .conns
+            .lock()
+            .map(|c| c.values().filter(|u| !u.is_closed()).count())
+            .unwrap_or(0);
+        (
+            shared,
+            self.dedicated
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(0),
+        )
     }
 
     /// The cluster's slot map, read on first use and again when older than ten seconds.

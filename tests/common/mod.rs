@@ -83,3 +83,29 @@ pub fn spread(port: u16, n: usize) -> Vec<u16> {
 pub fn port_of_direct(port: u16) -> Result<u16, String> {
     backend_port_via(port)
 }
+
+/// `promtool check metrics` (Debian `prometheus`) must accept the exposition text.
+pub fn assert_promtool_accepts(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool not found: run scripts/setup.sh (Debian package `prometheus`)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

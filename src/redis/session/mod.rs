@@ -342,7 +342,8 @@ impl Client {
                 self.switch_lane(Lane::Dedicated(self.next_lane)).await;
                 match pool::open_dedicated(&self.service, self.state.resp3).await {
                     Ok(stream) => {
-                        let conn = super::upstream::spawn(stream, || {});
+                        let guard = self.pools.dedicated();
+                        let conn = super::upstream::spawn(stream, move || drop(guard));
                         self.tx_conn = Some(conn.clone());
                         conn
                     }
@@ -365,7 +366,8 @@ impl Client {
         self.switch_lane(Lane::Dedicated(self.next_lane)).await;
         match pool::open_dedicated(&self.service, self.state.resp3).await {
             Ok(stream) => {
-                let conn = super::upstream::spawn(stream, || {});
+                let guard = self.pools.dedicated();
+                let conn = super::upstream::spawn(stream, move || drop(guard));
                 self.enqueue(&conn, req, name).await;
                 // Dropping the handle closes the connection once the reply is in.
             }
@@ -381,6 +383,7 @@ impl Client {
         if !self.out.is_empty() && client.write_all(&self.out).await.is_err() {
             return;
         }
+        let _counted = self.pools.dedicated();
         let mut upstream = match pool::open_dedicated(&self.service, self.state.resp3).await {
             Ok(s) => s,
             Err(e) => {
