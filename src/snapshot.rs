@@ -52,6 +52,7 @@ pub struct ServiceSpec {
     pub auth: Option<ClientAuth>,
     pub sharding: Option<crate::config::Sharding>,
     pub hash_tag: Option<[u8; 2]>,
+    pub request_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -280,6 +281,7 @@ fn resolve(
         read_from_replicas: svc.read_from_replicas.unwrap_or(false),
         auth: svc.auth.clone(),
         sharding: svc.sharding,
+        request_timeout: svc.request_timeout.map(|t| t.0),
         hash_tag: match svc.hash_tag.as_deref().map(str::as_bytes) {
             None => Some(*b"{}"),
             Some(&[open, close]) => Some([open, close]),

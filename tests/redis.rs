@@ -477,3 +477,52 @@ fn select_of_another_database_gets_a_connection_of_its_own() {
     assert_eq!(cli(listen, &["EXISTS", "in3"]), "0");
     assert_eq!(cli(listen, &["SELECT", "0"]), "OK");
 }
+
+#[test]
+fn a_backend_that_does_not_answer_times_out_instead_of_hanging() {
+    let backend = RedisServer::start();
+    let (gw, listen) = redis_gateway(
+        &[(backend.port, "primary", 1)],
+        "    request_timeout: 0.3\n",
+    );
+    let client = redis::Client::open(format!("redis://127.0.0.1:{listen}/")).unwrap();
+    let mut con = client.get_connection().unwrap();
+    con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // DEBUG SLEEP keeps the backend from answering for 1.5 s.
+    let err = redis::cmd("DEBUG")
+        .arg("SLEEP")
+        .arg("1.5")
+        .query::<()>(&mut con)
+        .unwrap_err();
+    assert!(err.to_string().contains("did not answer within"), "{err}");
+    // BLPOP is exempt: it may wait as long as it asked to.
+    let popped: Option<(String, String)> = redis::cmd("BLPOP")
+        .arg("nothing")
+        .arg("0.5")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(popped, None);
+    // Once the backend answers again, so does the connection, replies still in step.
+    // (The late reply to DEBUG SLEEP is dropped by the proxy; a GET after a SET proves the
+    // replies that follow are still matched to their requests.)
+    assert!(eventually(Duration::from_secs(10), || redis::cmd("EXISTS")
+        .arg("k")
+        .query::<i64>(&mut con)
+        .is_ok()));
+    assert_eq!(
+        redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query::<String>(&mut con)
+            .unwrap(),
+        "OK"
+    );
+    assert_eq!(
+        redis::cmd("GET")
+            .arg("k")
+            .query::<String>(&mut con)
+            .unwrap(),
+        "v"
+    );
+    assert!(gw.metrics().contains("kind=\"timeout\""));
+}

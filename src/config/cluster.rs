@@ -72,6 +72,9 @@ pub struct ServiceConfig {
     /// Credentials clients must present to the proxy (checked by Throome, independent of the
     /// backend credentials above).
     pub auth: Option<ClientAuth>,
+    /// Redis: seconds a backend may take to answer a request before the client gets an
+    /// error (twemproxy's `timeout`); blocking commands are exempt. Default: no limit.
+    pub request_timeout: Option<Seconds>,
     /// Redis: spread keys over the backends (`ketama`, twemproxy-compatible).
     pub sharding: Option<Sharding>,
     /// Redis with sharding: the two characters around the part of a key that is hashed

@@ -29,6 +29,8 @@ pub enum UpstreamError {
     Handshake(String),
     #[error("backend sent an invalid reply: {0}")]
     Protocol(#[from] ProtocolError),
+    #[error("backend did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl UpstreamError {
@@ -40,6 +42,7 @@ impl UpstreamError {
             UpstreamError::Lost => "backend_io",
             UpstreamError::Handshake(_) => "backend_auth",
             UpstreamError::Protocol(_) => "backend_protocol",
+            UpstreamError::Timeout(_) => "timeout",
         }
     }
 }

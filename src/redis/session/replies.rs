@@ -125,8 +125,13 @@ pub(super) async fn wait_front(
     let bytes = match front {
         Pending::Ready(_) => return,
         Pending::Redirect { .. } => return,
-        Pending::Wait { rx, .. } => {
-            let result = rx.await.map_err(|_| ());
+        Pending::Wait {
+            rx,
+            started,
+            command,
+            ..
+        } => {
+            let result = within(request_limit(service, command), *started, rx).await;
             resolve(front, result, metrics, service);
             return;
         }
@@ -139,8 +144,9 @@ pub(super) async fn wait_front(
         } => {
             let mut replies = Vec::with_capacity(parts.len());
             let mut failed = None;
+            let limit = request_limit(service, "");
             for (rx, positions) in parts.iter_mut() {
-                match rx.await {
+                match within(limit, *started, rx).await {
                     Ok(Ok(reply)) => replies.push(Part {
                         reply,
                         positions: std::mem::take(positions),
@@ -237,4 +243,27 @@ fn resolve(
     );
     *front = Pending::Ready(bytes);
     true
+}
+
+/// The service's `request_timeout`, except for blocking commands, which wait by design.
+fn request_limit(service: &ServiceRuntime, command: &str) -> Option<std::time::Duration> {
+    let blocking = throome_resp::lookup(command.as_bytes())
+        .is_some_and(|c| c.has(throome_resp::commands::flag::BLOCKING));
+    service.spec.request_timeout.filter(|_| !blocking)
+}
+
+/// Waits for a reply, up to `limit` after the request was sent. A late reply still arrives
+/// on its connection and is dropped there, so replies stay matched to requests.
+async fn within(
+    limit: Option<std::time::Duration>,
+    started: Instant,
+    rx: &mut oneshot::Receiver<ReplyResult>,
+) -> Result<ReplyResult, ()> {
+    match limit {
+        None => rx.await.map_err(|_| ()),
+        Some(t) => match tokio::time::timeout_at((started + t).into(), rx).await {
+            Ok(r) => r.map_err(|_| ()),
+            Err(_) => Ok(Err(crate::redis::upstream::UpstreamError::Timeout(t))),
+        },
+    }
 }
