@@ -53,6 +53,8 @@ pub struct ServiceSpec {
     pub sharding: Option<crate::config::Sharding>,
     pub hash_tag: Option<[u8; 2]>,
     pub request_timeout: Option<Duration>,
+    /// Redis request limits.
+    pub limits: throome_resp::Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -282,6 +284,17 @@ fn resolve(
         auth: svc.auth.clone(),
         sharding: svc.sharding,
         request_timeout: svc.request_timeout.map(|t| t.0),
+        limits: {
+            let d = throome_resp::Limits::default();
+            let cap = |v: Option<u64>, default: usize| {
+                v.map_or(default, |n| usize::try_from(n).unwrap_or(usize::MAX))
+            };
+            throome_resp::Limits {
+                max_bulk_len: cap(svc.proto_max_bulk_len, d.max_bulk_len),
+                max_args: cap(svc.max_multibulk_length, d.max_args),
+                ..d
+            }
+        },
         hash_tag: match svc.hash_tag.as_deref().map(str::as_bytes) {
             None => Some(*b"{}"),
             Some(&[open, close]) => Some([open, close]),

@@ -75,6 +75,11 @@ pub struct ServiceConfig {
     /// Redis: seconds a backend may take to answer a request before the client gets an
     /// error (twemproxy's `timeout`); blocking commands are exempt. Default: no limit.
     pub request_timeout: Option<Seconds>,
+    /// Redis: largest argument a client may send, in bytes (Redis's `proto-max-bulk-len`,
+    /// default 512 MiB).
+    pub proto_max_bulk_len: Option<u64>,
+    /// Redis: most arguments in one command (default 1048576).
+    pub max_multibulk_length: Option<u64>,
     /// Redis: spread keys over the backends (`ketama`, twemproxy-compatible).
     pub sharding: Option<Sharding>,
     /// Redis with sharding: the two characters around the part of a key that is hashed

@@ -10,7 +10,7 @@ use crate::error::ProtocolError;
 const MAX_COUNT_LINE: usize = 32;
 
 /// Limits a peer cannot exceed; the defaults are Redis's own.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// `proto-max-bulk-len`: largest single argument.
     pub max_bulk_len: usize,

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use throome_resp::commands::flag;
-use throome_resp::{Limits, Request, RequestScanner};
+use throome_resp::{Request, RequestScanner};
 
 use super::encode;
 use super::local::{self, ClientState};
@@ -144,7 +144,7 @@ struct Client {
 
 impl Client {
     async fn run(&mut self, mut client: TcpStream) {
-        let mut scanner = RequestScanner::new(Limits::default());
+        let mut scanner = RequestScanner::new(self.service.spec.limits);
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut stop = false;
         loop {
