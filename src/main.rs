@@ -27,14 +27,21 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let cfg = match config::load_gateway(&args.config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("throome: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match runtime(cfg.gateway.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("throome: cannot start the runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, cfg)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -44,8 +51,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let mut cfg = config::load_gateway(&args.config)?;
+/// One event loop (`worker_threads: 1`), N workers, or one per core (0).
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    match workers {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+}
+
+async fn run(args: Args, mut cfg: config::GatewayConfig) -> anyhow::Result<()> {
     if let Some(port) = args.port {
         cfg.server.port = port;
     }

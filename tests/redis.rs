@@ -556,3 +556,41 @@ fn request_limits_are_enforced_with_a_protocol_error_then_close() {
     // Within the limits all is well.
     assert_eq!(cli(listen, &["SET", "k", &"y".repeat(1000)]), "OK");
 }
+
+#[test]
+fn a_multi_threaded_gateway_serves_the_same() {
+    let backend = RedisServer::start();
+    let listen = free_port();
+    let yaml = cluster_of(
+        "redis",
+        "mt",
+        "cache",
+        listen,
+        &[(backend.port, "primary", 1)],
+        "",
+        "",
+    );
+    let opts = common::gateway::Options {
+        extra_gateway: "  worker_threads: 2\n".into(),
+        ..Default::default()
+    };
+    let _gw = Throome::start_with(&[("mt", &yaml)], opts);
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &listen.to_string(),
+            "-t",
+            "incr",
+            "-P",
+            "16",
+            "-n",
+            "5000",
+            "-c",
+            "20",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(cli(backend.port, &["GET", "counter:__rand_int__"]), "5000");
+}
