@@ -584,7 +584,7 @@ fn a_multi_threaded_gateway_serves_the_same() {
             "-P",
             "16",
             "-n",
-            "5000",
+            "4800",
             "-c",
             "20",
             "-q",
@@ -592,5 +592,6 @@ fn a_multi_threaded_gateway_serves_the_same() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(cli(backend.port, &["GET", "counter:__rand_int__"]), "5000");
+    // 4800 = 300 pipelines of 16: redis-benchmark rounds a partial last pipeline up.
+    assert_eq!(cli(backend.port, &["GET", "counter:__rand_int__"]), "4800");
 }
