@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use throome_resp::commands::flag;
-use throome_resp::{Request, RequestScanner};
+use throome_resp::{CommandSpec, Request, RequestScanner};
 
 use super::encode;
 use super::local::{self, ClientState};
@@ -112,6 +112,9 @@ pub async fn serve(session: Session, client: TcpStream) {
         per_command: HashMap::new(),
         sticky: [None, None],
         shard_conns: HashMap::new(),
+        now: Instant::now(),
+        last_command: None,
+        last_counted: None,
     };
     tokio::select! {
         () = c.run(client) => {}
@@ -140,6 +143,17 @@ struct Client {
     sticky: [Option<(Arc<crate::backend::BackendState>, Upstream)>; 2],
     /// Sharded services: the shared connection to each shard or node this client has used.
     shard_conns: HashMap<(String, u16), Upstream>,
+    /// One clock reading per batch of requests read (timestamps are a hot-path cost).
+    now: Instant,
+    /// The last command seen, by its exact bytes: pipelines mostly repeat one command, so
+    /// this skips the table lookup (container commands such as CONFIG are not cached).
+    last_command: Option<(Vec<u8>, &'static CommandSpec)>,
+    /// The metric handles of the last command counted.
+    last_counted: Option<(
+        &'static str,
+        prometheus_client::metrics::counter::Counter,
+        Histogram,
+    )>,
 }
 
 impl Client {
@@ -183,9 +197,10 @@ impl Client {
                 () = replies::wait_front(&mut self.pending, &self.metrics, &self.service), if waiting => {}
                 r = client.read_buf(&mut buf), if readable => {
                     // EOF: answer what was asked, then close.
-                    if !matches!(r, Ok(n) if n > 0) {
+                                        if !matches!(r, Ok(n) if n > 0) {
                         stop = true;
                     }
+                    self.now = Instant::now();
                 }
             }
         }
@@ -197,9 +212,18 @@ impl Client {
     }
 
     async fn handle(&mut self, req: Request) -> Flow {
-        let Some(top) = throome_resp::lookup(req.name()) else {
-            // Unknown to Redis 7 too (or a module command): the backend answers.
-            return self.forward_shared(req, None, false).await;
+        let top = match &self.last_command {
+            Some((raw, spec)) if raw.as_slice() == req.name() => *spec,
+            _ => {
+                let Some(top) = throome_resp::lookup(req.name()) else {
+                    // Unknown to Redis 7 too (or a module command): the backend answers.
+                    return self.forward_shared(req, None, false).await;
+                };
+                if top.subcommands.is_empty() {
+                    self.last_command = Some((req.name().to_vec(), top));
+                }
+                top
+            }
         };
         let spec = match (top.subcommands.is_empty(), req.arg(1)) {
             (false, Some(sub)) => top.subcommand(sub).unwrap_or(top),
@@ -294,7 +318,7 @@ impl Client {
         let cooldown = self.service.spec.thresholds.cooldown;
         let cached = self.sticky[class]
             .as_ref()
-            .filter(|(b, c)| !c.is_closed() && b.is_available(Instant::now(), cooldown))
+            .filter(|(b, c)| !c.is_closed() && b.is_available(self.now, cooldown))
             .map(|(_, c)| c.clone());
         let conn = match cached {
             Some(c) => c,

@@ -1,8 +1,6 @@
 //! Requests on a sharded service: a ketama ring over the backends, or a Redis Cluster whose
 //! slot map Throome reads and whose MOVED/ASK redirects it follows, so clients never see them.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use throome_resp::{CommandSpec, Request};
 use tokio::sync::oneshot;
@@ -50,7 +48,7 @@ impl Client {
             }
             _ => {}
         }
-        let started = Instant::now();
+        let started = self.now;
         let (plan, map) = match self.pools.ring.clone() {
             Some(ring) => {
                 let shards = self.service.backends.len();

@@ -18,6 +18,8 @@ use crate::snapshot::ServiceRuntime;
 impl Client {
     /// Moves every reply that is already in, from the front, to the output buffer.
     pub(super) fn collect_ready(&mut self) {
+        // One clock reading for every reply collected now.
+        let now = Instant::now();
         while let Some(front) = self.pending.front_mut() {
             let bytes = match front {
                 Pending::Ready(b) => std::mem::take(b),
@@ -29,7 +31,7 @@ impl Client {
                         Err(oneshot::error::TryRecvError::Empty) => break,
                         Err(oneshot::error::TryRecvError::Closed) => Err(()),
                     };
-                    if !resolve(front, result, &self.metrics, &self.service) {
+                    if !resolve(front, result, &self.metrics, &self.service, now) {
                         break;
                     }
                     match front {
@@ -77,7 +79,7 @@ impl Client {
     /// Adds a request to the batch for `conn` and owes the client its reply.
     pub(super) async fn enqueue(&mut self, conn: &Upstream, req: Request, name: &'static str) {
         let latency = self.count(name);
-        let started = Instant::now();
+        let started = self.now;
         let rx = self.enqueue_bytes(conn, req.frame()).await;
         self.pending.push_back(Pending::Wait {
             rx,
@@ -132,7 +134,7 @@ pub(super) async fn wait_front(
             ..
         } => {
             let result = within(request_limit(service, command), *started, rx).await;
-            resolve(front, result, metrics, service);
+            resolve(front, result, metrics, service, Instant::now());
             return;
         }
         Pending::Merge {
@@ -154,10 +156,11 @@ pub(super) async fn wait_front(
                     other => failed = failed.or(Some(other.map_err(|_| ()))),
                 }
             }
+            let now = Instant::now();
             match failed {
-                Some(result) => render(result, *started, latency, metrics, service),
+                Some(result) => render(result, *started, latency, metrics, service, now),
                 None => {
-                    latency.observe(started.elapsed().as_secs_f64());
+                    latency.observe(now.saturating_duration_since(*started).as_secs_f64());
                     merge::merge(*kind, *total, replies)
                 }
             }
@@ -174,10 +177,11 @@ pub(super) fn render(
     latency: &Histogram,
     metrics: &Metrics,
     service: &ServiceRuntime,
+    now: Instant,
 ) -> Bytes {
     match result {
         Ok(Ok(reply)) => {
-            latency.observe(started.elapsed().as_secs_f64());
+            latency.observe(now.saturating_duration_since(started).as_secs_f64());
             reply.into_frame()
         }
         Ok(Err(e)) => {
@@ -206,6 +210,7 @@ fn resolve(
     result: Result<ReplyResult, ()>,
     metrics: &Metrics,
     service: &ServiceRuntime,
+    now: Instant,
 ) -> bool {
     let Pending::Wait {
         started,
@@ -238,7 +243,7 @@ fn resolve(
     }
     let bytes = amend(
         command,
-        render(result, *started, latency, metrics, service),
+        render(result, *started, latency, metrics, service, now),
         service,
     );
     *front = Pending::Ready(bytes);
