@@ -5,6 +5,7 @@
 #   PostgreSQL server         Debian postgresql (initdb/postgres under /usr/lib/postgresql)
 #   promtool                  Debian prometheus (lints the /metrics output)
 #   nutcracker                Debian nutcracker (twemproxy: ketama compatibility test)
+#   .venv with redis-py       PyPI redis (a RESP3 client in another language)
 set -euo pipefail
 
 missing=()
@@ -21,6 +22,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python clients for the tests (redis-py), in a venv of the repository's own.
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+if ! "$venv/bin/python" -c 'import redis' >/dev/null 2>&1; then
+  echo "setup: creating $venv with redis-py"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "redis==6.4.0"
 fi
 
 # PostgreSQL refuses to run as root; the harness runs it as this user.
