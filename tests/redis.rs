@@ -26,15 +26,7 @@ fn redis_gateway(backends: &[(u16, &str, u32)], service_extra: &str) -> (Throome
     (Throome::start(&[("r", &yaml)]), listen)
 }
 
-fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use common::redis_cli as cli;
 
 async fn connect(port: u16, resp3: bool) -> redis::aio::MultiplexedConnection {
     let proto = if resp3 { "?protocol=resp3" } else { "" };

@@ -13,15 +13,7 @@ use std::time::{Duration, Instant};
 use common::gateway::cluster_of;
 use common::{RedisServer, Throome, eventually, free_port};
 
-fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use common::redis_cli as cli;
 
 /// Three masters, all 16384 slots assigned, state ok everywhere.
 fn cluster() -> Vec<RedisServer> {

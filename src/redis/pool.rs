@@ -185,28 +185,77 @@ impl Pools {
     }
 }
 
-/// Opens and starts one connection to `backend`, recording the outcome in its health.
+/// Opens and starts one shared connection to `backend`.
 pub async fn connect(
     service: &ServiceRuntime,
     backend: &Arc<BackendState>,
     resp3: bool,
 ) -> Result<Upstream, UpstreamError> {
+    let stream = open_recorded(service, backend, resp3).await?;
+    let (b, threshold) = (backend.clone(), service.failure_threshold());
+    Ok(upstream::spawn(stream, move || {
+        b.record_failure(Instant::now(), threshold);
+    }))
+}
+
+/// Opens a connection to `backend`, feeding the outcome to its health and latency.
+async fn open_recorded(
+    service: &ServiceRuntime,
+    backend: &Arc<BackendState>,
+    resp3: bool,
+) -> Result<tokio::net::TcpStream, UpstreamError> {
     let started = Instant::now();
     match upstream::open(service, (&backend.host, backend.port), resp3).await {
         Ok(stream) => {
             let now = Instant::now();
             backend.observe_latency(now - started, now);
             log_transition(service, backend, backend.record_success(now));
-            let (b, threshold) = (backend.clone(), service.failure_threshold());
-            Ok(upstream::spawn(stream, move || {
-                b.record_failure(Instant::now(), threshold);
-            }))
+            Ok(stream)
         }
         Err(e) => {
-            let t = backend.record_failure(Instant::now(), service.failure_threshold());
-            log_transition(service, backend, t);
+            log_transition(
+                service,
+                backend,
+                backend.record_failure(Instant::now(), service.failure_threshold()),
+            );
             Err(e)
         }
+    }
+}
+
+/// Walks the backends the router picks for one request, skipping those already tried.
+#[derive(Default)]
+struct Failover {
+    tried: Vec<usize>,
+    last: Option<UpstreamError>,
+}
+
+impl Failover {
+    fn next(&self, service: &ServiceRuntime, prefer_replicas: bool) -> Option<Arc<BackendState>> {
+        service.choose_tiered(prefer_replicas, &self.tried)
+    }
+
+    /// Records a failed attempt; false when the backend cannot be excluded (give up).
+    fn failed(
+        &mut self,
+        service: &ServiceRuntime,
+        backend: &Arc<BackendState>,
+        e: UpstreamError,
+    ) -> bool {
+        self.last = Some(e);
+        match service.index_of(backend) {
+            Some(i) => {
+                self.tried.push(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn error(self, service: &ServiceRuntime) -> UpstreamError {
+        self.last.unwrap_or_else(|| {
+            UpstreamError::NoBackend(format!("{}/{}", service.cluster, service.name))
+        })
     }
 }
 
@@ -219,24 +268,18 @@ pub async fn route(
     resp3: bool,
     slot: usize,
 ) -> Result<(Arc<BackendState>, Upstream), UpstreamError> {
-    let prefer_replicas = read;
-    let mut tried = Vec::new();
-    let mut last = None;
-    while let Some(backend) = service.choose_tiered(prefer_replicas, &tried) {
+    let mut f = Failover::default();
+    while let Some(backend) = f.next(service, read) {
         match pools.get(service, &backend, resp3, slot).await {
             Ok(c) => return Ok((backend, c)),
             Err(e) => {
-                last = Some(e);
-                match service.index_of(&backend) {
-                    Some(i) => tried.push(i),
-                    None => break,
+                if !f.failed(service, &backend, e) {
+                    break;
                 }
             }
         }
     }
-    Err(last.unwrap_or_else(|| {
-        UpstreamError::NoBackend(format!("{}/{}", service.cluster, service.name))
-    }))
+    Err(f.error(service))
 }
 
 /// A connection of its own for one client (transactions, blocking commands, and the raw
@@ -245,32 +288,16 @@ pub async fn open_dedicated(
     service: &ServiceRuntime,
     resp3: bool,
 ) -> Result<tokio::net::TcpStream, UpstreamError> {
-    let mut tried = Vec::new();
-    let mut last = None;
-    while let Some(backend) = service.choose(&tried) {
-        let started = Instant::now();
-        match upstream::open(service, (&backend.host, backend.port), resp3).await {
-            Ok(stream) => {
-                let now = Instant::now();
-                backend.observe_latency(now - started, now);
-                log_transition(service, &backend, backend.record_success(now));
-                return Ok(stream);
-            }
+    let mut f = Failover::default();
+    while let Some(backend) = f.next(service, false) {
+        match open_recorded(service, &backend, resp3).await {
+            Ok(s) => return Ok(s),
             Err(e) => {
-                log_transition(
-                    service,
-                    &backend,
-                    backend.record_failure(Instant::now(), service.failure_threshold()),
-                );
-                last = Some(e);
-                match service.index_of(&backend) {
-                    Some(i) => tried.push(i),
-                    None => break,
+                if !f.failed(service, &backend, e) {
+                    break;
                 }
             }
         }
     }
-    Err(last.unwrap_or_else(|| {
-        UpstreamError::NoBackend(format!("{}/{}", service.cluster, service.name))
-    }))
+    Err(f.error(service))
 }

@@ -361,37 +361,37 @@ impl Client {
                 self.fail(&UpstreamError::Lost);
                 return Flow::Continue;
             }
-            None => {
-                self.next_lane += 1;
-                self.switch_lane(Lane::Dedicated(self.next_lane)).await;
-                match pool::open_dedicated(&self.service, self.state.resp3).await {
-                    Ok(stream) => {
-                        let guard = self.pools.dedicated();
-                        let conn = super::upstream::spawn(stream, move || drop(guard));
-                        self.tx_conn = Some(conn.clone());
-                        conn
-                    }
-                    Err(e) => {
-                        self.in_multi = false;
-                        self.watching = false;
-                        self.fail(&e);
-                        return Flow::Continue;
-                    }
+            None => match self.dedicated_lane().await {
+                Ok(conn) => {
+                    self.tx_conn = Some(conn.clone());
+                    conn
                 }
-            }
+                Err(e) => {
+                    self.in_multi = false;
+                    self.watching = false;
+                    self.fail(&e);
+                    return Flow::Continue;
+                }
+            },
         };
         self.enqueue(&conn, req, name).await;
         Flow::Continue
     }
 
-    /// A blocking command gets a connection for its one reply, so it blocks nobody else.
-    async fn forward_blocking(&mut self, req: Request, name: &'static str) -> Flow {
+    /// A new connection of the client's own, after everything sent so far is answered; counted
+    /// in the dedicated-connections gauge while it lives.
+    async fn dedicated_lane(&mut self) -> Result<Upstream, UpstreamError> {
         self.next_lane += 1;
         self.switch_lane(Lane::Dedicated(self.next_lane)).await;
-        match pool::open_dedicated(&self.service, self.state.resp3).await {
-            Ok(stream) => {
-                let guard = self.pools.dedicated();
-                let conn = super::upstream::spawn(stream, move || drop(guard));
+        let stream = pool::open_dedicated(&self.service, self.state.resp3).await?;
+        let guard = self.pools.dedicated();
+        Ok(super::upstream::spawn(stream, move || drop(guard)))
+    }
+
+    /// A blocking command gets a connection for its one reply, so it blocks nobody else.
+    async fn forward_blocking(&mut self, req: Request, name: &'static str) -> Flow {
+        match self.dedicated_lane().await {
+            Ok(conn) => {
                 self.enqueue(&conn, req, name).await;
                 // Dropping the handle closes the connection once the reply is in.
             }
