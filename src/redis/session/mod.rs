@@ -64,12 +64,26 @@ enum Pending {
     },
     /// A command split across shards: every part's reply, merged.
     Merge {
-        parts: Vec<(oneshot::Receiver<ReplyResult>, Vec<usize>)>,
+        parts: Vec<SplitPart>,
         kind: MergeKind,
         total: usize,
         started: Instant,
         latency: Histogram,
+        /// A cluster redirect for one part, to follow before waiting on: (part, ask, slot,
+        /// host, port).
+        redirect: Option<(usize, bool, usize, String, u16)>,
     },
+}
+
+/// One shard's (or slot's) part of a split command.
+struct SplitPart {
+    rx: oneshot::Receiver<ReplyResult>,
+    /// Where its elements go in the merged reply (MGET).
+    positions: Vec<usize>,
+    /// On a cluster, the part's request, to send again after a MOVED or ASK.
+    replay: Option<Bytes>,
+    redirects: u8,
+    reply: Option<throome_resp::Reply>,
 }
 
 /// Requests for one upstream connection, written together.

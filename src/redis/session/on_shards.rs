@@ -5,7 +5,7 @@ use bytes::Bytes;
 use throome_resp::{CommandSpec, Request};
 use tokio::sync::oneshot;
 
-use super::{Client, Flow, Pending};
+use super::{Client, Flow, Pending, SplitPart};
 use crate::redis::cluster::{self, SlotMap};
 use crate::redis::encode;
 use crate::redis::sharded::{self, Plan};
@@ -114,7 +114,14 @@ impl Client {
                         Ok(conn) => self.enqueue_bytes(&conn, &bytes).await,
                         Err(e) => failed(e),
                     };
-                    receivers.push((rx, positions));
+                    let replay = map.is_some().then_some(bytes);
+                    receivers.push(SplitPart {
+                        rx,
+                        positions,
+                        replay,
+                        redirects: 0,
+                        reply: None,
+                    });
                 }
                 self.pending.push_back(Pending::Merge {
                     parts: receivers,
@@ -122,6 +129,7 @@ impl Client {
                     total,
                     started,
                     latency,
+                    redirect: None,
                 });
             }
         }
@@ -190,29 +198,7 @@ impl Client {
         else {
             return;
         };
-        if !ask {
-            self.pools.moved(slot, &host, port);
-        }
-        let kind = if ask { "ask" } else { "moved" };
-        let labels = crate::metrics::ErrorLabels {
-            cluster: self.service.cluster.clone(),
-            service: self.service.name.clone(),
-            kind,
-        };
-        self.metrics.redirects.get_or_create(&labels).inc();
-        let rx = match self.node_conn(&host, port).await {
-            Ok(conn) => {
-                if ask {
-                    // ASKING and the command go out back to back on one connection.
-                    // Its +OK is not the client's: the receiver is dropped and the reply discarded.
-                    drop(self.enqueue_bytes(&conn, b"*1\r\n$6\r\nASKING\r\n").await);
-                }
-                let rx = self.enqueue_bytes(&conn, &bytes).await;
-                self.flush_batch().await;
-                rx
-            }
-            Err(e) => failed(e),
-        };
+        let rx = self.resend(&bytes, ask, slot, &host, port).await;
         let next = Pending::Wait {
             rx,
             started,
@@ -222,6 +208,66 @@ impl Client {
             redirects: redirects + 1,
         };
         self.pending.push_front(next);
+    }
+}
+
+impl Client {
+    /// Sends one part of a split command again where a redirect points.
+    pub(super) async fn follow_part_redirect(&mut self) {
+        let Some(Pending::Merge {
+            parts, redirect, ..
+        }) = self.pending.front_mut()
+        else {
+            return;
+        };
+        let Some((i, ask, slot, host, port)) = redirect.take() else {
+            return;
+        };
+        let Some(bytes) = parts.get(i).and_then(|p| p.replay.clone()) else {
+            return;
+        };
+        let rx = self.resend(&bytes, ask, slot, &host, port).await;
+        if let Some(Pending::Merge { parts, .. }) = self.pending.front_mut()
+            && let Some(part) = parts.get_mut(i)
+        {
+            part.rx = rx;
+            part.redirects += 1;
+        }
+    }
+
+    /// Sends a request to the node a MOVED or ASK names (recording a MOVED in the slot map
+    /// and counting the redirect); the receiver gets its new reply.
+    async fn resend(
+        &mut self,
+        bytes: &[u8],
+        ask: bool,
+        slot: usize,
+        host: &str,
+        port: u16,
+    ) -> oneshot::Receiver<ReplyResult> {
+        if !ask {
+            self.pools.moved(slot, host, port);
+        }
+        let kind = if ask { "ask" } else { "moved" };
+        let labels = crate::metrics::ErrorLabels {
+            cluster: self.service.cluster.clone(),
+            service: self.service.name.clone(),
+            kind,
+        };
+        self.metrics.redirects.get_or_create(&labels).inc();
+        match self.node_conn(host, port).await {
+            Ok(conn) => {
+                if ask {
+                    // ASKING and the command go out back to back on one connection. Its +OK
+                    // is not the client's: the receiver is dropped and the reply discarded.
+                    drop(self.enqueue_bytes(&conn, b"*1\r\n$6\r\nASKING\r\n").await);
+                }
+                let rx = self.enqueue_bytes(&conn, bytes).await;
+                self.flush_batch().await;
+                rx
+            }
+            Err(e) => failed(e),
+        }
     }
 }
 

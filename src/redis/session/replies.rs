@@ -62,11 +62,13 @@ impl Client {
     pub(super) async fn settle(&mut self) {
         loop {
             self.collect_ready();
-            if matches!(self.pending.front(), Some(Pending::Redirect { .. })) {
-                self.follow_redirect().await;
-                continue;
+            match self.pending.front() {
+                Some(Pending::Redirect { .. }) => self.follow_redirect().await,
+                Some(Pending::Merge {
+                    redirect: Some(_), ..
+                }) => self.follow_part_redirect().await,
+                _ => return,
             }
-            return;
         }
     }
 
@@ -143,17 +145,33 @@ pub(super) async fn wait_front(
             total,
             started,
             latency,
+            redirect,
         } => {
-            let mut replies = Vec::with_capacity(parts.len());
-            let mut failed = None;
             let limit = request_limit(service, "");
-            for (rx, positions) in parts.iter_mut() {
-                match within(limit, *started, rx).await {
-                    Ok(Ok(reply)) => replies.push(Part {
-                        reply,
-                        positions: std::mem::take(positions),
-                    }),
-                    other => failed = failed.or(Some(other.map_err(|_| ()))),
+            let mut failed = None;
+            for (i, part) in parts.iter_mut().enumerate() {
+                if part.reply.is_some() {
+                    continue;
+                }
+                match within(limit, *started, &mut part.rx).await {
+                    Ok(Ok(reply)) => {
+                        // A cluster part redirected: Client::settle sends it again, then we wait
+                        // for the rest.
+                        if part.replay.is_some()
+                            && part.redirects < super::on_shards::MAX_REDIRECTS
+                            && reply.is_error()
+                            && let Some((ask, slot, host, port)) =
+                                super::on_shards::redirect_of(reply.frame())
+                        {
+                            *redirect = Some((i, ask, slot, host, port));
+                            return;
+                        }
+                        part.reply = Some(reply);
+                    }
+                    other => {
+                        failed = Some(other.map_err(|_| ()));
+                        break;
+                    }
                 }
             }
             let now = Instant::now();
@@ -161,6 +179,15 @@ pub(super) async fn wait_front(
                 Some(result) => render(result, *started, latency, metrics, service, now),
                 None => {
                     latency.observe(now.saturating_duration_since(*started).as_secs_f64());
+                    let replies = parts
+                        .iter_mut()
+                        .filter_map(|p| {
+                            p.reply.take().map(|reply| Part {
+                                reply,
+                                positions: std::mem::take(&mut p.positions),
+                            })
+                        })
+                        .collect();
                     merge::merge(*kind, *total, replies)
                 }
             }
