@@ -596,3 +596,32 @@ fn a_multi_threaded_gateway_serves_the_same() {
     // 4800 = 300 pipelines of 16: redis-benchmark rounds a partial last pipeline up.
     assert_eq!(cli(backend.port, &["GET", "counter:__rand_int__"]), "4800");
 }
+
+#[test]
+fn a_client_that_leaves_during_blpop_releases_its_backend_connection() {
+    let backend = RedisServer::start();
+    let (gw, listen) = redis_gateway(&[(backend.port, "primary", 1)], "");
+    {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", listen)).unwrap();
+        s.write_all(b"*3\r\n$5\r\nBLPOP\r\n$4\r\nnone\r\n$1\r\n0\r\n")
+            .unwrap();
+        assert!(eventually(Duration::from_secs(10), || cli(
+            backend.port,
+            &["CLIENT", "LIST"]
+        )
+        .contains("cmd=blpop")));
+    } // the client goes away while its BLPOP 0 waits
+    assert!(
+        eventually(Duration::from_secs(20), || !cli(
+            backend.port,
+            &["CLIENT", "LIST"]
+        )
+        .contains("cmd=blpop")),
+        "the backend still holds the abandoned BLPOP"
+    );
+    assert!(eventually(Duration::from_secs(10), || gw
+        .metrics()
+        .contains(
+            "throome_upstream_connections{cluster=\"r\",service=\"cache\",kind=\"dedicated\"} 0"
+        )));
+}

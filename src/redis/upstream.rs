@@ -255,6 +255,7 @@ async fn read_loop(
     let mut scanner = ReplyScanner::new(ReplyLimits::default());
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut waiting: VecDeque<Slot> = VecDeque::new();
+    let mut queue_done = false;
     let failure = loop {
         match scanner.scan(&mut buf) {
             Ok(Some(reply)) => {
@@ -282,14 +283,21 @@ async fn read_loop(
         let read = tokio::select! {
             // A short read tells tokio the socket is drained: no wasted EAGAIN read.
             r = rd.read_buf(&mut buf) => r,
-            // Nothing owed: wait for the next request, or end when no more can come.
-            w = queue.recv(), if waiting.is_empty() => match w {
+                        // Reply slots, in the order their requests were written.
+            w = queue.recv(), if !queue_done => match w {
                 Some(w) => {
                     waiting.push_back(w);
                     continue;
                 }
-                None => break None,
+                None if waiting.is_empty() => break None,
+                None => {
+                    queue_done = true;
+                    continue;
+                }
             },
+            // No handle can send any more and every client still owed a reply is gone (say,
+            // one that left during BLPOP 0): close, so Redis frees what it was blocked on.
+            () = all_abandoned(&mut waiting), if queue_done => break None,
         };
         if !matches!(read, Ok(n) if n > 0) {
             // EOF or error: a failure only if someone is still owed a reply.
@@ -322,5 +330,12 @@ async fn read_loop(
 fn fail(slots: Vec<Slot>) {
     for slot in slots {
         let _ = slot.send(Err(UpstreamError::Lost));
+    }
+}
+
+/// Resolves once every waiting reply slot's receiver has been dropped.
+async fn all_abandoned(waiting: &mut VecDeque<Slot>) {
+    for slot in waiting.iter_mut() {
+        slot.closed().await;
     }
 }

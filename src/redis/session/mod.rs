@@ -34,6 +34,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Requests in flight per client before we stop reading from it (backpressure).
 const MAX_PENDING: usize = 4096;
+/// How long replies are still awaited after the client closed its side.
+const EOF_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 /// Bytes collected for one upstream before they are written.
 const MAX_BATCH: usize = 256 * 1024;
 
@@ -175,6 +177,7 @@ impl Client {
         let mut scanner = RequestScanner::new(self.service.spec.limits);
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut stop = false;
+        let mut give_up: Option<tokio::time::Instant> = None;
         loop {
             while !stop && self.pending.len() < MAX_PENDING {
                 match scanner.scan(&mut buf) {
@@ -207,15 +210,20 @@ impl Client {
                 Some(Pending::Wait { .. } | Pending::Merge { .. })
             );
             let readable = !stop && self.pending.len() < MAX_PENDING;
+            let linger = give_up.unwrap_or_else(|| tokio::time::Instant::now() + EOF_LINGER);
             tokio::select! {
                 () = replies::wait_front(&mut self.pending, &self.metrics, &self.service), if waiting => {}
                 r = client.read_buf(&mut buf), if readable => {
-                    // EOF: answer what was asked, then close.
-                                        if !matches!(r, Ok(n) if n > 0) {
+                    // EOF: answer what was asked (a client may half-close after its last
+                    // request), for a while; a client that left for good must not keep a
+                    // BLPOP 0 and its connection alive forever.
+                    if !matches!(r, Ok(n) if n > 0) {
                         stop = true;
+                        give_up = Some(tokio::time::Instant::now() + EOF_LINGER);
                     }
-                    self.now = Instant::now();
+                                        self.now = Instant::now();
                 }
+                () = tokio::time::sleep_until(linger), if give_up.is_some() => return,
             }
         }
         let _ = client.shutdown().await;
