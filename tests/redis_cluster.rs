@@ -39,6 +39,34 @@ fn cluster() -> Vec<RedisServer> {
     nodes
 }
 
+/// Moves `slots` slots from the first master to the second with `redis-cli --cluster reshard`.
+fn reshard(nodes: &[RedisServer], slots: u32) {
+    let from = cli(nodes[0].port, &["CLUSTER", "MYID"]);
+    let to = cli(nodes[1].port, &["CLUSTER", "MYID"]);
+    let out = Command::new("redis-cli")
+        .args([
+            "--cluster",
+            "reshard",
+            &format!("127.0.0.1:{}", nodes[0].port),
+        ])
+        .args([
+            "--cluster-from",
+            &from,
+            "--cluster-to",
+            &to,
+            "--cluster-slots",
+            &slots.to_string(),
+            "--cluster-yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reshard failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 fn gateway(seed: u16) -> (Throome, u16) {
     let listen = free_port();
     let yaml = cluster_of(
@@ -147,31 +175,8 @@ fn resharding_under_a_running_client_shows_it_no_error() {
         })
     };
     std::thread::sleep(Duration::from_millis(500));
-    let from = cli(nodes[0].port, &["CLUSTER", "MYID"]);
-    let to = cli(nodes[1].port, &["CLUSTER", "MYID"]);
     let before = cli(nodes[1].port, &["CLUSTER", "COUNTKEYSINSLOT", "0"]);
-    let out = Command::new("redis-cli")
-        .args([
-            "--cluster",
-            "reshard",
-            &format!("127.0.0.1:{}", nodes[0].port),
-        ])
-        .args([
-            "--cluster-from",
-            &from,
-            "--cluster-to",
-            &to,
-            "--cluster-slots",
-            "1500",
-            "--cluster-yes",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "reshard failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    reshard(&nodes, 1500);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     let (ops, errors) = client.join().unwrap();
@@ -240,26 +245,7 @@ fn a_split_command_follows_a_redirect_for_its_part() {
         .unwrap();
 
     // Move the slots while nobody talks through Throome: its slot map is now stale.
-    let from = cli(nodes[0].port, &["CLUSTER", "MYID"]);
-    let to = cli(nodes[1].port, &["CLUSTER", "MYID"]);
-    let out = Command::new("redis-cli")
-        .args([
-            "--cluster",
-            "reshard",
-            &format!("127.0.0.1:{}", nodes[0].port),
-        ])
-        .args([
-            "--cluster-from",
-            &from,
-            "--cluster-to",
-            &to,
-            "--cluster-slots",
-            "1500",
-            "--cluster-yes",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    reshard(&nodes, 1500);
     assert_eq!(
         cli(nodes[1].port, &["EXISTS", &moving]),
         "1",

@@ -56,21 +56,18 @@ def policy(tips, prefix, table):
 
 
 def entry(c, indent):
+    """One line per command; containers list their subcommands one per line below."""
     name, arity, fl, _first, _last, _step, _acl, tips, specs, subs = c[:10]
     pad = " " * indent
     specs_rs = ", ".join(key_spec(k) for k in specs)
-    subs_sorted = sorted(subs, key=lambda s: s[0].split("|")[1])
-    subs_rs = "".join(entry(s, indent + 8) for s in subs_sorted)
-    sub_name = name.split("|")[-1]
-    return (f"{pad}CommandSpec {{\n"
-            f"{pad}    name: \"{sub_name}\",\n"
-            f"{pad}    arity: {arity},\n"
-            f"{pad}    flags: {flags(fl)},\n"
-            f"{pad}    request_policy: {policy(tips, 'request_policy:', {k: 'RequestPolicy::' + v for k, v in REQUEST.items()})},\n"
-            f"{pad}    response_policy: {policy(tips, 'response_policy:', {k: 'ResponsePolicy::' + v for k, v in RESPONSE.items()})},\n"
-            f"{pad}    key_specs: &[{specs_rs}],\n"
-            f"{pad}    subcommands: &[\n{subs_rs}{pad}    ],\n"
-            f"{pad}}},\n")
+    req = policy(tips, 'request_policy:', {k: 'RequestPolicy::' + v for k, v in REQUEST.items()})
+    resp = policy(tips, 'response_policy:', {k: 'ResponsePolicy::' + v for k, v in RESPONSE.items()})
+    head = (f"{pad}CommandSpec {{ name: \"{name.split('|')[-1]}\", arity: {arity}, flags: {flags(fl)}, "
+            f"request_policy: {req}, response_policy: {resp}, key_specs: &[{specs_rs}], subcommands: &[")
+    if not subs:
+        return head + "] },\n"
+    subs_rs = "".join(entry(s, indent + 4) for s in sorted(subs, key=lambda s: s[0].split("|")[1]))
+    return head + "\n" + subs_rs + pad + "] },\n"
 
 
 def main():
