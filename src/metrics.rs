@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
+use crate::latency::Latency;
+
 use arc_swap::ArcSwap;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::backend::Circuit;
@@ -62,7 +63,7 @@ pub struct ReloadLabels {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
-    pub duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    pub duration: Family<RequestLabels, Latency>,
     pub errors: Family<ErrorLabels, Counter>,
     pub active: Family<ServiceLabels, Gauge>,
     pub bytes_in: Family<ServiceLabels, Counter>,
@@ -72,18 +73,11 @@ pub struct Metrics {
     pub redirects: Family<ErrorLabels, Counter>,
 }
 
-fn duration_histogram() -> Histogram {
-    // 100us .. ~105s
-    Histogram::new(exponential_buckets(0.0001, 4.0, 11))
-}
-
 impl Metrics {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let duration = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            duration_histogram,
-        );
+        let duration = Family::<RequestLabels, Latency>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let active = Family::<ServiceLabels, Gauge>::default();
         let bytes_in = Family::<ServiceLabels, Counter>::default();

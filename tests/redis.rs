@@ -101,8 +101,17 @@ async fn redis_crate_commands_pipelines_and_transactions_resp2_and_resp3() {
         );
     }
     let metrics = gw.metrics();
+    // 1 + 200 GETs per protocol; pipelined ones answered as a group are each counted and
+    // each observed in the latency histogram.
+    let labels = "{cluster=\"r\",service=\"cache\",command=\"get\"}";
     assert!(
-        metrics.contains("throome_requests_total{cluster=\"r\",service=\"cache\",command=\"get\"}"),
+        metrics.contains(&format!("throome_requests_total{labels} 402\n")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "throome_request_duration_seconds_count{labels} 402\n"
+        )),
         "{metrics}"
     );
     assert!(metrics.contains("command=\"hello\""), "{metrics}");

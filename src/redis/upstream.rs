@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -48,7 +48,66 @@ impl UpstreamError {
 }
 
 pub type ReplyResult = Result<Reply, UpstreamError>;
-pub type Slot = oneshot::Sender<ReplyResult>;
+/// Consecutive replies to one client, byte for byte as the backend sent them.
+pub type GroupResult = Result<BytesMut, UpstreamError>;
+
+/// Where the replies to requests written on a connection go, in the order written.
+pub enum Slot {
+    /// One reply, framed, for a request the proxy looks at (redirects, merges, INFO).
+    One(oneshot::Sender<ReplyResult>),
+    /// The next `n` replies, delivered together: a client's pipeline costs one wake-up and
+    /// one write back instead of one per reply (twemproxy pays one per reply).
+    Group(u32, oneshot::Sender<GroupResult>),
+}
+
+impl Slot {
+    fn fail(self, e: UpstreamError) {
+        match self {
+            Slot::One(tx) => drop(tx.send(Err(e))),
+            Slot::Group(_, tx) => drop(tx.send(Err(e))),
+        }
+    }
+}
+
+/// A slot the reader is filling.
+enum Owed {
+    One(oneshot::Sender<ReplyResult>),
+    Group {
+        left: u32,
+        tx: oneshot::Sender<GroupResult>,
+        bytes: BytesMut,
+    },
+}
+
+impl From<Slot> for Owed {
+    fn from(slot: Slot) -> Self {
+        match slot {
+            Slot::One(tx) => Owed::One(tx),
+            Slot::Group(n, tx) => Owed::Group {
+                left: n,
+                tx,
+                bytes: BytesMut::new(),
+            },
+        }
+    }
+}
+
+impl Owed {
+    fn fail(self, e: UpstreamError) {
+        match self {
+            Owed::One(tx) => drop(tx.send(Err(e))),
+            Owed::Group { tx, .. } => drop(tx.send(Err(e))),
+        }
+    }
+
+    /// Resolves once the client waiting for this is gone.
+    async fn abandoned(&mut self) {
+        match self {
+            Owed::One(tx) => tx.closed().await,
+            Owed::Group { tx, .. } => tx.closed().await,
+        }
+    }
+}
 
 /// A handle to a running upstream connection; cheap to clone. Requests are written by the
 /// sending client's own task under a short lock (no writer task, no extra hop); one reader
@@ -118,7 +177,7 @@ impl Upstream {
         };
         for slot in slots {
             if let Err(mpsc::error::SendError(slot)) = outbox.queue.send(slot) {
-                let _ = slot.send(Err(UpstreamError::Lost));
+                slot.fail(UpstreamError::Lost);
             }
         }
         let was_empty = outbox.bytes.is_empty();
@@ -254,27 +313,25 @@ async fn read_loop(
 ) {
     let mut scanner = ReplyScanner::new(ReplyLimits::default());
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut waiting: VecDeque<Slot> = VecDeque::new();
+    let mut waiting: VecDeque<Owed> = VecDeque::new();
     let mut queue_done = false;
     let failure = loop {
-        match scanner.scan(&mut buf) {
-            Ok(Some(reply)) => {
-                if reply.is_push() {
-                    continue; // not an answer to anything on a shared connection
+        match scanner.measure(&buf) {
+            Ok(Some((len, kind))) => {
+                if kind == b'>' {
+                    buf.advance(len); // a push answers nothing on a shared connection
+                    continue;
                 }
                 while let Ok(w) = queue.try_recv() {
-                    waiting.push_back(w);
+                    waiting.push_back(w.into());
                 }
-                let slot = match waiting.pop_front() {
-                    Some(w) => Some(w),
-                    None => queue.recv().await,
-                };
-                match slot {
-                    Some(w) => {
-                        let _ = w.send(Ok(reply));
+                if waiting.is_empty() {
+                    match queue.recv().await {
+                        Some(w) => waiting.push_back(w.into()),
+                        None => break None,
                     }
-                    None => break None,
                 }
+                deliver(&mut waiting, &mut buf, (len, kind));
                 continue;
             }
             Ok(None) => {}
@@ -283,10 +340,10 @@ async fn read_loop(
         let read = tokio::select! {
             // A short read tells tokio the socket is drained: no wasted EAGAIN read.
             r = rd.read_buf(&mut buf) => r,
-                        // Reply slots, in the order their requests were written.
+            // Reply slots, in the order their requests were written.
             w = queue.recv(), if !queue_done => match w {
                 Some(w) => {
-                    waiting.push_back(w);
+                    waiting.push_back(w.into());
                     continue;
                 }
                 None if waiting.is_empty() => break None,
@@ -302,7 +359,7 @@ async fn read_loop(
         if !matches!(read, Ok(n) if n > 0) {
             // EOF or error: a failure only if someone is still owed a reply.
             while let Ok(w) = queue.try_recv() {
-                waiting.push_back(w);
+                waiting.push_back(w.into());
             }
             break if waiting.is_empty() {
                 None
@@ -313,29 +370,55 @@ async fn read_loop(
     };
     queue.close();
     while let Ok(w) = queue.try_recv() {
-        waiting.push_back(w);
+        waiting.push_back(w.into());
     }
-    if let Some(err) = failure {
-        on_failure();
-        for w in waiting {
-            let _ = w.send(Err(err.clone()));
+    let err = match failure {
+        Some(err) => {
+            on_failure();
+            err
         }
-    } else {
-        for w in waiting {
-            let _ = w.send(Err(UpstreamError::Lost));
+        None => UpstreamError::Lost,
+    };
+    for w in waiting {
+        w.fail(err.clone());
+    }
+}
+
+/// Hands the measured reply at the front of `buf` to the slot at the front of `waiting`.
+fn deliver(waiting: &mut VecDeque<Owed>, buf: &mut BytesMut, measured: (usize, u8)) {
+    match waiting.front_mut() {
+        Some(Owed::One(_)) => {
+            if let Some(Owed::One(tx)) = waiting.pop_front() {
+                let _ = tx.send(Ok(ReplyScanner::split(buf, measured)));
+            }
         }
+        Some(Owed::Group { left, bytes, .. }) => {
+            let len = measured.0;
+            if bytes.is_empty() {
+                bytes.reserve(len * *left as usize);
+            }
+            bytes.extend_from_slice(&buf[..len]);
+            buf.advance(len);
+            *left -= 1;
+            if *left == 0
+                && let Some(Owed::Group { tx, bytes, .. }) = waiting.pop_front()
+            {
+                let _ = tx.send(Ok(bytes));
+            }
+        }
+        None => buf.advance(measured.0),
     }
 }
 
 fn fail(slots: Vec<Slot>) {
     for slot in slots {
-        let _ = slot.send(Err(UpstreamError::Lost));
+        slot.fail(UpstreamError::Lost);
     }
 }
 
 /// Resolves once every waiting reply slot's receiver has been dropped.
-async fn all_abandoned(waiting: &mut VecDeque<Slot>) {
+async fn all_abandoned(waiting: &mut VecDeque<Owed>) {
     for slot in waiting.iter_mut() {
-        slot.closed().await;
+        slot.abandoned().await;
     }
 }

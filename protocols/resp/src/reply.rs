@@ -98,6 +98,23 @@ impl ReplyScanner {
 
     /// Splits the next whole reply off the front of `buf`, or `Ok(None)` if more is needed.
     pub fn scan(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
+        Ok(self
+            .measure(buf)?
+            .map(|measured| Self::split(buf, measured)))
+    }
+
+    /// Splits off the front of `buf` the reply that [`measure`](Self::measure) just found.
+    pub fn split(buf: &mut BytesMut, (len, kind): (usize, u8)) -> Reply {
+        Reply {
+            frame: buf.split_to(len).freeze(),
+            kind,
+        }
+    }
+
+    /// The length and type byte of the whole reply at the front of `buf`, or `Ok(None)` if
+    /// more is needed. The caller consumes those bytes before the next call: a proxy that
+    /// passes replies through unchanged copies them out without a `Bytes` per reply.
+    pub fn measure(&mut self, buf: &[u8]) -> Result<Option<(usize, u8)>, ProtocolError> {
         loop {
             let Some(&t) = buf.get(self.pos) else {
                 return Ok(None);
@@ -161,15 +178,13 @@ impl ReplyScanner {
                 other => return Err(ProtocolError::UnexpectedReplyType(other)),
             };
             if done && self.element_done() {
-                let frame = buf.split_to(self.pos).freeze();
-                let kind = self.kind.take().unwrap_or(b'+');
-                self.pos = 0;
-                return Ok(Some(Reply { frame, kind }));
+                let len = std::mem::take(&mut self.pos);
+                return Ok(Some((len, self.kind.take().unwrap_or(b'+'))));
             }
         }
     }
 
-    fn need_more(&self, buf: &BytesMut) -> Result<Option<Reply>, ProtocolError> {
+    fn need_more<T>(&self, buf: &[u8]) -> Result<Option<T>, ProtocolError> {
         if buf.len() - self.pos > self.limits.max_line_len + 34 {
             Err(ProtocolError::TooBigBulkCount)
         } else {

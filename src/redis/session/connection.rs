@@ -1,7 +1,7 @@
 //! Commands about the client's own connection, answered by the proxy, and per-command
 //! metric handles.
 
-use prometheus_client::metrics::histogram::Histogram;
+use crate::latency::Latency;
 use throome_resp::Request;
 
 use super::{Client, Flow};
@@ -69,7 +69,17 @@ impl Client {
         Some(Flow::Continue)
     }
 
-    pub(super) fn count(&mut self, name: &'static str) -> Histogram {
+    /// Counts one more request of the command counted last, without a histogram handle.
+    pub(super) fn count_again(&mut self, name: &'static str) {
+        match &self.last_counted {
+            Some((last, counter, _)) if std::ptr::eq(*last, name) => {
+                counter.inc();
+            }
+            _ => drop(self.count(name)),
+        }
+    }
+
+    pub(super) fn count(&mut self, name: &'static str) -> Latency {
         if let Some((last, counter, latency)) = &self.last_counted
             && std::ptr::eq(*last, name)
         {

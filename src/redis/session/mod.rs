@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::latency::Latency;
 use bytes::{Bytes, BytesMut};
-use prometheus_client::metrics::histogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -25,7 +25,7 @@ use super::encode;
 use super::local::{self, ClientState};
 use super::merge::MergeKind;
 use super::pool::{self, Pools};
-use super::upstream::{ReplyResult, Slot, Upstream, UpstreamError};
+use super::upstream::{GroupResult, ReplyResult, Slot, Upstream, UpstreamError};
 use crate::metrics::Metrics;
 use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
@@ -38,14 +38,27 @@ const MAX_PENDING: usize = 4096;
 const EOF_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 /// Bytes collected for one upstream before they are written.
 const MAX_BATCH: usize = 256 * 1024;
+/// Requests answered together at most: a long pipeline's first replies are not held back
+/// for long, and a group's buffer stays small.
+const MAX_GROUP: u32 = 64;
 
 /// Replies owed to the client, in request order.
 enum Pending {
     Ready(Bytes),
+    /// `n` consecutive requests of one command on one connection, answered together.
+    Group {
+        rx: oneshot::Receiver<GroupResult>,
+        n: u32,
+        /// Which batch slot this is, so only the open group of the open batch grows.
+        id: u64,
+        started: Instant,
+        latency: Latency,
+        command: &'static str,
+    },
     Wait {
         rx: oneshot::Receiver<ReplyResult>,
         started: Instant,
-        latency: Histogram,
+        latency: Latency,
         /// The command, for the few replies the proxy amends (INFO).
         command: &'static str,
         /// On a Redis Cluster, the request, to send again after a MOVED or ASK.
@@ -60,7 +73,7 @@ enum Pending {
         host: String,
         port: u16,
         started: Instant,
-        latency: Histogram,
+        latency: Latency,
         command: &'static str,
         redirects: u8,
     },
@@ -70,7 +83,7 @@ enum Pending {
         kind: MergeKind,
         total: usize,
         started: Instant,
-        latency: Histogram,
+        latency: Latency,
         /// A cluster redirect for one part, to follow before waiting on: (part, ask, slot,
         /// host, port).
         redirect: Option<(usize, bool, usize, String, u16)>,
@@ -93,6 +106,8 @@ struct Batch {
     conn: Upstream,
     bytes: BytesMut,
     slots: Vec<Slot>,
+    /// The group the last slot is, while the next request of its command may join it.
+    open_group: Option<u64>,
 }
 
 /// Which upstream connection the previous request used.
@@ -131,6 +146,7 @@ pub async fn serve(session: Session, client: TcpStream) {
         now: Instant::now(),
         last_command: None,
         last_counted: None,
+        next_group: 0,
     };
     tokio::select! {
         () = c.run(client) => {}
@@ -152,7 +168,7 @@ struct Client {
     tx_conn: Option<Upstream>,
     in_multi: bool,
     watching: bool,
-    per_command: HashMap<&'static str, (prometheus_client::metrics::counter::Counter, Histogram)>,
+    per_command: HashMap<&'static str, (prometheus_client::metrics::counter::Counter, Latency)>,
     /// The shared connections this client uses, for writes and for reads (they differ with
     /// `read_from_replicas`); kept while alive and their backend stays available, so routing
     /// is not redone for every request and a client's requests stay in order.
@@ -164,11 +180,13 @@ struct Client {
     /// The last command seen, by its exact bytes: pipelines mostly repeat one command, so
     /// this skips the table lookup (container commands such as CONFIG are not cached).
     last_command: Option<(Vec<u8>, &'static CommandSpec)>,
+    /// Numbers groups of replies (`Pending::Group::id`).
+    next_group: u64,
     /// The metric handles of the last command counted.
     last_counted: Option<(
         &'static str,
         prometheus_client::metrics::counter::Counter,
-        Histogram,
+        Latency,
     )>,
 }
 
@@ -207,7 +225,7 @@ impl Client {
             }
             let waiting = matches!(
                 self.pending.front(),
-                Some(Pending::Wait { .. } | Pending::Merge { .. })
+                Some(Pending::Wait { .. } | Pending::Group { .. } | Pending::Merge { .. })
             );
             let readable = !stop && self.pending.len() < MAX_PENDING;
             let linger = give_up.unwrap_or_else(|| tokio::time::Instant::now() + EOF_LINGER);
@@ -247,9 +265,12 @@ impl Client {
                 top
             }
         };
-        let spec = match (top.subcommands.is_empty(), req.arg(1)) {
-            (false, Some(sub)) => top.subcommand(sub).unwrap_or(top),
-            _ => top,
+        let spec = match top.subcommands.is_empty() {
+            true => top,
+            false => req
+                .arg(1)
+                .and_then(|sub| top.subcommand(sub))
+                .unwrap_or(top),
         };
         let name = top.name;
         if !self.state.authenticated && !matches!(name, "auth" | "hello" | "quit" | "reset") {

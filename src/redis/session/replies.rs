@@ -3,16 +3,16 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use crate::latency::Latency;
 use bytes::{Bytes, BytesMut};
-use prometheus_client::metrics::histogram::Histogram;
 use throome_resp::Request;
 use tokio::sync::oneshot;
 
-use super::{Batch, Client, MAX_BATCH, Pending};
+use super::{Batch, Client, MAX_BATCH, MAX_GROUP, Pending};
 use crate::metrics::Metrics;
 use crate::redis::encode;
 use crate::redis::merge::{self, Part};
-use crate::redis::upstream::{ReplyResult, Upstream};
+use crate::redis::upstream::{GroupResult, ReplyResult, Slot, Upstream, UpstreamError};
 use crate::snapshot::ServiceRuntime;
 
 impl Client {
@@ -23,6 +23,14 @@ impl Client {
         while let Some(front) = self.pending.front_mut() {
             let bytes = match front {
                 Pending::Ready(b) => std::mem::take(b),
+                Pending::Group { rx, .. } => {
+                    let result = match rx.try_recv() {
+                        Ok(r) => Ok(r),
+                        Err(oneshot::error::TryRecvError::Empty) => break,
+                        Err(oneshot::error::TryRecvError::Closed) => Err(()),
+                    };
+                    resolve_group(front, result, &self.metrics, &self.service, now)
+                }
                 Pending::Merge { .. } => break,
                 Pending::Redirect { .. } => break,
                 Pending::Wait { rx, .. } => {
@@ -78,19 +86,77 @@ impl Client {
         }
     }
 
-    /// Adds a request to the batch for `conn` and owes the client its reply.
+    /// Adds a request to the batch for `conn` and owes the client its reply. Requests of the
+    /// same command in a row share one group of replies.
     pub(super) async fn enqueue(&mut self, conn: &Upstream, req: Request, name: &'static str) {
-        let latency = self.count(name);
-        let started = self.now;
-        let rx = self.enqueue_bytes(conn, req.frame()).await;
-        self.pending.push_back(Pending::Wait {
-            rx,
-            started,
-            latency,
-            command: name,
-            replay: None,
-            redirects: 0,
-        });
+        if self.batch.as_ref().is_some_and(|b| !b.conn.same(conn)) {
+            self.flush_batch().await;
+        }
+        if self.join_group(&req, name) {
+            self.count_again(name);
+        } else {
+            let latency = self.count(name);
+            let (tx, rx) = oneshot::channel();
+            self.next_group += 1;
+            let id = self.next_group;
+            let batch = self.batch_for(conn);
+            batch.slots.push(Slot::Group(1, tx));
+            // INFO's reply is amended alone.
+            batch.open_group = (name != "info").then_some(id);
+            batch.bytes.extend_from_slice(req.frame());
+            self.pending.push_back(Pending::Group {
+                rx,
+                n: 1,
+                id,
+                started: self.now,
+                latency,
+                command: name,
+            });
+        }
+        if self
+            .batch
+            .as_ref()
+            .is_some_and(|b| b.bytes.len() >= MAX_BATCH)
+        {
+            self.flush_batch().await;
+        }
+    }
+
+    /// Adds the request to the open group when it is the last thing owed and has the same
+    /// command.
+    fn join_group(&mut self, req: &Request, name: &'static str) -> bool {
+        let Some(batch) = self.batch.as_mut() else {
+            return false;
+        };
+        let (Some(open), Some(Slot::Group(n, _))) = (batch.open_group, batch.slots.last_mut())
+        else {
+            return false;
+        };
+        let Some(Pending::Group {
+            n: owed,
+            id,
+            command,
+            ..
+        }) = self.pending.back_mut()
+        else {
+            return false;
+        };
+        if *id != open || !std::ptr::eq(*command, name) || *n >= MAX_GROUP {
+            return false;
+        }
+        *n += 1;
+        *owed += 1;
+        batch.bytes.extend_from_slice(req.frame());
+        true
+    }
+
+    fn batch_for(&mut self, conn: &Upstream) -> &mut Batch {
+        self.batch.get_or_insert_with(|| Batch {
+            conn: conn.clone(),
+            bytes: BytesMut::new(),
+            slots: Vec::new(),
+            open_group: None,
+        })
     }
 
     /// Adds whole request bytes to the batch for `conn`; the receiver gets the reply.
@@ -103,13 +169,10 @@ impl Client {
             self.flush_batch().await;
         }
         let (tx, rx) = oneshot::channel();
-        let batch = self.batch.get_or_insert_with(|| Batch {
-            conn: conn.clone(),
-            bytes: BytesMut::new(),
-            slots: Vec::new(),
-        });
+        let batch = self.batch_for(conn);
         batch.bytes.extend_from_slice(bytes);
-        batch.slots.push(tx);
+        batch.slots.push(Slot::One(tx));
+        batch.open_group = None;
         if batch.bytes.len() >= MAX_BATCH {
             self.flush_batch().await;
         }
@@ -129,6 +192,15 @@ pub(super) async fn wait_front(
     let bytes = match front {
         Pending::Ready(_) => return,
         Pending::Redirect { .. } => return,
+        Pending::Group {
+            rx,
+            started,
+            command,
+            ..
+        } => {
+            let result = within(request_limit(service, command), *started, rx).await;
+            resolve_group(front, result, metrics, service, Instant::now())
+        }
         Pending::Wait {
             rx,
             started,
@@ -201,7 +273,7 @@ pub(super) async fn wait_front(
 pub(super) fn render(
     result: Result<ReplyResult, ()>,
     started: Instant,
-    latency: &Histogram,
+    latency: &Latency,
     metrics: &Metrics,
     service: &ServiceRuntime,
     now: Instant,
@@ -286,16 +358,52 @@ fn request_limit(service: &ServiceRuntime, command: &str) -> Option<std::time::D
 
 /// Waits for a reply, up to `limit` after the request was sent. A late reply still arrives
 /// on its connection and is dropped there, so replies stay matched to requests.
-async fn within(
+async fn within<T>(
     limit: Option<std::time::Duration>,
     started: Instant,
-    rx: &mut oneshot::Receiver<ReplyResult>,
-) -> Result<ReplyResult, ()> {
+    rx: &mut oneshot::Receiver<Result<T, UpstreamError>>,
+) -> Result<Result<T, UpstreamError>, ()> {
     match limit {
         None => rx.await.map_err(|_| ()),
         Some(t) => match tokio::time::timeout_at((started + t).into(), rx).await {
             Ok(r) => r.map_err(|_| ()),
-            Err(_) => Ok(Err(crate::redis::upstream::UpstreamError::Timeout(t))),
+            Err(_) => Ok(Err(UpstreamError::Timeout(t))),
         },
     }
+}
+
+/// The bytes for a finished group: the backend's replies, or one error per request.
+fn resolve_group(
+    front: &mut Pending,
+    result: Result<GroupResult, ()>,
+    metrics: &Metrics,
+    service: &ServiceRuntime,
+    now: Instant,
+) -> Bytes {
+    let Pending::Group {
+        n,
+        started,
+        latency,
+        command,
+        ..
+    } = front
+    else {
+        return Bytes::new();
+    };
+    let error = match result {
+        Ok(Ok(bytes)) => {
+            let took = now.saturating_duration_since(*started).as_secs_f64();
+            latency.observe_n(took, u64::from(*n));
+            return amend(command, bytes.freeze(), service);
+        }
+        Ok(Err(e)) => {
+            metrics.error(service, e.kind());
+            encode::error(&format!("ERR Throome: {e}"))
+        }
+        Err(()) => {
+            metrics.error(service, "backend_io");
+            encode::error("ERR Throome: backend connection lost")
+        }
+    };
+    error.repeat(*n as usize).into()
 }
