@@ -135,6 +135,7 @@ pub async fn serve(session: Session, client: TcpStream) {
         pending: VecDeque::new(),
         out: BytesMut::with_capacity(16 * 1024),
         batch: None,
+        spare: None,
         lane: Lane::Shared,
         next_lane: 0,
         tx_conn: None,
@@ -162,6 +163,8 @@ struct Client {
     pending: VecDeque<Pending>,
     out: BytesMut,
     batch: Option<Batch>,
+    /// The last batch's emptied buffers, reused for the next.
+    spare: Option<(BytesMut, Vec<Slot>)>,
     lane: Lane,
     next_lane: u64,
     /// The client's own connection while a transaction (MULTI/WATCH) is open.

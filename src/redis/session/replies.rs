@@ -4,11 +4,14 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::latency::Latency;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use throome_resp::Request;
 use tokio::sync::oneshot;
 
 use super::{Batch, Client, MAX_BATCH, MAX_GROUP, Pending};
+
+/// The largest batch buffer a client keeps between batches.
+const SPARE_CAPACITY: usize = 16 * 1024;
 use crate::metrics::Metrics;
 use crate::redis::encode;
 use crate::redis::merge::{self, Part};
@@ -81,8 +84,13 @@ impl Client {
     }
 
     pub(super) async fn flush_batch(&mut self) {
-        if let Some(b) = self.batch.take() {
-            b.conn.send_batch(&b.bytes, b.slots).await;
+        if let Some(mut b) = self.batch.take() {
+            b.conn.send_batch(&b.bytes, &mut b.slots).await;
+            // Keep the buffers for the next batch, unless a big one grew them.
+            if b.bytes.capacity() <= SPARE_CAPACITY {
+                b.bytes.clear();
+                self.spare = Some((b.bytes, b.slots));
+            }
         }
     }
 
@@ -151,11 +159,15 @@ impl Client {
     }
 
     fn batch_for(&mut self, conn: &Upstream) -> &mut Batch {
-        self.batch.get_or_insert_with(|| Batch {
-            conn: conn.clone(),
-            bytes: BytesMut::new(),
-            slots: Vec::new(),
-            open_group: None,
+        let spare = &mut self.spare;
+        self.batch.get_or_insert_with(|| {
+            let (bytes, slots) = spare.take().unwrap_or_default();
+            Batch {
+                conn: conn.clone(),
+                bytes,
+                slots,
+                open_group: None,
+            }
         })
     }
 

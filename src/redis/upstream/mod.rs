@@ -7,13 +7,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{Notify, oneshot};
 
 use throome_resp::{ProtocolError, Reply, ReplyLimits, ReplyScanner};
+
+mod reader;
 
 use crate::snapshot::ServiceRuntime;
 
@@ -31,6 +33,8 @@ pub enum UpstreamError {
     Protocol(#[from] ProtocolError),
     #[error("backend did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    #[error("backend sent a reply to no request")]
+    Unsolicited,
 }
 
 impl UpstreamError {
@@ -41,7 +45,7 @@ impl UpstreamError {
             UpstreamError::Connect(..) => "connect",
             UpstreamError::Lost => "backend_io",
             UpstreamError::Handshake(_) => "backend_auth",
-            UpstreamError::Protocol(_) => "backend_protocol",
+            UpstreamError::Protocol(_) | UpstreamError::Unsolicited => "backend_protocol",
             UpstreamError::Timeout(_) => "timeout",
         }
     }
@@ -69,46 +73,6 @@ impl Slot {
     }
 }
 
-/// A slot the reader is filling.
-enum Owed {
-    One(oneshot::Sender<ReplyResult>),
-    Group {
-        left: u32,
-        tx: oneshot::Sender<GroupResult>,
-        bytes: BytesMut,
-    },
-}
-
-impl From<Slot> for Owed {
-    fn from(slot: Slot) -> Self {
-        match slot {
-            Slot::One(tx) => Owed::One(tx),
-            Slot::Group(n, tx) => Owed::Group {
-                left: n,
-                tx,
-                bytes: BytesMut::new(),
-            },
-        }
-    }
-}
-
-impl Owed {
-    fn fail(self, e: UpstreamError) {
-        match self {
-            Owed::One(tx) => drop(tx.send(Err(e))),
-            Owed::Group { tx, .. } => drop(tx.send(Err(e))),
-        }
-    }
-
-    /// Resolves once the client waiting for this is gone.
-    async fn abandoned(&mut self) {
-        match self {
-            Owed::One(tx) => tx.closed().await,
-            Owed::Group { tx, .. } => tx.closed().await,
-        }
-    }
-}
-
 /// A handle to a running upstream connection; cheap to clone. Requests are written by the
 /// sending client's own task under a short lock (no writer task, no extra hop); one reader
 /// task per connection frames replies and completes the slots in order.
@@ -127,19 +91,27 @@ struct Shared {
     /// Bytes waiting to be written; reply slots are registered under the same lock, so the
     /// order of slots is the order of the bytes.
     outbox: std::sync::Mutex<Outbox>,
+    /// Wakes the writer.
     wake: Notify,
+    /// Wakes the reader when the last handle goes.
+    reader_wake: Notify,
     handles_gone: AtomicBool,
 }
 
 struct Outbox {
     bytes: BytesMut,
-    queue: mpsc::UnboundedSender<Slot>,
+    /// Reply slots for the requests in `bytes` and those written before; the reader takes
+    /// them when replies come, so registering one wakes nobody.
+    slots: VecDeque<Slot>,
+    /// The reader is gone: nothing sent now can be answered.
+    closed: bool,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.shared.handles_gone.store(true, Ordering::Release);
         self.shared.wake.notify_one();
+        self.shared.reader_wake.notify_one();
     }
 }
 
@@ -171,15 +143,17 @@ impl Upstream {
     /// Queues `bytes` (whole requests) and one reply slot per request. The connection's
     /// writer task sends what all clients queued in one write, as twemproxy does with one
     /// `writev` per event-loop turn: far fewer packets than a write per request.
-    pub async fn send_batch(&self, bytes: &[u8], slots: Vec<Slot>) {
-        let Ok(mut outbox) = self.inner.shared.outbox.lock() else {
-            return fail(slots);
-        };
-        for slot in slots {
-            if let Err(mpsc::error::SendError(slot)) = outbox.queue.send(slot) {
-                slot.fail(UpstreamError::Lost);
+    pub async fn send_batch(&self, bytes: &[u8], slots: &mut Vec<Slot>) {
+        let mut outbox = match self.inner.shared.outbox.lock() {
+            Ok(o) if !o.closed => o,
+            _ => {
+                for slot in slots.drain(..) {
+                    slot.fail(UpstreamError::Lost);
+                }
+                return;
             }
-        }
+        };
+        outbox.slots.extend(slots.drain(..));
         let was_empty = outbox.bytes.is_empty();
         outbox.bytes.extend_from_slice(bytes);
         drop(outbox);
@@ -190,15 +164,18 @@ impl Upstream {
 }
 
 async fn write_loop(shared: Arc<Shared>, mut writer: Writer, closed: Arc<AtomicBool>) {
+    // Swapped with the outbox's buffer, so neither is reallocated for every write.
+    let mut chunk = BytesMut::new();
     loop {
         shared.wake.notified().await;
         // Let the clients that are runnable now queue their requests too.
         tokio::task::yield_now().await;
         loop {
-            let chunk = match shared.outbox.lock() {
-                Ok(mut o) if !o.bytes.is_empty() => o.bytes.split(),
+            chunk.clear();
+            match shared.outbox.lock() {
+                Ok(mut o) if !o.bytes.is_empty() => std::mem::swap(&mut o.bytes, &mut chunk),
                 _ => break,
-            };
+            }
             let written = match writer.half.as_mut() {
                 Some(half) => half.write_all(&chunk).await.is_ok(),
                 None => false,
@@ -280,21 +257,23 @@ pub async fn open(
 /// half-close (Redis drops a client whose read side ends, even one blocked in BLPOP), until
 /// every handle is gone and every reply is in.
 pub fn spawn(stream: TcpStream, on_failure: impl FnOnce() + Send + 'static) -> Upstream {
-    let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Slot>();
     let (rd, wr) = stream.into_split();
     let closed = Arc::new(AtomicBool::new(false));
-    let reader_closed = closed.clone();
-    tokio::spawn(async move {
-        read_loop(rd, queue_rx, on_failure).await;
-        reader_closed.store(true, Ordering::Release);
-    });
     let shared = Arc::new(Shared {
         outbox: std::sync::Mutex::new(Outbox {
             bytes: BytesMut::new(),
-            queue: queue_tx,
+            slots: VecDeque::new(),
+            closed: false,
         }),
         wake: Notify::new(),
+        reader_wake: Notify::new(),
         handles_gone: AtomicBool::new(false),
+    });
+    let reader_closed = closed.clone();
+    let reader_shared = shared.clone();
+    tokio::spawn(async move {
+        reader::read_loop(rd, &reader_shared, on_failure).await;
+        reader_closed.store(true, Ordering::Release);
     });
     tokio::spawn(write_loop(
         shared.clone(),
@@ -306,119 +285,3 @@ pub fn spawn(stream: TcpStream, on_failure: impl FnOnce() + Send + 'static) -> U
     }
 }
 
-async fn read_loop(
-    mut rd: OwnedReadHalf,
-    mut queue: mpsc::UnboundedReceiver<Slot>,
-    on_failure: impl FnOnce(),
-) {
-    let mut scanner = ReplyScanner::new(ReplyLimits::default());
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut waiting: VecDeque<Owed> = VecDeque::new();
-    let mut queue_done = false;
-    let failure = loop {
-        match scanner.measure(&buf) {
-            Ok(Some((len, kind))) => {
-                if kind == b'>' {
-                    buf.advance(len); // a push answers nothing on a shared connection
-                    continue;
-                }
-                while let Ok(w) = queue.try_recv() {
-                    waiting.push_back(w.into());
-                }
-                if waiting.is_empty() {
-                    match queue.recv().await {
-                        Some(w) => waiting.push_back(w.into()),
-                        None => break None,
-                    }
-                }
-                deliver(&mut waiting, &mut buf, (len, kind));
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => break Some(UpstreamError::Protocol(e)),
-        }
-        let read = tokio::select! {
-            // A short read tells tokio the socket is drained: no wasted EAGAIN read.
-            r = rd.read_buf(&mut buf) => r,
-            // Reply slots, in the order their requests were written.
-            w = queue.recv(), if !queue_done => match w {
-                Some(w) => {
-                    waiting.push_back(w.into());
-                    continue;
-                }
-                None if waiting.is_empty() => break None,
-                None => {
-                    queue_done = true;
-                    continue;
-                }
-            },
-            // No handle can send any more and every client still owed a reply is gone (say,
-            // one that left during BLPOP 0): close, so Redis frees what it was blocked on.
-            () = all_abandoned(&mut waiting), if queue_done => break None,
-        };
-        if !matches!(read, Ok(n) if n > 0) {
-            // EOF or error: a failure only if someone is still owed a reply.
-            while let Ok(w) = queue.try_recv() {
-                waiting.push_back(w.into());
-            }
-            break if waiting.is_empty() {
-                None
-            } else {
-                Some(UpstreamError::Lost)
-            };
-        }
-    };
-    queue.close();
-    while let Ok(w) = queue.try_recv() {
-        waiting.push_back(w.into());
-    }
-    let err = match failure {
-        Some(err) => {
-            on_failure();
-            err
-        }
-        None => UpstreamError::Lost,
-    };
-    for w in waiting {
-        w.fail(err.clone());
-    }
-}
-
-/// Hands the measured reply at the front of `buf` to the slot at the front of `waiting`.
-fn deliver(waiting: &mut VecDeque<Owed>, buf: &mut BytesMut, measured: (usize, u8)) {
-    match waiting.front_mut() {
-        Some(Owed::One(_)) => {
-            if let Some(Owed::One(tx)) = waiting.pop_front() {
-                let _ = tx.send(Ok(ReplyScanner::split(buf, measured)));
-            }
-        }
-        Some(Owed::Group { left, bytes, .. }) => {
-            let len = measured.0;
-            if bytes.is_empty() {
-                bytes.reserve(len * *left as usize);
-            }
-            bytes.extend_from_slice(&buf[..len]);
-            buf.advance(len);
-            *left -= 1;
-            if *left == 0
-                && let Some(Owed::Group { tx, bytes, .. }) = waiting.pop_front()
-            {
-                let _ = tx.send(Ok(bytes));
-            }
-        }
-        None => buf.advance(measured.0),
-    }
-}
-
-fn fail(slots: Vec<Slot>) {
-    for slot in slots {
-        slot.fail(UpstreamError::Lost);
-    }
-}
-
-/// Resolves once every waiting reply slot's receiver has been dropped.
-async fn all_abandoned(waiting: &mut VecDeque<Owed>) {
-    for slot in waiting.iter_mut() {
-        slot.abandoned().await;
-    }
-}
