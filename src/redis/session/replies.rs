@@ -406,7 +406,7 @@ fn resolve_group(
         Ok(Ok(bytes)) => {
             let took = now.saturating_duration_since(*started).as_secs_f64();
             latency.observe_n(took, u64::from(*n));
-            return amend(command, bytes.freeze(), service);
+            return amend(command, bytes, service);
         }
         Ok(Err(e)) => {
             metrics.error(service, e.kind());

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -53,7 +53,7 @@ impl UpstreamError {
 
 pub type ReplyResult = Result<Reply, UpstreamError>;
 /// Consecutive replies to one client, byte for byte as the backend sent them.
-pub type GroupResult = Result<BytesMut, UpstreamError>;
+pub type GroupResult = Result<Bytes, UpstreamError>;
 
 /// Where the replies to requests written on a connection go, in the order written.
 pub enum Slot {

@@ -131,6 +131,12 @@ fn deliver(waiting: &mut VecDeque<Owed>, buf: &mut BytesMut, measured: (usize, u
                 let _ = tx.send(Ok(ReplyScanner::split(buf, measured)));
             }
         }
+        Some(Owed::Group { left: 1, bytes, .. }) if bytes.is_empty() => {
+            // A group of one (an unpipelined client): the reply itself, no copy.
+            if let Some(Owed::Group { tx, .. }) = waiting.pop_front() {
+                let _ = tx.send(Ok(ReplyScanner::split(buf, measured).into_frame()));
+            }
+        }
         Some(Owed::Group { left, bytes, .. }) => {
             let len = measured.0;
             if bytes.is_empty() {
@@ -142,7 +148,7 @@ fn deliver(waiting: &mut VecDeque<Owed>, buf: &mut BytesMut, measured: (usize, u
             if *left == 0
                 && let Some(Owed::Group { tx, bytes, .. }) = waiting.pop_front()
             {
-                let _ = tx.send(Ok(bytes));
+                let _ = tx.send(Ok(bytes.freeze()));
             }
         }
         None => buf.advance(measured.0),
