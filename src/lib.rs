@@ -11,6 +11,7 @@ pub mod health;
 pub mod latency;
 pub mod listener;
 pub mod metrics;
+pub mod postgres;
 pub mod redis;
 pub mod router;
 pub mod session;

@@ -29,9 +29,10 @@ pub async fn run(session: Session, client: TcpStream) {
     match session.service.spec.kind {
         ServiceKind::Tcp => crate::tcp::serve(session, client).await,
         ServiceKind::Redis => crate::redis::serve(session, client).await,
+        ServiceKind::Postgres => crate::postgres::serve(session, client).await,
         // Validation refuses `listen` for protocols without an adapter; a connection can
         // only get here if that check is bypassed, so close it.
-        ServiceKind::Postgres | ServiceKind::Kafka => drop(client),
+        ServiceKind::Kafka => drop(client),
     }
     gauge.dec();
 }

@@ -55,6 +55,18 @@ pub struct ServiceSpec {
     pub request_timeout: Option<Duration>,
     /// Redis request limits.
     pub limits: throome_resp::Limits,
+    pub pg: PgSpec,
+}
+
+/// Postgres pooling settings (PgBouncer's names and defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgSpec {
+    pub pool_mode: crate::config::PoolMode,
+    pub max_client_conn: usize,
+    pub query_wait_timeout: Duration,
+    pub server_idle_timeout: Duration,
+    pub server_lifetime: Duration,
+    pub read_write_split: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -279,7 +291,24 @@ fn resolve(
         username: svc.username.clone(),
         password: svc.password.clone(),
         database: svc.database.clone(),
-        pool_size: svc.pool_size.unwrap_or(2),
+        pool_size: svc.pool_size.unwrap_or(match svc.kind {
+            crate::config::ServiceKind::Postgres => 20,
+            _ => 2,
+        }),
+        pg: PgSpec {
+            pool_mode: svc.pool_mode.unwrap_or_default(),
+            max_client_conn: svc.max_client_conn.unwrap_or(10_000),
+            query_wait_timeout: svc
+                .query_wait_timeout
+                .map_or(Duration::from_secs(120), |t| t.0),
+            server_idle_timeout: svc
+                .server_idle_timeout
+                .map_or(Duration::from_secs(600), |t| t.0),
+            server_lifetime: svc
+                .server_lifetime
+                .map_or(Duration::from_secs(3600), |t| t.0),
+            read_write_split: svc.read_write_split.unwrap_or(false),
+        },
         read_from_replicas: svc.read_from_replicas.unwrap_or(false),
         auth: svc.auth.clone(),
         sharding: svc.sharding,

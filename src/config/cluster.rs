@@ -85,6 +85,43 @@ pub struct ServiceConfig {
     /// Redis with sharding: the two characters around the part of a key that is hashed
     /// (default `"{}"`; `""` hashes whole keys).
     pub hash_tag: Option<String>,
+    /// Postgres: `transaction` (default: a server connection per transaction) or `session`
+    /// (one for the client's lifetime, reset with `DISCARD ALL` before reuse).
+    pub pool_mode: Option<PoolMode>,
+    /// Postgres: most client connections at once (default 10000); more are refused with
+    /// SQLSTATE 53300.
+    pub max_client_conn: Option<usize>,
+    /// Postgres: seconds a client waits for a free server connection before it gets SQLSTATE
+    /// 53300 (default 120, as PgBouncer).
+    pub query_wait_timeout: Option<Seconds>,
+    /// Postgres: seconds an idle server connection is kept (default 600).
+    pub server_idle_timeout: Option<Seconds>,
+    /// Postgres: seconds after which a server connection is closed when next idle
+    /// (default 3600).
+    pub server_lifetime: Option<Seconds>,
+    /// Postgres: read-only work (single SELECTs outside transactions, `BEGIN READ ONLY`)
+    /// goes to replicas.
+    pub read_write_split: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolMode {
+    Session,
+    #[default]
+    Transaction,
+}
+
+/// How clients prove who they are to a Postgres service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum AuthMethod {
+    #[default]
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "md5")]
+    Md5,
+    #[serde(rename = "trust")]
+    Trust,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -102,6 +139,8 @@ pub enum Sharding {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientAuth {
+    /// Postgres: `scram-sha-256` (default), `md5` or `trust`.
+    pub method: Option<AuthMethod>,
     pub password: Option<Secret>,
     #[serde(default)]
     pub users: BTreeMap<String, Secret>,

@@ -88,7 +88,10 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         }
     }
     if let Some(listen) = &s.listen
-        && !matches!(s.kind, ServiceKind::Tcp | ServiceKind::Redis)
+        && !matches!(
+            s.kind,
+            ServiceKind::Tcp | ServiceKind::Redis | ServiceKind::Postgres
+        )
     {
         return Err(format!(
             "service `{name}`: type `{}` cannot be exposed on {} yet; its protocol listener is \
@@ -109,8 +112,34 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "service `{name}`: sharding applies to redis services only"
         ));
     }
-    if s.pool_size == Some(0) || s.pool_size.is_some_and(|n| n > 64) {
-        return Err(format!("service `{name}`: pool_size must be 1..=64"));
+    let max_pool = if s.kind == ServiceKind::Postgres {
+        10_000
+    } else {
+        64
+    };
+    if s.pool_size == Some(0) || s.pool_size.is_some_and(|n| n > max_pool) {
+        return Err(format!(
+            "service `{name}`: pool_size must be 1..={max_pool}"
+        ));
+    }
+    let postgres_only = [
+        ("pool_mode", s.pool_mode.is_some()),
+        ("max_client_conn", s.max_client_conn.is_some()),
+        ("query_wait_timeout", s.query_wait_timeout.is_some()),
+        ("server_idle_timeout", s.server_idle_timeout.is_some()),
+        ("server_lifetime", s.server_lifetime.is_some()),
+        ("read_write_split", s.read_write_split.is_some()),
+        (
+            "auth.method",
+            s.auth.as_ref().is_some_and(|a| a.method.is_some()),
+        ),
+    ];
+    if s.kind != ServiceKind::Postgres
+        && let Some((key, _)) = postgres_only.iter().find(|(_, set)| *set)
+    {
+        return Err(format!(
+            "service `{name}`: {key} applies to postgres services only"
+        ));
     }
     Ok(())
 }

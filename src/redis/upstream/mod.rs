@@ -284,4 +284,3 @@ pub fn spawn(stream: TcpStream, on_failure: impl FnOnce() + Send + 'static) -> U
         inner: Arc::new(Inner { shared, closed }),
     }
 }
-

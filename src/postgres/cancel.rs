@@ -1,0 +1,92 @@
+//! Cancel requests: every client gets its own BackendKeyData; while it has a server
+//! connection, its key maps to that server's, and a CancelRequest with the client's key is
+//! sent on to the server that runs its query
+//! ([canceling requests](https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-CANCELING-REQUESTS)).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Where a cancel for one client goes right now.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub pid: i32,
+    pub key: Bytes,
+}
+
+struct Entry {
+    key: [u8; 4],
+    target: Arc<Mutex<Option<Target>>>,
+}
+
+static REGISTRY: LazyLock<Mutex<HashMap<i32, Entry>>> = LazyLock::new(Default::default);
+static NEXT_PID: AtomicI32 = AtomicI32::new(1);
+
+/// A client's registration; dropping it unregisters.
+pub struct Registration {
+    pub pid: i32,
+    pub key: [u8; 4],
+    target: Arc<Mutex<Option<Target>>>,
+}
+
+impl Registration {
+    pub fn new() -> Registration {
+        let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        let mut key = [0u8; 4];
+        let _ = getrandom::fill(&mut key);
+        let target = Arc::new(Mutex::new(None));
+        if let Ok(mut r) = REGISTRY.lock() {
+            r.insert(
+                pid,
+                Entry {
+                    key,
+                    target: target.clone(),
+                },
+            );
+        }
+        Registration { pid, key, target }
+    }
+
+    /// The server now running this client's queries (None between transactions).
+    pub fn set(&self, target: Option<Target>) {
+        if let Ok(mut t) = self.target.lock() {
+            *t = target;
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut r) = REGISTRY.lock() {
+            r.remove(&self.pid);
+        }
+    }
+}
+
+/// Sends the cancel on to the client's current server, if the key matches; a wrong key
+/// or an idle client is ignored, as PostgreSQL does.
+pub async fn forward(pid: i32, key: &[u8]) {
+    let target = REGISTRY.lock().ok().and_then(|r| {
+        let e = r.get(&pid)?;
+        if e.key.as_slice() != key {
+            return None;
+        }
+        e.target.lock().ok()?.clone()
+    });
+    let Some(t) = target else {
+        return;
+    };
+    let connect = TcpStream::connect((t.host.as_str(), t.port));
+    if let Ok(Ok(mut s)) = tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+        let _ = s
+            .write_all(&throome_pgwire::build::cancel_request(t.pid, &t.key))
+            .await;
+        let _ = s.shutdown().await;
+    }
+}

@@ -1,0 +1,201 @@
+//! Which server message answers which client message. The server answers in order, so a
+//! queue of what each sent message expects tells, for every server message, whether it is
+//! the client's (forward), the proxy's own (drop: the ParseComplete of a Parse the proxy
+//! injected), or where a response the proxy makes up goes (the ParseComplete for a statement
+//! the server already has). After an error in the extended protocol the server skips to the
+//! next Sync, and so does the queue
+//! ([extended query](https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY)).
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+/// Server message types that end the answer to a client message.
+pub const PARSE: &[u8] = b"1";
+pub const BIND: &[u8] = b"2";
+pub const CLOSE: &[u8] = b"3";
+pub const DESCRIBE: &[u8] = b"Tn";
+pub const EXECUTE: &[u8] = b"CIs";
+/// Query, Sync, FunctionCall: ReadyForQuery.
+pub const READY: &[u8] = b"Z";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// A client message: what the server sends passes through; `ends` closes it. A Parse
+    /// the proxy renamed carries the server-side name, to forget if it fails.
+    Client {
+        ends: &'static [u8],
+        prepares: Option<Bytes>,
+    },
+    /// A Parse the proxy injected so the server has a statement the client prepared
+    /// elsewhere: its ParseComplete is dropped.
+    Injected { name: Bytes },
+    /// A response the proxy makes up, sent when everything before it is answered.
+    Made(Bytes),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Forward,
+    Drop,
+}
+
+#[derive(Default)]
+pub struct Flow {
+    queue: VecDeque<Expect>,
+}
+
+impl Flow {
+    pub fn push(&mut self, e: Expect) {
+        self.queue.push_back(e);
+    }
+
+    /// Queues `e` before the last entry (an injected Parse goes before the message that
+    /// needs it).
+    pub fn insert_before_last(&mut self, e: Expect) {
+        let at = self.queue.len().saturating_sub(1);
+        self.queue.insert(at, e);
+    }
+
+    /// Nothing is owed in either direction.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// ReadyForQuery messages still to come.
+    pub fn pending_ready(&self) -> usize {
+        self.queue
+            .iter()
+            .filter(|e| matches!(e, Expect::Client { ends, .. } if *ends == READY))
+            .count()
+    }
+
+    /// Moves made-up responses that are now due to `out`.
+    pub fn take_made(&mut self, out: &mut BytesMut) {
+        while let Some(Expect::Made(_)) = self.queue.front() {
+            if let Some(Expect::Made(bytes)) = self.queue.pop_front() {
+                out.extend_from_slice(&bytes);
+            }
+        }
+    }
+
+    /// Decides about one server message of type `tag`; server-side statement names that
+    /// turned out not to be prepared go to `unprepared`.
+    pub fn on_server(&mut self, tag: u8, unprepared: &mut Vec<Bytes>) -> Action {
+        match tag {
+            // NoticeResponse, NotificationResponse, ParameterStatus: asynchronous.
+            b'N' | b'A' | b'S' => Action::Forward,
+            b'E' => {
+                self.on_error(unprepared);
+                Action::Forward
+            }
+            _ => match self.queue.front() {
+                Some(Expect::Injected { .. }) if tag == b'1' => {
+                    self.queue.pop_front();
+                    Action::Drop
+                }
+                Some(Expect::Client { ends, .. }) => {
+                    if ends.contains(&tag) {
+                        self.queue.pop_front();
+                    }
+                    Action::Forward
+                }
+                _ => Action::Forward,
+            },
+        }
+    }
+
+    /// An ErrorResponse: a simple Query goes on to its ReadyForQuery; in the extended
+    /// protocol the server ignores everything up to the next Sync, so that is dropped here.
+    fn on_error(&mut self, unprepared: &mut Vec<Bytes>) {
+        if matches!(self.queue.front(), Some(Expect::Client { ends, .. }) if *ends == READY) {
+            return;
+        }
+        while let Some(front) = self.queue.front() {
+            if matches!(front, Expect::Client { ends, .. } if *ends == READY) {
+                return;
+            }
+            match self.queue.pop_front() {
+                Some(Expect::Client {
+                    prepares: Some(name),
+                    ..
+                })
+                | Some(Expect::Injected { name }) => unprepared.push(name),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(ends: &'static [u8]) -> Expect {
+        Expect::Client {
+            ends,
+            prepares: None,
+        }
+    }
+
+    fn run(flow: &mut Flow, tags: &[u8]) -> (Vec<Action>, Vec<Bytes>) {
+        let mut gone = Vec::new();
+        let actions = tags.iter().map(|&t| flow.on_server(t, &mut gone)).collect();
+        (actions, gone)
+    }
+
+    #[test]
+    fn an_injected_parse_is_hidden_and_the_rest_passes() {
+        let mut f = Flow::default();
+        f.push(Expect::Injected {
+            name: Bytes::from_static(b"T1"),
+        });
+        for e in [BIND, EXECUTE, READY] {
+            f.push(client(e));
+        }
+        let (actions, _) = run(&mut f, b"12DDCZ");
+        use Action::*;
+        assert_eq!(actions, [Drop, Forward, Forward, Forward, Forward, Forward]);
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn made_up_replies_wait_for_what_comes_before() {
+        let mut f = Flow::default();
+        f.push(client(BIND));
+        f.push(Expect::Made(Bytes::from_static(b"3...")));
+        f.push(client(READY));
+        let mut out = BytesMut::new();
+        f.take_made(&mut out);
+        assert!(out.is_empty(), "the BindComplete comes first");
+        run(&mut f, b"2");
+        f.take_made(&mut out);
+        assert_eq!(&out[..], b"3...");
+        assert_eq!(f.pending_ready(), 1);
+    }
+
+    #[test]
+    fn an_error_skips_to_sync_and_forgets_failed_prepares() {
+        let mut f = Flow::default();
+        f.push(Expect::Client {
+            ends: PARSE,
+            prepares: Some(Bytes::from_static(b"T9")),
+        });
+        f.push(client(BIND));
+        f.push(Expect::Made(Bytes::from_static(b"x")));
+        f.push(client(READY));
+        let (actions, gone) = run(&mut f, b"EZ");
+        assert_eq!(actions, [Action::Forward, Action::Forward]);
+        assert_eq!(gone, [Bytes::from_static(b"T9")]);
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn a_simple_query_error_waits_for_ready() {
+        let mut f = Flow::default();
+        f.push(client(READY));
+        let (actions, _) = run(&mut f, b"ECZ");
+        assert_eq!(actions.len(), 3);
+        assert!(f.is_empty());
+    }
+}

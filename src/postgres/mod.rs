@@ -1,0 +1,19 @@
+//! PostgreSQL services (`type: postgres`): the v3 protocol spoken natively, clients
+//! authenticated by the proxy, server connections pooled per session or per transaction,
+//! named prepared statements carried across pooled servers, cancel requests mapped.
+
+mod cancel;
+mod flow;
+mod frontend;
+mod hidden;
+mod io;
+mod params;
+pub mod pool;
+pub mod scram;
+mod session;
+mod split;
+mod startup;
+mod statements;
+mod upstream;
+
+pub use session::serve;

@@ -1,0 +1,181 @@
+//! Server connection pools, one per (backend, user, database), each capped at `pool_size`
+//! connections in use; a client waits for a free one up to `query_wait_timeout`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::upstream::{self, Server, ServerError};
+use crate::backend::BackendState;
+use crate::snapshot::ServiceRuntime;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct PoolKey {
+    pub backend: usize,
+    pub user: String,
+    pub database: String,
+}
+
+pub struct Pool {
+    pub key: PoolKey,
+    idle: Mutex<Vec<Server>>,
+    permits: Arc<Semaphore>,
+    size: usize,
+    pub waiting: AtomicUsize,
+}
+
+impl Pool {
+    /// (in use, idle, waiting clients), for the admin console and metrics.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let idle = self.idle.lock().map_or(0, |i| i.len());
+        let in_use = self.size - self.permits.available_permits();
+        (in_use, idle, self.waiting.load(Ordering::Relaxed))
+    }
+}
+
+/// A service's pools, kept in its runtime (a changed service starts with fresh pools).
+#[derive(Default)]
+pub struct PgPools {
+    pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+    pub clients: AtomicUsize,
+}
+
+impl PgPools {
+    pub fn of(service: &ServiceRuntime) -> Arc<PgPools> {
+        let any = service
+            .ext
+            .get_or_init(|| Arc::new(PgPools::default()))
+            .clone();
+        any.downcast::<PgPools>().unwrap_or_default()
+    }
+
+    fn pool(&self, key: &PoolKey, size: usize) -> Arc<Pool> {
+        let Ok(mut pools) = self.pools.lock() else {
+            return Arc::new(new_pool(key, size));
+        };
+        pools
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(new_pool(key, size)))
+            .clone()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Pool>> {
+        self.pools
+            .lock()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn new_pool(key: &PoolKey, size: usize) -> Pool {
+    Pool {
+        key: key.clone(),
+        idle: Mutex::new(Vec::new()),
+        permits: Arc::new(Semaphore::new(size)),
+        size,
+        waiting: AtomicUsize::new(0),
+    }
+}
+
+/// A server connection lent to one client; its permit frees the slot when dropped.
+pub struct Lease {
+    pub server: Server,
+    _permit: OwnedSemaphorePermit,
+    pool: Arc<Pool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("no server connection became free within query_wait_timeout ({0:?})")]
+    WaitTimeout(std::time::Duration),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// Takes an idle connection of the pool or opens one, waiting for a free slot first.
+pub async fn lease(
+    service: &ServiceRuntime,
+    pools: &PgPools,
+    backend: (usize, Arc<BackendState>),
+    user: &str,
+    database: &str,
+) -> Result<Lease, LeaseError> {
+    let key = PoolKey {
+        backend: backend.0,
+        user: user.to_string(),
+        database: database.to_string(),
+    };
+    let pool = pools.pool(&key, service.spec.pool_size);
+    let wait = service.spec.pg.query_wait_timeout;
+    pool.waiting.fetch_add(1, Ordering::Relaxed);
+    let permit = tokio::time::timeout(wait, pool.permits.clone().acquire_owned()).await;
+    pool.waiting.fetch_sub(1, Ordering::Relaxed);
+    let Ok(Ok(permit)) = permit else {
+        return Err(LeaseError::WaitTimeout(wait));
+    };
+    if let Some(server) = take_idle(service, &pool) {
+        return Ok(Lease {
+            server,
+            _permit: permit,
+            pool,
+        });
+    }
+    let now = Instant::now();
+    match upstream::connect(service, backend.1.clone(), user, database).await {
+        Ok(server) => {
+            backend.1.record_success(now);
+            Ok(Lease {
+                server,
+                _permit: permit,
+                pool,
+            })
+        }
+        Err(e) => {
+            if matches!(e, ServerError::Connect(..) | ServerError::Wire(_)) {
+                backend.1.record_failure(now, service.failure_threshold());
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// The newest idle connection that is still open and within its lifetime.
+fn take_idle(service: &ServiceRuntime, pool: &Pool) -> Option<Server> {
+    let now = Instant::now();
+    let pg = &service.spec.pg;
+    let mut idle = pool.idle.lock().ok()?;
+    while let Some(server) = idle.pop() {
+        let expired = now.duration_since(server.created) > pg.server_lifetime
+            || now.duration_since(server.idle_since) > pg.server_idle_timeout;
+        if !expired && is_open(&server) {
+            return Some(server);
+        }
+    }
+    None
+}
+
+/// An idle connection the server closed (restart, `pg_terminate_backend`, idle timeout)
+/// reads as end-of-stream or has unread bytes; either way it is not reused.
+fn is_open(server: &Server) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(
+        server.wire.stream.try_read(&mut probe),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    ) && server.wire.buf.is_empty()
+}
+
+impl Lease {
+    /// Gives the connection back for reuse (only when it is idle and in a clean state).
+    pub fn release(self) {
+        let Lease {
+            mut server, pool, ..
+        } = self;
+        server.idle_since = Instant::now();
+        if let Ok(mut idle) = pool.idle.lock() {
+            idle.push(server);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The client's startup phase: TLS and GSS encryption requests answered `N`, cancel requests
+//! passed on, protocol version negotiated down to 3.0, then authentication at the proxy
+//! ([start-up flow](https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP)).
+
+use bytes::Bytes;
+
+use throome_pgwire::{Startup, build, msg, scan_startup};
+
+use super::io::{Wire, WireError};
+use super::scram::{self, Exchange, Verifier};
+use crate::config::AuthMethod;
+use crate::snapshot::ServiceRuntime;
+
+pub struct Login {
+    pub user: String,
+    pub database: String,
+    /// Startup parameters other than user and database (application_name, client_encoding,
+    /// DateStyle, TimeZone, options, ...).
+    pub params: Vec<(String, String)>,
+}
+
+pub enum Opening {
+    Login(Login),
+    /// A cancel request (handled) or a client that went away.
+    Done,
+    /// Refused: this ErrorResponse is sent, then the connection closes.
+    Refused(Bytes),
+}
+
+fn fatal(code: &str, text: &str) -> Opening {
+    Opening::Refused(build::error("FATAL", code, text))
+}
+
+/// Runs the startup phase up to a successful authentication.
+pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening, WireError> {
+    loop {
+        let startup = loop {
+            match scan_startup(&mut client.buf) {
+                Ok(Some(s)) => break s,
+                Ok(None) => client.fill().await?,
+                Err(e) => return Ok(fatal("08P01", &format!("invalid startup packet: {e}"))),
+            }
+        };
+        match startup {
+            // No TLS or GSS encryption here (yet): `sslmode=prefer` clients go on in clear.
+            Startup::Ssl | Startup::GssEnc => client.send(b"N").await?,
+            Startup::Cancel { pid, key } => {
+                super::cancel::forward(pid, &key).await;
+                return Ok(Opening::Done);
+            }
+            Startup::Startup {
+                major,
+                minor,
+                params,
+            } => {
+                if major != 3 {
+                    return Ok(fatal(
+                        "0A000",
+                        &format!(
+                            "unsupported frontend protocol {major}.{minor}: Throome speaks 3.0"
+                        ),
+                    ));
+                }
+                return login(client, service, minor, params).await;
+            }
+        }
+    }
+}
+
+async fn login(
+    client: &mut Wire,
+    service: &ServiceRuntime,
+    minor: u16,
+    params: Vec<(String, String)>,
+) -> Result<Opening, WireError> {
+    // Protocol 3.2 and `_pq_.` extensions: say we speak 3.0 without them.
+    let unknown: Vec<&str> = params
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("_pq_."))
+        .collect();
+    if minor > 0 || !unknown.is_empty() {
+        client
+            .send(&build::negotiate_protocol_version(0, &unknown))
+            .await?;
+    }
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let Some(user) = get("user") else {
+        return Ok(fatal(
+            "28000",
+            "no PostgreSQL user name specified in startup packet",
+        ));
+    };
+    let database = get("database").unwrap_or_else(|| user.clone());
+    if !authenticate(client, service, &user).await? {
+        return Ok(fatal(
+            "28P01",
+            &format!("password authentication failed for user \"{user}\""),
+        ));
+    }
+    let rest = params
+        .into_iter()
+        .filter(|(k, _)| k != "user" && k != "database" && !k.starts_with("_pq_."))
+        .collect();
+    Ok(Opening::Login(Login {
+        user,
+        database,
+        params: rest,
+    }))
+}
+
+/// Checks the client's password by the service's method; true when it may go on.
+async fn authenticate(
+    client: &mut Wire,
+    service: &ServiceRuntime,
+    user: &str,
+) -> Result<bool, WireError> {
+    let Some(auth) = &service.spec.auth else {
+        client.send(&build::auth_ok()).await?;
+        return Ok(true);
+    };
+    let secret = auth.users.get(user).map(|s| s.expose().to_string());
+    let ok = match auth.method.unwrap_or_default() {
+        AuthMethod::Trust => true,
+        AuthMethod::Md5 => {
+            let mut salt = [0u8; 4];
+            let _ = getrandom::fill(&mut salt);
+            client.send(&build::auth_md5(salt)).await?;
+            let answer = password_message(client).await?;
+            secret.is_some_and(|s| {
+                let want = postgres_protocol::authentication::md5_hash(
+                    user.as_bytes(),
+                    s.as_bytes(),
+                    salt,
+                );
+                answer.strip_suffix(b"\0") == Some(want.as_bytes())
+            })
+        }
+        AuthMethod::ScramSha256 => {
+            // An unknown user goes through the exchange too, against a random verifier, so
+            // the answer does not tell which users exist.
+            let verifier = match &secret {
+                Some(s) => Verifier::from_secret(s),
+                None => Verifier::from_secret(&format!("{:?}", std::time::Instant::now())),
+            };
+            secret.is_some() && scram_exchange(client, &verifier).await?
+        }
+    };
+    if ok {
+        client.send(&build::auth_ok()).await?;
+    }
+    Ok(ok)
+}
+
+async fn scram_exchange(client: &mut Wire, verifier: &Verifier) -> Result<bool, WireError> {
+    client.send(&build::auth_sasl(&[scram::MECHANISM])).await?;
+    let initial = password_message(client).await?;
+    // SASLInitialResponse: mechanism, Int32 length, client-first-message.
+    let Some((mechanism, rest)) = initial
+        .iter()
+        .position(|&b| b == 0)
+        .map(|i| (&initial[..i], &initial[i + 1..]))
+    else {
+        return Ok(false);
+    };
+    if mechanism != scram::MECHANISM.as_bytes() || rest.len() < 4 {
+        return Ok(false);
+    }
+    let Ok(exchange) = Exchange::start(verifier, &rest[4..]) else {
+        return Ok(false);
+    };
+    client
+        .send(&build::auth_sasl_continue(exchange.server_first()))
+        .await?;
+    let last = password_message(client).await?;
+    match exchange.finish(&last) {
+        Ok(server_final) => {
+            client.send(&build::auth_sasl_final(&server_final)).await?;
+            Ok(true)
+        }
+        Err(_) => Ok(false),
+    }
+}
+
+/// The body of the client's next message, which must be a PasswordMessage/SASL response.
+async fn password_message(client: &mut Wire) -> Result<Bytes, WireError> {
+    let frame = client.frame().await?;
+    if frame.tag() != msg::front::PASSWORD {
+        return Err(WireError::Closed);
+    }
+    let body = frame.body().to_vec();
+    Ok(Bytes::from(body))
+}

@@ -1,0 +1,199 @@
+//! Server connections: connect, authenticate with the service's backend credentials
+//! (whatever the server asks: SCRAM-SHA-256, md5, cleartext or trust), and remember what the
+//! session reported (ParameterStatus, BackendKeyData).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use tokio::net::TcpStream;
+
+use throome_pgwire::{build, msg};
+
+use super::io::{Wire, WireError};
+use crate::backend::BackendState;
+use crate::snapshot::ServiceRuntime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, String),
+    /// The server refused (bad credentials, unknown database, too many connections): its
+    /// own ErrorResponse, to pass on.
+    #[error("server refused the connection")]
+    Refused(Bytes),
+    #[error("server asked for an authentication method Throome does not speak ({0})")]
+    AuthMethod(i32),
+    #[error("authentication with the server failed: {0}")]
+    Auth(String),
+    #[error("server connection failed: {0}")]
+    Wire(#[from] WireError),
+}
+
+/// One authenticated server connection.
+pub struct Server {
+    pub wire: Wire,
+    pub backend: Arc<BackendState>,
+    pub pid: i32,
+    pub key: Bytes,
+    /// What the server reported with ParameterStatus, in order.
+    pub params: Vec<(Bytes, Bytes)>,
+    /// Statements prepared on this connection by the proxy (server-side names).
+    pub prepared: HashSet<Bytes>,
+    /// Transaction status from the last ReadyForQuery.
+    pub status: u8,
+    pub created: Instant,
+    pub idle_since: Instant,
+}
+
+impl Server {
+    pub fn set_param(&mut self, name: &[u8], value: &[u8]) {
+        match self.params.iter_mut().find(|(n, _)| n == name) {
+            Some(p) => p.1 = Bytes::copy_from_slice(value),
+            None => self
+                .params
+                .push((Bytes::copy_from_slice(name), Bytes::copy_from_slice(value))),
+        }
+    }
+
+    pub fn param(&self, name: &[u8]) -> Option<&Bytes> {
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
+/// Opens and authenticates a connection to `backend` for `database` as `user`.
+pub async fn connect(
+    service: &ServiceRuntime,
+    backend: Arc<BackendState>,
+    user: &str,
+    database: &str,
+) -> Result<Server, ServerError> {
+    let addr = backend.address();
+    let connect = tokio::time::timeout(
+        service.spec.connect_timeout,
+        TcpStream::connect((backend.host.as_str(), backend.port)),
+    );
+    let stream = match connect.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(ServerError::Connect(addr, e.to_string())),
+        Err(_) => return Err(ServerError::Connect(addr, "timed out".into())),
+    };
+    let _ = stream.set_nodelay(true);
+    let mut wire = Wire::new(stream, throome_pgwire::DEFAULT_MAX_MESSAGE);
+    let login = tokio::time::timeout(
+        service.spec.connect_timeout,
+        handshake(&mut wire, service, user, database),
+    );
+    let (pid, key, params) = match login.await {
+        Ok(r) => r?,
+        Err(_) => return Err(ServerError::Connect(addr, "login timed out".into())),
+    };
+    let now = Instant::now();
+    Ok(Server {
+        wire,
+        backend,
+        pid,
+        key,
+        params,
+        prepared: HashSet::new(),
+        status: b'I',
+        created: now,
+        idle_since: now,
+    })
+}
+
+type Session = (i32, Bytes, Vec<(Bytes, Bytes)>);
+
+async fn handshake(
+    wire: &mut Wire,
+    service: &ServiceRuntime,
+    user: &str,
+    database: &str,
+) -> Result<Session, ServerError> {
+    let password = service
+        .spec
+        .password
+        .as_ref()
+        .map(|p| p.expose().to_string());
+    wire.send(&build::startup(&[
+        ("user", user),
+        ("database", database),
+        ("application_name", "throome"),
+    ]))
+    .await?;
+    let mut scram: Option<ScramSha256> = None;
+    let mut key = (0, Bytes::new());
+    let mut params = Vec::new();
+    loop {
+        let frame = wire.frame().await?;
+        let body = frame.body();
+        match frame.tag() {
+            msg::back::AUTHENTICATION => {
+                let Some((code, data)) = msg::auth_request(body) else {
+                    return Err(ServerError::Auth("malformed authentication request".into()));
+                };
+                let need = || {
+                    password
+                        .clone()
+                        .ok_or_else(|| ServerError::Auth("the server wants a password".into()))
+                };
+                let reply = match code {
+                    0 => continue,
+                    3 => {
+                        let mut p = need()?.into_bytes();
+                        p.push(0);
+                        build::password(&p)
+                    }
+                    5 => {
+                        let salt: [u8; 4] = data
+                            .try_into()
+                            .map_err(|_| ServerError::Auth("bad md5 salt".into()))?;
+                        let hash = postgres_protocol::authentication::md5_hash(
+                            user.as_bytes(),
+                            need()?.as_bytes(),
+                            salt,
+                        );
+                        let mut p = hash.into_bytes();
+                        p.push(0);
+                        build::password(&p)
+                    }
+                    10 => {
+                        let s = ScramSha256::new(need()?.as_bytes(), ChannelBinding::unsupported());
+                        let first = build::sasl_initial("SCRAM-SHA-256", s.message());
+                        scram = Some(s);
+                        first
+                    }
+                    11 => {
+                        let s = scram.as_mut().ok_or(ServerError::AuthMethod(code))?;
+                        s.update(data)
+                            .map_err(|e| ServerError::Auth(e.to_string()))?;
+                        build::password(s.message())
+                    }
+                    12 => {
+                        let mut s = scram.take().ok_or(ServerError::AuthMethod(code))?;
+                        s.finish(data)
+                            .map_err(|e| ServerError::Auth(e.to_string()))?;
+                        continue;
+                    }
+                    other => return Err(ServerError::AuthMethod(other)),
+                };
+                wire.send(&reply).await?;
+            }
+            msg::back::ERROR_RESPONSE => return Err(ServerError::Refused(frame.into_bytes())),
+            msg::back::PARAMETER_STATUS => {
+                if let Some((n, v)) = msg::parameter_status(body) {
+                    params.push((Bytes::copy_from_slice(n), Bytes::copy_from_slice(v)));
+                }
+            }
+            msg::back::BACKEND_KEY_DATA => {
+                if let Some((pid, k)) = msg::backend_key(body) {
+                    key = (pid, Bytes::copy_from_slice(k));
+                }
+            }
+            msg::back::READY_FOR_QUERY => return Ok((key.0, key.1, params)),
+            _ => {} // NoticeResponse, NegotiateProtocolVersion
+        }
+    }
+}

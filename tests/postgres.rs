@@ -1,0 +1,145 @@
+//! `type: postgres` with real clients (tokio-postgres, psql, pgbench) against real PostgreSQL
+//! servers started by the harness.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use std::time::Duration;
+
+use common::gateway::cluster_of;
+use common::{Postgres, Throome, free_port};
+use tokio_postgres::{Client, NoTls, error::SqlState};
+
+/// A postgres service over `backends`; clients log in as alice/wonderland (SCRAM unless
+/// `service_extra` says otherwise); the proxy logs in to the servers as `postgres`.
+fn pg_gateway(backends: &[(u16, &str, u32)], service_extra: &str) -> (Throome, u16) {
+    let listen = free_port();
+    let extra = format!(
+        "    username: postgres\n    auth:\n      users: {{ alice: wonderland }}\n{service_extra}"
+    );
+    let yaml = cluster_of("postgres", "p", "db", listen, backends, &extra, "");
+    (Throome::start(&[("p", &yaml)]), listen)
+}
+
+async fn connect(port: u16, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user={user} password={password} dbname=postgres"),
+        NoTls,
+    )
+    .await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scram_login_queries_and_wrong_password() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let (_gw, listen) =
+        tokio::task::spawn_blocking(move || pg_gateway(&[(port, "primary", 1)], ""))
+            .await
+            .unwrap();
+    let client = connect(listen, "alice", "wonderland").await.unwrap();
+    let row = client.query_one("SELECT 1 + 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+    // Extended protocol with the unnamed statement and parameters.
+    let row = client
+        .query_one("SELECT $1::text || 'x'", &[&"a"])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "ax");
+    client
+        .batch_execute("CREATE TABLE t (id int primary key, v text)")
+        .await
+        .unwrap();
+    client
+        .execute("INSERT INTO t VALUES ($1, $2)", &[&1i32, &"one"])
+        .await
+        .unwrap();
+    let err = connect(listen, "alice", "rabbit").await.err().unwrap();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    let err = connect(listen, "mallory", "x").await.err().unwrap();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn md5_login_in_session_mode() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let listen = free_port();
+    let yaml = cluster_of(
+        "postgres",
+        "m",
+        "db",
+        listen,
+        &[(port, "primary", 1)],
+        "    username: postgres\n    pool_mode: session\n    auth:\n      method: md5\n      users: { bob: builder }\n",
+        "",
+    );
+    let _gw2 = tokio::task::spawn_blocking(move || Throome::start(&[("m", &yaml)]))
+        .await
+        .unwrap();
+    let client = connect(listen, "bob", "builder").await.unwrap();
+    let row = client.query_one("SELECT 'md5 ok'", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "md5 ok");
+    let err = connect(listen, "bob", "nope").await.err().unwrap();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prepared_statements_from_many_clients_over_a_small_pool() {
+    let a = Postgres::start();
+    let b = Postgres::start();
+    let (pa, pb) = (a.port, b.port);
+    let (_gw, listen) = tokio::task::spawn_blocking(move || {
+        pg_gateway(
+            &[(pa, "primary", 1), (pb, "primary", 1)],
+            "    pool_size: 2\n",
+        )
+    })
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for c in 0..16i32 {
+        tasks.push(tokio::spawn(async move {
+            let client = connect(listen, "alice", "wonderland").await.unwrap();
+            let add = client.prepare("SELECT $1::int4 + $2::int4").await.unwrap();
+            let port = client.prepare("SELECT inet_server_port()").await.unwrap();
+            let mut ports = std::collections::BTreeSet::new();
+            for i in 0..40i32 {
+                let row = client.query_one(&add, &[&c, &i]).await.unwrap();
+                assert_eq!(row.get::<_, i32>(0), c + i);
+                let row = client.query_one(&port, &[]).await.unwrap();
+                ports.insert(row.get::<_, i32>(0));
+            }
+            ports
+        }));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for t in tasks {
+        seen.extend(t.await.unwrap());
+    }
+    let expect: std::collections::BTreeSet<i32> = [pa as i32, pb as i32].into();
+    assert_eq!(seen, expect, "statements prepared once ran on both servers");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_reaches_the_server_running_the_query() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let (_gw, listen) =
+        tokio::task::spawn_blocking(move || pg_gateway(&[(port, "primary", 1)], ""))
+            .await
+            .unwrap();
+    let client = connect(listen, "alice", "wonderland").await.unwrap();
+    let token = client.cancel_token();
+    let sleeper = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(NoTls).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = result.expect_err("the query was cancelled");
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+}
