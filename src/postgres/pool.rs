@@ -12,6 +12,9 @@ use super::upstream::{self, Server, ServerError};
 use crate::backend::BackendState;
 use crate::snapshot::ServiceRuntime;
 
+/// Server parameters (ParameterStatus name and value), in the order reported.
+pub type Params = Vec<(bytes::Bytes, bytes::Bytes)>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct PoolKey {
     pub backend: usize,
@@ -41,6 +44,9 @@ impl Pool {
 pub struct PgPools {
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     pub clients: AtomicUsize,
+    /// The parameters a server reported at login, per (user, database): later clients are
+    /// welcomed with them without waiting for a server (PgBouncer does the same).
+    welcome: Mutex<HashMap<(String, String), Params>>,
 }
 
 impl PgPools {
@@ -60,6 +66,18 @@ impl PgPools {
             .entry(key.clone())
             .or_insert_with(|| Arc::new(new_pool(key, size)))
             .clone()
+    }
+
+    pub fn welcome(&self, user: &str, database: &str) -> Option<Params> {
+        let w = self.welcome.lock().ok()?;
+        w.get(&(user.to_string(), database.to_string())).cloned()
+    }
+
+    fn remember_welcome(&self, user: &str, database: &str, server: &Server) {
+        if let Ok(mut w) = self.welcome.lock() {
+            w.entry((user.to_string(), database.to_string()))
+                .or_insert_with(|| server.params.clone());
+        }
     }
 
     pub fn all(&self) -> Vec<Arc<Pool>> {
@@ -127,6 +145,7 @@ pub async fn lease(
     match upstream::connect(service, backend.1.clone(), user, database).await {
         Ok(server) => {
             backend.1.record_success(now);
+            pools.remember_welcome(user, database, &server);
             Ok(Lease {
                 server,
                 _permit: permit,

@@ -153,19 +153,32 @@ impl PgSession {
                     .push((Bytes::from(k.clone()), Bytes::from(v.clone())));
             }
         }
-        if let Err(e) = self.acquire(None).await {
-            let _ = client.send(&lease_error(&e)).await;
-            return false;
-        }
-        let Some(lease) = &self.lease else {
-            return false;
+        let (user, database) = self.server_login();
+        let server_params = match self.pools.welcome(&user, &database) {
+            Some(p) => p,
+            None => {
+                if let Err(e) = self.acquire(None).await {
+                    let _ = client.send(&lease_error(&e)).await;
+                    return false;
+                }
+                match &self.lease {
+                    Some(lease) => lease.server.params.clone(),
+                    None => return false,
+                }
+            }
         };
+        // The client's own startup values win over the server's defaults; they are applied
+        // on every server it is given.
+        let mut shown = server_params;
+        for (name, value) in &self.wanted {
+            match shown.iter_mut().find(|(n, _)| n == name) {
+                Some(p) => p.1 = value.clone(),
+                None => shown.push((name.clone(), value.clone())),
+            }
+        }
         let mut out = BytesMut::new();
-        params::announce(&lease.server.params, &mut out);
-        // From now on the client's values are what the server reported.
-        self.wanted = lease
-            .server
-            .params
+        params::announce(&shown, &mut out);
+        self.wanted = shown
             .iter()
             .filter(|(n, _)| params::is_tracked(n))
             .cloned()
@@ -196,6 +209,9 @@ impl PgSession {
             }
             if frame.tag() == msg::front::TERMINATE {
                 return Ok(false);
+            }
+            if self.lease.is_none() && self.flow.is_empty() && self.answer_locally(&frame) {
+                continue;
             }
             if self.lease.is_none()
                 && let Err(e) = self.acquire(Some(frame.clone())).await
@@ -235,6 +251,39 @@ impl PgSession {
             self.to_server.clear();
         }
         Ok(true)
+    }
+
+    /// Between transactions, preparing a named statement (Parse, Sync: libpq's `PQprepare`,
+    /// pgbench `-M prepared`) and closing one are answered without a server: the statement is
+    /// prepared on a server when first used there. A client that prepares on one connection
+    /// while its other connections sit in transactions (one thread, synchronous calls) does
+    /// not wait for a server that only it could free. A statement with an error reports it
+    /// at first use instead.
+    fn answer_locally(&mut self, frame: &throome_pgwire::Frame) -> bool {
+        let body = frame.body();
+        let reply = match frame.tag() {
+            msg::front::PARSE => match msg::parse(body) {
+                Some((name, query, rest)) if !name.is_empty() => {
+                    if self.statements.parse(name, query, rest).is_none() {
+                        return false;
+                    }
+                    build::parse_complete()
+                }
+                _ => return false,
+            },
+            msg::front::CLOSE => match msg::target(body) {
+                Some((b'S', name)) if !name.is_empty() => {
+                    self.statements.close(name);
+                    build::close_complete()
+                }
+                _ => return false,
+            },
+            msg::front::SYNC => build::ready_for_query(b'I'),
+            msg::front::FLUSH => Bytes::new(),
+            _ => return false,
+        };
+        self.to_client.extend_from_slice(&reply);
+        true
     }
 
     /// Passes on (or drops) the whole server messages read so far; releases the server at
@@ -305,18 +354,7 @@ impl PgSession {
             .iter()
             .position(|b| Arc::ptr_eq(b, &backend))
             .unwrap_or_default();
-        let user = self
-            .service
-            .spec
-            .username
-            .clone()
-            .unwrap_or_else(|| self.login.user.clone());
-        let database = self
-            .service
-            .spec
-            .database
-            .clone()
-            .unwrap_or_else(|| self.login.database.clone());
+        let (user, database) = self.server_login();
         let mut lease = pool::lease(
             &self.service,
             &self.pools,
@@ -337,6 +375,19 @@ impl PgSession {
         }));
         self.lease = Some(lease);
         Ok(())
+    }
+
+    /// The user and database the proxy logs in to servers with for this client.
+    fn server_login(&self) -> (String, String) {
+        let spec = &self.service.spec;
+        (
+            spec.username
+                .clone()
+                .unwrap_or_else(|| self.login.user.clone()),
+            spec.database
+                .clone()
+                .unwrap_or_else(|| self.login.database.clone()),
+        )
     }
 
     /// No server for this message: the client gets an error where its answer would be.

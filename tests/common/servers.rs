@@ -99,7 +99,7 @@ pub struct Postgres {
     _dir: tempfile::TempDir,
 }
 
-fn pg_bin(name: &str) -> PathBuf {
+pub fn pg_bin(name: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("THROOME_PG_BIN") {
         return PathBuf::from(dir).join(name);
     }

@@ -1,0 +1,139 @@
+//! `type: postgres` driven by PostgreSQL's own tools: psql (meta-commands, COPY, multi-statement
+//! queries, errors in transactions) and pgbench in every query mode through a small
+//! transaction pool.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::gateway::cluster_of;
+use common::servers::pg_bin;
+use common::{Postgres, Throome, free_port};
+
+fn gateway(pg: &Postgres, pool_size: usize) -> (Throome, u16) {
+    let listen = free_port();
+    let extra = format!(
+        "    username: postgres\n    pool_size: {pool_size}\n    auth:\n      users: {{ alice: wonderland }}\n"
+    );
+    let yaml = cluster_of(
+        "postgres",
+        "p",
+        "db",
+        listen,
+        &[(pg.port, "primary", 1)],
+        &extra,
+        "",
+    );
+    (Throome::start(&[("p", &yaml)]), listen)
+}
+
+fn tool(name: &str, port: u16, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(pg_bin(name))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "alice"])
+        .args(args)
+        .env("PGPASSWORD", "wonderland")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn psql_meta_commands_copy_multi_statements_and_errors() {
+    let pg = Postgres::start();
+    let (_gw, listen) = gateway(&pg, 2);
+    let script = "\
+CREATE TABLE items (id int PRIMARY KEY, name text);
+COPY items FROM STDIN;
+1\tapple
+2\tpear
+\\.
+COPY items TO STDOUT;
+SELECT count(*) AS n FROM items; SELECT 'second' AS s;
+BEGIN;
+SELECT 1/0;
+SELECT 1;
+ROLLBACK;
+\\d items
+SELECT 'still here' AS after_error;
+";
+    let out = tool("psql", listen, &["-d", "postgres", "-X"], script);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("COPY 2"), "{all}");
+    assert!(all.contains("1\tapple\n2\tpear"), "COPY TO STDOUT: {all}");
+    assert!(all.contains("second"), "both statements answered: {all}");
+    assert!(all.contains("division by zero"), "{all}");
+    assert!(all.contains("current transaction is aborted"), "{all}");
+    assert!(all.contains("Table \"public.items\""), "\\d works: {all}");
+    assert!(all.contains("still here"), "{all}");
+}
+
+#[test]
+fn pgbench_in_every_query_mode_through_four_server_connections() {
+    let pg = Postgres::start();
+    let (gw, listen) = gateway(&pg, 4);
+    let init = tool("pgbench", listen, &["-i", "-s", "1", "-q", "postgres"], "");
+    assert!(init.status.success(), "{}", text(&init));
+    for mode in ["simple", "extended", "prepared"] {
+        let run = tool(
+            "pgbench",
+            listen,
+            &["-M", mode, "-c", "20", "-j", "2", "-t", "25", "postgres"],
+            "",
+        );
+        let all = text(&run);
+        assert!(run.status.success(), "-M {mode}: {all}");
+        assert!(
+            all.contains("number of transactions actually processed: 500/500"),
+            "-M {mode}: {all}"
+        );
+        assert!(
+            all.contains("number of failed transactions: 0 "),
+            "-M {mode}: {all}"
+        );
+    }
+    // 20 clients never had more than 4 server connections.
+    let direct = Command::new(pg_bin("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-At",
+            "-c",
+        ])
+        .arg(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        )
+        .output()
+        .unwrap();
+    let servers: usize = String::from_utf8_lossy(&direct.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=4).contains(&servers), "{servers} server connections");
+    assert!(gw.metrics().contains("command=\"transaction\""));
+}
