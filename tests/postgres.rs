@@ -143,3 +143,107 @@ async fn cancel_reaches_the_server_running_the_query() {
     let err = result.expect_err("the query was cancelled");
     assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
 }
+
+/// A direct connection to a server (as the `postgres` superuser, trust).
+async fn direct(port: u16) -> Client {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
+        NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+async fn show(client: &Client, name: &str) -> String {
+    let rows = client.simple_query(&format!("SHOW {name}")).await.unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_state_leaks_between_clients_sharing_one_server() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let (_gw, listen) = tokio::task::spawn_blocking(move || {
+        pg_gateway(&[(port, "primary", 1)], "    pool_size: 1\n")
+    })
+    .await
+    .unwrap();
+    let default_tz = show(&direct(port).await, "TimeZone").await;
+    let a = connect(listen, "alice", "wonderland").await.unwrap();
+    let b = connect(listen, "alice", "wonderland").await.unwrap();
+    a.batch_execute("SET TimeZone = 'Asia/Tokyo'")
+        .await
+        .unwrap();
+    assert_eq!(
+        show(&b, "TimeZone").await,
+        default_tz,
+        "b does not get a's SET"
+    );
+    assert_eq!(
+        show(&a, "TimeZone").await,
+        "Asia/Tokyo",
+        "a's SET follows it"
+    );
+    b.batch_execute("CREATE TABLE iso (x int PRIMARY KEY)")
+        .await
+        .unwrap();
+    // A client leaves in the middle of a transaction holding a row lock.
+    let c = connect(listen, "alice", "wonderland").await.unwrap();
+    c.batch_execute("BEGIN; INSERT INTO iso VALUES (1)")
+        .await
+        .unwrap();
+    drop(c);
+    // The only server slot is free again, the transaction rolled back, the lock gone.
+    let insert = b.execute("INSERT INTO iso VALUES (1)", &[]);
+    let inserted = tokio::time::timeout(Duration::from_secs(10), insert)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inserted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_mid_transaction_ends_only_that_transaction() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let (gw, listen) = tokio::task::spawn_blocking(move || {
+        pg_gateway(&[(port, "primary", 1)], "    pool_size: 2\n")
+    })
+    .await
+    .unwrap();
+    let victim = connect(listen, "alice", "wonderland").await.unwrap();
+    let bystander = connect(listen, "alice", "wonderland").await.unwrap();
+    victim.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let admin = direct(port).await;
+    let killed = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE state = 'idle in transaction'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.get::<_, i64>(0), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = victim
+        .simple_query("SELECT 2")
+        .await
+        .expect_err("the transaction is gone");
+    assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
+    // The victim's connection is still usable, and the bystander never noticed.
+    let row = victim.query_one("SELECT 3", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 3);
+    let row = bystander.query_one("SELECT 4", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 4);
+    let metrics = tokio::task::spawn_blocking(move || gw.metrics())
+        .await
+        .unwrap();
+    assert!(metrics.contains("kind=\"backend_io\""), "{metrics}");
+}

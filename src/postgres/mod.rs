@@ -7,6 +7,7 @@ mod flow;
 mod frontend;
 mod hidden;
 mod io;
+mod lease;
 mod params;
 pub mod pool;
 pub mod scram;

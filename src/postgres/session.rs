@@ -10,16 +10,15 @@ use tokio::net::TcpStream;
 
 use throome_pgwire::{build, msg};
 
-use super::cancel::{Registration, Target};
+use super::cancel::Registration;
 use super::flow::{Action, Flow};
 use super::frontend::{self, Outcome};
 use super::io::{Wire, WireError};
+use super::lease::lease_error;
 use super::params;
-use super::pool::{self, Lease, LeaseError, PgPools};
+use super::pool::{Lease, PgPools};
 use super::startup::{self, Login, Opening};
 use super::statements::Statements;
-use super::upstream::ServerError;
-use crate::config::PoolMode;
 use crate::metrics::Metrics;
 use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
@@ -65,6 +64,7 @@ pub async fn serve(session: Session, stream: TcpStream) {
         to_client: BytesMut::new(),
         to_server: BytesMut::new(),
         skip_to_sync: false,
+        lost: false,
         service,
         pools,
         login,
@@ -92,21 +92,23 @@ impl Drop for ClientSlot {
     }
 }
 
-struct PgSession {
-    service: Arc<ServiceRuntime>,
-    pools: Arc<PgPools>,
-    metrics: Arc<Metrics>,
-    login: Login,
-    cancel: Registration,
+pub(super) struct PgSession {
+    pub(super) service: Arc<ServiceRuntime>,
+    pub(super) pools: Arc<PgPools>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) login: Login,
+    pub(super) cancel: Registration,
     /// The tracked parameters as this client knows them.
-    wanted: Vec<(Bytes, Bytes)>,
-    statements: Statements,
-    flow: Flow,
-    lease: Option<Lease>,
-    to_client: BytesMut,
-    to_server: BytesMut,
+    pub(super) wanted: Vec<(Bytes, Bytes)>,
+    pub(super) statements: Statements,
+    pub(super) flow: Flow,
+    pub(super) lease: Option<Lease>,
+    pub(super) to_client: BytesMut,
+    pub(super) to_server: BytesMut,
     /// After a failure in the extended protocol: drop client messages up to Sync.
-    skip_to_sync: bool,
+    pub(super) skip_to_sync: bool,
+    /// The server went away while the client had nothing outstanding; not told yet.
+    pub(super) lost: bool,
 }
 
 impl PgSession {
@@ -210,6 +212,10 @@ impl PgSession {
             if frame.tag() == msg::front::TERMINATE {
                 return Ok(false);
             }
+            if self.lost {
+                self.report_lost(frame.tag());
+                continue;
+            }
             if self.lease.is_none() && self.flow.is_empty() && self.answer_locally(&frame) {
                 continue;
             }
@@ -301,6 +307,13 @@ impl PgSession {
             };
             let body = frame.body();
             match frame.tag() {
+                // FATAL or PANIC: the server is going away (shutdown, pg_terminate_backend);
+                // the client is not, it gets 08006 and another server.
+                msg::back::ERROR_RESPONSE
+                    if matches!(msg::field(body, b'V'), Some(b"FATAL" | b"PANIC")) =>
+                {
+                    return self.server_lost();
+                }
                 msg::back::PARAMETER_STATUS => {
                     if let Some((name, value)) = msg::parameter_status(body) {
                         lease.server.set_param(name, value);
@@ -323,128 +336,7 @@ impl PgSession {
         self.maybe_release();
     }
 
-    /// In transaction mode, an idle server goes back to the pool once nothing is owed.
-    fn maybe_release(&mut self) {
-        let idle = self.lease.as_ref().is_some_and(|l| {
-            l.server.status == b'I' && l.server.wire.buf.is_empty() && self.flow.is_empty()
-        });
-        if idle && self.service.spec.pg.pool_mode == PoolMode::Transaction {
-            self.cancel.set(None);
-            if let Some(lease) = self.lease.take() {
-                self.count("transaction");
-                lease.release();
-            }
-        }
-    }
-
-    /// Lends this client a server: a replica for read-only work when the service splits
-    /// reads, otherwise the primary; then makes its parameters the client's.
-    async fn acquire(&mut self, first: Option<throome_pgwire::Frame>) -> Result<(), LeaseError> {
-        let read_only = self.service.spec.pg.read_write_split
-            && first.as_ref().is_some_and(super::split::is_read_only);
-        let Some(backend) = self.service.choose_tiered(read_only, &[]) else {
-            return Err(LeaseError::Server(ServerError::Connect(
-                self.service.name.clone(),
-                "no server available".into(),
-            )));
-        };
-        let index = self
-            .service
-            .backends
-            .iter()
-            .position(|b| Arc::ptr_eq(b, &backend))
-            .unwrap_or_default();
-        let (user, database) = self.server_login();
-        let mut lease = pool::lease(
-            &self.service,
-            &self.pools,
-            (index, backend),
-            &user,
-            &database,
-        )
-        .await?;
-        let sql = params::set_sql(&self.wanted, &lease.server.params);
-        if !sql.is_empty() {
-            super::hidden::run(&mut lease.server, &sql).await?;
-        }
-        self.cancel.set(Some(Target {
-            host: lease.server.backend.host.clone(),
-            port: lease.server.backend.port,
-            pid: lease.server.pid,
-            key: lease.server.key.clone(),
-        }));
-        self.lease = Some(lease);
-        Ok(())
-    }
-
-    /// The user and database the proxy logs in to servers with for this client.
-    fn server_login(&self) -> (String, String) {
-        let spec = &self.service.spec;
-        (
-            spec.username
-                .clone()
-                .unwrap_or_else(|| self.login.user.clone()),
-            spec.database
-                .clone()
-                .unwrap_or_else(|| self.login.database.clone()),
-        )
-    }
-
-    /// No server for this message: the client gets an error where its answer would be.
-    fn refuse(&mut self, e: &LeaseError, tag: u8) {
-        self.metrics.error(&self.service, lease_error_kind(e));
-        self.to_client.extend_from_slice(&lease_error(e));
-        match tag {
-            msg::front::QUERY | msg::front::SYNC => {
-                self.to_client
-                    .extend_from_slice(&build::ready_for_query(b'I'));
-            }
-            _ => self.skip_to_sync = true,
-        }
-    }
-
-    /// The server connection broke: the client's transaction ends with 08006 and its
-    /// slot is freed; the next message gets another server.
-    fn server_lost(&mut self) {
-        self.metrics.error(&self.service, "backend_io");
-        self.lease = None;
-        self.cancel.set(None);
-        self.to_client.extend_from_slice(&build::error(
-            "ERROR",
-            "08006",
-            "server connection lost; the transaction, if any, is gone",
-        ));
-        for _ in 0..self.flow.pending_ready().max(1) {
-            self.to_client
-                .extend_from_slice(&build::ready_for_query(b'I'));
-        }
-        self.flow = Flow::default();
-    }
-
-    /// The client left: a server in a clean state goes back (after `DISCARD ALL` in session
-    /// mode); one mid-transaction or mid-reply is closed, so nothing leaks to the next client.
-    async fn finish(&mut self) {
-        self.cancel.set(None);
-        let Some(mut lease) = self.lease.take() else {
-            return;
-        };
-        let clean = lease.server.status == b'I' && self.flow.is_empty();
-        if !clean {
-            return;
-        }
-        if self.service.spec.pg.pool_mode == PoolMode::Session {
-            if super::hidden::run(&mut lease.server, "DISCARD ALL")
-                .await
-                .is_err()
-            {
-                return;
-            }
-            lease.server.prepared.clear();
-        }
-        lease.release();
-    }
-
-    fn count(&self, what: &'static str) {
+    pub(super) fn count(&self, what: &'static str) {
         let labels = crate::metrics::RequestLabels {
             cluster: self.service.cluster.clone(),
             service: self.service.name.clone(),
@@ -462,22 +354,5 @@ fn remember(wanted: &mut Vec<(Bytes, Bytes)>, name: &[u8], value: &[u8]) {
     match wanted.iter_mut().find(|(n, _)| n == name) {
         Some(p) => p.1 = Bytes::copy_from_slice(value),
         None => wanted.push((Bytes::copy_from_slice(name), Bytes::copy_from_slice(value))),
-    }
-}
-
-fn lease_error(e: &LeaseError) -> Bytes {
-    match e {
-        LeaseError::WaitTimeout(_) => build::error("ERROR", "53300", &e.to_string()),
-        LeaseError::Server(ServerError::Refused(error)) => error.clone(),
-        LeaseError::Server(e) => build::error("ERROR", "08006", &e.to_string()),
-    }
-}
-
-fn lease_error_kind(e: &LeaseError) -> &'static str {
-    match e {
-        LeaseError::WaitTimeout(_) => "pool_timeout",
-        LeaseError::Server(ServerError::Refused(_)) => "backend_refused",
-        LeaseError::Server(ServerError::Auth(_) | ServerError::AuthMethod(_)) => "backend_auth",
-        LeaseError::Server(_) => "connect",
     }
 }

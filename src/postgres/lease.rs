@@ -1,0 +1,176 @@
+//! Lending servers to a client and taking them back: which server (primary, or a replica
+//! for read-only work), the client's parameters replayed on it, release at the end of a
+//! transaction, and what the client is told when none can be had or one is lost.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use throome_pgwire::{build, msg};
+
+use super::cancel::Target;
+use super::flow::Flow;
+use super::params;
+use super::pool::{self, LeaseError};
+use super::session::PgSession;
+use super::upstream::ServerError;
+use crate::config::PoolMode;
+
+impl PgSession {
+    /// In transaction mode, an idle server goes back to the pool once nothing is owed.
+    pub(super) fn maybe_release(&mut self) {
+        let idle = self.lease.as_ref().is_some_and(|l| {
+            l.server.status == b'I' && l.server.wire.buf.is_empty() && self.flow.is_empty()
+        });
+        if idle && self.service.spec.pg.pool_mode == PoolMode::Transaction {
+            self.cancel.set(None);
+            if let Some(lease) = self.lease.take() {
+                self.count("transaction");
+                lease.release();
+            }
+        }
+    }
+    /// Lends this client a server: a replica for read-only work when the service splits
+    /// reads, otherwise the primary; then makes its parameters the client's.
+    pub(super) async fn acquire(
+        &mut self,
+        first: Option<throome_pgwire::Frame>,
+    ) -> Result<(), LeaseError> {
+        let read_only = self.service.spec.pg.read_write_split
+            && first.as_ref().is_some_and(super::split::is_read_only);
+        let Some(backend) = self.service.choose_tiered(read_only, &[]) else {
+            return Err(LeaseError::Server(ServerError::Connect(
+                self.service.name.clone(),
+                "no server available".into(),
+            )));
+        };
+        let index = self
+            .service
+            .backends
+            .iter()
+            .position(|b| Arc::ptr_eq(b, &backend))
+            .unwrap_or_default();
+        let (user, database) = self.server_login();
+        let mut lease = pool::lease(
+            &self.service,
+            &self.pools,
+            (index, backend),
+            &user,
+            &database,
+        )
+        .await?;
+        let sql = params::set_sql(&self.wanted, &lease.server.params);
+        if !sql.is_empty() {
+            super::hidden::run(&mut lease.server, &sql).await?;
+        }
+        self.cancel.set(Some(Target {
+            host: lease.server.backend.host.clone(),
+            port: lease.server.backend.port,
+            pid: lease.server.pid,
+            key: lease.server.key.clone(),
+        }));
+        self.lease = Some(lease);
+        Ok(())
+    }
+    /// The user and database the proxy logs in to servers with for this client.
+    pub(super) fn server_login(&self) -> (String, String) {
+        let spec = &self.service.spec;
+        (
+            spec.username
+                .clone()
+                .unwrap_or_else(|| self.login.user.clone()),
+            spec.database
+                .clone()
+                .unwrap_or_else(|| self.login.database.clone()),
+        )
+    }
+    /// No server for this message: the client gets an error where its answer would be.
+    pub(super) fn refuse(&mut self, e: &LeaseError, tag: u8) {
+        self.metrics.error(&self.service, lease_error_kind(e));
+        self.to_client.extend_from_slice(&lease_error(e));
+        match tag {
+            msg::front::QUERY | msg::front::SYNC => {
+                self.to_client
+                    .extend_from_slice(&build::ready_for_query(b'I'));
+            }
+            _ => self.skip_to_sync = true,
+        }
+    }
+    /// The server connection broke: the client's transaction ends with 08006 and its
+    /// slot is freed; the next message gets another server.
+    /// A client with nothing outstanding hears of it with its next message (an unsolicited
+    /// error would make drivers drop the connection).
+    pub(super) fn server_lost(&mut self) {
+        self.metrics.error(&self.service, "backend_io");
+        self.lease = None;
+        self.cancel.set(None);
+        let owed = self.flow.pending_ready();
+        self.flow = Flow::default();
+        if owed == 0 {
+            self.lost = true;
+            return;
+        }
+        self.to_client.extend_from_slice(&lost_error());
+        for _ in 0..owed {
+            self.to_client
+                .extend_from_slice(&build::ready_for_query(b'I'));
+        }
+    }
+    /// The deferred report of a lost server, in place of the answer to `tag`.
+    pub(super) fn report_lost(&mut self, tag: u8) {
+        self.lost = false;
+        self.to_client.extend_from_slice(&lost_error());
+        match tag {
+            msg::front::QUERY | msg::front::SYNC => {
+                self.to_client
+                    .extend_from_slice(&build::ready_for_query(b'I'));
+            }
+            _ => self.skip_to_sync = true,
+        }
+    }
+    /// The client left: a server in a clean state goes back (after `DISCARD ALL` in session
+    /// mode); one mid-transaction or mid-reply is closed, so nothing leaks to the next client.
+    pub(super) async fn finish(&mut self) {
+        self.cancel.set(None);
+        let Some(mut lease) = self.lease.take() else {
+            return;
+        };
+        let clean = lease.server.status == b'I' && self.flow.is_empty();
+        if !clean {
+            return;
+        }
+        if self.service.spec.pg.pool_mode == PoolMode::Session {
+            if super::hidden::run(&mut lease.server, "DISCARD ALL")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            lease.server.prepared.clear();
+        }
+        lease.release();
+    }
+}
+
+fn lost_error() -> Bytes {
+    build::error(
+        "ERROR",
+        "08006",
+        "server connection lost; the transaction, if any, is gone",
+    )
+}
+pub(super) fn lease_error(e: &LeaseError) -> Bytes {
+    match e {
+        LeaseError::WaitTimeout(_) => build::error("ERROR", "53300", &e.to_string()),
+        LeaseError::Server(ServerError::Refused(error)) => error.clone(),
+        LeaseError::Server(e) => build::error("ERROR", "08006", &e.to_string()),
+    }
+}
+fn lease_error_kind(e: &LeaseError) -> &'static str {
+    match e {
+        LeaseError::WaitTimeout(_) => "pool_timeout",
+        LeaseError::Server(ServerError::Refused(_)) => "backend_refused",
+        LeaseError::Server(ServerError::Auth(_) | ServerError::AuthMethod(_)) => "backend_auth",
+        LeaseError::Server(_) => "connect",
+    }
+}
