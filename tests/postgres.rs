@@ -247,3 +247,60 @@ async fn a_server_killed_mid_transaction_ends_only_that_transaction() {
         .unwrap();
     assert!(metrics.contains("kind=\"backend_io\""), "{metrics}");
 }
+
+async fn server_port(client: &Client, sql: &str) -> i32 {
+    let rows = client.simple_query(sql).await.unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().unwrap()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_write_split_sends_plain_reads_to_the_replica() {
+    let primary = Postgres::start();
+    let mut replica = Some(Postgres::start());
+    let (p, r) = (primary.port, replica.as_ref().unwrap().port);
+    let (gw, listen) = tokio::task::spawn_blocking(move || {
+        let listen = free_port();
+        let yaml = cluster_of(
+            "postgres",
+            "p",
+            "db",
+            listen,
+            &[(p, "primary", 1), (r, "replica", 1)],
+            "    username: postgres\n    read_write_split: true\n",
+            "health: { interval: 0.3, unhealthy_threshold: 1, healthy_threshold: 1 }\n",
+        );
+        (Throome::start(&[("p", &yaml)]), listen)
+    })
+    .await
+    .unwrap();
+    let (p, r) = (p as i32, r as i32);
+    let c = connect(listen, "alice", "any").await.unwrap();
+    assert_eq!(server_port(&c, "SELECT inet_server_port()").await, r);
+    c.simple_query("CREATE SEQUENCE s").await.unwrap();
+    let volatile = "SELECT nextval('s') * 0 + inet_server_port()";
+    assert_eq!(server_port(&c, volatile).await, p, "nextval writes");
+    c.simple_query("BEGIN READ ONLY").await.unwrap();
+    assert_eq!(server_port(&c, "SELECT inet_server_port()").await, r);
+    c.simple_query("COMMIT").await.unwrap();
+    c.simple_query("BEGIN").await.unwrap();
+    assert_eq!(server_port(&c, "SELECT inet_server_port()").await, p);
+    c.simple_query("COMMIT").await.unwrap();
+    // Replica down: reads go to the primary.
+    drop(replica.take());
+    let gw = std::sync::Arc::new(gw);
+    let down = tokio::task::spawn_blocking({
+        let gw = gw.clone();
+        move || {
+            common::eventually(Duration::from_secs(15), || {
+                gw.backend("p", "db", r as u16)["healthy"] == false
+            })
+        }
+    });
+    assert!(down.await.unwrap(), "the replica is marked down");
+    assert_eq!(server_port(&c, "SELECT inet_server_port()").await, p);
+}

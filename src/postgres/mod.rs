@@ -10,6 +10,7 @@ mod io;
 mod lease;
 mod params;
 pub mod pool;
+pub mod probe;
 pub mod scram;
 mod session;
 mod split;

@@ -204,9 +204,10 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SIGTERM: a smart shutdown that removes shared memory; then reap.
+            // SIGINT: a fast shutdown (disconnects clients, such as pooled proxy
+            // connections) that removes shared memory; then reap.
             let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
+                .args(["-INT", &c.id().to_string()])
                 .status();
             if !eventually(Duration::from_secs(10), || {
                 matches!(c.try_wait(), Ok(Some(_)))
