@@ -12,10 +12,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Where a cancel for one client goes right now.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Target {
-    pub host: String,
-    pub port: u16,
+    pub backend: Arc<crate::backend::BackendState>,
     pub pid: i32,
     pub key: Bytes,
 }
@@ -82,7 +81,7 @@ pub async fn forward(pid: i32, key: &[u8]) {
     let Some(t) = target else {
         return;
     };
-    let connect = TcpStream::connect((t.host.as_str(), t.port));
+    let connect = TcpStream::connect((t.backend.host.as_str(), t.backend.port));
     if let Ok(Ok(mut s)) = tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
         let _ = s
             .write_all(&throome_pgwire::build::cancel_request(t.pid, &t.key))

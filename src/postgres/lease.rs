@@ -50,28 +50,40 @@ impl PgSession {
             .iter()
             .position(|b| Arc::ptr_eq(b, &backend))
             .unwrap_or_default();
-        let (user, database) = self.server_login();
-        let mut lease = pool::lease(
-            &self.service,
-            &self.pools,
-            (index, backend),
-            &user,
-            &database,
-        )
-        .await?;
+        let pool = self.pool_of(index);
+        let mut lease = pool::lease(&self.service, &self.pools, &pool, backend).await?;
         let sql = params::set_sql(&self.wanted, &lease.server.params);
         if !sql.is_empty() {
             super::hidden::run(&mut lease.server, &sql).await?;
         }
         self.cancel.set(Some(Target {
-            host: lease.server.backend.host.clone(),
-            port: lease.server.backend.port,
+            backend: lease.server.backend.clone(),
             pid: lease.server.pid,
             key: lease.server.key.clone(),
         }));
         self.lease = Some(lease);
         Ok(())
     }
+    /// The pool of server connections to backend `index` for this client's login, looked up
+    /// once per backend.
+    fn pool_of(&mut self, index: usize) -> Arc<pool::Pool> {
+        if let Some(Some(p)) = self.pool_cache.get(index) {
+            return p.clone();
+        }
+        let (user, database) = self.server_login();
+        let key = pool::PoolKey {
+            backend: index,
+            user,
+            database,
+        };
+        let p = self.pools.pool(&key, self.service.spec.pool_size);
+        if self.pool_cache.len() <= index {
+            self.pool_cache.resize(index + 1, None);
+        }
+        self.pool_cache[index] = Some(p.clone());
+        p
+    }
+
     /// The user and database the proxy logs in to servers with for this client.
     pub(super) fn server_login(&self) -> (String, String) {
         let spec = &self.service.spec;

@@ -12,6 +12,9 @@ use super::upstream::{self, Server, ServerError};
 use crate::backend::BackendState;
 use crate::snapshot::ServiceRuntime;
 
+/// Idle time after which a pooled connection is checked before it is lent.
+const CHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Server parameters (ParameterStatus name and value), in the order reported.
 pub type Params = Vec<(bytes::Bytes, bytes::Bytes)>;
 
@@ -58,7 +61,8 @@ impl PgPools {
         any.downcast::<PgPools>().unwrap_or_default()
     }
 
-    fn pool(&self, key: &PoolKey, size: usize) -> Arc<Pool> {
+    /// The pool for `key`, made on first use with `size` slots.
+    pub fn pool(&self, key: &PoolKey, size: usize) -> Arc<Pool> {
         let Ok(mut pools) = self.pools.lock() else {
             return Arc::new(new_pool(key, size));
         };
@@ -117,22 +121,23 @@ pub enum LeaseError {
 pub async fn lease(
     service: &ServiceRuntime,
     pools: &PgPools,
-    backend: (usize, Arc<BackendState>),
-    user: &str,
-    database: &str,
+    pool: &Arc<Pool>,
+    backend: Arc<BackendState>,
 ) -> Result<Lease, LeaseError> {
-    let key = PoolKey {
-        backend: backend.0,
-        user: user.to_string(),
-        database: database.to_string(),
-    };
-    let pool = pools.pool(&key, service.spec.pool_size);
+    let (user, database) = (pool.key.user.as_str(), pool.key.database.as_str());
+    let pool = pool.clone();
     let wait = service.spec.pg.query_wait_timeout;
-    pool.waiting.fetch_add(1, Ordering::Relaxed);
-    let permit = tokio::time::timeout(wait, pool.permits.clone().acquire_owned()).await;
-    pool.waiting.fetch_sub(1, Ordering::Relaxed);
-    let Ok(Ok(permit)) = permit else {
-        return Err(LeaseError::WaitTimeout(wait));
+    let permit = match pool.permits.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            pool.waiting.fetch_add(1, Ordering::Relaxed);
+            let permit = tokio::time::timeout(wait, pool.permits.clone().acquire_owned()).await;
+            pool.waiting.fetch_sub(1, Ordering::Relaxed);
+            match permit {
+                Ok(Ok(p)) => p,
+                _ => return Err(LeaseError::WaitTimeout(wait)),
+            }
+        }
     };
     if let Some(server) = take_idle(service, &pool) {
         return Ok(Lease {
@@ -142,9 +147,9 @@ pub async fn lease(
         });
     }
     let now = Instant::now();
-    match upstream::connect(service, backend.1.clone(), user, database).await {
+    match upstream::connect(service, backend.clone(), user, database).await {
         Ok(server) => {
-            backend.1.record_success(now);
+            backend.record_success(now);
             pools.remember_welcome(user, database, &server);
             Ok(Lease {
                 server,
@@ -154,7 +159,7 @@ pub async fn lease(
         }
         Err(e) => {
             if matches!(e, ServerError::Connect(..) | ServerError::Wire(_)) {
-                backend.1.record_failure(now, service.failure_threshold());
+                backend.record_failure(now, service.failure_threshold());
             }
             Err(e.into())
         }
@@ -169,7 +174,10 @@ fn take_idle(service: &ServiceRuntime, pool: &Pool) -> Option<Server> {
     while let Some(server) = idle.pop() {
         let expired = now.duration_since(server.created) > pg.server_lifetime
             || now.duration_since(server.idle_since) > pg.server_idle_timeout;
-        if !expired && is_open(&server) {
+        // A connection used a moment ago is taken as open (PgBouncer's server_check_delay);
+        // one idle longer is checked for a close by the server.
+        let recent = now.duration_since(server.idle_since) < CHECK_AFTER;
+        if !expired && (recent || is_open(&server)) {
             return Some(server);
         }
     }

@@ -63,6 +63,28 @@ impl Verifier {
     }
 }
 
+/// The verifier for a configured secret, computed once per secret: hashing a password
+/// takes 4096 HMAC rounds, too much to repeat on every login.
+pub fn cached(secret: &str) -> Verifier {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static CACHE: LazyLock<Mutex<HashMap<String, Verifier>>> = LazyLock::new(Default::default);
+    if let Ok(cache) = CACHE.lock()
+        && let Some(v) = cache.get(secret)
+    {
+        return v.clone();
+    }
+    let v = Verifier::from_secret(secret);
+    if let Ok(mut cache) = CACHE.lock() {
+        // Bounded by the secrets in the configuration, which reloads may change.
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(secret.to_string(), v.clone());
+    }
+    v
+}
+
 /// One exchange, after the client's first message.
 pub struct Exchange {
     verifier: Verifier,

@@ -65,6 +65,8 @@ pub async fn serve(session: Session, stream: TcpStream) {
         to_server: BytesMut::new(),
         skip_to_sync: false,
         lost: false,
+        counters: [None, None],
+        pool_cache: Vec::new(),
         service,
         pools,
         login,
@@ -109,6 +111,10 @@ pub(super) struct PgSession {
     pub(super) skip_to_sync: bool,
     /// The server went away while the client had nothing outstanding; not told yet.
     pub(super) lost: bool,
+    /// The pools this client used, by backend index.
+    pub(super) pool_cache: Vec<Option<Arc<super::pool::Pool>>>,
+    /// `throome_requests_total` for queries and transactions.
+    pub(super) counters: [Option<prometheus_client::metrics::counter::Counter>; 2],
 }
 
 impl PgSession {
@@ -336,13 +342,19 @@ impl PgSession {
         self.maybe_release();
     }
 
-    pub(super) fn count(&self, what: &'static str) {
-        let labels = crate::metrics::RequestLabels {
-            cluster: self.service.cluster.clone(),
-            service: self.service.name.clone(),
-            command: what.to_string(),
-        };
-        self.metrics.requests.get_or_create(&labels).inc();
+    /// Counts a query or a transaction (`throome_requests_total{command}`); the handles are
+    /// looked up once per client.
+    pub(super) fn count(&mut self, what: &'static str) {
+        let slot = usize::from(what == "transaction");
+        let counter = self.counters[slot].get_or_insert_with(|| {
+            let labels = crate::metrics::RequestLabels {
+                cluster: self.service.cluster.clone(),
+                service: self.service.name.clone(),
+                command: what.to_string(),
+            };
+            self.metrics.requests.get_or_create(&labels).clone()
+        });
+        counter.inc();
     }
 }
 

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Postgres proxy bench: pgbench -S (select-only; 32 clients, 2 threads; simple and prepared
+# protocol) straight at PostgreSQL, through Throome (`type: postgres`, transaction pooling)
+# and through PgBouncer (Debian package, transaction pooling, same pool size), in one run on
+# loopback. Prints transactions/s and the ratios Throome/direct and Throome/PgBouncer.
+# Bounded: fixed duration per run.
+#   benches/pg_proxy.sh [seconds=10] [rounds=3]
+# Env: POOL_SIZE (server connections, default 8), WORKERS (gateway.worker_threads, default 2:
+# PgBouncer is single-threaded, Throome need not be).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}; ROUNDS=${2:-3}; POOL=${POOL_SIZE:-8}
+
+command -v pgbouncer >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
+BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+[ -x "$BIN/pgbench" ] || scripts/setup.sh
+cargo build --release --quiet --bin throome
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d); chmod 755 "$work"; pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$work"; }
+trap cleanup EXIT
+as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
+
+pg_port=$(free_port); thr_port=$(free_port); bouncer_port=$(free_port); admin_port=$(free_port)
+mkdir -p "$work/pg" && chown postgres "$work/pg" 2>/dev/null || true
+as_pg "$BIN/initdb -D $work/pg/data -U postgres -A trust --no-sync >/dev/null"
+as_pg "$BIN/postgres -D $work/pg/data -p $pg_port -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -k $work/pg" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do "$BIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break; sleep 0.1; done
+
+mkdir -p "$work/clusters/bench"
+printf 'server: {port: %s}\ngateway: {clusters_dir: clusters, worker_threads: %s}\nlogging: {level: warn}\n' "$admin_port" "${WORKERS:-2}" > "$work/throome.yaml"
+printf 'cluster_id: bench\nname: bench\nservices:\n  db:\n    type: postgres\n    listen: "127.0.0.1:%s"\n    pool_size: %s\n    username: postgres\n    host: 127.0.0.1\n    port: %s\n' \
+  "$thr_port" "$POOL" "$pg_port" > "$work/clusters/bench/config.yaml"
+(cd "$work" && exec "$OLDPWD/target/release/throome" --config throome.yaml 2>throome.log) & pids+=($!)
+
+cat > "$work/pgbouncer.ini" <<CFG
+[databases]
+postgres = host=127.0.0.1 port=$pg_port user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+auth_type = trust
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL
+max_client_conn = 200
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+unix_socket_dir =
+CFG
+echo '"postgres" ""' > "$work/userlist.txt"
+chown -R postgres "$work/pgbouncer.ini" "$work/userlist.txt" 2>/dev/null || true; chmod 777 "$work"
+as_pg "pgbouncer $work/pgbouncer.ini" >/dev/null 2>&1 & pids+=($!)
+for port in "$thr_port" "$bouncer_port"; do
+  for _ in $(seq 100); do "$BIN/psql" -h 127.0.0.1 -p "$port" -U postgres -Atc 'select 1' postgres >/dev/null 2>&1 && break; sleep 0.1; done
+done
+"$BIN/pgbench" -i -s 10 -q -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
+
+tps() { # port mode
+  # A run that fails (PgBouncer 1.18 and -M prepared) counts as 0.
+  { timeout $((SECS + 60)) "$BIN/pgbench" -n -S -M "$2" -c 32 -j 2 -T "$SECS" -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 || true; } \
+    | awk '/^tps/ {print $3; found=1} END {if (!found) print 0}'
+}
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+printf '%-9s %10s %10s %10s %9s %9s\n' mode direct throome pgbouncer thr/dir thr/bnc
+for mode in simple prepared; do
+  ds=(); ths=(); bs=()
+  for _ in $(seq "$ROUNDS"); do
+    ds+=("$(tps "$pg_port" $mode)"); ths+=("$(tps "$thr_port" $mode)"); bs+=("$(tps "$bouncer_port" $mode)")
+  done
+  d=$(printf '%s\n' "${ds[@]}" | median); th=$(printf '%s\n' "${ths[@]}" | median); b=$(printf '%s\n' "${bs[@]}" | median)
+  ratio() { if [ "$(echo "$2 > 0" | bc)" = 1 ]; then printf '%.2f' "$(echo "$1 / $2" | bc -l)"; else echo n/a; fi; }
+  printf '%-9s %10.0f %10.0f %10.0f %9s %9s\n' "$mode" "$d" "$th" "$b" "$(ratio "$th" "$d")" "$(ratio "$th" "$b")"
+done
+echo "(pgbench -S -c 32 -j 2, ${SECS}s, medians of $ROUNDS rounds; pool_size $POOL; Throome worker_threads ${WORKERS:-2}; $(nproc) cores; pgbouncer $(pgbouncer --version | head -1 | awk '{print $2}'))"
