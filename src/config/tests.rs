@@ -127,6 +127,28 @@ fn unimplemented_protocols_cannot_listen_yet() {
 }
 
 #[test]
+fn postgres_pooling_keys_belong_to_postgres_services() {
+    let pg = "cluster_id: a\nname: b\nservices:\n  d:\n    type: postgres\n    host: x\n    port: 1\n    listen: 127.0.0.1:1\n    pool_mode: session\n    pool_size: 500\n    query_wait_timeout: 0.5\n    auth: { method: md5, users: { u: p } }\n";
+    let c = parse_cluster(pg).expect("valid postgres service");
+    let svc = &c.services["d"].value;
+    assert_eq!(svc.pool_mode, Some(crate::config::PoolMode::Session));
+    assert_eq!(
+        svc.auth.as_ref().and_then(|a| a.method),
+        Some(crate::config::AuthMethod::Md5)
+    );
+    let redis = "cluster_id: a\nname: b\nservices:\n  r:\n    type: redis\n    host: x\n    port: 1\n    pool_mode: session\n";
+    let err = parse_cluster(redis).unwrap_err();
+    assert!(
+        err.message
+            .contains("pool_mode applies to postgres services only"),
+        "{err:?}"
+    );
+    let bad = pg.replace("method: md5", "method: plain");
+    let err = parse_cluster(&bad).unwrap_err();
+    assert!(err.message.contains("unknown variant"), "{err:?}");
+}
+
+#[test]
 fn secrets_come_from_the_environment() {
     // SAFETY of the test: a variable name no other test uses.
     let text = "cluster_id: a\nname: b\nservices:\n  d:\n    type: tcp\n    host: x\n    port: 1\n    password: ${THROOME_TEST_UNSET_VAR_1}\n";
