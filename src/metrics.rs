@@ -209,8 +209,10 @@ impl prometheus_client::collector::Collector for BackendCollector {
         let up = Family::<BackendLabels, Gauge>::default();
         let open = Family::<BackendLabels, Gauge>::default();
         let conns = Family::<BackendLabels, Gauge>::default();
+        let clients = Family::<ErrorLabels, Gauge>::default();
         let snapshot = self.snapshot.load();
         for s in snapshot.services() {
+            pg_pool_gauges(s, &upstreams, &clients);
             if let Some(pools) = s
                 .ext
                 .get()
@@ -272,8 +274,48 @@ impl prometheus_client::collector::Collector for BackendCollector {
             upstreams.metric_type(),
         )?;
         upstreams.encode(m)?;
+        let help = "Pooling clients (postgres): connected, or waiting for a server connection";
+        let m =
+            encoder.encode_descriptor("throome_pool_clients", help, None, clients.metric_type())?;
+        clients.encode(m)?;
         Ok(())
     }
+}
+
+/// A postgres service's pools: server connections in use and idle
+/// (`throome_upstream_connections{kind}`), clients connected and waiting.
+fn pg_pool_gauges(
+    s: &crate::snapshot::ServiceRuntime,
+    upstreams: &Family<ErrorLabels, Gauge>,
+    clients: &Family<ErrorLabels, Gauge>,
+) {
+    let Some(pg) = s.ext.get().and_then(|any| {
+        any.clone()
+            .downcast::<crate::postgres::pool::PgPools>()
+            .ok()
+    }) else {
+        return;
+    };
+    let (mut in_use, mut idle, mut waiting) = (0, 0, 0);
+    for pool in pg.all() {
+        let (u, i, w) = pool.counts();
+        (in_use, idle, waiting) = (in_use + u, idle + i, waiting + w);
+    }
+    let connected = pg.clients.load(std::sync::atomic::Ordering::Relaxed);
+    let gauge = |family: &Family<ErrorLabels, Gauge>, kind: &'static str, n: usize| {
+        let labels = ErrorLabels {
+            cluster: s.cluster.clone(),
+            service: s.name.clone(),
+            kind,
+        };
+        family
+            .get_or_create(&labels)
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    };
+    gauge(upstreams, "in_use", in_use);
+    gauge(upstreams, "idle", idle);
+    gauge(clients, "connected", connected);
+    gauge(clients, "waiting", waiting);
 }
 
 #[cfg(test)]

@@ -135,5 +135,21 @@ fn pgbench_in_every_query_mode_through_four_server_connections() {
         .parse()
         .unwrap();
     assert!((1..=4).contains(&servers), "{servers} server connections");
-    assert!(gw.metrics().contains("command=\"transaction\""));
+    let metrics = gw.metrics();
+    assert!(metrics.contains("command=\"transaction\""), "{metrics}");
+    // The pool gauges: the four server connections are idle now, nobody waits.
+    let gauge = |name: &str| -> i64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let idle = gauge("throome_upstream_connections{cluster=\"p\",service=\"db\",kind=\"idle\"}");
+    assert_eq!(idle, servers as i64);
+    assert_eq!(
+        gauge("throome_pool_clients{cluster=\"p\",service=\"db\",kind=\"waiting\"}"),
+        0
+    );
+    common::assert_promtool_accepts(&metrics);
 }
