@@ -153,3 +153,93 @@ fn pgbench_in_every_query_mode_through_four_server_connections() {
     );
     common::assert_promtool_accepts(&metrics);
 }
+
+#[test]
+fn the_admin_console_shows_pools_and_pauses() {
+    let pg = Postgres::start();
+    let listen = free_port();
+    let extra = "    username: postgres\n    pool_size: 3\n    auth:\n      users: { alice: wonderland, bob: builder }\n      admin_users: [alice]\n";
+    let yaml = cluster_of(
+        "postgres",
+        "p",
+        "db",
+        listen,
+        &[(pg.port, "primary", 1)],
+        extra,
+        "",
+    );
+    let _gw = Throome::start(&[("p", &yaml)]);
+    let run = tool(
+        "psql",
+        listen,
+        &["-d", "postgres", "-X", "-c", "SELECT 1"],
+        "",
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let console = |args: &[&str]| {
+        let mut all = vec!["-d", "throome", "-X", "-A", "-F", ","];
+        all.extend_from_slice(args);
+        tool("psql", listen, &all, "")
+    };
+    let pools = console(&["-c", "SHOW POOLS"]);
+    let out = text(&pools);
+    assert!(pools.status.success(), "{out}");
+    assert!(
+        out.contains("database,user,cl_active,cl_waiting,sv_active,sv_idle,server,pool_mode"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "postgres,postgres,0,0,0,1,127.0.0.1:{},transaction",
+            pg.port
+        )),
+        "{out}"
+    );
+    let config = text(&console(&["-c", "SHOW CONFIG"]));
+    assert!(config.contains("pool_size,3,yes"), "{config}");
+    let stats = text(&console(&["-c", "SHOW STATS"]));
+    assert!(
+        stats.contains("db,1,1"),
+        "one transaction, one query: {stats}"
+    );
+    let bad = text(&console(&["-c", "DROP TABLE x"]));
+    assert!(bad.contains("unknown console command"), "{bad}");
+    // PAUSE: a query waits (here until psql's statement gives up); RESUME lets it through.
+    assert!(console(&["-c", "PAUSE"]).status.success());
+    let waiting = std::thread::spawn(move || {
+        tool(
+            "psql",
+            listen,
+            &["-d", "postgres", "-X", "-At", "-c", "SELECT 'after resume'"],
+            "",
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!waiting.is_finished(), "paused: the query waits");
+    assert!(console(&["-c", "RESUME"]).status.success());
+    let done = waiting.join().unwrap();
+    assert!(text(&done).contains("after resume"), "{}", text(&done));
+    // Only admin users get in.
+    let mut bob = Command::new(pg_bin("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &listen.to_string(),
+            "-U",
+            "bob",
+            "-d",
+            "throome",
+            "-c",
+            "SHOW POOLS",
+        ])
+        .env("PGPASSWORD", "builder")
+        .output()
+        .unwrap();
+    bob.stdout.extend_from_slice(&bob.stderr);
+    let out = String::from_utf8_lossy(&bob.stdout);
+    assert!(
+        !bob.status.success() && out.contains("may not use the admin console"),
+        "{out}"
+    );
+}

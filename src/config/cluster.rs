@@ -144,6 +144,9 @@ pub struct ClientAuth {
     pub password: Option<Secret>,
     #[serde(default)]
     pub users: BTreeMap<String, Secret>,
+    /// Postgres: users (from `users`) who may open the admin console (database `throome`).
+    #[serde(default)]
+    pub admin_users: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -133,6 +133,10 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "auth.method",
             s.auth.as_ref().is_some_and(|a| a.method.is_some()),
         ),
+        (
+            "auth.admin_users",
+            s.auth.as_ref().is_some_and(|a| !a.admin_users.is_empty()),
+        ),
     ];
     if s.kind != ServiceKind::Postgres
         && let Some((key, _)) = postgres_only.iter().find(|(_, set)| *set)

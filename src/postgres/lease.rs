@@ -25,7 +25,9 @@ impl PgSession {
         if idle && self.service.spec.pg.pool_mode == PoolMode::Transaction {
             self.cancel.set(None);
             if let Some(lease) = self.lease.take() {
-                self.count("transaction");
+                if std::mem::take(&mut self.served) {
+                    self.count("transaction");
+                }
                 lease.release();
             }
         }

@@ -3,6 +3,7 @@
 //! named prepared statements carried across pooled servers, cancel requests mapped.
 
 mod cancel;
+mod console;
 mod flow;
 mod frontend;
 mod hidden;

@@ -47,6 +47,8 @@ impl Pool {
 pub struct PgPools {
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     pub clients: AtomicUsize,
+    /// PAUSE from the console: no server is lent until RESUME.
+    paused: tokio::sync::watch::Sender<bool>,
     /// The parameters a server reported at login, per (user, database): later clients are
     /// welcomed with them without waiting for a server (PgBouncer does the same).
     welcome: Mutex<HashMap<(String, String), Params>>,
@@ -82,6 +84,18 @@ impl PgPools {
             w.entry((user.to_string(), database.to_string()))
                 .or_insert_with(|| server.params.clone());
         }
+    }
+
+    pub fn pause(&self, on: bool) {
+        self.paused.send_replace(on);
+    }
+
+    /// Waits while the pools are paused, up to `limit`; false if still paused then.
+    async fn resumed(&self, limit: std::time::Duration) -> bool {
+        let mut rx = self.paused.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|paused| !paused))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub fn all(&self) -> Vec<Arc<Pool>> {
@@ -127,6 +141,9 @@ pub async fn lease(
     let (user, database) = (pool.key.user.as_str(), pool.key.database.as_str());
     let pool = pool.clone();
     let wait = service.spec.pg.query_wait_timeout;
+    if !pools.resumed(wait).await {
+        return Err(LeaseError::WaitTimeout(wait));
+    }
     let permit = match pool.permits.clone().try_acquire_owned() {
         Ok(p) => p,
         Err(_) => {

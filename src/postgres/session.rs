@@ -54,6 +54,20 @@ pub async fn serve(session: Session, stream: TcpStream) {
             }
             _ => return,
         };
+    if login.database == super::console::DATABASE {
+        let admin = service
+            .spec
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.admin_users.contains(&login.user));
+        if admin {
+            super::console::serve(&mut client, &service, &pools, &session.metrics).await;
+        } else {
+            let text = format!("user \"{}\" may not use the admin console", login.user);
+            let _ = client.send(&build::error("FATAL", "42501", &text)).await;
+        }
+        return;
+    }
     let mut s = PgSession {
         metrics: session.metrics.clone(),
         cancel: Registration::new(),
@@ -67,6 +81,7 @@ pub async fn serve(session: Session, stream: TcpStream) {
         lost: false,
         counters: [None, None],
         pool_cache: Vec::new(),
+        served: false,
         service,
         pools,
         login,
@@ -111,6 +126,8 @@ pub(super) struct PgSession {
     pub(super) skip_to_sync: bool,
     /// The server went away while the client had nothing outstanding; not told yet.
     pub(super) lost: bool,
+    /// The lease carried client messages (a transaction to count when it is released).
+    pub(super) served: bool,
     /// The pools this client used, by backend index.
     pub(super) pool_cache: Vec<Option<Arc<super::pool::Pool>>>,
     /// `throome_requests_total` for queries and transactions.
@@ -237,6 +254,7 @@ impl PgSession {
             let Some(lease) = self.lease.as_mut() else {
                 continue;
             };
+            self.served = true;
             let outcome = frontend::translate(
                 frame,
                 &mut lease.server,
