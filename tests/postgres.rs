@@ -134,7 +134,22 @@ async fn cancel_reaches_the_server_running_the_query() {
     let client = connect(listen, "alice", "wonderland").await.unwrap();
     let token = client.cancel_token();
     let sleeper = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Cancel once the server runs it (a cancel for a client between queries is ignored).
+    let admin = direct(port).await;
+    let running = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' \
+                   AND state = 'active'";
+    for _ in 0..100 {
+        if admin
+            .query_one(running, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     token.cancel_query(NoTls).await.unwrap();
     let result = tokio::time::timeout(Duration::from_secs(10), sleeper)
         .await
