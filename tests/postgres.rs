@@ -319,3 +319,29 @@ async fn read_write_split_sends_plain_reads_to_the_replica() {
     assert!(down.await.unwrap(), "the replica is marked down");
     assert_eq!(server_port(&c, "SELECT inet_server_port()").await, p);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_holding_too_many_statements_is_replaced() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let (_gw, listen) = tokio::task::spawn_blocking(move || {
+        pg_gateway(&[(port, "primary", 1)], "    pool_size: 1\n")
+    })
+    .await
+    .unwrap();
+    let c = connect(listen, "alice", "wonderland").await.unwrap();
+    let pid = |row: tokio_postgres::Row| row.get::<_, i32>(0);
+    let first = pid(c.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
+    for i in 0..999 {
+        c.prepare(&format!("SELECT {i}")).await.unwrap();
+    }
+    // 999 and pg_backend_pid's own: 1000 kept, still reused.
+    let same = pid(c.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
+    assert_eq!(same, first);
+    c.prepare("SELECT 'one too many'").await.unwrap();
+    let next = pid(c.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
+    assert_ne!(
+        next, first,
+        "the server with 1002 statements was closed, not reused"
+    );
+}
