@@ -6,6 +6,7 @@
 #   promtool                  Debian prometheus (lints the /metrics output)
 #   nutcracker                Debian nutcracker (twemproxy: ketama compatibility test)
 #   .venv with redis-py       PyPI redis (a RESP3 client in another language)
+#     and psycopg 3           PyPI psycopg[binary] (a PostgreSQL driver in another language)
 set -euo pipefail
 
 missing=()
@@ -24,12 +25,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python clients for the tests (redis-py), in a venv of the repository's own.
+# Python clients for the tests (redis-py, psycopg 3), in a venv of the repository's own.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
-if ! "$venv/bin/python" -c 'import redis' >/dev/null 2>&1; then
-  echo "setup: creating $venv with redis-py"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "redis==6.4.0"
+if ! "$venv/bin/python" -c 'import redis, psycopg' >/dev/null 2>&1; then
+  echo "setup: creating $venv with redis-py and psycopg"
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "redis==6.4.0" \
+    "psycopg==3.2.10" "psycopg-binary==3.2.10"
 fi
 
 # PostgreSQL refuses to run as root; the harness runs it as this user.

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use throome_pgwire::{Frame, build, msg};
 
 use super::flow::{self, Expect, Flow};
-use super::statements::Statements;
+use super::statements::{Statements, destroys_statements};
 use super::upstream::Server;
 
 /// What one client message needs from the session.
@@ -36,9 +36,13 @@ pub fn translate(
     };
     match frame.tag() {
         msg::front::TERMINATE => return Outcome::Terminate,
-        msg::front::QUERY | msg::front::SYNC | msg::front::FUNCTION_CALL => {
-            flow.push(client(flow::READY))
+        msg::front::QUERY => {
+            if msg::query(body).is_some_and(destroys_statements) {
+                server.prepared.clear();
+            }
+            flow.push(client(flow::READY));
         }
+        msg::front::SYNC | msg::front::FUNCTION_CALL => flow.push(client(flow::READY)),
         msg::front::PARSE => {
             let Some((name, query, rest)) = msg::parse(body) else {
                 return violation('P');
@@ -63,6 +67,9 @@ pub fn translate(
                 }
                 return Outcome::Done;
             }
+            if destroys_statements(query) {
+                server.prepared.clear();
+            }
             flow.push(client(flow::PARSE));
         }
         msg::front::BIND => {
@@ -72,6 +79,9 @@ pub fn translate(
             flow.push(client(flow::BIND));
             if let Some(name) = prepare(statement, server, statements, flow, to_server) {
                 to_server.extend_from_slice(&build::bind(portal, &name, rest));
+                if statements.get(statement).is_some_and(|st| st.destroys) {
+                    server.prepared.clear();
+                }
                 return Outcome::Done;
             }
         }

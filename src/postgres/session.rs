@@ -239,6 +239,9 @@ impl PgSession {
                 self.report_lost(frame.tag());
                 continue;
             }
+            if self.flow.is_empty() && self.deallocate(&frame) {
+                continue;
+            }
             if self.lease.is_none() && self.flow.is_empty() && self.answer_locally(&frame) {
                 continue;
             }
@@ -313,6 +316,39 @@ impl PgSession {
             _ => return false,
         };
         self.to_client.extend_from_slice(&reply);
+        true
+    }
+
+    /// `DEALLOCATE name` / `DEALLOCATE ALL` in SQL (psycopg sends it when its statement cache
+    /// evicts) for statements the client prepared through the protocol: they exist on servers
+    /// under other names, so the proxy forgets them itself and answers. A name the client
+    /// never prepared that way (a SQL `PREPARE`) goes to the server.
+    fn deallocate(&mut self, frame: &throome_pgwire::Frame) -> bool {
+        if frame.tag() != msg::front::QUERY {
+            return false;
+        }
+        let Some(sql) = msg::query(frame.body()) else {
+            return false;
+        };
+        let Some(target) = super::statements::deallocate_target(sql) else {
+            return false;
+        };
+        let tag = match target {
+            None => {
+                self.statements.clear();
+                "DEALLOCATE ALL"
+            }
+            Some(name) if self.statements.get(&name).is_some() => {
+                self.statements.close(&name);
+                "DEALLOCATE"
+            }
+            Some(_) => return false,
+        };
+        let status = self.lease.as_ref().map_or(b'I', |l| l.server.status);
+        self.to_client
+            .extend_from_slice(&build::command_complete(tag));
+        self.to_client
+            .extend_from_slice(&build::ready_for_query(status));
         true
     }
 

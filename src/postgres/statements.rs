@@ -17,6 +17,8 @@ pub const MAX_PER_CLIENT: usize = 10_000;
 pub struct Statement {
     /// The server-side name.
     pub name: Bytes,
+    /// Running it drops the server's prepared statements (`DEALLOCATE`, `DISCARD`).
+    pub destroys: bool,
     /// The Parse message under that name, ready to send to any server.
     pub parse: Bytes,
 }
@@ -49,6 +51,7 @@ impl Statements {
         let statement = Arc::new(Statement {
             parse: build::parse(&name, query, rest),
             name,
+            destroys: destroys_statements(query),
         });
         self.by_client_name
             .insert(Bytes::copy_from_slice(client_name), statement.clone());
@@ -62,5 +65,70 @@ impl Statements {
     /// Close of a statement: the client's name goes; the server keeps its copy for reuse.
     pub fn close(&mut self, client_name: &[u8]) {
         self.by_client_name.remove(client_name);
+    }
+
+    pub fn clear(&mut self) {
+        self.by_client_name.clear();
+    }
+}
+
+/// SQL that drops prepared statements on the server it runs on (`DEALLOCATE`, `DISCARD`):
+/// after it, the proxy must prepare its statements there again.
+pub fn destroys_statements(sql: &[u8]) -> bool {
+    matches!(
+        throome_pgwire::msg::first_keyword(sql).as_str(),
+        "DEALLOCATE" | "DISCARD"
+    )
+}
+
+/// What a lone `DEALLOCATE [PREPARE] name|ALL` names: `Some(None)` for ALL, `Some(name)` for
+/// one statement (identifier rules: unquoted folds to lower case, "quoted" kept as is).
+pub fn deallocate_target(sql: &[u8]) -> Option<Option<Vec<u8>>> {
+    let text = std::str::from_utf8(throome_pgwire::msg::skip_blanks(sql)).ok()?;
+    let text = text.trim().trim_end_matches(';').trim_end();
+    let mut words = text.splitn(2, char::is_whitespace);
+    if !words.next()?.eq_ignore_ascii_case("deallocate") {
+        return None;
+    }
+    let mut rest = words.next()?.trim_start();
+    if let Some((first, after)) = rest.split_once(char::is_whitespace)
+        && first.eq_ignore_ascii_case("prepare")
+    {
+        rest = after.trim_start();
+    }
+    if rest.eq_ignore_ascii_case("all") {
+        return Some(None);
+    }
+    if let Some(quoted) = rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        return (!quoted.contains('"')).then(|| Some(quoted.as_bytes().to_vec()));
+    }
+    let plain = rest
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    (plain && !rest.is_empty()).then(|| Some(rest.to_ascii_lowercase().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deallocate_forms() {
+        assert_eq!(
+            deallocate_target(b"DEALLOCATE _pg3_0"),
+            Some(Some(b"_pg3_0".to_vec()))
+        );
+        assert_eq!(
+            deallocate_target(b"deallocate prepare \"S_1\";"),
+            Some(Some(b"S_1".to_vec()))
+        );
+        assert_eq!(deallocate_target(b"DEALLOCATE ALL"), Some(None));
+        assert_eq!(
+            deallocate_target(b"DEALLOCATE Foo"),
+            Some(Some(b"foo".to_vec()))
+        );
+        assert_eq!(deallocate_target(b"DEALLOCATE a; SELECT 1"), None);
+        assert_eq!(deallocate_target(b"SELECT 1"), None);
+        assert_eq!(deallocate_target(b"DEALLOCATE"), None);
     }
 }
