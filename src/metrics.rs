@@ -71,6 +71,7 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
     /// Redis Cluster redirects followed inside the proxy (`kind` is `moved` or `ask`).
     pub redirects: Family<ErrorLabels, Counter>,
+    pub pg: crate::postgres::metrics::PgMetrics,
 }
 
 impl Metrics {
@@ -121,7 +122,9 @@ impl Metrics {
             redirects.clone(),
         );
         registry.register_collector(Box::new(BackendCollector { snapshot }));
+        let pg = crate::postgres::metrics::PgMetrics::register(&mut registry);
         Metrics {
+            pg,
             registry,
             requests,
             duration,

@@ -35,10 +35,9 @@ async fn connect(port: u16, user: &str, password: &str) -> Result<Client, tokio_
 async fn scram_login_queries_and_wrong_password() {
     let pg = Postgres::start();
     let port = pg.port;
-    let (_gw, listen) =
-        tokio::task::spawn_blocking(move || pg_gateway(&[(port, "primary", 1)], ""))
-            .await
-            .unwrap();
+    let (gw, listen) = tokio::task::spawn_blocking(move || pg_gateway(&[(port, "primary", 1)], ""))
+        .await
+        .unwrap();
     let client = connect(listen, "alice", "wonderland").await.unwrap();
     let row = client.query_one("SELECT 1 + 1", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 2);
@@ -60,6 +59,21 @@ async fn scram_login_queries_and_wrong_password() {
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
     let err = connect(listen, "mallory", "x").await.err().unwrap();
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    // Per-user metrics: failures for both names, alice's queries and transactions.
+    let metrics = tokio::task::spawn_blocking(move || gw.metrics())
+        .await
+        .unwrap();
+    let value = |name: &str, user: &str| -> f64 {
+        let prefix = format!("{name}{{cluster=\"p\",service=\"db\",user=\"{user}\"}} ");
+        let line = metrics.lines().find(|l| l.starts_with(&prefix));
+        let line = line.unwrap_or_else(|| panic!("no {prefix} in {metrics}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert_eq!(value("throome_pg_auth_failures_total", "alice"), 1.0);
+    assert_eq!(value("throome_pg_auth_failures_total", "mallory"), 1.0);
+    assert!(value("throome_pg_queries_total", "alice") >= 5.0);
+    assert!(value("throome_pg_transactions_total", "alice") >= 4.0);
+    assert!(value("throome_pg_wait_seconds_count", "alice") >= 4.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

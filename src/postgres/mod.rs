@@ -9,6 +9,7 @@ mod frontend;
 mod hidden;
 mod io;
 mod lease;
+pub mod metrics;
 mod params;
 pub mod pool;
 pub mod probe;

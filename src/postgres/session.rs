@@ -15,6 +15,7 @@ use super::flow::{Action, Flow};
 use super::frontend::{self, Outcome};
 use super::io::{Wire, WireError};
 use super::lease::lease_error;
+use super::metrics::{ClientMetrics, UserLabels};
 use super::params;
 use super::pool::{Lease, PgPools};
 use super::startup::{self, Login, Opening};
@@ -46,9 +47,18 @@ pub async fn serve(session: Session, stream: TcpStream) {
         match tokio::time::timeout(LOGIN_TIMEOUT, startup::open(&mut client, &service)).await {
             Ok(Ok(Opening::Login(login))) => login,
             Ok(Ok(Opening::Refused(error))) => {
-                if error.windows(5).any(|w| w == b"28P01") {
-                    session.metrics.error(&service, "auth_failed");
-                }
+                let _ = client.send(&error).await;
+                return;
+            }
+            Ok(Ok(Opening::AuthFailed { user, error })) => {
+                session.metrics.error(&service, "auth_failed");
+                let labels = UserLabels::of(&service, &user);
+                session
+                    .metrics
+                    .pg
+                    .auth_failures
+                    .get_or_create(&labels)
+                    .inc();
                 let _ = client.send(&error).await;
                 return;
             }
@@ -68,7 +78,10 @@ pub async fn serve(session: Session, stream: TcpStream) {
         }
         return;
     }
+    let user_metrics =
+        ClientMetrics::of(&session.metrics.pg, &UserLabels::of(&service, &login.user));
     let mut s = PgSession {
+        user_metrics,
         metrics: session.metrics.clone(),
         cancel: Registration::new(),
         wanted: Vec::new(),
@@ -126,6 +139,8 @@ pub(super) struct PgSession {
     pub(super) skip_to_sync: bool,
     /// The server went away while the client had nothing outstanding; not told yet.
     pub(super) lost: bool,
+    /// Per-user counters and wait histogram.
+    pub(super) user_metrics: ClientMetrics,
     /// The lease carried client messages (a transaction to count when it is released).
     pub(super) served: bool,
     /// The pools this client used, by backend index.
@@ -400,6 +415,10 @@ impl PgSession {
     /// looked up once per client.
     pub(super) fn count(&mut self, what: &'static str) {
         let slot = usize::from(what == "transaction");
+        match slot {
+            1 => self.user_metrics.transactions.inc(),
+            _ => self.user_metrics.queries.inc(),
+        };
         let counter = self.counters[slot].get_or_insert_with(|| {
             let labels = crate::metrics::RequestLabels {
                 cluster: self.service.cluster.clone(),

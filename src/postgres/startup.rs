@@ -25,6 +25,11 @@ pub enum Opening {
     Done,
     /// Refused: this ErrorResponse is sent, then the connection closes.
     Refused(Bytes),
+    /// A wrong password or unknown user (counted per user), then as `Refused`.
+    AuthFailed {
+        user: String,
+        error: Bytes,
+    },
 }
 
 fn fatal(code: &str, text: &str) -> Opening {
@@ -98,10 +103,11 @@ async fn login(
     };
     let database = get("database").unwrap_or_else(|| user.clone());
     if !authenticate(client, service, &user).await? {
-        return Ok(fatal(
-            "28P01",
-            &format!("password authentication failed for user \"{user}\""),
-        ));
+        let text = format!("password authentication failed for user \"{user}\"");
+        return Ok(Opening::AuthFailed {
+            error: build::error("FATAL", "28P01", &text),
+            user,
+        });
     }
     let rest = params
         .into_iter()
