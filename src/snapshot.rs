@@ -63,6 +63,7 @@ pub struct ServiceSpec {
 pub struct PgSpec {
     pub pool_mode: crate::config::PoolMode,
     pub max_client_conn: usize,
+    pub min_pool_size: usize,
     pub query_wait_timeout: Duration,
     pub server_idle_timeout: Duration,
     pub server_lifetime: Duration,
@@ -298,6 +299,7 @@ fn resolve(
         pg: PgSpec {
             pool_mode: svc.pool_mode.unwrap_or_default(),
             max_client_conn: svc.max_client_conn.unwrap_or(10_000),
+            min_pool_size: svc.min_pool_size.unwrap_or(0),
             query_wait_timeout: svc
                 .query_wait_timeout
                 .map_or(Duration::from_secs(120), |t| t.0),

@@ -359,3 +359,60 @@ async fn a_server_holding_too_many_statements_is_replaced() {
         "the server with 1002 statements was closed, not reused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn min_pool_size_keeps_servers_open() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let extra = "    pool_size: 4\n    min_pool_size: 2\n    server_idle_timeout: 600\n";
+    let (_gw, listen) =
+        tokio::task::spawn_blocking(move || pg_gateway(&[(port, "primary", 1)], extra))
+            .await
+            .unwrap();
+    let c = connect(listen, "alice", "wonderland").await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    let admin = direct(port).await;
+    let count = "SELECT count(*) FROM pg_stat_activity \
+                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+    let mut open = 0;
+    for _ in 0..100 {
+        open = admin.query_one(count, &[]).await.unwrap().get::<_, i64>(0);
+        if open == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 2, "topped up to min_pool_size");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_servers_are_closed_after_server_idle_timeout() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let extra = "    server_idle_timeout: 1\n";
+    let (_gw, listen) =
+        tokio::task::spawn_blocking(move || pg_gateway(&[(port, "primary", 1)], extra))
+            .await
+            .unwrap();
+    let c = connect(listen, "alice", "wonderland").await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    let admin = direct(port).await;
+    let count = "SELECT count(*) FROM pg_stat_activity \
+                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+    assert_eq!(
+        admin.query_one(count, &[]).await.unwrap().get::<_, i64>(0),
+        1
+    );
+    let mut open = 1;
+    for _ in 0..100 {
+        open = admin.query_one(count, &[]).await.unwrap().get::<_, i64>(0);
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 0, "the idle server was closed");
+    // The client itself is unaffected: its next query gets a new server.
+    let row = c.query_one("SELECT 5", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 5);
+}

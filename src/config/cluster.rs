@@ -91,6 +91,8 @@ pub struct ServiceConfig {
     /// Postgres: most client connections at once (default 10000); more are refused with
     /// SQLSTATE 53300.
     pub max_client_conn: Option<usize>,
+    /// Postgres: server connections each pool keeps open even when idle (default 0).
+    pub min_pool_size: Option<usize>,
     /// Postgres: seconds a client waits for a free server connection before it gets SQLSTATE
     /// 53300 (default 120, as PgBouncer).
     pub query_wait_timeout: Option<Seconds>,

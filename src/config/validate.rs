@@ -122,9 +122,17 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "service `{name}`: pool_size must be 1..={max_pool}"
         ));
     }
+    if let (Some(min), size) = (s.min_pool_size, s.pool_size.unwrap_or(20))
+        && min > size
+    {
+        return Err(format!(
+            "service `{name}`: min_pool_size ({min}) is larger than pool_size ({size})"
+        ));
+    }
     let postgres_only = [
         ("pool_mode", s.pool_mode.is_some()),
         ("max_client_conn", s.max_client_conn.is_some()),
+        ("min_pool_size", s.min_pool_size.is_some()),
         ("query_wait_timeout", s.query_wait_timeout.is_some()),
         ("server_idle_timeout", s.server_idle_timeout.is_some()),
         ("server_lifetime", s.server_lifetime.is_some()),

@@ -84,6 +84,7 @@ impl PgSession {
             database,
         };
         let p = self.pools.pool(&key, self.service.spec.pool_size);
+        super::maintain::start(&self.service, &p);
         if self.pool_cache.len() <= index {
             self.pool_cache.resize(index + 1, None);
         }

@@ -9,6 +9,7 @@ mod frontend;
 mod hidden;
 mod io;
 mod lease;
+mod maintain;
 pub mod metrics;
 mod params;
 pub mod pool;

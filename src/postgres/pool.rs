@@ -34,9 +34,37 @@ pub struct Pool {
     permits: Arc<Semaphore>,
     size: usize,
     pub waiting: AtomicUsize,
+    upkeep: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
+    /// True for the first caller only: who starts this pool's upkeep task.
+    pub fn claim_upkeep(&self) -> bool {
+        !self.upkeep.swap(true, Ordering::AcqRel)
+    }
+
+    /// Connections open: lent out plus idle.
+    pub fn open_count(&self) -> usize {
+        let (in_use, idle, _) = self.counts();
+        in_use + idle
+    }
+
+    pub fn add_idle(&self, server: Server) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(server);
+        }
+    }
+
+    /// Closes idle connections past their idle timeout or lifetime.
+    pub fn close_expired(&self, pg: &crate::snapshot::PgSpec) {
+        let now = Instant::now();
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|s| {
+                now.duration_since(s.idle_since) <= pg.server_idle_timeout
+                    && now.duration_since(s.created) <= pg.server_lifetime
+            });
+        }
+    }
     /// (in use, idle, waiting clients), for the admin console and metrics.
     pub fn counts(&self) -> (usize, usize, usize) {
         let idle = self.idle.lock().map_or(0, |i| i.len());
@@ -116,6 +144,7 @@ fn new_pool(key: &PoolKey, size: usize) -> Pool {
         permits: Arc::new(Semaphore::new(size)),
         size,
         waiting: AtomicUsize::new(0),
+        upkeep: std::sync::atomic::AtomicBool::new(false),
     }
 }
 

@@ -1,0 +1,51 @@
+//! Pool upkeep, once a second per pool while its service runtime lives: idle connections
+//! past `server_idle_timeout` or `server_lifetime` are closed, and the pool is topped up to
+//! `min_pool_size` open connections (PgBouncer's `min_pool_size`), so the first clients after
+//! a quiet spell do not pay for logins.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::pool::Pool;
+use crate::snapshot::ServiceRuntime;
+
+const PERIOD: Duration = Duration::from_secs(1);
+
+/// Starts the upkeep of `pool` (once per pool).
+pub fn start(service: &Arc<ServiceRuntime>, pool: &Arc<Pool>) {
+    if !pool.claim_upkeep() {
+        return;
+    }
+    let (service, pool) = (Arc::downgrade(service), Arc::downgrade(pool));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(PERIOD).await;
+            if !tend(&service, &pool).await {
+                return;
+            }
+        }
+    });
+}
+
+/// One round; false once the service or the pool is gone (reloaded away).
+async fn tend(service: &Weak<ServiceRuntime>, pool: &Weak<Pool>) -> bool {
+    let (Some(service), Some(pool)) = (service.upgrade(), pool.upgrade()) else {
+        return false;
+    };
+    pool.close_expired(&service.spec.pg);
+    let want = service.spec.pg.min_pool_size;
+    let Some(backend) = service.backends.get(pool.key.backend).cloned() else {
+        return false;
+    };
+    while pool.open_count() < want && backend.is_up() {
+        let (user, database) = (pool.key.user.as_str(), pool.key.database.as_str());
+        match super::upstream::connect(&service, backend.clone(), user, database).await {
+            Ok(server) => pool.add_idle(server),
+            Err(e) => {
+                tracing::debug!(error = %e, "min_pool_size: cannot open a server connection");
+                break;
+            }
+        }
+    }
+    true
+}
