@@ -204,6 +204,25 @@ fn the_admin_console_shows_pools_and_pauses() {
     );
     let bad = text(&console(&["-c", "DROP TABLE x"]));
     assert!(bad.contains("unknown console command"), "{bad}");
+    // SHOW CLIENTS and SHOW SERVERS while a client runs a query: linked to each other.
+    let sleeper = std::thread::spawn(move || {
+        tool(
+            "psql",
+            listen,
+            &["-d", "postgres", "-X", "-c", "SELECT pg_sleep(3)"],
+            "",
+        )
+    });
+    let active = common::eventually(std::time::Duration::from_secs(10), || {
+        text(&console(&["-c", "SHOW CLIENTS"])).contains(",alice,postgres,active,127.0.0.1,")
+    });
+    assert!(active, "{}", text(&console(&["-c", "SHOW CLIENTS"])));
+    let servers = text(&console(&["-c", "SHOW SERVERS"]));
+    assert!(
+        servers.contains(&format!("S,alice,postgres,active,127.0.0.1:{},", pg.port)),
+        "{servers}"
+    );
+    assert!(sleeper.join().unwrap().status.success());
     // PAUSE: a query waits (here until psql's statement gives up); RESUME lets it through.
     assert!(console(&["-c", "PAUSE"]).status.success());
     let waiting = std::thread::spawn(move || {

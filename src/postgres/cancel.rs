@@ -22,6 +22,42 @@ pub struct Target {
 struct Entry {
     key: [u8; 4],
     target: Arc<Mutex<Option<Target>>>,
+    info: Arc<ClientInfo>,
+}
+
+/// Who a client is, for the admin console's SHOW CLIENTS and SHOW SERVERS.
+pub struct ClientInfo {
+    /// `cluster/service`.
+    pub service: String,
+    pub user: String,
+    pub database: String,
+    pub peer: std::net::SocketAddr,
+    pub since: std::time::SystemTime,
+}
+
+/// A connected client as the console lists it.
+pub struct ClientRow {
+    pub pid: i32,
+    pub info: Arc<ClientInfo>,
+    pub server: Option<Target>,
+}
+
+/// The clients of one service (`cluster/service`).
+pub fn clients_of(service: &str) -> Vec<ClientRow> {
+    let Ok(r) = REGISTRY.lock() else {
+        return Vec::new();
+    };
+    let mut rows: Vec<ClientRow> = r
+        .iter()
+        .filter(|(_, e)| e.info.service == service)
+        .map(|(pid, e)| ClientRow {
+            pid: *pid,
+            info: e.info.clone(),
+            server: e.target.lock().ok().and_then(|t| t.clone()),
+        })
+        .collect();
+    rows.sort_by_key(|r| r.pid);
+    rows
 }
 
 static REGISTRY: LazyLock<Mutex<HashMap<i32, Entry>>> = LazyLock::new(Default::default);
@@ -35,7 +71,7 @@ pub struct Registration {
 }
 
 impl Registration {
-    pub fn new() -> Registration {
+    pub fn new(info: ClientInfo) -> Registration {
         let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) & i32::MAX;
         let mut key = [0u8; 4];
         let _ = getrandom::fill(&mut key);
@@ -46,6 +82,7 @@ impl Registration {
                 Entry {
                     key,
                     target: target.clone(),
+                    info: Arc::new(info),
                 },
             );
         }

@@ -1,14 +1,13 @@
 //! The admin console: connecting to the virtual database `throome` as one of the service's
 //! `auth.admin_users` gives PgBouncer-style commands over the simple query protocol:
-//! `SHOW POOLS`, `SHOW STATS`, `SHOW CONFIG`, `SHOW CLIENTS` (a count), `PAUSE`, `RESUME`
+//! `SHOW POOLS`, `SHOW STATS`, `SHOW CONFIG`, `SHOW CLIENTS`, `SHOW SERVERS`, `PAUSE`, `RESUME`
 //! ([PgBouncer's console](https://www.pgbouncer.org/usage.html#admin-console)).
-
-use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 
 use throome_pgwire::{build, msg};
 
+use super::cancel;
 use super::io::Wire;
 use super::pool::PgPools;
 use crate::metrics::{Metrics, RequestLabels};
@@ -157,10 +156,8 @@ fn answer(
             .collect();
             table(&["key", "value", "changeable"], &rows, "SHOW", out);
         }
-        ["SHOW", "CLIENTS"] => {
-            let n = pools.clients.load(Ordering::Relaxed).to_string();
-            table(&["connected_clients"], &[vec![n]], "SHOW", out);
-        }
+        ["SHOW", "CLIENTS"] => show_clients(service, out),
+        ["SHOW", "SERVERS"] => show_servers(service, pools, out),
         ["PAUSE"] => {
             pools.pause(true);
             out.extend_from_slice(&build::command_complete("PAUSE"));
@@ -172,11 +169,98 @@ fn answer(
         _ => {
             let text = format!(
                 "unknown console command {sql:?}: try SHOW POOLS, SHOW STATS, SHOW CONFIG, \
-                 SHOW CLIENTS, PAUSE, RESUME (reload: SIGHUP or POST /api/v1/reload)"
+                 SHOW CLIENTS, SHOW SERVERS, PAUSE, RESUME (reload: SIGHUP or POST /api/v1/reload)"
             );
             out.extend_from_slice(&build::error("ERROR", "42601", &text));
         }
     }
+}
+
+/// PgBouncer's SHOW CLIENTS columns that apply: one row per connected client.
+fn show_clients(service: &ServiceRuntime, out: &mut BytesMut) {
+    let rows: Vec<Vec<String>> = cancel::clients_of(&service_key(service))
+        .into_iter()
+        .map(|c| {
+            let since = c
+                .info
+                .since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            vec![
+                "C".into(),
+                c.info.user.clone(),
+                c.info.database.clone(),
+                if c.server.is_some() { "active" } else { "idle" }.into(),
+                c.info.peer.ip().to_string(),
+                c.info.peer.port().to_string(),
+                since.to_string(),
+                c.pid.to_string(),
+                c.server.map(|s| s.pid.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let cols = [
+        "type",
+        "user",
+        "database",
+        "state",
+        "addr",
+        "port",
+        "connect_time",
+        "pid",
+        "link",
+    ];
+    table(&cols, &rows, "SHOW", out);
+}
+
+/// Server connections: those lent to a client (active, linked to it) and the idle ones.
+fn show_servers(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for c in cancel::clients_of(&service_key(service)) {
+        if let Some(s) = &c.server {
+            rows.push(vec![
+                "S".into(),
+                c.info.user.clone(),
+                c.info.database.clone(),
+                "active".into(),
+                s.backend.address(),
+                s.pid.to_string(),
+                c.pid.to_string(),
+            ]);
+        }
+    }
+    for pool in pools.all() {
+        let address = service
+            .backends
+            .get(pool.key.backend)
+            .map(|b| b.address())
+            .unwrap_or_default();
+        for pid in pool.idle_pids() {
+            rows.push(vec![
+                "S".into(),
+                pool.key.user.clone(),
+                pool.key.database.clone(),
+                "idle".into(),
+                address.clone(),
+                pid.to_string(),
+                String::new(),
+            ]);
+        }
+    }
+    let cols = [
+        "type",
+        "user",
+        "database",
+        "state",
+        "server",
+        "backend_pid",
+        "link",
+    ];
+    table(&cols, &rows, "SHOW", out);
+}
+
+fn service_key(service: &ServiceRuntime) -> String {
+    format!("{}/{}", service.cluster, service.name)
 }
 
 fn pool_mode(service: &ServiceRuntime) -> &'static str {

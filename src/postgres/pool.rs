@@ -49,6 +49,14 @@ impl Pool {
         in_use + idle
     }
 
+    /// Process ids of the idle connections, for SHOW SERVERS.
+    pub fn idle_pids(&self) -> Vec<i32> {
+        self.idle
+            .lock()
+            .map(|i| i.iter().map(|s| s.pid).collect())
+            .unwrap_or_default()
+    }
+
     pub fn add_idle(&self, server: Server) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(server);

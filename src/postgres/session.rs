@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 use throome_pgwire::{build, msg};
 
-use super::cancel::Registration;
+use super::cancel::{ClientInfo, Registration};
 use super::flow::{Action, Flow};
 use super::frontend::{self, Outcome};
 use super::io::{Wire, WireError};
@@ -83,7 +83,13 @@ pub async fn serve(session: Session, stream: TcpStream) {
     let mut s = PgSession {
         user_metrics,
         metrics: session.metrics.clone(),
-        cancel: Registration::new(),
+        cancel: Registration::new(ClientInfo {
+            service: format!("{}/{}", service.cluster, service.name),
+            user: login.user.clone(),
+            database: login.database.clone(),
+            peer: session.peer,
+            since: std::time::SystemTime::now(),
+        }),
         wanted: Vec::new(),
         statements: Statements::default(),
         flow: Flow::default(),
