@@ -310,6 +310,9 @@ async fn read_write_split_sends_plain_reads_to_the_replica() {
     let (p, r) = (p as i32, r as i32);
     let c = connect(listen, "alice", "any").await.unwrap();
     assert_eq!(server_port(&c, "SELECT inet_server_port()").await, r);
+    // The extended protocol too (tokio-postgres prepares, then binds).
+    let row = c.query_one("SELECT inet_server_port()", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), r);
     c.simple_query("CREATE SEQUENCE s").await.unwrap();
     let volatile = "SELECT nextval('s') * 0 + inet_server_port()";
     assert_eq!(server_port(&c, volatile).await, p, "nextval writes");

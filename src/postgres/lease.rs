@@ -39,7 +39,10 @@ impl PgSession {
         first: Option<throome_pgwire::Frame>,
     ) -> Result<(), LeaseError> {
         let read_only = self.service.spec.pg.read_write_split
-            && first.as_ref().is_some_and(super::split::is_read_only);
+            && first
+                .as_ref()
+                .and_then(|f| super::split::first_sql(f, &self.statements))
+                .is_some_and(|sql| super::split::is_read_only(&sql));
         let Some(backend) = self.service.choose_tiered(read_only, &[]) else {
             return Err(LeaseError::Server(ServerError::Connect(
                 self.service.name.clone(),
