@@ -67,6 +67,7 @@ impl Gateway {
             metrics: Arc::new(Metrics::new(snapshot.clone())),
             snapshot,
             conn_limit: Arc::new(Semaphore::new(config.gateway.max_connections.max(1))),
+            gateway: std::sync::OnceLock::new(),
         });
         let gw = Arc::new(Gateway {
             gateway_file: gateway_file.to_path_buf(),
@@ -76,6 +77,7 @@ impl Gateway {
             running: Mutex::new(Running::default()),
             ready: AtomicBool::new(false),
         });
+        let _ = gw.shared.gateway.set(Arc::downgrade(&gw));
         gw.reload("startup").await?;
         gw.ready.store(true, Ordering::Release);
         Ok(gw)

@@ -24,6 +24,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Caps client connections across all listeners (`gateway.max_connections`).
     pub conn_limit: Arc<Semaphore>,
+    /// The gateway itself, for adapters that trigger a reload (the Postgres console).
+    pub gateway: std::sync::OnceLock<std::sync::Weak<crate::gateway::Gateway>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -156,6 +158,7 @@ impl AcceptLoop {
                 metrics: self.shared.metrics.clone(),
                 peer,
                 hard_stop: self.hard_stop.clone(),
+                gateway: self.shared.gateway.get().cloned().unwrap_or_default(),
             };
             self.tracker.spawn(async move {
                 session::run(session, stream).await;

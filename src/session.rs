@@ -18,6 +18,8 @@ pub struct Session {
     pub peer: SocketAddr,
     /// Cancelled when a drain deadline passes: the adapter drops the connection.
     pub hard_stop: CancellationToken,
+    /// The gateway, for a reload asked for in-protocol (the Postgres console's RELOAD).
+    pub gateway: std::sync::Weak<crate::gateway::Gateway>,
 }
 
 pub async fn run(session: Session, client: TcpStream) {

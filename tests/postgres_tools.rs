@@ -168,7 +168,12 @@ fn the_admin_console_shows_pools_and_pauses() {
         extra,
         "",
     );
-    let _gw = Throome::start(&[("p", &yaml)]);
+    // No file watching: only the console's RELOAD reads the changed file.
+    let opts = common::gateway::Options {
+        watch: false,
+        ..Default::default()
+    };
+    let gw = Throome::start_with(&[("p", &yaml)], opts);
     let run = tool(
         "psql",
         listen,
@@ -238,6 +243,17 @@ fn the_admin_console_shows_pools_and_pauses() {
     assert!(console(&["-c", "RESUME"]).status.success());
     let done = waiting.join().unwrap();
     assert!(text(&done).contains("after resume"), "{}", text(&done));
+    // RELOAD: the changed file is read (new connections see it); a broken one is refused
+    // and the running configuration stays.
+    gw.write_cluster("p", &yaml.replace("pool_size: 3", "pool_size: 5"));
+    let reload = console(&["-c", "RELOAD"]);
+    assert!(text(&reload).contains("RELOAD"), "{}", text(&reload));
+    let config = text(&console(&["-c", "SHOW CONFIG"]));
+    assert!(config.contains("pool_size,5,yes"), "{config}");
+    gw.write_cluster("p", &yaml.replace("pool_size: 3", "pool_size: many"));
+    let broken = text(&console(&["-c", "RELOAD"]));
+    assert!(broken.contains("reload failed"), "{broken}");
+    assert!(text(&console(&["-c", "SHOW CONFIG"])).contains("pool_size,5,yes"));
     // Only admin users get in.
     let mut bob = Command::new(pg_bin("psql"))
         .args([

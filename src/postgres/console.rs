@@ -1,6 +1,6 @@
 //! The admin console: connecting to the virtual database `throome` as one of the service's
 //! `auth.admin_users` gives PgBouncer-style commands over the simple query protocol:
-//! `SHOW POOLS`, `SHOW STATS`, `SHOW CONFIG`, `SHOW CLIENTS`, `SHOW SERVERS`, `PAUSE`, `RESUME`
+//! `SHOW POOLS`, `SHOW STATS`, `SHOW CONFIG`, `SHOW CLIENTS`, `SHOW SERVERS`, `PAUSE`, `RESUME`, `RELOAD`
 //! ([PgBouncer's console](https://www.pgbouncer.org/usage.html#admin-console)).
 
 use bytes::BytesMut;
@@ -15,163 +15,177 @@ use crate::snapshot::ServiceRuntime;
 
 pub const DATABASE: &str = "throome";
 
-/// Serves console commands until the client leaves.
-pub async fn serve(
-    client: &mut Wire,
-    service: &ServiceRuntime,
-    pools: &PgPools,
-    metrics: &Metrics,
-) {
-    let mut out = BytesMut::new();
-    for (name, value) in [
-        ("server_version", "16.0 (Throome console)"),
-        ("client_encoding", "UTF8"),
-        ("DateStyle", "ISO"),
-        ("standard_conforming_strings", "on"),
-    ] {
-        out.extend_from_slice(&build::parameter_status(name.as_bytes(), value.as_bytes()));
-    }
-    out.extend_from_slice(&build::backend_key_data(0, &[0; 4]));
-    out.extend_from_slice(&build::ready_for_query(b'I'));
-    let mut skip_to_sync = false;
-    loop {
-        if client.send(&out).await.is_err() {
-            return;
-        }
-        out.clear();
-        let Ok(frame) = client.frame().await else {
-            return;
-        };
-        match frame.tag() {
-            msg::front::TERMINATE => return,
-            msg::front::QUERY => {
-                let sql = msg::query(frame.body()).unwrap_or_default();
-                let text = String::from_utf8_lossy(sql);
-                answer(&text, service, pools, metrics, &mut out);
-                out.extend_from_slice(&build::ready_for_query(b'I'));
-            }
-            msg::front::SYNC if skip_to_sync => {
-                skip_to_sync = false;
-                out.extend_from_slice(&build::ready_for_query(b'I'));
-            }
-            _ if skip_to_sync => {}
-            _ => {
-                let text = "the admin console takes simple queries only";
-                out.extend_from_slice(&build::error("ERROR", "0A000", text));
-                skip_to_sync = true;
-            }
-        }
-    }
+/// What the console reads and acts on.
+pub struct Console<'a> {
+    pub service: &'a ServiceRuntime,
+    pub pools: &'a PgPools,
+    pub metrics: &'a Metrics,
+    pub gateway: &'a std::sync::Weak<crate::gateway::Gateway>,
 }
 
-fn answer(
-    sql: &str,
-    service: &ServiceRuntime,
-    pools: &PgPools,
-    metrics: &Metrics,
-    out: &mut BytesMut,
-) {
-    let words: Vec<String> = sql
-        .trim()
-        .trim_end_matches(';')
-        .split_whitespace()
-        .map(str::to_ascii_uppercase)
-        .collect();
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    match words.as_slice() {
-        ["SHOW", "POOLS"] => {
-            let rows: Vec<Vec<String>> = pools
-                .all()
-                .iter()
-                .map(|p| {
-                    let (in_use, idle, waiting) = p.counts();
-                    let backend = service
-                        .backends
-                        .get(p.key.backend)
-                        .map(|b| b.address())
-                        .unwrap_or_default();
-                    vec![
-                        p.key.database.clone(),
-                        p.key.user.clone(),
-                        in_use.to_string(),
-                        waiting.to_string(),
-                        in_use.to_string(),
-                        idle.to_string(),
-                        backend,
-                        pool_mode(service).into(),
-                    ]
-                })
-                .collect();
-            let cols = [
-                "database",
-                "user",
-                "cl_active",
-                "cl_waiting",
-                "sv_active",
-                "sv_idle",
-                "server",
-                "pool_mode",
-            ];
-            table(&cols, &rows, "SHOW", out);
+impl Console<'_> {
+    /// Serves console commands until the client leaves.
+    pub async fn serve(&self, client: &mut Wire) {
+        let mut out = BytesMut::new();
+        for (name, value) in [
+            ("server_version", "16.0 (Throome console)"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO"),
+            ("standard_conforming_strings", "on"),
+        ] {
+            out.extend_from_slice(&build::parameter_status(name.as_bytes(), value.as_bytes()));
         }
-        ["SHOW", "STATS"] => {
-            let count = |what: &str| {
-                let labels = RequestLabels {
-                    cluster: service.cluster.clone(),
-                    service: service.name.clone(),
-                    command: what.to_string(),
-                };
-                metrics.requests.get_or_create(&labels).get().to_string()
+        out.extend_from_slice(&build::backend_key_data(0, &[0; 4]));
+        out.extend_from_slice(&build::ready_for_query(b'I'));
+        let mut skip_to_sync = false;
+        loop {
+            if client.send(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+            let Ok(frame) = client.frame().await else {
+                return;
             };
-            let row = vec![service.name.clone(), count("transaction"), count("query")];
-            table(
-                &["database", "total_xact_count", "total_query_count"],
-                &[row],
-                "SHOW",
-                out,
-            );
+            match frame.tag() {
+                msg::front::TERMINATE => return,
+                msg::front::QUERY => {
+                    let sql = msg::query(frame.body()).unwrap_or_default();
+                    let text = String::from_utf8_lossy(sql);
+                    self.answer(&text, &mut out).await;
+                    out.extend_from_slice(&build::ready_for_query(b'I'));
+                }
+                msg::front::SYNC if skip_to_sync => {
+                    skip_to_sync = false;
+                    out.extend_from_slice(&build::ready_for_query(b'I'));
+                }
+                _ if skip_to_sync => {}
+                _ => {
+                    let text = "the admin console takes simple queries only";
+                    out.extend_from_slice(&build::error("ERROR", "0A000", text));
+                    skip_to_sync = true;
+                }
+            }
         }
-        ["SHOW", "CONFIG"] => {
-            let pg = &service.spec.pg;
-            let rows: Vec<Vec<String>> = [
-                ("pool_mode", pool_mode(service).to_string()),
-                ("pool_size", service.spec.pool_size.to_string()),
-                ("max_client_conn", pg.max_client_conn.to_string()),
-                (
-                    "query_wait_timeout",
-                    pg.query_wait_timeout.as_secs_f64().to_string(),
-                ),
-                (
-                    "server_idle_timeout",
-                    pg.server_idle_timeout.as_secs_f64().to_string(),
-                ),
-                (
-                    "server_lifetime",
-                    pg.server_lifetime.as_secs_f64().to_string(),
-                ),
-                ("read_write_split", pg.read_write_split.to_string()),
-            ]
-            .into_iter()
-            .map(|(k, v)| vec![k.to_string(), v, "yes".to_string()])
+    }
+
+    async fn answer(&self, sql: &str, out: &mut BytesMut) {
+        let (service, pools, metrics) = (self.service, self.pools, self.metrics);
+        let words: Vec<String> = sql
+            .trim()
+            .trim_end_matches(';')
+            .split_whitespace()
+            .map(str::to_ascii_uppercase)
             .collect();
-            table(&["key", "value", "changeable"], &rows, "SHOW", out);
-        }
-        ["SHOW", "CLIENTS"] => show_clients(service, out),
-        ["SHOW", "SERVERS"] => show_servers(service, pools, out),
-        ["PAUSE"] => {
-            pools.pause(true);
-            out.extend_from_slice(&build::command_complete("PAUSE"));
-        }
-        ["RESUME"] => {
-            pools.pause(false);
-            out.extend_from_slice(&build::command_complete("RESUME"));
-        }
-        _ => {
-            let text = format!(
-                "unknown console command {sql:?}: try SHOW POOLS, SHOW STATS, SHOW CONFIG, \
-                 SHOW CLIENTS, SHOW SERVERS, PAUSE, RESUME (reload: SIGHUP or POST /api/v1/reload)"
-            );
-            out.extend_from_slice(&build::error("ERROR", "42601", &text));
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        match words.as_slice() {
+            ["SHOW", "POOLS"] => {
+                let rows: Vec<Vec<String>> = pools
+                    .all()
+                    .iter()
+                    .map(|p| {
+                        let (in_use, idle, waiting) = p.counts();
+                        let backend = service
+                            .backends
+                            .get(p.key.backend)
+                            .map(|b| b.address())
+                            .unwrap_or_default();
+                        vec![
+                            p.key.database.clone(),
+                            p.key.user.clone(),
+                            in_use.to_string(),
+                            waiting.to_string(),
+                            in_use.to_string(),
+                            idle.to_string(),
+                            backend,
+                            pool_mode(service).into(),
+                        ]
+                    })
+                    .collect();
+                let cols = [
+                    "database",
+                    "user",
+                    "cl_active",
+                    "cl_waiting",
+                    "sv_active",
+                    "sv_idle",
+                    "server",
+                    "pool_mode",
+                ];
+                table(&cols, &rows, "SHOW", out);
+            }
+            ["SHOW", "STATS"] => {
+                let count = |what: &str| {
+                    let labels = RequestLabels {
+                        cluster: service.cluster.clone(),
+                        service: service.name.clone(),
+                        command: what.to_string(),
+                    };
+                    metrics.requests.get_or_create(&labels).get().to_string()
+                };
+                let row = vec![service.name.clone(), count("transaction"), count("query")];
+                table(
+                    &["database", "total_xact_count", "total_query_count"],
+                    &[row],
+                    "SHOW",
+                    out,
+                );
+            }
+            ["SHOW", "CONFIG"] => {
+                let pg = &service.spec.pg;
+                let rows: Vec<Vec<String>> = [
+                    ("pool_mode", pool_mode(service).to_string()),
+                    ("pool_size", service.spec.pool_size.to_string()),
+                    ("max_client_conn", pg.max_client_conn.to_string()),
+                    (
+                        "query_wait_timeout",
+                        pg.query_wait_timeout.as_secs_f64().to_string(),
+                    ),
+                    (
+                        "server_idle_timeout",
+                        pg.server_idle_timeout.as_secs_f64().to_string(),
+                    ),
+                    (
+                        "server_lifetime",
+                        pg.server_lifetime.as_secs_f64().to_string(),
+                    ),
+                    ("read_write_split", pg.read_write_split.to_string()),
+                ]
+                .into_iter()
+                .map(|(k, v)| vec![k.to_string(), v, "yes".to_string()])
+                .collect();
+                table(&["key", "value", "changeable"], &rows, "SHOW", out);
+            }
+            ["SHOW", "CLIENTS"] => show_clients(service, out),
+            ["SHOW", "SERVERS"] => show_servers(service, pools, out),
+            ["PAUSE"] => {
+                pools.pause(true);
+                out.extend_from_slice(&build::command_complete("PAUSE"));
+            }
+            ["RESUME"] => {
+                pools.pause(false);
+                out.extend_from_slice(&build::command_complete("RESUME"));
+            }
+            ["RELOAD"] => match self.gateway.upgrade() {
+                Some(gw) => match gw.reload("console").await {
+                    Ok(_) => out.extend_from_slice(&build::command_complete("RELOAD")),
+                    Err(e) => {
+                        let text = format!("reload failed, the running configuration stays: {e}");
+                        out.extend_from_slice(&build::error("ERROR", "F0000", &text));
+                    }
+                },
+                None => out.extend_from_slice(&build::error(
+                    "ERROR",
+                    "55000",
+                    "the gateway is shutting down",
+                )),
+            },
+            _ => {
+                let text = format!(
+                    "unknown console command {sql:?}: try SHOW POOLS, SHOW STATS, SHOW CONFIG, \
+                 SHOW CLIENTS, SHOW SERVERS, PAUSE, RESUME, RELOAD"
+                );
+                out.extend_from_slice(&build::error("ERROR", "42601", &text));
+            }
         }
     }
 }

@@ -71,7 +71,13 @@ pub async fn serve(session: Session, stream: TcpStream) {
             .as_ref()
             .is_some_and(|a| a.admin_users.contains(&login.user));
         if admin {
-            super::console::serve(&mut client, &service, &pools, &session.metrics).await;
+            let console = super::console::Console {
+                service: &service,
+                pools: &pools,
+                metrics: &session.metrics,
+                gateway: &session.gateway,
+            };
+            console.serve(&mut client).await;
         } else {
             let text = format!("user \"{}\" may not use the admin console", login.user);
             let _ = client.send(&build::error("FATAL", "42501", &text)).await;
