@@ -278,3 +278,59 @@ fn the_admin_console_shows_pools_and_pauses() {
         "{out}"
     );
 }
+
+#[test]
+fn psql_ctrl_c_cancels_the_running_query() {
+    let pg = Postgres::start();
+    let (_gw, listen) = gateway(&pg, 2);
+    let psql = Command::new(pg_bin("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &listen.to_string(),
+            "-U",
+            "alice",
+            "-d",
+            "postgres",
+        ])
+        .args(["-X", "-c", "SELECT pg_sleep(30)"])
+        .env("PGPASSWORD", "wonderland")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ctrl-C once the server runs it.
+    let running = common::eventually(std::time::Duration::from_secs(10), || {
+        let out = Command::new(pg_bin("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg.port.to_string(),
+                "-U",
+                "postgres",
+                "-At",
+                "-c",
+            ])
+            .arg("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    });
+    assert!(running);
+    let _ = Command::new("kill")
+        .args(["-INT", &psql.id().to_string()])
+        .status();
+    let started = std::time::Instant::now();
+    let out = psql.wait_with_output().unwrap();
+    let all = text(&out);
+    assert!(
+        all.contains("canceling statement due to user request"),
+        "{all}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "cancelled, not finished"
+    );
+}

@@ -1,7 +1,8 @@
 //! Bytes real clients and a real server exchanged (captured with
 //! `protocols/resp/gen/capture.py`, a plain TCP relay, in front of PostgreSQL 15): psql with
 //! `sslmode=prefer` (SSLRequest, simple queries, COPY FROM STDIN), pgbench `-M prepared` and
-//! `-M extended` (libpq's extended protocol). Every byte must frame, in both directions.
+//! `-M extended` (libpq's extended protocol), tokio-postgres 0.7 (named statement prepared
+//! with Describe, then bound; a batch). Every byte must frame, in both directions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::BytesMut;
@@ -125,4 +126,37 @@ fn pgbench_extended_protocol_in_both_modes() {
             "ParseComplete, BindComplete"
         );
     }
+}
+
+#[test]
+fn tokio_postgres_prepare_bind_and_batch() {
+    let conns = client_connections(golden("tokio_postgres.req"));
+    assert_eq!(conns.len(), 1);
+    let (startups, frames) = &conns[0];
+    assert_eq!(startups.len(), 1, "NoTls: no SSLRequest");
+    assert_eq!(startups[0].param("client_encoding"), Some("UTF8"));
+    assert_eq!(startups[0].param("application_name"), Some("golden"));
+    let tags: Vec<u8> = frames.iter().map(Frame::tag).collect();
+    let text = String::from_utf8_lossy(&tags).to_string();
+    // prepare: Parse + Describe statement + Sync; query: Bind + Execute + Sync; a simple
+    // query; Terminate.
+    assert_eq!(text, "PDSBESQX");
+    let parse = frames.iter().find(|f| f.tag() == b'P').unwrap();
+    let (name, query, _) = msg::parse(parse.body()).unwrap();
+    assert!(!name.is_empty(), "tokio-postgres names its statements");
+    assert_eq!(query, b"SELECT $1::int4 + 1");
+    let describe = frames.iter().find(|f| f.tag() == b'D').unwrap();
+    assert_eq!(msg::target(describe.body()), Some((b'S', name)));
+    let bind = frames.iter().find(|f| f.tag() == b'B').unwrap();
+    assert_eq!(msg::bind(bind.body()).map(|b| b.1), Some(name));
+    let server = server_tags(golden("tokio_postgres.rep"));
+    assert!(
+        server.starts_with(b"R"),
+        "{:?}",
+        String::from_utf8_lossy(&server)
+    );
+    assert!(
+        server.windows(2).any(|w| w == b"1t"),
+        "ParseComplete, ParameterDescription"
+    );
 }
