@@ -419,3 +419,86 @@ async fn idle_servers_are_closed_after_server_idle_timeout() {
     let row = c.query_one("SELECT 5", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 5);
 }
+
+/// Makes the server ask for passwords: `scram_user` (SCRAM-SHA-256), `md5_user` (md5) and
+/// `clear_user` (cleartext),
+/// through pg_hba.conf rules in front of the harness's `trust` default.
+async fn require_passwords(admin: &Client) {
+    admin
+        .batch_execute(
+            "SET password_encryption = 'scram-sha-256'; \
+             CREATE ROLE scram_user LOGIN PASSWORD 'scram-pw'; \
+             CREATE ROLE clear_user LOGIN PASSWORD 'clear-pw'; \
+             SET password_encryption = 'md5'; \
+             CREATE ROLE md5_user LOGIN PASSWORD 'md5-pw';",
+        )
+        .await
+        .unwrap();
+    let hba: String = admin.query_one("SHOW hba_file", &[]).await.unwrap().get(0);
+    let old = std::fs::read_to_string(&hba).unwrap();
+    let rules =
+        "host all scram_user 127.0.0.1/32 scram-sha-256\nhost all md5_user 127.0.0.1/32 md5\n";
+    std::fs::write(&hba, format!("{rules}{old}")).unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_logs_in_to_servers_with_scram_and_md5() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    require_passwords(&direct(port).await).await;
+    for (user, password) in [
+        ("scram_user", "scram-pw"),
+        ("md5_user", "md5-pw"),
+        ("clear_user", "clear-pw"),
+    ] {
+        let extra = format!(
+            "    username: {user}\n    password: {password}\n    database: postgres\n    auth:\n      users: {{ alice: wonderland }}\n"
+        );
+        let (gw, listen) = tokio::task::spawn_blocking(move || {
+            let listen = free_port();
+            let yaml = cluster_of(
+                "postgres",
+                "b",
+                "db",
+                listen,
+                &[(port, "primary", 1)],
+                &extra,
+                "",
+            );
+            (Throome::start(&[("b", &yaml)]), listen)
+        })
+        .await
+        .unwrap();
+        let c = connect(listen, "alice", "wonderland").await.unwrap();
+        let who: String = c
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(who, user);
+        drop(gw);
+    }
+    // A wrong backend password: the client gets the server's own 28P01.
+    let extra = "    username: scram_user\n    password: wrong\n    database: postgres\n    auth:\n      users: { alice: wonderland }\n";
+    let (_gw, listen) = tokio::task::spawn_blocking(move || {
+        let listen = free_port();
+        let yaml = cluster_of(
+            "postgres",
+            "w",
+            "db",
+            listen,
+            &[(port, "primary", 1)],
+            extra,
+            "",
+        );
+        (Throome::start(&[("w", &yaml)]), listen)
+    })
+    .await
+    .unwrap();
+    let err = connect(listen, "alice", "wonderland").await.err().unwrap();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+}
