@@ -502,3 +502,38 @@ async fn the_proxy_logs_in_to_servers_with_scram_and_md5() {
     let err = connect(listen, "alice", "wonderland").await.err().unwrap();
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_fail_fast_with_08006_when_the_primary_is_down() {
+    let primary = Postgres::start();
+    let port = primary.port;
+    let (_gw, listen) = tokio::task::spawn_blocking(move || {
+        let listen = free_port();
+        let yaml = cluster_of(
+            "postgres",
+            "f",
+            "db",
+            listen,
+            &[(port, "primary", 1)],
+            "    username: postgres\n",
+            "routing: { failover_enabled: false }\n",
+        );
+        (Throome::start(&[("f", &yaml)]), listen)
+    })
+    .await
+    .unwrap();
+    let c = connect(listen, "alice", "any").await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    drop(primary);
+    let err = c
+        .simple_query("CREATE TABLE t (x int)")
+        .await
+        .expect_err("no primary");
+    assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
+    // The client connection stays usable: it keeps getting the same clear error.
+    let err = c
+        .simple_query("SELECT 1")
+        .await
+        .expect_err("still no server");
+    assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
+}
