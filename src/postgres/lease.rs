@@ -56,12 +56,8 @@ impl PgSession {
             .position(|b| Arc::ptr_eq(b, &backend))
             .unwrap_or_default();
         let pool = self.pool_of(index);
-        let started = std::time::Instant::now();
-        let lease = pool::lease(&self.service, &self.pools, &pool, backend).await;
-        self.user_metrics
-            .wait
-            .observe(started.elapsed().as_secs_f64());
-        let mut lease = lease?;
+        let (mut lease, waited) = pool::lease(&self.service, &self.pools, &pool, backend).await?;
+        self.user_metrics.wait.observe(waited);
         let sql = params::set_sql(&self.wanted, &lease.server.params);
         if !sql.is_empty() {
             super::hidden::run(&mut lease.server, &sql).await?;

@@ -172,12 +172,15 @@ pub enum LeaseError {
 }
 
 /// Takes an idle connection of the pool or opens one, waiting for a free slot first.
+/// Also returns how long the client waited (0 when a slot and an idle server were at hand:
+/// the common case reads no clock).
 pub async fn lease(
     service: &ServiceRuntime,
     pools: &PgPools,
     pool: &Arc<Pool>,
     backend: Arc<BackendState>,
-) -> Result<Lease, LeaseError> {
+) -> Result<(Lease, f64), LeaseError> {
+    let mut slow: Option<Instant> = None;
     let (user, database) = (pool.key.user.as_str(), pool.key.database.as_str());
     let pool = pool.clone();
     let wait = service.spec.pg.query_wait_timeout;
@@ -187,6 +190,7 @@ pub async fn lease(
     let permit = match pool.permits.clone().try_acquire_owned() {
         Ok(p) => p,
         Err(_) => {
+            slow = Some(Instant::now());
             pool.waiting.fetch_add(1, Ordering::Relaxed);
             let permit = tokio::time::timeout(wait, pool.permits.clone().acquire_owned()).await;
             pool.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -196,23 +200,27 @@ pub async fn lease(
             }
         }
     };
+    let waited = |slow: Option<Instant>| slow.map_or(0.0, |t| t.elapsed().as_secs_f64());
     if let Some(server) = take_idle(service, &pool) {
-        return Ok(Lease {
+        let lease = Lease {
             server,
             _permit: permit,
             pool,
-        });
+        };
+        return Ok((lease, waited(slow)));
     }
     let now = Instant::now();
+    let slow = slow.or(Some(now));
     match upstream::connect(service, backend.clone(), user, database).await {
         Ok(server) => {
             backend.record_success(now);
             pools.remember_welcome(user, database, &server);
-            Ok(Lease {
+            let lease = Lease {
                 server,
                 _permit: permit,
                 pool,
-            })
+            };
+            Ok((lease, waited(slow)))
         }
         Err(e) => {
             if matches!(e, ServerError::Connect(..) | ServerError::Wire(_)) {

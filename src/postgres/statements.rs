@@ -75,16 +75,28 @@ impl Statements {
 /// SQL that drops prepared statements on the server it runs on (`DEALLOCATE`, `DISCARD`):
 /// after it, the proxy must prepare its statements there again.
 pub fn destroys_statements(sql: &[u8]) -> bool {
-    matches!(
-        throome_pgwire::msg::first_keyword(sql).as_str(),
-        "DEALLOCATE" | "DISCARD"
-    )
+    let sql = throome_pgwire::msg::skip_blanks(sql);
+    starts_with_word(sql, b"deallocate") || starts_with_word(sql, b"discard")
+}
+
+/// Whether `sql` begins with the keyword `word` (any case), without allocating: this runs
+/// for every query.
+fn starts_with_word(sql: &[u8], word: &[u8]) -> bool {
+    sql.len() >= word.len()
+        && sql[..word.len()].eq_ignore_ascii_case(word)
+        && sql
+            .get(word.len())
+            .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
 }
 
 /// What a lone `DEALLOCATE [PREPARE] name|ALL` names: `Some(None)` for ALL, `Some(name)` for
 /// one statement (identifier rules: unquoted folds to lower case, "quoted" kept as is).
 pub fn deallocate_target(sql: &[u8]) -> Option<Option<Vec<u8>>> {
-    let text = std::str::from_utf8(throome_pgwire::msg::skip_blanks(sql)).ok()?;
+    let sql = throome_pgwire::msg::skip_blanks(sql);
+    if !starts_with_word(sql, b"deallocate") {
+        return None;
+    }
+    let text = std::str::from_utf8(sql).ok()?;
     let text = text.trim().trim_end_matches(';').trim_end();
     let mut words = text.splitn(2, char::is_whitespace);
     if !words.next()?.eq_ignore_ascii_case("deallocate") {
@@ -130,5 +142,8 @@ mod tests {
         assert_eq!(deallocate_target(b"DEALLOCATE a; SELECT 1"), None);
         assert_eq!(deallocate_target(b"SELECT 1"), None);
         assert_eq!(deallocate_target(b"DEALLOCATE"), None);
+        assert_eq!(deallocate_target(b"DEALLOCATEX a"), None);
+        assert!(destroys_statements(b" discard all") && destroys_statements(b"DEALLOCATE x"));
+        assert!(!destroys_statements(b"discarded") && !destroys_statements(b"SELECT 1"));
     }
 }
