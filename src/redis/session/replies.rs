@@ -295,11 +295,20 @@ pub(super) fn render(
             latency.observe(now.saturating_duration_since(started).as_secs_f64());
             reply.into_frame()
         }
-        Ok(Err(e)) => {
+        Ok(Err(e)) => failure(Some(&e), metrics, service),
+        Err(()) => failure(None, metrics, service),
+    }
+}
+
+/// The error a client gets, counted, when a reply will not come: what went wrong upstream,
+/// or (no error: the reply's sender went away) a lost connection.
+fn failure(e: Option<&UpstreamError>, metrics: &Metrics, service: &ServiceRuntime) -> Bytes {
+    match e {
+        Some(e) => {
             metrics.error(service, e.kind());
             encode::error(&format!("ERR Throome: {e}"))
         }
-        Err(()) => {
+        None => {
             metrics.error(service, "backend_io");
             encode::error("ERR Throome: backend connection lost")
         }
@@ -408,14 +417,8 @@ fn resolve_group(
             latency.observe_n(took, u64::from(*n));
             return amend(command, bytes, service);
         }
-        Ok(Err(e)) => {
-            metrics.error(service, e.kind());
-            encode::error(&format!("ERR Throome: {e}"))
-        }
-        Err(()) => {
-            metrics.error(service, "backend_io");
-            encode::error("ERR Throome: backend connection lost")
-        }
+        Ok(Err(e)) => failure(Some(&e), metrics, service),
+        Err(()) => failure(None, metrics, service),
     };
     error.repeat(*n as usize).into()
 }

@@ -1,0 +1,117 @@
+//! PostgreSQL helpers for the integration tests: services through Throome, real clients.
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use super::gateway::cluster_of;
+use super::{Throome, free_port};
+
+/// A postgres service `db` in cluster `id`, the gateway started off the async runtime.
+pub async fn service(
+    id: &str,
+    backends: &[(u16, &str, u32)],
+    service_extra: &str,
+    cluster_extra: &str,
+) -> (Throome, u16) {
+    let (id, service_extra, cluster_extra) = (
+        id.to_string(),
+        service_extra.to_string(),
+        cluster_extra.to_string(),
+    );
+    let backends: Vec<(u16, String, u32)> = backends
+        .iter()
+        .map(|(port, role, weight)| (*port, role.to_string(), *weight))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let listen = free_port();
+        let backends: Vec<(u16, &str, u32)> = backends
+            .iter()
+            .map(|(p, r, w)| (*p, r.as_str(), *w))
+            .collect();
+        let yaml = cluster_of(
+            "postgres",
+            &id,
+            "db",
+            listen,
+            &backends,
+            &service_extra,
+            &cluster_extra,
+        );
+        (Throome::start(&[(id.as_str(), &yaml)]), listen)
+    })
+    .await
+    .unwrap()
+}
+
+/// A postgres service over `backends`; clients log in as alice/wonderland (SCRAM unless
+/// `service_extra` says otherwise); the proxy logs in to the servers as `postgres`.
+pub async fn pg_gateway(backends: &[(u16, &str, u32)], service_extra: &str) -> (Throome, u16) {
+    let extra = format!(
+        "    username: postgres\n    auth:\n      users: {{ alice: wonderland }}\n{service_extra}"
+    );
+    service("p", backends, &extra, "").await
+}
+
+/// Polls `sql` (a count) on `admin` until it gives `want`, for a few seconds; the last value.
+pub async fn until_count(admin: &Client, sql: &str, want: i64) -> i64 {
+    let mut got = -1;
+    for _ in 0..100 {
+        got = admin.query_one(sql, &[]).await.unwrap().get::<_, i64>(0);
+        if got == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    got
+}
+
+/// Server connections other than the asking one.
+pub const SERVER_CONNECTIONS: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+
+pub async fn connect(
+    port: u16,
+    user: &str,
+    password: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user={user} password={password} dbname=postgres"),
+        NoTls,
+    )
+    .await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// A direct connection to a server (as the `postgres` superuser, trust).
+pub async fn direct(port: u16) -> Client {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
+        NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+pub async fn show(client: &Client, name: &str) -> String {
+    let rows = client.simple_query(&format!("SHOW {name}")).await.unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+pub async fn server_port(client: &Client, sql: &str) -> i32 {
+    let rows = client.simple_query(sql).await.unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().unwrap()),
+            _ => None,
+        })
+        .unwrap()
+}

@@ -1,0 +1,169 @@
+//! `type: postgres` pool behaviour with tokio-postgres against real PostgreSQL servers:
+//! state isolation between clients sharing servers, lost servers, the statement cap per
+//! server, min_pool_size and idle timeouts, a primary that is down.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use std::time::Duration;
+
+use common::Postgres;
+use common::pg::{SERVER_CONNECTIONS, connect, direct, pg_gateway, service, show, until_count};
+use tokio_postgres::error::SqlState;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_state_leaks_between_clients_sharing_one_server() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let (_gw, listen) = pg_gateway(&[(port, "primary", 1)], "    pool_size: 1\n").await;
+    let default_tz = show(&direct(port).await, "TimeZone").await;
+    let a = connect(listen, "alice", "wonderland").await.unwrap();
+    let b = connect(listen, "alice", "wonderland").await.unwrap();
+    a.batch_execute("SET TimeZone = 'Asia/Tokyo'")
+        .await
+        .unwrap();
+    assert_eq!(
+        show(&b, "TimeZone").await,
+        default_tz,
+        "b does not get a's SET"
+    );
+    assert_eq!(
+        show(&a, "TimeZone").await,
+        "Asia/Tokyo",
+        "a's SET follows it"
+    );
+    b.batch_execute("CREATE TABLE iso (x int PRIMARY KEY)")
+        .await
+        .unwrap();
+    // A client leaves in the middle of a transaction holding a row lock.
+    let c = connect(listen, "alice", "wonderland").await.unwrap();
+    c.batch_execute("BEGIN; INSERT INTO iso VALUES (1)")
+        .await
+        .unwrap();
+    drop(c);
+    // The only server slot is free again, the transaction rolled back, the lock gone.
+    let insert = b.execute("INSERT INTO iso VALUES (1)", &[]);
+    let inserted = tokio::time::timeout(Duration::from_secs(10), insert)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inserted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_mid_transaction_ends_only_that_transaction() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let (gw, listen) = pg_gateway(&[(port, "primary", 1)], "    pool_size: 2\n").await;
+    let victim = connect(listen, "alice", "wonderland").await.unwrap();
+    let bystander = connect(listen, "alice", "wonderland").await.unwrap();
+    victim.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let admin = direct(port).await;
+    let killed = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE state = 'idle in transaction'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.get::<_, i64>(0), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = victim
+        .simple_query("SELECT 2")
+        .await
+        .expect_err("the transaction is gone");
+    assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
+    // The victim's connection is still usable, and the bystander never noticed.
+    let row = victim.query_one("SELECT 3", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 3);
+    let row = bystander.query_one("SELECT 4", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 4);
+    let metrics = tokio::task::spawn_blocking(move || gw.metrics())
+        .await
+        .unwrap();
+    assert!(metrics.contains("kind=\"backend_io\""), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_holding_too_many_statements_is_replaced() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let (_gw, listen) = pg_gateway(&[(port, "primary", 1)], "    pool_size: 1\n").await;
+    let c = connect(listen, "alice", "wonderland").await.unwrap();
+    let pid = |row: tokio_postgres::Row| row.get::<_, i32>(0);
+    let first = pid(c.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
+    for i in 0..999 {
+        c.prepare(&format!("SELECT {i}")).await.unwrap();
+    }
+    // 999 and pg_backend_pid's own: 1000 kept, still reused.
+    let same = pid(c.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
+    assert_eq!(same, first);
+    c.prepare("SELECT 'one too many'").await.unwrap();
+    let next = pid(c.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
+    assert_ne!(
+        next, first,
+        "the server with 1002 statements was closed, not reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn min_pool_size_keeps_servers_open() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let extra = "    pool_size: 4\n    min_pool_size: 2\n    server_idle_timeout: 600\n";
+    let (_gw, listen) = pg_gateway(&[(port, "primary", 1)], extra).await;
+    let c = connect(listen, "alice", "wonderland").await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    let admin = direct(port).await;
+    let open = until_count(&admin, SERVER_CONNECTIONS, 2).await;
+    assert_eq!(open, 2, "topped up to min_pool_size");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_servers_are_closed_after_server_idle_timeout() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let extra = "    server_idle_timeout: 1\n";
+    let (_gw, listen) = pg_gateway(&[(port, "primary", 1)], extra).await;
+    let c = connect(listen, "alice", "wonderland").await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    let admin = direct(port).await;
+    let server = |row: tokio_postgres::Row| row.get::<_, i64>(0);
+    assert_eq!(
+        server(admin.query_one(SERVER_CONNECTIONS, &[]).await.unwrap()),
+        1
+    );
+    let open = until_count(&admin, SERVER_CONNECTIONS, 0).await;
+    assert_eq!(open, 0, "the idle server was closed");
+    // The client itself is unaffected: its next query gets a new server.
+    let row = c.query_one("SELECT 5", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_fail_fast_with_08006_when_the_primary_is_down() {
+    let primary = Postgres::start();
+    let port = primary.port;
+    let (_gw, listen) = service(
+        "f",
+        &[(port, "primary", 1)],
+        "    username: postgres\n",
+        "routing: { failover_enabled: false }\n",
+    )
+    .await;
+    let c = connect(listen, "alice", "any").await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    drop(primary);
+    let err = c
+        .simple_query("CREATE TABLE t (x int)")
+        .await
+        .expect_err("no primary");
+    assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
+    // The client connection stays usable: it keeps getting the same clear error.
+    let err = c
+        .simple_query("SELECT 1")
+        .await
+        .expect_err("still no server");
+    assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
+}
