@@ -29,12 +29,28 @@ fn gateway(pg: &Postgres, pool_size: usize) -> (Throome, u16) {
     (Throome::start(&[("p", &yaml)]), listen)
 }
 
+/// A PostgreSQL client tool (`psql`, `pgbench`) set up to connect to `port` as `user`.
+fn client(name: &str, port: u16, user: &str, password: &str) -> Command {
+    let mut cmd = Command::new(pg_bin(name));
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", user])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10");
+    cmd
+}
+
+/// One query straight at a server as the superuser; its unaligned output.
+fn on_server(port: u16, sql: &str) -> String {
+    let out = client("psql", port, "postgres", "")
+        .args(["-At", "-c", sql])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `name` through Throome as alice, with `stdin`.
 fn tool(name: &str, port: u16, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(pg_bin(name))
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "alice"])
+    let mut child = client(name, port, "alice", "wonderland")
         .args(args)
-        .env("PGPASSWORD", "wonderland")
-        .env("PGCONNECT_TIMEOUT", "10")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -113,27 +129,13 @@ fn pgbench_in_every_query_mode_through_four_server_connections() {
         );
     }
     // 20 clients never had more than 4 server connections.
-    let direct = Command::new(pg_bin("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-At",
-            "-c",
-        ])
-        .arg(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-        )
-        .output()
-        .unwrap();
-    let servers: usize = String::from_utf8_lossy(&direct.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let servers: usize = on_server(
+        pg.port,
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    )
+    .parse()
+    .unwrap();
     assert!((1..=4).contains(&servers), "{servers} server connections");
     let metrics = gw.metrics();
     assert!(metrics.contains("command=\"transaction\""), "{metrics}");
@@ -255,20 +257,8 @@ fn the_admin_console_shows_pools_and_pauses() {
     assert!(broken.contains("reload failed"), "{broken}");
     assert!(text(&console(&["-c", "SHOW CONFIG"])).contains("pool_size,5,yes"));
     // Only admin users get in.
-    let mut bob = Command::new(pg_bin("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &listen.to_string(),
-            "-U",
-            "bob",
-            "-d",
-            "throome",
-            "-c",
-            "SHOW POOLS",
-        ])
-        .env("PGPASSWORD", "builder")
+    let mut bob = client("psql", listen, "bob", "builder")
+        .args(["-d", "throome", "-c", "SHOW POOLS"])
         .output()
         .unwrap();
     bob.stdout.extend_from_slice(&bob.stderr);
@@ -283,40 +273,16 @@ fn the_admin_console_shows_pools_and_pauses() {
 fn psql_ctrl_c_cancels_the_running_query() {
     let pg = Postgres::start();
     let (_gw, listen) = gateway(&pg, 2);
-    let psql = Command::new(pg_bin("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &listen.to_string(),
-            "-U",
-            "alice",
-            "-d",
-            "postgres",
-        ])
-        .args(["-X", "-c", "SELECT pg_sleep(30)"])
-        .env("PGPASSWORD", "wonderland")
+    let psql = client("psql", listen, "alice", "wonderland")
+        .args(["-d", "postgres", "-X", "-c", "SELECT pg_sleep(30)"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Ctrl-C once the server runs it.
     let running = common::eventually(std::time::Duration::from_secs(10), || {
-        let out = Command::new(pg_bin("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &pg.port.to_string(),
-                "-U",
-                "postgres",
-                "-At",
-                "-c",
-            ])
-            .arg("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim() == "1"
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'";
+        on_server(pg.port, sql) == "1"
     });
     assert!(running);
     let _ = Command::new("kill")

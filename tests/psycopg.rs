@@ -23,19 +23,5 @@ fn psycopg_prepared_statements_copy_and_transactions() {
         "",
     );
     let _gw = Throome::start(&[("py", &yaml)]);
-    let root = env!("CARGO_MANIFEST_DIR");
-    let python = format!("{root}/.venv/bin/python");
-    let out = std::process::Command::new(&python)
-        .arg(format!("{root}/tests/clients/psycopg_client.py"))
-        .arg(listen.to_string())
-        .output()
-        .unwrap_or_else(|e| panic!("{python}: {e}; run scripts/setup.sh"));
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success() && stdout.trim() == "OK",
-        "{stdout}{stderr}"
-    );
+    common::run_python_client("psycopg_client.py", &[&listen.to_string()]);
 }

@@ -21,23 +21,5 @@ fn redis_py_resp2_and_resp3() {
         "",
     );
     let _gw = Throome::start(&[("py", &yaml)]);
-    let root = env!("CARGO_MANIFEST_DIR");
-    let python = format!("{root}/.venv/bin/python");
-    assert!(
-        std::path::Path::new(&python).exists(),
-        "{python} missing: run scripts/setup.sh"
-    );
-    let out = std::process::Command::new(python)
-        .arg(format!("{root}/tests/clients/redis_py.py"))
-        .arg(listen.to_string())
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success() && stdout.trim() == "OK",
-        "{stdout}{stderr}"
-    );
+    common::run_python_client("redis_py.py", &[&listen.to_string()]);
 }

@@ -121,3 +121,27 @@ pub fn redis_cli(port: u16, args: &[&str]) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Runs `tests/clients/<script>` with the venv's Python (scripts/setup.sh makes it) and
+/// asserts it succeeded and printed `OK`.
+pub fn run_python_client(script: &str, args: &[&str]) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python = format!("{root}/.venv/bin/python");
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "{python} missing: run scripts/setup.sh"
+    );
+    let out = std::process::Command::new(&python)
+        .arg(format!("{root}/tests/clients/{script}"))
+        .args(args)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.trim() == "OK",
+        "{stdout}{stderr}"
+    );
+}
