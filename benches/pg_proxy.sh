@@ -16,10 +16,7 @@ BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 [ -x "$BIN/pgbench" ] || scripts/setup.sh
 cargo build --release --quiet --bin throome
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-work=$(mktemp -d); chmod 755 "$work"; pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$work"; }
-trap cleanup EXIT
+. benches/lib.sh
 as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 
 pg_port=$(free_port); thr_port=$(free_port); bouncer_port=$(free_port); admin_port=$(free_port)
@@ -63,7 +60,6 @@ tps() { # port mode
   { timeout $((SECS + 60)) "$BIN/pgbench" -n -S -M "$2" -c 32 -j 2 -T "$SECS" -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 || true; } \
     | awk '/^tps/ {print $3; found=1} END {if (!found) print 0}'
 }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 printf '%-9s %10s %10s %10s %9s %9s\n' mode direct throome pgbouncer thr/dir thr/bnc
 for mode in simple prepared; do
   ds=(); ths=(); bs=()

@@ -14,10 +14,7 @@ command -v nutcracker >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noni
 command -v redis-benchmark >/dev/null || scripts/setup.sh
 cargo build --release --quiet --bin throome
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-work=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+. benches/lib.sh
 
 redis_port=$(free_port); throome_port=$(free_port); twem_port=$(free_port); admin_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null & pids+=($!)
@@ -48,7 +45,6 @@ done
 rps() { # port test pipeline
   timeout 300 redis-benchmark -p "$1" -t "$2" -n "$N" -c 50 -P "$3" -q --csv 2>/dev/null | tail -1 | cut -d, -f2 | tr -d '"'
 }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 printf '%-4s %4s %12s %12s %12s %9s %9s\n' test P direct throome twemproxy thr/dir thr/twem
 for p in 1 16; do
   for t in get set; do

@@ -11,10 +11,7 @@ command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninte
 command -v redis-benchmark >/dev/null || scripts/setup.sh
 cargo build --release --quiet --bin throome
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-work=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+. benches/lib.sh
 
 redis_port=$(free_port); throome_port=$(free_port); haproxy_port=$(free_port); admin_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null & pids+=($!)
