@@ -2,12 +2,14 @@
 //! renamed to their server-side names, prepared on the server first when it lacks them, and
 //! Close of a statement is answered by the proxy.
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 
 use throome_pgwire::{Frame, build, msg};
 
 use super::flow::{self, Expect, Flow};
-use super::statements::{Statements, destroys_statements};
+use super::statements::{Statement, Statements, destroys_statements};
 use super::upstream::Server;
 
 /// What one client message needs from the session.
@@ -77,9 +79,9 @@ pub fn translate(
                 return violation('B');
             };
             flow.push(client(flow::BIND));
-            if let Some(name) = prepare(statement, server, statements, flow, to_server) {
-                to_server.extend_from_slice(&build::bind(portal, &name, rest));
-                if statements.get(statement).is_some_and(|st| st.destroys) {
+            if let Some(st) = prepare(statement, server, statements, flow, to_server) {
+                to_server.extend_from_slice(&build::bind(portal, &st.name, rest));
+                if st.destroys {
                     server.prepared.clear();
                 }
                 return Outcome::Done;
@@ -98,8 +100,8 @@ pub fn translate(
                     return Outcome::Done;
                 }
                 flow.push(client(flow::DESCRIBE));
-                if let Some(server_name) = prepare(name, server, statements, flow, to_server) {
-                    to_server.extend_from_slice(&build::target(b'D', b'S', &server_name));
+                if let Some(st) = prepare(name, server, statements, flow, to_server) {
+                    to_server.extend_from_slice(&build::target(b'D', b'S', &st.name));
                     return Outcome::Done;
                 }
             } else {
@@ -124,7 +126,7 @@ fn prepare(
     statements: &Statements,
     flow: &mut Flow,
     to_server: &mut BytesMut,
-) -> Option<bytes::Bytes> {
+) -> Option<Arc<Statement>> {
     if client_name.is_empty() {
         return None;
     }
@@ -136,7 +138,7 @@ fn prepare(
         });
         to_server.extend_from_slice(&st.parse);
     }
-    Some(st.name.clone())
+    Some(st)
 }
 
 fn violation(tag: char) -> Outcome {

@@ -1,5 +1,5 @@
-//! One upstream Redis connection that many clients share, pipelined: senders write whole
-//! requests and register reply slots in the same order under one lock; a reader task frames
+//! One upstream Redis connection that many clients share, pipelined: senders queue whole
+//! requests and their reply slots in the same order under one lock; a reader task frames
 //! replies and completes the slot at the head of the queue (Redis answers in order). Reading
 //! never waits for writing, so a large pipeline cannot deadlock.
 
@@ -59,8 +59,8 @@ pub type GroupResult = Result<Bytes, UpstreamError>;
 pub enum Slot {
     /// One reply, framed, for a request the proxy looks at (redirects, merges, INFO).
     One(oneshot::Sender<ReplyResult>),
-    /// The next `n` replies, delivered together: a client's pipeline costs one wake-up and
-    /// one write back instead of one per reply (twemproxy pays one per reply).
+    /// The next `n` (at least 1) replies, delivered together: a client's pipeline costs one
+    /// wake-up and one write back instead of one per reply (twemproxy pays one per reply).
     Group(u32, oneshot::Sender<GroupResult>),
 }
 
@@ -73,9 +73,9 @@ impl Slot {
     }
 }
 
-/// A handle to a running upstream connection; cheap to clone. Requests are written by the
-/// sending client's own task under a short lock (no writer task, no extra hop); one reader
-/// task per connection frames replies and completes the slots in order.
+/// A handle to a running upstream connection; cheap to clone. Clients queue requests and
+/// their reply slots under one short lock; a writer task sends what is queued, a reader task
+/// frames replies and completes the slots in order.
 #[derive(Clone)]
 pub struct Upstream {
     inner: Arc<Inner>,
@@ -139,8 +139,7 @@ impl Upstream {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Writes `bytes` (one or more whole requests) and registers one slot per request.
-    /// Queues `bytes` (whole requests) and one reply slot per request. The connection's
+    /// Queues `bytes` (whole requests) and their reply slots, in order. The connection's
     /// writer task sends what all clients queued in one write, as twemproxy does with one
     /// `writev` per event-loop turn: far fewer packets than a write per request.
     pub async fn send_batch(&self, bytes: &[u8], slots: &mut Vec<Slot>) {
