@@ -68,6 +68,7 @@ impl Gateway {
             snapshot,
             conn_limit: Arc::new(Semaphore::new(config.gateway.max_connections.max(1))),
             gateway: std::sync::OnceLock::new(),
+            kafka_ports: crate::kafka::BrokerPorts::default(),
         });
         let gw = Arc::new(Gateway {
             gateway_file: gateway_file.to_path_buf(),
@@ -183,6 +184,7 @@ impl Gateway {
             }
         }
         self.restart_health_checks(running, &new);
+        self.shared.kafka_ports.prune(&new, drain);
         Ok(summary)
     }
 
@@ -226,6 +228,8 @@ impl Gateway {
         for (_, (_, stop)) in running.health.drain() {
             stop.cancel();
         }
+        let mut handles = handles;
+        handles.extend(self.shared.kafka_ports.prune(&Snapshot::default(), drain));
         for h in handles {
             let _ = h.await;
         }

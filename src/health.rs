@@ -48,13 +48,14 @@ pub async fn run(service: Arc<ServiceRuntime>, stop: CancellationToken) {
 }
 
 /// One probe within the service's probe timeout. Each protocol adapter brings its own check
-/// (PING for Redis, `SELECT 1` for PostgreSQL; ApiVersions to come); for the others a TCP connect.
+/// (PING for Redis, `SELECT 1` for PostgreSQL, ApiVersions for Kafka); for tcp a connect.
 async fn probe(service: &ServiceRuntime, backend: &BackendState) -> bool {
     let check = async {
         match service.spec.kind {
             ServiceKind::Redis => crate::redis::probe::ping(service, backend).await,
             ServiceKind::Postgres => crate::postgres::probe::select_one(service, backend).await,
-            ServiceKind::Tcp | ServiceKind::Kafka => {
+            ServiceKind::Kafka => crate::kafka::probe::api_versions(service, backend).await,
+            ServiceKind::Tcp => {
                 TcpStream::connect((backend.host.as_str(), backend.port))
                     .await
                     .is_ok()

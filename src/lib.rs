@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod health;
+pub mod kafka;
 pub mod latency;
 pub mod listener;
 pub mod metrics;

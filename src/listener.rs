@@ -26,6 +26,8 @@ pub struct Shared {
     pub conn_limit: Arc<Semaphore>,
     /// The gateway itself, for adapters that trigger a reload (the Postgres console).
     pub gateway: std::sync::OnceLock<std::sync::Weak<crate::gateway::Gateway>>,
+    /// Listeners of Kafka broker ports, opened as brokers are learned from metadata.
+    pub kafka_ports: crate::kafka::BrokerPorts,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -58,6 +60,16 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 impl Listener {
     pub fn start(tcp: TcpListener, target: ServiceKey, shared: Arc<Shared>) -> Listener {
+        Listener::start_for(tcp, target, shared, None)
+    }
+
+    /// A listener whose connections all go to one upstream Kafka broker (`node`).
+    pub fn start_for(
+        tcp: TcpListener,
+        target: ServiceKey,
+        shared: Arc<Shared>,
+        node: Option<i32>,
+    ) -> Listener {
         let addr = tcp
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -75,6 +87,7 @@ impl Listener {
             hard_stop: listener.hard_stop.clone(),
             tracker: listener.tracker.clone(),
             shared,
+            node,
         };
         tokio::spawn(accept.run());
         listener
@@ -119,6 +132,7 @@ struct AcceptLoop {
     hard_stop: CancellationToken,
     tracker: TaskTracker,
     shared: Arc<Shared>,
+    node: Option<i32>,
 }
 
 impl AcceptLoop {
@@ -159,6 +173,8 @@ impl AcceptLoop {
                 peer,
                 hard_stop: self.hard_stop.clone(),
                 gateway: self.shared.gateway.get().cloned().unwrap_or_default(),
+                shared: self.shared.clone(),
+                kafka_node: self.node,
             };
             self.tracker.spawn(async move {
                 session::run(session, stream).await;

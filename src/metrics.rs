@@ -72,6 +72,7 @@ pub struct Metrics {
     /// Redis Cluster redirects followed inside the proxy (`kind` is `moved` or `ask`).
     pub redirects: Family<ErrorLabels, Counter>,
     pub pg: crate::postgres::metrics::PgMetrics,
+    pub kafka: crate::kafka::metrics::KafkaMetrics,
 }
 
 impl Metrics {
@@ -123,8 +124,10 @@ impl Metrics {
         );
         registry.register_collector(Box::new(BackendCollector { snapshot }));
         let pg = crate::postgres::metrics::PgMetrics::register(&mut registry);
+        let kafka = crate::kafka::metrics::KafkaMetrics::register(&mut registry);
         Metrics {
             pg,
+            kafka,
             registry,
             requests,
             duration,

@@ -20,6 +20,11 @@ pub struct Session {
     pub hard_stop: CancellationToken,
     /// The gateway, for a reload asked for in-protocol (the Postgres console's RELOAD).
     pub gateway: std::sync::Weak<crate::gateway::Gateway>,
+    /// Everything the listeners share (Kafka opens broker listeners through it).
+    pub shared: Arc<crate::listener::Shared>,
+    /// Kafka: the upstream broker this connection's listener stands for; `None` on the
+    /// bootstrap (`listen`) address.
+    pub kafka_node: Option<i32>,
 }
 
 pub async fn run(session: Session, client: TcpStream) {
@@ -32,9 +37,7 @@ pub async fn run(session: Session, client: TcpStream) {
         ServiceKind::Tcp => crate::tcp::serve(session, client).await,
         ServiceKind::Redis => crate::redis::serve(session, client).await,
         ServiceKind::Postgres => crate::postgres::serve(session, client).await,
-        // Validation refuses `listen` for protocols without an adapter; a connection can
-        // only get here if that check is bypassed, so close it.
-        ServiceKind::Kafka => drop(client),
+        ServiceKind::Kafka => crate::kafka::serve(session, client).await,
     }
     gauge.dec();
 }

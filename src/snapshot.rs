@@ -56,6 +56,29 @@ pub struct ServiceSpec {
     /// Redis request limits.
     pub limits: throome_resp::Limits,
     pub pg: PgSpec,
+    pub kafka: KafkaSpec,
+}
+
+/// Kafka broker mapping and limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSpec {
+    /// What clients are told to connect to for broker ports.
+    pub advertised_host: String,
+    /// Broker ports are `port_base + node_id` unless `ports` names the node.
+    pub port_base: u16,
+    pub ports: BTreeMap<i32, u16>,
+    pub max_frame: usize,
+}
+
+impl KafkaSpec {
+    /// The proxy port for an upstream node id, if it fits in a port number.
+    pub fn port_of(&self, node_id: i32) -> Option<u16> {
+        if let Some(p) = self.ports.get(&node_id) {
+            return Some(*p);
+        }
+        let port = i64::from(self.port_base) + i64::from(node_id);
+        u16::try_from(port).ok().filter(|p| *p != 0 && node_id >= 0)
+    }
 }
 
 /// Postgres pooling settings (PgBouncer's names and defaults).
@@ -311,6 +334,7 @@ fn resolve(
                 .map_or(Duration::from_secs(3600), |t| t.0),
             read_write_split: svc.read_write_split.unwrap_or(false),
         },
+        kafka: kafka_spec(svc),
         read_from_replicas: svc.read_from_replicas.unwrap_or(false),
         auth: svc.auth.clone(),
         sharding: svc.sharding,
@@ -331,6 +355,23 @@ fn resolve(
             Some(&[open, close]) => Some([open, close]),
             Some(_) => None,
         },
+    }
+}
+
+fn kafka_spec(svc: &crate::config::ServiceConfig) -> KafkaSpec {
+    let listen = svc.listen.as_ref().map(|l| l.value.0);
+    KafkaSpec {
+        advertised_host: svc.advertised_host.clone().unwrap_or_else(|| {
+            listen.map_or_else(|| "127.0.0.1".into(), |a| a.ip().to_string())
+        }),
+        port_base: svc
+            .broker_port_base
+            .or_else(|| listen.map(|a| a.port().saturating_add(1)))
+            .unwrap_or(9093),
+        ports: svc.broker_ports.clone(),
+        max_frame: svc.max_frame_bytes.map_or(throome_kafka::DEFAULT_MAX_FRAME, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }),
     }
 }
 

@@ -104,6 +104,19 @@ pub struct ServiceConfig {
     /// Postgres: read-only work (single SELECTs outside transactions, `BEGIN READ ONLY`)
     /// goes to replicas.
     pub read_write_split: Option<bool>,
+    /// Kafka: the host clients are told to connect to for the per-broker ports (default: the
+    /// `listen` address's IP).
+    pub advertised_host: Option<String>,
+    /// Kafka: each upstream broker is reachable through the proxy on `broker_port_base +
+    /// node_id`, bound on the `listen` IP (default: the `listen` port + 1, as Kroxylicious's
+    /// port-per-broker scheme).
+    pub broker_port_base: Option<u16>,
+    /// Kafka: explicit proxy ports for some node ids (override `broker_port_base`).
+    #[serde(default)]
+    pub broker_ports: BTreeMap<i32, u16>,
+    /// Kafka: largest request or response frame in bytes (Kafka's
+    /// `socket.request.max.bytes`, default 100 MiB); a bigger one closes the connection.
+    pub max_frame_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -120,10 +120,19 @@ fn service_shape_errors_name_the_service() {
 }
 
 #[test]
-fn unimplemented_protocols_cannot_listen_yet() {
-    let text = "cluster_id: a\nname: b\nservices:\n  r:\n    type: kafka\n    host: x\n    port: 1\n    listen: 127.0.0.1:1\n";
-    let err = parse_cluster(text).unwrap_err();
-    assert!(err.message.contains("not implemented"), "{err:?}");
+fn kafka_services_check_their_broker_ports() {
+    let ok = "cluster_id: a\nname: b\nservices:\n  k:\n    type: kafka\n    host: x\n    port: 1\n    listen: 127.0.0.1:9192\n    broker_ports: { 1: 9300 }\n";
+    let svc = parse_cluster(ok).unwrap().services["k"].value.clone();
+    assert_eq!(svc.broker_ports.get(&1), Some(&9300));
+    let wildcard = "cluster_id: a\nname: b\nservices:\n  k:\n    type: kafka\n    host: x\n    port: 1\n    listen: 0.0.0.0:9192\n";
+    let err = parse_cluster(wildcard).unwrap_err();
+    assert!(err.message.contains("advertised_host"), "{err:?}");
+    let negative = "cluster_id: a\nname: b\nservices:\n  k:\n    type: kafka\n    host: x\n    port: 1\n    broker_ports: { -1: 9300 }\n";
+    let err = parse_cluster(negative).unwrap_err();
+    assert!(err.message.contains("node id >= 0"), "{err:?}");
+    let redis = "cluster_id: a\nname: b\nservices:\n  r:\n    type: redis\n    host: x\n    port: 1\n    broker_port_base: 9000\n";
+    let err = parse_cluster(redis).unwrap_err();
+    assert!(err.message.contains("applies to kafka services only"), "{err:?}");
 }
 
 #[test]

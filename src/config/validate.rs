@@ -90,7 +90,7 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
     if let Some(listen) = &s.listen
         && !matches!(
             s.kind,
-            ServiceKind::Tcp | ServiceKind::Redis | ServiceKind::Postgres
+            ServiceKind::Tcp | ServiceKind::Redis | ServiceKind::Postgres | ServiceKind::Kafka
         )
     {
         return Err(format!(
@@ -151,6 +151,48 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
     {
         return Err(format!(
             "service `{name}`: {key} applies to postgres services only"
+        ));
+    }
+    validate_kafka(name, s)
+}
+
+fn validate_kafka(name: &str, s: &ServiceConfig) -> Result<(), String> {
+    let kafka_only = [
+        ("advertised_host", s.advertised_host.is_some()),
+        ("broker_port_base", s.broker_port_base.is_some()),
+        ("broker_ports", !s.broker_ports.is_empty()),
+        ("max_frame_bytes", s.max_frame_bytes.is_some()),
+    ];
+    if s.kind != ServiceKind::Kafka {
+        return match kafka_only.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(format!(
+                "service `{name}`: {key} applies to kafka services only"
+            )),
+            None => Ok(()),
+        };
+    }
+    if let Some(listen) = &s.listen
+        && listen.value.0.ip().is_unspecified()
+        && s.advertised_host.is_none()
+    {
+        return Err(format!(
+            "service `{name}`: listening on {} needs `advertised_host`, the name clients use \
+             to reach the per-broker ports",
+            listen.value
+        ));
+    }
+    if s.advertised_host.as_deref().is_some_and(|h| h.trim().is_empty()) {
+        return Err(format!("service `{name}`: advertised_host is empty"));
+    }
+    if let Some((node, port)) = s.broker_ports.iter().find(|(n, p)| **n < 0 || **p == 0) {
+        return Err(format!(
+            "service `{name}`: broker_ports entry {node}: {port} needs a node id >= 0 and a \
+             non-zero port"
+        ));
+    }
+    if s.max_frame_bytes.is_some_and(|n| n < 1024 || n > i32::MAX as u64) {
+        return Err(format!(
+            "service `{name}`: max_frame_bytes must be 1024..=2147483647"
         ));
     }
     Ok(())

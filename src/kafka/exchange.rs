@@ -1,0 +1,241 @@
+//! The response side of a connection: the queue of requests awaiting an answer (in order —
+//! a broker answers one connection's requests in the order it got them), per-API metrics,
+//! and the rewriting of the responses that carry broker addresses or API versions.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use prometheus_client::metrics::counter::Counter;
+use throome_kafka::{
+    Broker, RequestHeader, api, api_name, clamp_api_versions, needs_api_versions_fallback,
+    response_correlation_id, rewrite_response, rewrites, unsupported_api_versions,
+};
+
+use super::ports::{PortError, Upstream};
+use super::session::ConnError;
+use crate::latency::Latency;
+use crate::metrics::{RequestLabels, ServiceLabels};
+use crate::session::Session;
+
+/// How long a retired broker port lets its open connections finish.
+const RETIRE_DRAIN: Duration = Duration::from_secs(30);
+
+pub enum Pending {
+    /// Forwarded; the broker will answer.
+    Forwarded {
+        correlation_id: i32,
+        api_key: i16,
+        version: i16,
+        started: Instant,
+    },
+    /// Forwarded; the broker will not answer (Produce with acks = 0).
+    Unanswered { api_key: i16 },
+    /// Answered by the proxy; goes to the client after the responses before it.
+    Local(Bytes),
+}
+
+impl Pending {
+    pub fn forwarded(h: &RequestHeader, answered: bool) -> Pending {
+        if !answered {
+            return Pending::Unanswered { api_key: h.api_key };
+        }
+        Pending::Forwarded {
+            correlation_id: h.correlation_id,
+            api_key: h.api_key,
+            version: h.api_version,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A request the proxy answers itself instead of forwarding: ApiVersions v3+ from an old
+/// librdkafka gets the KIP-511 "unsupported version, use 0..=2" answer (see
+/// `needs_api_versions_fallback`); it retries with a version it can parse.
+pub fn answer_locally(h: &RequestHeader, frame: &[u8]) -> Option<Bytes> {
+    needs_api_versions_fallback(h, frame)
+        .then(|| unsupported_api_versions(h.correlation_id, 0, 2))
+}
+
+pub struct Exchange<'s> {
+    session: &'s Session,
+    queue: VecDeque<Pending>,
+    per_api: HashMap<i16, (Counter, Latency)>,
+    bytes_out: Counter,
+}
+
+impl<'s> Exchange<'s> {
+    pub fn new(session: &'s Session) -> Self {
+        let bytes_out = session
+            .metrics
+            .bytes_out
+            .get_or_create(&ServiceLabels::of(&session.service))
+            .clone();
+        Exchange {
+            session,
+            queue: VecDeque::new(),
+            per_api: HashMap::new(),
+            bytes_out,
+        }
+    }
+
+    pub fn push(&mut self, p: Pending) {
+        if let Pending::Unanswered { api_key } = p {
+            self.api(api_key).0.inc();
+        } else {
+            self.queue.push_back(p);
+        }
+    }
+
+    /// Moves the proxy's own answers that are next in line to `out`.
+    pub fn take_local(&mut self, out: &mut BytesMut) {
+        while let Some(Pending::Local(_)) = self.queue.front() {
+            if let Some(Pending::Local(b)) = self.queue.pop_front() {
+                out.extend_from_slice(&b);
+            }
+        }
+    }
+
+    /// Matches one response frame to the oldest request awaiting an answer and appends what
+    /// the client gets to `out`.
+    pub fn response(&mut self, frame: Bytes, out: &mut BytesMut) -> Result<(), ConnError> {
+        self.take_local(out);
+        let got = response_correlation_id(&frame).map_err(ConnError::BrokerFrame)?;
+        let Some(Pending::Forwarded {
+            correlation_id,
+            api_key,
+            version,
+            started,
+        }) = self.queue.front()
+        else {
+            return Err(ConnError::Unmatched {
+                got,
+                expected: None,
+            });
+        };
+        let (expected, api_key, version, started) = (*correlation_id, *api_key, *version, *started);
+        if got != expected {
+            self.api_error(api_key, "unmatched");
+            return Err(ConnError::Unmatched {
+                got,
+                expected: Some(expected),
+            });
+        }
+        self.queue.pop_front();
+        let (count, latency) = self.api(api_key);
+        count.inc();
+        latency.observe(started.elapsed().as_secs_f64());
+        let answer = self.transform(api_key, version, frame).inspect_err(|_| {
+            self.api_error(api_key, "rewrite");
+        })?;
+        out.extend_from_slice(&answer);
+        Ok(())
+    }
+
+    /// Whether any forwarded request still awaits its response.
+    pub fn waiting(&self) -> bool {
+        self.queue
+            .iter()
+            .any(|p| matches!(p, Pending::Forwarded { .. }))
+    }
+
+    pub fn sent(&self, n: usize) {
+        self.bytes_out.inc_by(n as u64);
+    }
+
+    /// Counts the requests still waiting when the broker connection was lost.
+    pub fn unanswered(&mut self, broker_lost: bool) {
+        if !broker_lost {
+            return;
+        }
+        let keys: Vec<i16> = self
+            .queue
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Forwarded { api_key, .. } => Some(*api_key),
+                _ => None,
+            })
+            .collect();
+        for k in keys {
+            self.api_error(k, "broker_lost");
+        }
+    }
+
+    /// Broker addresses point at the proxy; ApiVersions never offers a version of a
+    /// rewritten API the proxy cannot decode. Everything else passes unchanged.
+    fn transform(&mut self, api_key: i16, version: i16, frame: Bytes) -> Result<Bytes, ConnError> {
+        if api_key == api::API_VERSIONS {
+            let clamped = clamp_api_versions(version, &frame).map_err(ConnError::BrokerFrame)?;
+            return Ok(clamped.unwrap_or(frame));
+        }
+        if !rewrites(api_key) {
+            return Ok(frame);
+        }
+        let mut failure = None;
+        let mut map = |b: &Broker| match self.proxy_address(b) {
+            Ok(a) => a,
+            Err(e) => {
+                failure.get_or_insert(e);
+                (String::new(), -1)
+            }
+        };
+        let rewritten = rewrite_response(api_key, version, &frame, &mut map)
+            .map_err(|e| ConnError::Rewrite(e.to_string()))?;
+        if let Some(e) = failure {
+            return Err(ConnError::Rewrite(e.to_string()));
+        }
+        if rewritten.complete && !rewritten.brokers.is_empty() {
+            let alive: Vec<i32> = rewritten.brokers.iter().map(|b| b.node_id).collect();
+            let s = self.session;
+            s.shared.kafka_ports.retain(&s.service, &alive, RETIRE_DRAIN);
+        }
+        Ok(rewritten.frame)
+    }
+
+    /// The proxy port for an upstream broker, opening its listener if it is new. A port that
+    /// cannot be bound is still advertised (that broker is unreachable, the others work); a
+    /// node with no port at all fails the response.
+    fn proxy_address(&self, b: &Broker) -> Result<(String, i32), PortError> {
+        let s = self.session;
+        let port = u16::try_from(b.port).map_err(|_| PortError::NoPort(b.node_id))?;
+        let upstream = Upstream {
+            host: b.host.clone(),
+            port,
+        };
+        match s.shared.kafka_ports.ensure(&s.shared, &s.service, b.node_id, upstream) {
+            Ok((host, port)) => Ok((host, i32::from(port))),
+            Err(e @ PortError::Bind { .. }) => {
+                tracing::error!(cluster = %s.service.cluster, service = %s.service.name, error = %e, "broker port unavailable");
+                let spec = &s.service.spec.kafka;
+                let port = spec.port_of(b.node_id).ok_or(PortError::NoPort(b.node_id))?;
+                Ok((spec.advertised_host.clone(), i32::from(port)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn api(&mut self, api_key: i16) -> &(Counter, Latency) {
+        let s = self.session;
+        self.per_api.entry(api_key).or_insert_with(|| {
+            let labels = RequestLabels {
+                cluster: s.service.cluster.clone(),
+                service: s.service.name.clone(),
+                command: api_name(api_key).to_string(),
+            };
+            let count = s.metrics.requests.get_or_create(&labels).clone();
+            let latency = s.metrics.duration.get_or_create(&labels).clone();
+            (count, latency)
+        })
+    }
+
+    fn api_error(&self, api_key: i16, kind: &'static str) {
+        let s = self.session;
+        let labels = crate::kafka::metrics::ApiErrorLabels {
+            cluster: s.service.cluster.clone(),
+            service: s.service.name.clone(),
+            api: api_name(api_key),
+            kind,
+        };
+        s.metrics.kafka.api_errors.get_or_create(&labels).inc();
+    }
+}

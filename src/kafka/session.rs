@@ -1,0 +1,208 @@
+//! One client connection: an upstream connection of its own (to a bootstrap broker picked by
+//! the router, or to the broker its port stands for), requests forwarded as they came, and
+//! responses matched to requests by correlation id (responses carry no API key) so the few
+//! that name brokers can be rewritten. A broker that goes away closes the client connection:
+//! Kafka clients reconnect and refresh their metadata.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use throome_kafka::{FrameScanner, KafkaError, RequestHeader, expects_response};
+
+use super::exchange::{Exchange, Pending};
+use crate::error::ProxyError;
+use crate::session::Session;
+
+/// Requests a client may have in flight on one connection before the proxy stops reading
+/// from it (Kafka clients default to 5; transactional producers and fetch sessions stay low).
+const MAX_IN_FLIGHT: usize = 1024;
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error(transparent)]
+    Io(#[from] ProxyError),
+    #[error("client sent a bad frame: {0}")]
+    ClientFrame(KafkaError),
+    #[error("broker sent a bad frame: {0}")]
+    BrokerFrame(KafkaError),
+    #[error("response with correlation id {got} where {expected:?} was next")]
+    Unmatched { got: i32, expected: Option<i32> },
+    #[error("cannot rewrite broker addresses: {0}")]
+    Rewrite(String),
+}
+
+pub async fn serve(session: Session, client: TcpStream) {
+    let service = session.service.clone();
+    let upstream = match open_upstream(&session).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::info!(cluster = %service.cluster, service = %service.name, node = ?session.kafka_node, error = %e, "refusing client");
+            session.metrics.error(&service, e.kind());
+            return;
+        }
+    };
+    let (stream, guard) = upstream;
+    let result = tokio::select! {
+        r = run(&session, client, stream) => r,
+        () = session.hard_stop.cancelled() => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::debug!(cluster = %service.cluster, service = %service.name, peer = %session.peer, error = %e, "kafka connection closed");
+        let kind = match &e {
+            ConnError::Io(io) => io.kind(),
+            ConnError::ClientFrame(_) => "client_protocol",
+            ConnError::BrokerFrame(_) | ConnError::Unmatched { .. } => "backend_protocol",
+            ConnError::Rewrite(_) => "rewrite",
+        };
+        session.metrics.error(&service, kind);
+        if let (ConnError::Io(ProxyError::BackendIo(_)), Some(g)) = (&e, &guard) {
+            let t = g
+                .backend()
+                .record_failure(Instant::now(), service.failure_threshold());
+            crate::upstream::log_transition(&service, g.backend(), t);
+        }
+    }
+}
+
+type Opened = (TcpStream, Option<crate::backend::ActiveGuard>);
+
+/// The bootstrap address goes to a broker picked by the router (failing over between the
+/// configured backends); a broker port goes to the broker it stands for.
+async fn open_upstream(session: &Session) -> Result<Opened, ProxyError> {
+    let service = &session.service;
+    let Some(node) = session.kafka_node else {
+        let (s, g) = crate::upstream::connect(service).await?;
+        return Ok((s, Some(g)));
+    };
+    let up = session
+        .shared
+        .kafka_ports
+        .upstream(service, node)
+        .ok_or(ProxyError::ServiceGone)?;
+    let backend = format!("{}:{}", up.host, up.port);
+    let after = service.spec.connect_timeout;
+    let connect = TcpStream::connect((up.host.as_str(), up.port));
+    let stream = match tokio::time::timeout(after, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(ProxyError::Connect { backend, source }),
+        Err(_) => return Err(ProxyError::ConnectTimeout { backend, after }),
+    };
+    let _ = stream.set_nodelay(true);
+    Ok((stream, None))
+}
+
+async fn run(session: &Session, client: TcpStream, upstream: TcpStream) -> Result<(), ConnError> {
+    let (cr, cw) = client.into_split();
+    let (ur, uw) = upstream.into_split();
+    let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+    let scanner = FrameScanner::new(session.service.spec.kafka.max_frame);
+    let mut exchange = Exchange::new(session);
+    let requests = forward_requests(session, cr, uw, tx, scanner);
+    let responses = forward_responses(&mut exchange, ur, cw, rx, scanner);
+    let result = tokio::select! {
+        r = requests => r,
+        r = responses => r,
+    };
+    exchange.unanswered(matches!(result, Err(ConnError::Io(ProxyError::BackendIo(_)))));
+    result
+}
+
+/// Client -> broker: frames checked and their headers noted, then passed on as they came.
+async fn forward_requests(
+    session: &Session,
+    mut cr: OwnedReadHalf,
+    mut uw: OwnedWriteHalf,
+    tx: mpsc::Sender<Pending>,
+    scanner: FrameScanner,
+) -> Result<(), ConnError> {
+    let bytes_in = session
+        .metrics
+        .bytes_in
+        .get_or_create(&crate::metrics::ServiceLabels::of(&session.service))
+        .clone();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_CHUNK);
+        }
+        let n = cr.read_buf(&mut buf).await.map_err(ProxyError::ClientIo)?;
+        if n == 0 {
+            let _ = uw.shutdown().await;
+            return Ok(());
+        }
+        bytes_in.inc_by(n as u64);
+        while let Some(frame) = scanner.next(&mut buf).map_err(ConnError::ClientFrame)? {
+            let header = RequestHeader::parse(&frame).map_err(ConnError::ClientFrame)?;
+            if let Some(local) = super::exchange::answer_locally(&header, &frame) {
+                if tx.send(Pending::Local(local)).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let answered = expects_response(&header, &frame).map_err(ConnError::ClientFrame)?;
+            let pending = Pending::forwarded(&header, answered);
+            if tx.send(pending).await.is_err() {
+                return Ok(());
+            }
+            out.extend_from_slice(&frame);
+        }
+        if !out.is_empty() {
+            uw.write_all(&out).await.map_err(ProxyError::BackendIo)?;
+            out.clear();
+        }
+    }
+}
+
+/// Broker -> client: each response matched to the oldest request awaiting one, rewritten if
+/// it names brokers, and written back; answers made by the proxy go out in their turn.
+async fn forward_responses(
+    exchange: &mut Exchange<'_>,
+    mut ur: OwnedReadHalf,
+    mut cw: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Pending>,
+    scanner: FrameScanner,
+) -> Result<(), ConnError> {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut requests_open = true;
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            p = rx.recv(), if requests_open => match p {
+                Some(p) => exchange.push(p),
+                None => requests_open = false,
+            },
+            r = ur.read_buf(&mut buf) => {
+                let n = r.map_err(ProxyError::BackendIo)?;
+                if n == 0 {
+                    // An idle connection closed by the broker (connections.max.idle.ms) is
+                    // not a failure; one with requests in flight is.
+                    if exchange.waiting() {
+                        return Err(ProxyError::BackendIo(std::io::ErrorKind::UnexpectedEof.into()).into());
+                    }
+                    return Ok(());
+                }
+                while let Ok(p) = rx.try_recv() {
+                    exchange.push(p);
+                }
+                while let Some(frame) = scanner.next(&mut buf).map_err(ConnError::BrokerFrame)? {
+                    exchange.response(frame, &mut out)?;
+                }
+            }
+        }
+        exchange.take_local(&mut out);
+        if !out.is_empty() {
+            cw.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+            exchange.sent(out.len());
+            out.clear();
+        }
+    }
+}
