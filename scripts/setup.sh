@@ -5,8 +5,12 @@
 #   PostgreSQL server         Debian postgresql (initdb/postgres under /usr/lib/postgresql)
 #   promtool                  Debian prometheus (lints the /metrics output)
 #   nutcracker                Debian nutcracker (twemproxy: ketama compatibility test)
+#   kcat                      Debian kcat (librdkafka 2.0.2: a Kafka client in C)
+#   tansu                     crates.io tansu 0.6.0 (the Kafka test broker; ~10 min build,
+#                             once: cargo install puts it in $CARGO_HOME/bin)
 #   .venv with redis-py       PyPI redis (a RESP3 client in another language)
-#     and psycopg 3           PyPI psycopg[binary] (a PostgreSQL driver in another language)
+#     psycopg 3               PyPI psycopg[binary] (a PostgreSQL driver in another language)
+#     and kafka-python 3      PyPI kafka-python (a Kafka client with consumer groups and admin)
 set -euo pipefail
 
 missing=()
@@ -15,6 +19,7 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v nutcracker >/dev/null || missing+=(nutcracker)
+command -v kcat >/dev/null || missing+=(kcat)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
@@ -27,11 +32,18 @@ fi
 
 # Python clients for the tests (redis-py, psycopg 3), in a venv of the repository's own.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
-if ! "$venv/bin/python" -c 'import redis, psycopg' >/dev/null 2>&1; then
-  echo "setup: creating $venv with redis-py and psycopg"
+if ! "$venv/bin/python" -c 'import redis, psycopg, kafka' >/dev/null 2>&1; then
+  echo "setup: creating $venv with redis-py, psycopg and kafka-python"
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "redis==6.4.0" \
-    "psycopg==3.2.10" "psycopg-binary==3.2.10"
+    "psycopg==3.2.10" "psycopg-binary==3.2.10" "kafka-python==3.0.12"
+fi
+
+# The Kafka test broker, built from crates.io only when missing.
+tansu="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+if [ ! -x "$tansu" ]; then
+  echo "setup: building tansu 0.6.0 (about 10 minutes on 2 cores)"
+  cargo install -q tansu --version 0.6.0 --locked --features dynostore
 fi
 
 # PostgreSQL refuses to run as root; the harness runs it as this user.

@@ -55,11 +55,9 @@ async fn probe(service: &ServiceRuntime, backend: &BackendState) -> bool {
             ServiceKind::Redis => crate::redis::probe::ping(service, backend).await,
             ServiceKind::Postgres => crate::postgres::probe::select_one(service, backend).await,
             ServiceKind::Kafka => crate::kafka::probe::api_versions(service, backend).await,
-            ServiceKind::Tcp => {
-                TcpStream::connect((backend.host.as_str(), backend.port))
-                    .await
-                    .is_ok()
-            }
+            ServiceKind::Tcp => TcpStream::connect((backend.host.as_str(), backend.port))
+                .await
+                .is_ok(),
         }
     };
     tokio::time::timeout(service.spec.probe_timeout, check)

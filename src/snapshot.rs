@@ -361,17 +361,20 @@ fn resolve(
 fn kafka_spec(svc: &crate::config::ServiceConfig) -> KafkaSpec {
     let listen = svc.listen.as_ref().map(|l| l.value.0);
     KafkaSpec {
-        advertised_host: svc.advertised_host.clone().unwrap_or_else(|| {
-            listen.map_or_else(|| "127.0.0.1".into(), |a| a.ip().to_string())
-        }),
+        advertised_host: svc
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| listen.map_or_else(|| "127.0.0.1".into(), |a| a.ip().to_string())),
         port_base: svc
             .broker_port_base
             .or_else(|| listen.map(|a| a.port().saturating_add(1)))
             .unwrap_or(9093),
         ports: svc.broker_ports.clone(),
-        max_frame: svc.max_frame_bytes.map_or(throome_kafka::DEFAULT_MAX_FRAME, |n| {
-            usize::try_from(n).unwrap_or(usize::MAX)
-        }),
+        max_frame: svc
+            .max_frame_bytes
+            .map_or(throome_kafka::DEFAULT_MAX_FRAME, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
     }
 }
 

@@ -132,7 +132,10 @@ fn kafka_services_check_their_broker_ports() {
     assert!(err.message.contains("node id >= 0"), "{err:?}");
     let redis = "cluster_id: a\nname: b\nservices:\n  r:\n    type: redis\n    host: x\n    port: 1\n    broker_port_base: 9000\n";
     let err = parse_cluster(redis).unwrap_err();
-    assert!(err.message.contains("applies to kafka services only"), "{err:?}");
+    assert!(
+        err.message.contains("applies to kafka services only"),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -181,7 +181,10 @@ fn validate_kafka(name: &str, s: &ServiceConfig) -> Result<(), String> {
             listen.value
         ));
     }
-    if s.advertised_host.as_deref().is_some_and(|h| h.trim().is_empty()) {
+    if s.advertised_host
+        .as_deref()
+        .is_some_and(|h| h.trim().is_empty())
+    {
         return Err(format!("service `{name}`: advertised_host is empty"));
     }
     if let Some((node, port)) = s.broker_ports.iter().find(|(n, p)| **n < 0 || **p == 0) {
@@ -190,7 +193,9 @@ fn validate_kafka(name: &str, s: &ServiceConfig) -> Result<(), String> {
              non-zero port"
         ));
     }
-    if s.max_frame_bytes.is_some_and(|n| n < 1024 || n > i32::MAX as u64) {
+    if s.max_frame_bytes
+        .is_some_and(|n| n < 1024 || n > i32::MAX as u64)
+    {
         return Err(format!(
             "service `{name}`: max_frame_bytes must be 1024..=2147483647"
         ));

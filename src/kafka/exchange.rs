@@ -53,8 +53,7 @@ impl Pending {
 /// librdkafka gets the KIP-511 "unsupported version, use 0..=2" answer (see
 /// `needs_api_versions_fallback`); it retries with a version it can parse.
 pub fn answer_locally(h: &RequestHeader, frame: &[u8]) -> Option<Bytes> {
-    needs_api_versions_fallback(h, frame)
-        .then(|| unsupported_api_versions(h.correlation_id, 0, 2))
+    needs_api_versions_fallback(h, frame).then(|| unsupported_api_versions(h.correlation_id, 0, 2))
 }
 
 pub struct Exchange<'s> {
@@ -187,7 +186,9 @@ impl<'s> Exchange<'s> {
         if rewritten.complete && !rewritten.brokers.is_empty() {
             let alive: Vec<i32> = rewritten.brokers.iter().map(|b| b.node_id).collect();
             let s = self.session;
-            s.shared.kafka_ports.retain(&s.service, &alive, RETIRE_DRAIN);
+            s.shared
+                .kafka_ports
+                .retain(&s.service, &alive, RETIRE_DRAIN);
         }
         Ok(rewritten.frame)
     }
@@ -202,12 +203,18 @@ impl<'s> Exchange<'s> {
             host: b.host.clone(),
             port,
         };
-        match s.shared.kafka_ports.ensure(&s.shared, &s.service, b.node_id, upstream) {
+        match s
+            .shared
+            .kafka_ports
+            .ensure(&s.shared, &s.service, b.node_id, upstream)
+        {
             Ok((host, port)) => Ok((host, i32::from(port))),
             Err(e @ PortError::Bind { .. }) => {
                 tracing::error!(cluster = %s.service.cluster, service = %s.service.name, error = %e, "broker port unavailable");
                 let spec = &s.service.spec.kafka;
-                let port = spec.port_of(b.node_id).ok_or(PortError::NoPort(b.node_id))?;
+                let port = spec
+                    .port_of(b.node_id)
+                    .ok_or(PortError::NoPort(b.node_id))?;
                 Ok((spec.advertised_host.clone(), i32::from(port)))
             }
             Err(e) => Err(e),

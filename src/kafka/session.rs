@@ -7,11 +7,11 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
+use throome_kafka::{FrameScanner, KafkaError, RequestHeader, expects_response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
-use throome_kafka::{FrameScanner, KafkaError, RequestHeader, expects_response};
 
 use super::exchange::{Exchange, Pending};
 use crate::error::ProxyError;
@@ -108,7 +108,10 @@ async fn run(session: &Session, client: TcpStream, upstream: TcpStream) -> Resul
         r = requests => r,
         r = responses => r,
     };
-    exchange.unanswered(matches!(result, Err(ConnError::Io(ProxyError::BackendIo(_)))));
+    exchange.unanswered(matches!(
+        result,
+        Err(ConnError::Io(ProxyError::BackendIo(_)))
+    ));
     result
 }
 

@@ -8,6 +8,9 @@ Usage:
       the client learns of must be on one of ALLOWED_PORTS (comma-separated).
   kafka_client.py admin BOOTSTRAP TOPIC
       Create TOPIC with an admin client, see it listed, delete it, see it gone.
+  kafka_client.py survive BOOTSTRAP TOPIC
+      Produce "before", print READY, wait for a line on stdin (the broker is restarted
+      meanwhile, empty), then with the same producer produce "after" and read it back.
 Prints OK on success."""
 import sys
 import time
@@ -94,11 +97,34 @@ def admin(bootstrap, topic):
     client.close()
 
 
+def survive(bootstrap, topic):
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", retries=50, retry_backoff_ms=200,
+        reconnect_backoff_max_ms=1000, max_block_ms=DEADLINE * 1000,
+        # The restarted broker keeps nothing (memory storage), not even producer ids.
+        enable_idempotence=False,
+    )
+    producer.send(topic, b"before").get(timeout=DEADLINE)
+    print("READY", flush=True)
+    sys.stdin.readline()
+    producer.send(topic, b"after").get(timeout=DEADLINE)
+    producer.close()
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        consumer_timeout_ms=DEADLINE * 1000,
+    )
+    got = next(iter(consumer)).value
+    assert got == b"after", got
+    consumer.close()
+
+
 if __name__ == "__main__":
     mode, bootstrap = sys.argv[1], sys.argv[2]
     if mode == "roundtrip":
         allowed = {int(p) for p in sys.argv[6].split(",")}
         roundtrip(bootstrap, sys.argv[3], sys.argv[4], int(sys.argv[5]), allowed)
+    elif mode == "survive":
+        survive(bootstrap, sys.argv[3])
     elif mode == "admin":
         admin(bootstrap, sys.argv[3])
     else:

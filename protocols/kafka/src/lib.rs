@@ -20,8 +20,8 @@ pub use frame::{DEFAULT_MAX_FRAME, FrameScanner};
 pub use header::{RequestHeader, expects_response, response_correlation_id};
 pub use rewrite::{Broker, BrokerMap, Rewritten, rewrite_response, rewrites};
 pub use versions::{
-    api_name, clamp_api_versions, client_software, needs_api_versions_fallback,
-    newest_rewritable, unsupported_api_versions,
+    api_name, clamp_api_versions, client_software, needs_api_versions_fallback, newest_rewritable,
+    unsupported_api_versions,
 };
 
 /// API keys this crate knows by name ([api keys](https://kafka.apache.org/protocol.html#protocol_api_keys)).

@@ -89,7 +89,10 @@ pub fn rewrite_response(
         _ => rw.describe_cluster()?,
     };
     let Rewriter {
-        c, mut out, brokers, ..
+        c,
+        mut out,
+        brokers,
+        ..
     } = rw;
     out.extend_from_slice(c.rest());
     let size = i32::try_from(out.len() - 4).map_err(|_| KafkaError::Encode("too long".into()))?;
@@ -188,9 +191,12 @@ impl Rewriter<'_, '_> {
             self.copy(4, "throttle_time_ms")?;
         }
         let flexible = self.version >= 9;
-        self.each(flexible, 9, "brokers", |rw, b: &mut MetadataResponseBroker| {
-            rw.map_one(b.node_id.0, &mut b.host, &mut b.port)
-        })?;
+        self.each(
+            flexible,
+            9,
+            "brokers",
+            |rw, b: &mut MetadataResponseBroker| rw.map_one(b.node_id.0, &mut b.host, &mut b.port),
+        )?;
         Ok(true)
     }
 

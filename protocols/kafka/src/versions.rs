@@ -90,6 +90,42 @@ pub fn api_name(api_key: i16) -> &'static str {
     names.get(&api_key).copied().unwrap_or("Unknown")
 }
 
+/// The `client_software_name` and `client_software_version` of an ApiVersions v3+ request
+/// (KIP-511), from its body.
+pub fn client_software(h: &RequestHeader, frame: &[u8]) -> Option<(String, String)> {
+    if h.api_key != api::API_VERSIONS || h.api_version < 3 {
+        return None;
+    }
+    let mut c = Cursor::new(frame, h.body_offset?);
+    let name = c.string(true, "client_software_name").ok()??;
+    let version = c.string(true, "client_software_version").ok()??;
+    Some((
+        String::from_utf8_lossy(name).into_owned(),
+        String::from_utf8_lossy(version).into_owned(),
+    ))
+}
+
+/// librdkafka before 2.16 (Debian's kcat links 2.0.2) fails to parse some flexible (v3+)
+/// ApiVersions responses ("Read underflow") and then gives up on the broker. Those clients
+/// get the KIP-511 answer instead, and retry at a version they parse. Wrappers report the
+/// bundled library as `<wrapper version>-rdkafka-<version>`.
+pub fn needs_api_versions_fallback(h: &RequestHeader, frame: &[u8]) -> bool {
+    let Some((name, version)) = client_software(h, frame) else {
+        return false;
+    };
+    let lib = if name == "librdkafka" {
+        version.as_str()
+    } else {
+        match version.split_once("-rdkafka-") {
+            Some((_, lib)) => lib,
+            None => return false,
+        }
+    };
+    let mut parts = lib.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let major_minor = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    major_minor < (2, 16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,45 +172,11 @@ mod tests {
         let f = unsupported_api_versions(9, 0, 2);
         assert_eq!(
             &f[..],
-            &[0, 0, 0, 16, 0, 0, 0, 9, 0, 35, 0, 0, 0, 1, 0, 18, 0, 0, 0, 2]
+            &[
+                0, 0, 0, 16, 0, 0, 0, 9, 0, 35, 0, 0, 0, 1, 0, 18, 0, 0, 0, 2
+            ]
         );
         // And it is itself clampable without change.
         assert_eq!(clamp_api_versions(3, &f), Ok(None));
     }
-}
-
-/// The `client_software_name` and `client_software_version` of an ApiVersions v3+ request
-/// (KIP-511), from its body.
-pub fn client_software(h: &RequestHeader, frame: &[u8]) -> Option<(String, String)> {
-    if h.api_key != api::API_VERSIONS || h.api_version < 3 {
-        return None;
-    }
-    let mut c = Cursor::new(frame, h.body_offset?);
-    let name = c.string(true, "client_software_name").ok()??;
-    let version = c.string(true, "client_software_version").ok()??;
-    Some((
-        String::from_utf8_lossy(name).into_owned(),
-        String::from_utf8_lossy(version).into_owned(),
-    ))
-}
-
-/// librdkafka before 2.16 (Debian's kcat links 2.0.2) fails to parse some flexible (v3+)
-/// ApiVersions responses ("Read underflow") and then gives up on the broker. Those clients
-/// get the KIP-511 answer instead, and retry at a version they parse. Wrappers report the
-/// bundled library as `<wrapper version>-rdkafka-<version>`.
-pub fn needs_api_versions_fallback(h: &RequestHeader, frame: &[u8]) -> bool {
-    let Some((name, version)) = client_software(h, frame) else {
-        return false;
-    };
-    let lib = if name == "librdkafka" {
-        version.as_str()
-    } else {
-        match version.split_once("-rdkafka-") {
-            Some((_, lib)) => lib,
-            None => return false,
-        }
-    };
-    let mut parts = lib.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
-    let major_minor = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    major_minor < (2, 16)
 }

@@ -32,7 +32,10 @@ impl<'a> Cursor<'a> {
 
     pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], KafkaError> {
         let end = self.pos.checked_add(n).ok_or(KafkaError::Truncated(what))?;
-        let s = self.buf.get(self.pos..end).ok_or(KafkaError::Truncated(what))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(KafkaError::Truncated(what))?;
         self.pos = end;
         Ok(s)
     }

@@ -1,0 +1,142 @@
+//! The tansu Kafka broker (built by scripts/setup.sh with `cargo install tansu`) on a free
+//! loopback port with in-memory storage, and the client tools the Kafka tests use.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use super::{eventually, free_port};
+
+/// tansu's broker answers as node 111 (it has no node id option).
+pub const TANSU_NODE: u16 = 111;
+
+pub fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("THROOME_TANSU") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
+    let cargo_bin = home.join("bin/tansu");
+    if cargo_bin.exists() {
+        cargo_bin
+    } else {
+        PathBuf::from("tansu")
+    }
+}
+
+pub struct Tansu {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let mut t = Tansu {
+            port: free_port(),
+            child: None,
+        };
+        t.restart();
+        t
+    }
+
+    /// Starts (again) on the same port; memory storage starts empty.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu not found: run scripts/setup.sh");
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            eventually(Duration::from_secs(20), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "tansu on port {port} did not come up"
+        );
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `tansu topic create` (tansu does not create topics on first use).
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(tansu_bin())
+            .args(["topic", "create", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .args(["--partitions", &partitions.to_string(), name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "topic create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A proxy broker-port base whose port for tansu's node id is free.
+pub fn free_broker_port_base() -> u16 {
+    free_port() - TANSU_NODE
+}
+
+/// Runs Debian's kcat with a 20 s metadata/socket budget.
+pub fn kcat(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("timeout")
+        .args(["30", "kcat", "-m", "20"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat not found: run scripts/setup.sh");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// A `type: kafka` service on `listen` with broker ports from `base`, bootstrapping from
+/// `brokers` (in order), health probed every second.
+pub fn kafka_cluster(id: &str, service: &str, listen: u16, base: u16, brokers: &[u16]) -> String {
+    let extra = format!("    broker_port_base: {base}\n");
+    let backends: Vec<(u16, &str, u32)> = brokers.iter().map(|p| (*p, "primary", 1)).collect();
+    super::gateway::cluster_of(
+        "kafka",
+        id,
+        service,
+        listen,
+        &backends,
+        &extra,
+        "health: { interval: 1, unhealthy_threshold: 1 }\n",
+    )
+}

@@ -1,0 +1,186 @@
+//! Port per broker with several brokers. tansu with in-memory storage is one broker, so the
+//! cluster here is a fault-injection fake: `FaultInjectingMetadataCluster` answers
+//! ApiVersions and a Metadata listing three brokers (itself on three ports) and nothing else,
+//! and can drop a broker from its answers. The client is Debian's kcat.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::kafka::{kafka_cluster, kcat};
+use common::{Throome, eventually, free_port};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, MetadataResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// Three "brokers" (node ids 1, 2, 3), each a listener of this process; every one answers
+/// Metadata with the node ids in `listed`.
+struct FaultInjectingMetadataCluster {
+    ports: Vec<u16>,
+    listed: Arc<Mutex<Vec<i32>>>,
+    connections: Arc<[AtomicUsize; 3]>,
+}
+
+impl FaultInjectingMetadataCluster {
+    fn start() -> Self {
+        let listeners: Vec<TcpListener> = (0..3)
+            .map(|_| TcpListener::bind(("127.0.0.1", free_port())).unwrap())
+            .collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        let cluster = FaultInjectingMetadataCluster {
+            ports: ports.clone(),
+            listed: Arc::new(Mutex::new(vec![1, 2, 3])),
+            connections: Arc::new(Default::default()),
+        };
+        for (i, l) in listeners.into_iter().enumerate() {
+            let (listed, conns, ports) = (
+                cluster.listed.clone(),
+                cluster.connections.clone(),
+                ports.clone(),
+            );
+            std::thread::spawn(move || {
+                for s in l.incoming().flatten() {
+                    conns[i].fetch_add(1, Ordering::SeqCst);
+                    let (listed, ports) = (listed.clone(), ports.clone());
+                    std::thread::spawn(move || serve(s, &listed, &ports));
+                }
+            });
+        }
+        cluster
+    }
+}
+
+fn serve(mut s: TcpStream, listed: &Mutex<Vec<i32>>, ports: &[u16]) {
+    loop {
+        let mut size = [0u8; 4];
+        if s.read_exact(&mut size).is_err() {
+            return;
+        }
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        if s.read_exact(&mut body).is_err() {
+            return;
+        }
+        let mut buf = Bytes::from(body);
+        let key = ApiKey::try_from(i16::from_be_bytes([buf[0], buf[1]])).unwrap();
+        let version = i16::from_be_bytes([buf[2], buf[3]]);
+        let header = RequestHeader::decode(&mut buf, key.request_header_version(version)).unwrap();
+        let mut out = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(header.correlation_id)
+            .encode(&mut out, key.response_header_version(version))
+            .unwrap();
+        match key {
+            ApiKey::ApiVersions => {
+                let api = |k: ApiKey, max| {
+                    ApiVersion::default()
+                        .with_api_key(k as i16)
+                        .with_max_version(max)
+                };
+                ApiVersionsResponse::default()
+                    .with_api_keys(vec![api(ApiKey::ApiVersions, 3), api(ApiKey::Metadata, 9)])
+                    .encode(&mut out, version.min(3))
+                    .unwrap();
+            }
+            ApiKey::Metadata => {
+                let brokers = listed
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|&id| {
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(id))
+                            .with_host(StrBytes::from_static_str("127.0.0.1"))
+                            .with_port(i32::from(ports[id as usize - 1]))
+                    })
+                    .collect();
+                MetadataResponse::default()
+                    .with_brokers(brokers)
+                    .with_controller_id(BrokerId(1))
+                    .encode(&mut out, version)
+                    .unwrap();
+            }
+            _ => return,
+        }
+        let mut frame = (out.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&out);
+        if s.write_all(&frame).is_err() {
+            return;
+        }
+    }
+}
+
+/// A broker-port base with base+1..=base+3 free.
+fn free_base() -> u16 {
+    (0..200)
+        .map(|_| free_port())
+        .find(|&b| (1..=3).all(|i| TcpListener::bind(("127.0.0.1", b + i)).is_ok()))
+        .unwrap()
+}
+
+fn list(bootstrap: &str) -> String {
+    let out = kcat(&["-b", bootstrap, "-L"], None);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn every_broker_gets_a_proxy_port_and_loses_it_when_it_leaves() {
+    let fake = FaultInjectingMetadataCluster::start();
+    let (listen, base) = (free_port(), free_base());
+    let yaml = kafka_cluster("k", "multi", listen, base, &[fake.ports[0]]);
+    let _gw = Throome::start(&[("k", &yaml)]);
+
+    let text = list(&format!("127.0.0.1:{listen}"));
+    assert!(text.contains(" 3 brokers:"), "{text}");
+    for node in 1..=3 {
+        assert!(
+            text.contains(&format!("broker {node} at 127.0.0.1:{}", base + node)),
+            "{text}"
+        );
+    }
+    for real in &fake.ports {
+        assert!(
+            !text.contains(&format!(":{real}")),
+            "a real broker address leaked: {text}"
+        );
+    }
+
+    // Broker 2's proxy port leads to broker 2.
+    let before = fake.connections[1].load(Ordering::SeqCst);
+    list(&format!("127.0.0.1:{}", base + 2));
+    assert!(
+        fake.connections[1].load(Ordering::SeqCst) > before,
+        "node 2 got no connection"
+    );
+
+    // Broker 3 leaves: the next metadata answer retires its port.
+    *fake.listed.lock().unwrap() = vec![1, 2];
+    let text = list(&format!("127.0.0.1:{listen}"));
+    assert!(text.contains(" 2 brokers:"), "{text}");
+    assert!(
+        eventually(Duration::from_secs(5), || TcpStream::connect((
+            "127.0.0.1",
+            base + 3
+        ))
+        .is_err()),
+        "the departed broker's port still accepts connections"
+    );
+    assert!(TcpStream::connect(("127.0.0.1", base + 1)).is_ok());
+}
