@@ -91,14 +91,14 @@ impl<'s> Exchange<'s> {
         while let Some(Pending::Local(_)) = self.queue.front() {
             if let Some(Pending::Local(b)) = self.queue.pop_front() {
                 out.extend_from_slice(&b);
+                self.sent(b.len());
             }
         }
     }
 
-    /// Matches one response frame to the oldest request awaiting an answer and appends what
-    /// the client gets to `out`.
-    pub fn response(&mut self, frame: Bytes, out: &mut BytesMut) -> Result<(), ConnError> {
-        self.take_local(out);
+    /// Matches one response frame to the oldest request awaiting an answer; returns what the
+    /// client gets. Answers of the proxy's own that come first must be taken before.
+    pub fn response(&mut self, frame: Bytes) -> Result<Bytes, ConnError> {
         let got = response_correlation_id(&frame).map_err(ConnError::BrokerFrame)?;
         let Some(Pending::Forwarded {
             correlation_id,
@@ -124,11 +124,9 @@ impl<'s> Exchange<'s> {
         let (count, latency) = self.api(api_key);
         count.inc();
         latency.observe(started.elapsed().as_secs_f64());
-        let answer = self.transform(api_key, version, frame).inspect_err(|_| {
+        self.transform(api_key, version, frame).inspect_err(|_| {
             self.api_error(api_key, "rewrite");
-        })?;
-        out.extend_from_slice(&answer);
-        Ok(())
+        })
     }
 
     /// Whether any forwarded request still awaits its response.

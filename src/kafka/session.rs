@@ -153,13 +153,37 @@ async fn forward_requests(
             if tx.send(pending).await.is_err() {
                 return Ok(());
             }
-            out.extend_from_slice(&frame);
+            forward(&mut uw, &mut out, &frame)
+                .await
+                .map_err(ProxyError::BackendIo)?;
         }
         if !out.is_empty() {
             uw.write_all(&out).await.map_err(ProxyError::BackendIo)?;
             out.clear();
         }
     }
+}
+
+/// Frames at least this big are written as they are instead of being copied into the
+/// write buffer (a produce batch or a fetch answer is often a megabyte).
+const DIRECT_WRITE: usize = 16 * 1024;
+
+/// Queues a small frame in `out`; writes a big one straight from its own buffer (after what
+/// is queued, to keep the order).
+pub(super) async fn forward(
+    w: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+    frame: &[u8],
+) -> std::io::Result<()> {
+    if frame.len() < DIRECT_WRITE {
+        out.extend_from_slice(frame);
+        return Ok(());
+    }
+    if !out.is_empty() {
+        w.write_all(out).await?;
+        out.clear();
+    }
+    w.write_all(frame).await
 }
 
 /// Broker -> client: each response matched to the oldest request awaiting one, rewritten if
@@ -197,14 +221,16 @@ async fn forward_responses(
                     exchange.push(p);
                 }
                 while let Some(frame) = scanner.next(&mut buf).map_err(ConnError::BrokerFrame)? {
-                    exchange.response(frame, &mut out)?;
+                    exchange.take_local(&mut out);
+                    let answer = exchange.response(frame)?;
+                    forward(&mut cw, &mut out, &answer).await.map_err(ProxyError::ClientIo)?;
+                    exchange.sent(answer.len());
                 }
             }
         }
         exchange.take_local(&mut out);
         if !out.is_empty() {
             cw.write_all(&out).await.map_err(ProxyError::ClientIo)?;
-            exchange.sent(out.len());
             out.clear();
         }
     }
