@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ struct FaultInjectingMetadataCluster {
     ports: Vec<u16>,
     listed: Arc<Mutex<Vec<i32>>>,
     connections: Arc<[AtomicUsize; 3]>,
+    /// When set, Metadata answers carry a correlation id the client never used.
+    wrong_correlation: Arc<AtomicBool>,
 }
 
 impl FaultInjectingMetadataCluster {
@@ -43,6 +45,7 @@ impl FaultInjectingMetadataCluster {
             ports: ports.clone(),
             listed: Arc::new(Mutex::new(vec![1, 2, 3])),
             connections: Arc::new(Default::default()),
+            wrong_correlation: Arc::new(AtomicBool::new(false)),
         };
         for (i, l) in listeners.into_iter().enumerate() {
             let (listed, conns, ports) = (
@@ -50,11 +53,12 @@ impl FaultInjectingMetadataCluster {
                 cluster.connections.clone(),
                 ports.clone(),
             );
+            let wrong = cluster.wrong_correlation.clone();
             std::thread::spawn(move || {
                 for s in l.incoming().flatten() {
                     conns[i].fetch_add(1, Ordering::SeqCst);
-                    let (listed, ports) = (listed.clone(), ports.clone());
-                    std::thread::spawn(move || serve(s, &listed, &ports));
+                    let (listed, ports, wrong) = (listed.clone(), ports.clone(), wrong.clone());
+                    std::thread::spawn(move || serve(s, &listed, &ports, &wrong));
                 }
             });
         }
@@ -62,7 +66,7 @@ impl FaultInjectingMetadataCluster {
     }
 }
 
-fn serve(mut s: TcpStream, listed: &Mutex<Vec<i32>>, ports: &[u16]) {
+fn serve(mut s: TcpStream, listed: &Mutex<Vec<i32>>, ports: &[u16], wrong: &AtomicBool) {
     loop {
         let mut size = [0u8; 4];
         if s.read_exact(&mut size).is_err() {
@@ -77,8 +81,13 @@ fn serve(mut s: TcpStream, listed: &Mutex<Vec<i32>>, ports: &[u16]) {
         let version = i16::from_be_bytes([buf[2], buf[3]]);
         let header = RequestHeader::decode(&mut buf, key.request_header_version(version)).unwrap();
         let mut out = BytesMut::new();
+        let skew = if key == ApiKey::Metadata && wrong.load(Ordering::SeqCst) {
+            1000
+        } else {
+            0
+        };
         ResponseHeader::default()
-            .with_correlation_id(header.correlation_id)
+            .with_correlation_id(header.correlation_id + skew)
             .encode(&mut out, key.response_header_version(version))
             .unwrap();
         match key {
@@ -183,4 +192,73 @@ fn every_broker_gets_a_proxy_port_and_loses_it_when_it_leaves() {
         "the departed broker's port still accepts connections"
     );
     assert!(TcpStream::connect(("127.0.0.1", base + 1)).is_ok());
+}
+
+#[test]
+fn an_oversized_or_garbled_frame_closes_only_that_connection() {
+    let fake = FaultInjectingMetadataCluster::start();
+    let (listen, base) = (free_port(), free_base());
+    let extra = "    max_frame_bytes: 65536\n";
+    let yaml = kafka_cluster("k", "guarded", listen, base, &[fake.ports[0]]).replace(
+        "    broker_port_base:",
+        &format!("{extra}    broker_port_base:"),
+    );
+    let gw = Throome::start(&[("k", &yaml)]);
+    let bootstrap = format!("127.0.0.1:{listen}");
+    let bystander = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+
+    for bad in [
+        (1i32 << 20).to_be_bytes().to_vec(), // 1 MiB declared, over the 64 KiB limit
+        (-5i32).to_be_bytes().to_vec(),      // negative size
+        vec![0, 0, 0, 2, 0, 3],              // too short for a request header
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&bad).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            s.read(&mut byte).unwrap_or(0),
+            0,
+            "connection left open after {bad:?}"
+        );
+    }
+    // Other clients are unaffected.
+    assert!(list(&bootstrap).contains(" 3 brokers:"));
+    let mut bystander = bystander;
+    bystander
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        bystander.read(&mut byte).is_err(),
+        "the bystander was closed"
+    );
+    let m = gw.metrics();
+    assert!(m.contains("kind=\"client_protocol\""), "{m}");
+}
+
+#[test]
+fn a_response_to_no_request_closes_that_connection() {
+    let fake = FaultInjectingMetadataCluster::start();
+    let (listen, base) = (free_port(), free_base());
+    let yaml = kafka_cluster("k", "strict", listen, base, &[fake.ports[0]]);
+    let gw = Throome::start(&[("k", &yaml)]);
+    fake.wrong_correlation.store(true, Ordering::SeqCst);
+    // Metadata v1 for no topics, correlation id 7, client id "t".
+    let request = [0, 3, 0, 1, 0, 0, 0, 7, 0, 1, b't', 0, 0, 0, 0];
+    let mut s = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&(request.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&request).unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        s.read(&mut byte).unwrap_or(0),
+        0,
+        "an unmatched response was passed on"
+    );
+    let m = gw.metrics();
+    assert!(
+        m.contains("throome_kafka_api_errors_total{cluster=\"k\",service=\"strict\",api=\"Metadata\",kind=\"unmatched\"} 1"),
+        "{m}"
+    );
 }
