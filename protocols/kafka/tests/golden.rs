@@ -25,6 +25,16 @@ fn frames(name: &str) -> Vec<Bytes> {
     out
 }
 
+/// (api_key, api_version) of each request frame.
+fn apis(reqs: &[Bytes]) -> Vec<(i16, i16)> {
+    reqs.iter()
+        .map(|f| {
+            let h = RequestHeader::parse(f).unwrap();
+            (h.api_key, h.api_version)
+        })
+        .collect()
+}
+
 fn to_proxy(b: &Broker) -> (String, i32) {
     ("proxy.local".to_string(), 20_000 + b.node_id)
 }
@@ -55,14 +65,7 @@ fn kcat_asks_for_api_versions_v3_and_gets_the_fallback() {
 #[test]
 fn kafka_python_bootstrap_exchange() {
     let reqs = frames("kafka_python.req");
-    let keys: Vec<(i16, i16)> = reqs
-        .iter()
-        .map(|f| {
-            RequestHeader::parse(f)
-                .map(|h| (h.api_key, h.api_version))
-                .unwrap()
-        })
-        .collect();
+    let keys = apis(&reqs);
     assert_eq!(keys, [(18, 4), (3, 12)]);
     assert!(!needs_api_versions_fallback(
         &RequestHeader::parse(&reqs[0]).unwrap(),
@@ -119,14 +122,7 @@ fn find_api_entry(frame: &[u8], api_key: i16) -> Option<usize> {
 fn find_coordinator_and_describe_cluster_point_at_the_proxy() {
     let reps = frames("tansu_coordinator.rep");
     let reqs = frames("tansu_coordinator.req");
-    let versions: Vec<(i16, i16)> = reqs
-        .iter()
-        .map(|f| {
-            RequestHeader::parse(f)
-                .map(|h| (h.api_key, h.api_version))
-                .unwrap()
-        })
-        .collect();
+    let versions = apis(&reqs);
     assert_eq!(versions, [(10, 0), (10, 3), (10, 4), (60, 0)]);
 
     let v0 = rewrite_response(10, 0, &reps[0], &mut to_proxy).unwrap();
