@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Kafka proxy bench: produce then consume N records of 1 KiB (confluent-kafka, librdkafka
 # 2.16) straight at the tansu broker, through Throome (`type: kafka`) and through
-# `tansu proxy`, interleaved in each round on loopback, a fresh topic per run. Prints
+# `tansu proxy`, on loopback. Prints
 # the median records/s per path and the ratios Throome/direct and Throome/tansu-proxy.
-# Bounded: N records per run, 120 s per phase.
+# Every run gets a fresh broker (tansu keeps records in memory and slows as it fills) and the
+# order of the paths rotates each round. Bounded: N records per run, 120 s per phase.
 #   benches/kafka_proxy.sh [records=200000] [rounds=3]
 # Env: WORKERS (gateway.worker_threads, default 1).
 set -euo pipefail
@@ -18,27 +19,42 @@ TANSU="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 . benches/lib.sh
 broker=$(free_port); thr=$(free_port); tproxy=$(free_port); admin=$(free_port); base=$(free_port)
 url() { echo "tcp://127.0.0.1:$1"; }
-RUST_LOG=error "$TANSU" broker --listener-url "$(url $broker)" --advertised-listener-url "$(url $broker)" \
-  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 & pids+=($!)
-RUST_LOG=error "$TANSU" proxy --listener-url "$(url $tproxy)" --advertised-listener-url "$(url $tproxy)" \
-  --origin-url "$(url $broker)" >"$work/tproxy.log" 2>&1 & pids+=($!)
 mkdir -p "$work/clusters/bench"
 printf 'server: {port: %s}\ngateway: {clusters_dir: clusters, worker_threads: %s}\nlogging: {level: warn}\n' "$admin" "${WORKERS:-1}" > "$work/throome.yaml"
 printf 'cluster_id: bench\nname: bench\nservices:\n  events:\n    type: kafka\n    listen: "127.0.0.1:%s"\n    broker_port_base: %s\n    host: 127.0.0.1\n    port: %s\n' \
   "$thr" "$((base - 111))" "$broker" > "$work/clusters/bench/config.yaml"
-(cd "$work" && exec "$OLDPWD/target/release/throome" --config throome.yaml 2>throome.log) & pids+=($!)
-for p in $broker $tproxy $thr; do
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
-done
 
+# tansu keeps every record in memory and slows down as it fills, so each run gets a fresh
+# broker (and proxies in front of it); the order of the paths rotates every round.
+start_stack() {
+  stack=()
+  RUST_LOG=error "$TANSU" broker --listener-url "$(url $broker)" --advertised-listener-url "$(url $broker)" \
+    --storage-engine memory://tansu/ >>"$work/tansu.log" 2>&1 & stack+=($!)
+  RUST_LOG=error "$TANSU" proxy --listener-url "$(url $tproxy)" --advertised-listener-url "$(url $tproxy)" \
+    --origin-url "$(url $broker)" >>"$work/tproxy.log" 2>&1 & stack+=($!)
+  (cd "$work" && exec "$OLDPWD/target/release/throome" --config throome.yaml 2>>throome.log) & stack+=($!)
+  pids+=("${stack[@]}")
+  for p in $broker $tproxy $thr; do
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
+  done
+}
+stop_stack() {
+  kill "${stack[@]}" 2>/dev/null || true
+  wait "${stack[@]}" 2>/dev/null || true
+}
 run() { # name port round
   local topic="bench-$1-$3"
+  start_stack
   "$TANSU" topic create --broker "$(url $broker)" --partitions 1 "$topic" >/dev/null 2>&1
-  .venv/bin/python benches/kafka_load.py "127.0.0.1:$2" "$topic" "$N" 1024 || echo "0 0"
+  local res
+  res=$(.venv/bin/python benches/kafka_load.py "127.0.0.1:$2" "$topic" "$N" 1024) || res="0 0"
+  stop_stack # before the result line goes out: the next run starts on the same ports
+  echo "$res"
 }
+paths=("direct $broker" "throome $thr" "tansu_proxy $tproxy")
 for r in $(seq "$ROUNDS"); do
-  for target in "direct $broker" "throome $thr" "tansu_proxy $tproxy"; do
-    set -- $target
+  for i in 0 1 2; do
+    set -- ${paths[$(( (i + r - 1) % 3 ))]}
     read -r prod cons < <(run "$1" "$2" "$r")
     echo "round $r $1: produce $prod/s consume $cons/s"
     echo "$prod" >> "$work/$1.produce"; echo "$cons" >> "$work/$1.consume"

@@ -57,11 +57,14 @@ fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
+        // Named so `top -H` and `perf` tell the gateway's threads from other tokio programs.
         0 => tokio::runtime::Builder::new_multi_thread()
+            .thread_name("throome-worker")
             .enable_all()
             .build(),
         n => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n)
+            .thread_name("throome-worker")
             .enable_all()
             .build(),
     }

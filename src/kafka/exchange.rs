@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use prometheus_client::metrics::counter::Counter;
 use throome_kafka::{
-    Broker, RequestHeader, api, api_name, clamp_api_versions, needs_api_versions_fallback,
-    response_correlation_id, rewrite_response, rewrites, unsupported_api_versions,
+    Broker, HEAD_MIN, RequestHeader, api, api_name, clamp_api_versions, expects_response,
+    needs_api_versions_fallback, response_correlation_id, rewrite_response, rewrites,
+    unsupported_api_versions,
 };
 
 use super::ports::{PortError, Upstream};
@@ -49,10 +50,32 @@ impl Pending {
     }
 }
 
+/// What the response side must expect for a whole request frame.
+pub fn whole_request(frame: &Bytes) -> Result<Pending, ConnError> {
+    let header = RequestHeader::parse(frame).map_err(ConnError::ClientFrame)?;
+    if let Some(local) = answer_locally(&header, frame) {
+        return Ok(Pending::Local(local));
+    }
+    let answered = expects_response(&header, frame).map_err(ConnError::ClientFrame)?;
+    Ok(Pending::forwarded(&header, answered))
+}
+
+/// The same for the start of a big request still arriving, when its first `HEAD_MIN` bytes
+/// tell; `None` has it held whole (and then checked as any other).
+pub fn big_request(head: &[u8]) -> Option<Pending> {
+    let head = Bytes::copy_from_slice(&head[..head.len().min(HEAD_MIN)]);
+    let header = RequestHeader::parse(&head).ok()?;
+    if header.api_key == api::API_VERSIONS {
+        return None;
+    }
+    let answered = expects_response(&header, &head).ok()?;
+    Some(Pending::forwarded(&header, answered))
+}
+
 /// A request the proxy answers itself instead of forwarding: ApiVersions v3+ from an old
 /// librdkafka gets the KIP-511 "unsupported version, use 0..=2" answer (see
 /// `needs_api_versions_fallback`); it retries with a version it can parse.
-pub fn answer_locally(h: &RequestHeader, frame: &[u8]) -> Option<Bytes> {
+fn answer_locally(h: &RequestHeader, frame: &[u8]) -> Option<Bytes> {
     needs_api_versions_fallback(h, frame).then(|| unsupported_api_versions(h.correlation_id, 0, 2))
 }
 
@@ -61,6 +84,8 @@ pub struct Exchange<'s> {
     queue: VecDeque<Pending>,
     per_api: HashMap<i16, (Counter, Latency)>,
     bytes_out: Counter,
+    /// The request whose response is being passed on as it arrives.
+    streaming: Option<(i16, Instant)>,
 }
 
 impl<'s> Exchange<'s> {
@@ -75,6 +100,7 @@ impl<'s> Exchange<'s> {
             queue: VecDeque::new(),
             per_api: HashMap::new(),
             bytes_out,
+            streaming: None,
         }
     }
 
@@ -99,7 +125,39 @@ impl<'s> Exchange<'s> {
     /// Matches one response frame to the oldest request awaiting an answer; returns what the
     /// client gets. Answers of the proxy's own that come first must be taken before.
     pub fn response(&mut self, frame: Bytes) -> Result<Bytes, ConnError> {
-        let got = response_correlation_id(&frame).map_err(ConnError::BrokerFrame)?;
+        let (api_key, version, started) = self.matched(&frame)?;
+        self.answered(api_key, started);
+        self.transform(api_key, version, frame).inspect_err(|_| {
+            self.api_error(api_key, "rewrite");
+        })
+    }
+
+    /// The start of a big response still arriving: when it answers the oldest request and
+    /// passes unchanged, that request is taken off the queue and the caller passes the
+    /// response on as it arrives (true); one the proxy rewrites must be held whole (false).
+    pub fn stream_start(&mut self, head: &[u8]) -> Result<bool, ConnError> {
+        let Some(Pending::Forwarded { api_key, .. }) = self.queue.front() else {
+            return Ok(false);
+        };
+        if *api_key == api::API_VERSIONS || rewrites(*api_key) {
+            return Ok(false);
+        }
+        let (api_key, _, started) = self.matched(head)?;
+        self.streaming = Some((api_key, started));
+        Ok(true)
+    }
+
+    /// The response being passed on has gone out whole.
+    pub fn stream_done(&mut self) {
+        if let Some((api_key, started)) = self.streaming.take() {
+            self.answered(api_key, started);
+        }
+    }
+
+    /// Takes the oldest request awaiting an answer off the queue if `frame` (or its start)
+    /// carries its correlation id.
+    fn matched(&mut self, frame: &[u8]) -> Result<(i16, i16, Instant), ConnError> {
+        let got = response_correlation_id(frame).map_err(ConnError::BrokerFrame)?;
         let Some(Pending::Forwarded {
             correlation_id,
             api_key,
@@ -121,19 +179,22 @@ impl<'s> Exchange<'s> {
             });
         }
         self.queue.pop_front();
+        Ok((api_key, version, started))
+    }
+
+    fn answered(&mut self, api_key: i16, started: Instant) {
         let (count, latency) = self.api(api_key);
         count.inc();
         latency.observe(started.elapsed().as_secs_f64());
-        self.transform(api_key, version, frame).inspect_err(|_| {
-            self.api_error(api_key, "rewrite");
-        })
     }
 
     /// Whether any forwarded request still awaits its response.
     pub fn waiting(&self) -> bool {
-        self.queue
-            .iter()
-            .any(|p| matches!(p, Pending::Forwarded { .. }))
+        self.streaming.is_some()
+            || self
+                .queue
+                .iter()
+                .any(|p| matches!(p, Pending::Forwarded { .. }))
     }
 
     pub fn sent(&self, n: usize) {
@@ -145,13 +206,13 @@ impl<'s> Exchange<'s> {
         if !broker_lost {
             return;
         }
-        let keys: Vec<i16> = self
-            .queue
-            .iter()
-            .filter_map(|p| match p {
+        let cut_short = self.streaming.take().map(|(k, _)| k);
+        let keys: Vec<i16> = cut_short
+            .into_iter()
+            .chain(self.queue.iter().filter_map(|p| match p {
                 Pending::Forwarded { api_key, .. } => Some(*api_key),
                 _ => None,
-            })
+            }))
             .collect();
         for k in keys {
             self.api_error(k, "broker_lost");

@@ -7,20 +7,31 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
-use throome_kafka::{FrameScanner, KafkaError, RequestHeader, expects_response};
+use throome_kafka::{FrameScanner, FrameSplitter, KafkaError, Piece};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use super::exchange::{Exchange, Pending};
+use super::exchange::{Exchange, Pending, big_request, whole_request};
 use crate::error::ProxyError;
 use crate::session::Session;
 
 /// Requests a client may have in flight on one connection before the proxy stops reading
 /// from it (Kafka clients default to 5; transactional producers and fetch sessions stay low).
 const MAX_IN_FLIGHT: usize = 1024;
-const READ_CHUNK: usize = 64 * 1024;
+/// Reads start small (most connections carry small requests) and grow to `READ_CHUNK` while
+/// the peer fills what it is given: fewer system calls for megabyte batches.
+const SMALL_CHUNK: usize = 8 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Room for the next read; `busy` when the last read filled its room.
+fn make_room(buf: &mut BytesMut, busy: bool) -> usize {
+    if buf.capacity() - buf.len() < SMALL_CHUNK / 2 {
+        buf.reserve(if busy { READ_CHUNK } else { SMALL_CHUNK });
+    }
+    buf.capacity() - buf.len()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -123,37 +134,49 @@ async fn forward_requests(
     tx: mpsc::Sender<Pending>,
     scanner: FrameScanner,
 ) -> Result<(), ConnError> {
+    let mut splitter = FrameSplitter::new(scanner);
     let bytes_in = session
         .metrics
         .bytes_in
         .get_or_create(&crate::metrics::ServiceLabels::of(&session.service))
         .clone();
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let (mut buf, mut out) = (BytesMut::new(), BytesMut::new());
+    let mut busy = false;
     loop {
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(READ_CHUNK);
-        }
+        let room = make_room(&mut buf, busy);
         let n = cr.read_buf(&mut buf).await.map_err(ProxyError::ClientIo)?;
+        busy = n == room;
         if n == 0 {
             let _ = uw.shutdown().await;
             return Ok(());
         }
         bytes_in.inc_by(n as u64);
-        while let Some(frame) = scanner.next(&mut buf).map_err(ConnError::ClientFrame)? {
-            let header = RequestHeader::parse(&frame).map_err(ConnError::ClientFrame)?;
-            if let Some(local) = super::exchange::answer_locally(&header, &frame) {
-                if tx.send(Pending::Local(local)).await.is_err() {
-                    return Ok(());
+        while let Some(piece) = splitter.next(&mut buf).map_err(ConnError::ClientFrame)? {
+            let bytes = match piece {
+                Piece::Rest(part) => part,
+                Piece::Whole(frame) => {
+                    let pending = whole_request(&frame)?;
+                    let local = matches!(pending, Pending::Local(_));
+                    if tx.send(pending).await.is_err() {
+                        return Ok(());
+                    }
+                    if local {
+                        continue;
+                    }
+                    frame
                 }
-                continue;
-            }
-            let answered = expects_response(&header, &frame).map_err(ConnError::ClientFrame)?;
-            let pending = Pending::forwarded(&header, answered);
-            if tx.send(pending).await.is_err() {
-                return Ok(());
-            }
-            forward(&mut uw, &mut out, &frame)
+                Piece::Big { total } => {
+                    let Some(pending) = big_request(&buf) else {
+                        splitter.hold(&mut buf, total);
+                        continue;
+                    };
+                    if tx.send(pending).await.is_err() {
+                        return Ok(());
+                    }
+                    splitter.pass(&mut buf, total)
+                }
+            };
+            forward(&mut uw, &mut out, &bytes)
                 .await
                 .map_err(ProxyError::BackendIo)?;
         }
@@ -195,13 +218,11 @@ async fn forward_responses(
     mut rx: mpsc::Receiver<Pending>,
     scanner: FrameScanner,
 ) -> Result<(), ConnError> {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
-    let mut requests_open = true;
+    let mut splitter = FrameSplitter::new(scanner);
+    let (mut buf, mut out) = (BytesMut::new(), BytesMut::new());
+    let (mut requests_open, mut busy) = (true, false);
     loop {
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(READ_CHUNK);
-        }
+        let room = make_room(&mut buf, busy);
         tokio::select! {
             p = rx.recv(), if requests_open => match p {
                 Some(p) => exchange.push(p),
@@ -209,6 +230,7 @@ async fn forward_responses(
             },
             r = ur.read_buf(&mut buf) => {
                 let n = r.map_err(ProxyError::BackendIo)?;
+                busy = n == room;
                 if n == 0 {
                     // An idle connection closed by the broker (connections.max.idle.ms) is
                     // not a failure; one with requests in flight is.
@@ -220,15 +242,34 @@ async fn forward_responses(
                 while let Ok(p) = rx.try_recv() {
                     exchange.push(p);
                 }
-                while let Some(frame) = scanner.next(&mut buf).map_err(ConnError::BrokerFrame)? {
-                    exchange.take_local(&mut out);
-                    let answer = exchange.response(frame)?;
-                    forward(&mut cw, &mut out, &answer).await.map_err(ProxyError::ClientIo)?;
-                    exchange.sent(answer.len());
+                while let Some(piece) = splitter.next(&mut buf).map_err(ConnError::BrokerFrame)? {
+                    let bytes = match piece {
+                        Piece::Rest(part) => part,
+                        Piece::Whole(frame) => {
+                            exchange.take_local(&mut out);
+                            exchange.response(frame)?
+                        }
+                        Piece::Big { total } => {
+                            exchange.take_local(&mut out);
+                            if !exchange.stream_start(&buf)? {
+                                splitter.hold(&mut buf, total);
+                                continue;
+                            }
+                            splitter.pass(&mut buf, total)
+                        }
+                    };
+                    forward(&mut cw, &mut out, &bytes).await.map_err(ProxyError::ClientIo)?;
+                    exchange.sent(bytes.len());
+                    if !splitter.passing() {
+                        exchange.stream_done();
+                    }
                 }
             }
         }
-        exchange.take_local(&mut out);
+        // Never in the middle of a frame being passed on.
+        if !splitter.passing() {
+            exchange.take_local(&mut out);
+        }
         if !out.is_empty() {
             cw.write_all(&out).await.map_err(ProxyError::ClientIo)?;
             out.clear();

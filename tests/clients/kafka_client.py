@@ -6,12 +6,18 @@ Usage:
       SyncGroup, Heartbeat, OffsetCommit through the rewritten coordinator), commit, and
       check a second member of the group starts after the committed offsets. Every broker
       the client learns of must be on one of ALLOWED_PORTS (comma-separated).
+  kafka_client.py big BOOTSTRAP TOPIC N SIZE
+      Produce N records of SIZE random bytes each (one batch per record, so every Produce
+      request and most Fetch answers are bigger than the proxy holds whole), read them all
+      back and compare their SHA-256 digests in order.
   kafka_client.py admin BOOTSTRAP TOPIC
       Create TOPIC with an admin client, see it listed, delete it, see it gone.
   kafka_client.py survive BOOTSTRAP TOPIC
       Produce "before", print READY, wait for a line on stdin (the broker is restarted
       meanwhile, empty), then with the same producer produce "after" and read it back.
 Prints OK on success."""
+import hashlib
+import os
 import sys
 import time
 
@@ -82,6 +88,31 @@ def roundtrip(bootstrap, topic, group, n, allowed):
     again.close()
 
 
+def big(bootstrap, topic, n, size):
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=0, max_request_size=4 * size,
+        batch_size=size * 2,
+    )
+    sent = []
+    for _ in range(n):
+        value = os.urandom(size)
+        sent.append(hashlib.sha256(value).hexdigest())
+        producer.send(topic, value)
+    producer.flush(timeout=DEADLINE)
+    producer.close()
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        fetch_max_bytes=8 * size, max_partition_fetch_bytes=8 * size,
+    )
+    got = []
+    start = time.time()
+    while len(got) < n and time.time() - start < DEADLINE:
+        for records in consumer.poll(timeout_ms=500).values():
+            got.extend(hashlib.sha256(r.value).hexdigest() for r in records)
+    consumer.close()
+    assert got == sent, f"{len(got)} of {n} records back, or changed"
+
+
 def admin(bootstrap, topic):
     client = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
     client.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
@@ -125,6 +156,8 @@ if __name__ == "__main__":
         roundtrip(bootstrap, sys.argv[3], sys.argv[4], int(sys.argv[5]), allowed)
     elif mode == "survive":
         survive(bootstrap, sys.argv[3])
+    elif mode == "big":
+        big(bootstrap, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif mode == "admin":
         admin(bootstrap, sys.argv[3])
     else:

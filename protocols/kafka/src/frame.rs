@@ -46,6 +46,11 @@ impl FrameScanner {
         Ok(Some(buf.split_to(total).freeze()))
     }
 
+    /// The whole frame's size (prefix included) once its four size bytes are there.
+    pub fn declared_total(&self, buf: &[u8]) -> Result<Option<usize>, KafkaError> {
+        Ok(self.declared(buf)?.map(|size| 4 + size))
+    }
+
     /// The declared body size once four bytes are there.
     fn declared(&self, buf: &[u8]) -> Result<Option<usize>, KafkaError> {
         let Some(mut head) = buf.get(..4) else {

@@ -12,6 +12,7 @@ mod error;
 mod frame;
 mod header;
 mod rewrite;
+mod split;
 mod versions;
 mod wire;
 
@@ -19,6 +20,7 @@ pub use error::KafkaError;
 pub use frame::{DEFAULT_MAX_FRAME, FrameScanner};
 pub use header::{RequestHeader, expects_response, response_correlation_id};
 pub use rewrite::{Broker, BrokerMap, Rewritten, rewrite_response, rewrites};
+pub use split::{FrameSplitter, HEAD_MIN, Piece, STREAM_MIN};
 pub use versions::{
     api_name, clamp_api_versions, client_software, needs_api_versions_fallback, newest_rewritable,
     unsupported_api_versions,

@@ -8,7 +8,10 @@ use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, Metada
 use kafka_protocol::messages::{BrokerId, MetadataResponse, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use proptest::prelude::*;
-use throome_kafka::{Broker, FrameScanner, KafkaError, clamp_api_versions, rewrite_response};
+use throome_kafka::{
+    Broker, FrameScanner, FrameSplitter, KafkaError, Piece, STREAM_MIN, clamp_api_versions,
+    rewrite_response,
+};
 
 fn framed(body: &[u8]) -> Vec<u8> {
     let mut f = (body.len() as i32).to_be_bytes().to_vec();
@@ -36,6 +39,43 @@ proptest! {
             }
         }
         prop_assert_eq!(got, bodies);
+    }
+
+    #[test]
+    fn cut_through_keeps_every_byte_in_order(
+        sizes in prop::collection::vec(prop::sample::select(vec![0usize, 7, 900, STREAM_MIN, STREAM_MIN * 3 + 5]), 1..6),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        pass in prop::collection::vec(any::<bool>(), 6),
+    ) {
+        let bodies: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, n)| vec![i as u8; *n]).collect();
+        let wire: Vec<u8> = bodies.iter().flat_map(|b| framed(b)).collect();
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+        points.push(wire.len());
+        points.sort();
+        let mut s = FrameSplitter::new(FrameScanner::new(1 << 20));
+        let (mut buf, mut out, mut wholes, mut from, mut bigs) = (BytesMut::new(), Vec::new(), 0, 0, 0);
+        for p in points {
+            buf.extend_from_slice(&wire[from..p]);
+            from = p;
+            while let Some(piece) = s.next(&mut buf).unwrap() {
+                match piece {
+                    Piece::Whole(f) => { wholes += 1; out.extend_from_slice(&f) }
+                    Piece::Rest(b) => out.extend_from_slice(&b),
+                    Piece::Big { total } => {
+                        prop_assert!(total >= STREAM_MIN && buf.len() < total);
+                        bigs += 1;
+                        if pass[bigs % pass.len()] {
+                            out.extend_from_slice(&s.pass(&mut buf, total));
+                        } else {
+                            s.hold(&mut buf, total);
+                        }
+                    }
+                }
+            }
+        }
+        prop_assert!(!s.passing());
+        prop_assert!(wholes <= bodies.len());
+        prop_assert_eq!(out, wire);
     }
 
     #[test]
