@@ -63,8 +63,16 @@ tps() { # port mode
 printf '%-9s %10s %10s %10s %9s %9s\n' mode direct throome pgbouncer thr/dir thr/bnc
 for mode in simple prepared; do
   ds=(); ths=(); bs=()
-  for _ in $(seq "$ROUNDS"); do
-    ds+=("$(tps "$pg_port" $mode)"); ths+=("$(tps "$thr_port" $mode)"); bs+=("$(tps "$bouncer_port" $mode)")
+  # The order of the three paths rotates each round, so none always runs on a warmer or a
+  # busier machine.
+  for r in $(seq "$ROUNDS"); do
+    for i in 0 1 2; do
+      case $(( (i + r - 1) % 3 )) in
+        0) ds+=("$(tps "$pg_port" $mode)") ;;
+        1) ths+=("$(tps "$thr_port" $mode)") ;;
+        2) bs+=("$(tps "$bouncer_port" $mode)") ;;
+      esac
+    done
   done
   d=$(printf '%s\n' "${ds[@]}" | median); th=$(printf '%s\n' "${ths[@]}" | median); b=$(printf '%s\n' "${bs[@]}" | median)
   ratio() { if [ "$(echo "$2 > 0" | bc)" = 1 ]; then printf '%.2f' "$(echo "$1 / $2" | bc -l)"; else echo n/a; fi; }

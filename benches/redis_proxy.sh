@@ -50,8 +50,15 @@ for p in 1 16; do
   for t in get set; do
     ds=(); ths=(); tws=()
     # Interleaved rounds, medians reported: loopback figures on shared cores swing by 10-20%.
-    for _ in $(seq "$ROUNDS"); do
-      ds+=("$(rps "$redis_port" $t $p)"); ths+=("$(rps "$throome_port" $t $p)"); tws+=("$(rps "$twem_port" $t $p)")
+    # The order of the three paths rotates each round.
+    for r in $(seq "$ROUNDS"); do
+      for i in 0 1 2; do
+        case $(( (i + r - 1) % 3 )) in
+          0) ds+=("$(rps "$redis_port" $t $p)") ;;
+          1) ths+=("$(rps "$throome_port" $t $p)") ;;
+          2) tws+=("$(rps "$twem_port" $t $p)") ;;
+        esac
+      done
     done
     d=$(printf '%s\n' "${ds[@]}" | median); th=$(printf '%s\n' "${ths[@]}" | median); tw=$(printf '%s\n' "${tws[@]}" | median)
     printf '%-4s %4s %12.0f %12.0f %12.0f %9.2f %9.2f\n' "$t" "$p" "$d" "$th" "$tw" \

@@ -1,7 +1,8 @@
 //! Port per broker with several brokers. tansu with in-memory storage is one broker, so the
 //! cluster here is a fault-injection fake: `FaultInjectingMetadataCluster` answers
 //! ApiVersions and a Metadata listing three brokers (itself on three ports) and nothing else,
-//! and can drop a broker from its answers. The client is Debian's kcat.
+//! and can drop a broker from its answers, pad its Metadata past the size the proxy streams,
+//! or die part way through a big Fetch answer. The client is Debian's kcat.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
@@ -16,9 +17,10 @@ use bytes::{Bytes, BytesMut};
 use common::kafka::{kafka_cluster, kcat};
 use common::{Throome, eventually, free_port};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponseTopic};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, MetadataResponse, RequestHeader, ResponseHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -28,8 +30,19 @@ struct FaultInjectingMetadataCluster {
     ports: Vec<u16>,
     listed: Arc<Mutex<Vec<i32>>>,
     connections: Arc<[AtomicUsize; 3]>,
-    /// When set, Metadata answers carry a correlation id the client never used.
-    wrong_correlation: Arc<AtomicBool>,
+    faults: Arc<Faults>,
+}
+
+#[derive(Default)]
+struct Faults {
+    /// Metadata answers carry a correlation id the client never used.
+    wrong_correlation: AtomicBool,
+    /// Metadata answers list this many made-up topics (a big answer the proxy must hold
+    /// whole to rewrite).
+    padding_topics: AtomicUsize,
+    /// A Fetch is answered with the first 200 KiB of a 1 MiB frame, then the connection
+    /// closes.
+    die_in_fetch: AtomicBool,
 }
 
 impl FaultInjectingMetadataCluster {
@@ -45,7 +58,7 @@ impl FaultInjectingMetadataCluster {
             ports: ports.clone(),
             listed: Arc::new(Mutex::new(vec![1, 2, 3])),
             connections: Arc::new(Default::default()),
-            wrong_correlation: Arc::new(AtomicBool::new(false)),
+            faults: Arc::default(),
         };
         for (i, l) in listeners.into_iter().enumerate() {
             let (listed, conns, ports) = (
@@ -53,12 +66,12 @@ impl FaultInjectingMetadataCluster {
                 cluster.connections.clone(),
                 ports.clone(),
             );
-            let wrong = cluster.wrong_correlation.clone();
+            let faults = cluster.faults.clone();
             std::thread::spawn(move || {
                 for s in l.incoming().flatten() {
                     conns[i].fetch_add(1, Ordering::SeqCst);
-                    let (listed, ports, wrong) = (listed.clone(), ports.clone(), wrong.clone());
-                    std::thread::spawn(move || serve(s, &listed, &ports, &wrong));
+                    let (listed, ports, faults) = (listed.clone(), ports.clone(), faults.clone());
+                    std::thread::spawn(move || serve(s, &listed, &ports, &faults));
                 }
             });
         }
@@ -66,7 +79,7 @@ impl FaultInjectingMetadataCluster {
     }
 }
 
-fn serve(mut s: TcpStream, listed: &Mutex<Vec<i32>>, ports: &[u16], wrong: &AtomicBool) {
+fn serve(mut s: TcpStream, listed: &Mutex<Vec<i32>>, ports: &[u16], faults: &Faults) {
     loop {
         let mut size = [0u8; 4];
         if s.read_exact(&mut size).is_err() {
@@ -81,7 +94,14 @@ fn serve(mut s: TcpStream, listed: &Mutex<Vec<i32>>, ports: &[u16], wrong: &Atom
         let version = i16::from_be_bytes([buf[2], buf[3]]);
         let header = RequestHeader::decode(&mut buf, key.request_header_version(version)).unwrap();
         let mut out = BytesMut::new();
-        let skew = if key == ApiKey::Metadata && wrong.load(Ordering::SeqCst) {
+        if key == ApiKey::Fetch && faults.die_in_fetch.load(Ordering::SeqCst) {
+            let mut partial = (1i32 << 20).to_be_bytes().to_vec();
+            partial.extend_from_slice(&header.correlation_id.to_be_bytes());
+            partial.resize(200 * 1024, 0);
+            let _ = s.write_all(&partial);
+            return;
+        }
+        let skew = if key == ApiKey::Metadata && faults.wrong_correlation.load(Ordering::SeqCst) {
             1000
         } else {
             0
@@ -114,8 +134,18 @@ fn serve(mut s: TcpStream, listed: &Mutex<Vec<i32>>, ports: &[u16], wrong: &Atom
                             .with_port(i32::from(ports[id as usize - 1]))
                     })
                     .collect();
+                let topics = (0..faults.padding_topics.load(Ordering::SeqCst))
+                    .map(|i| {
+                        MetadataResponseTopic::default().with_name(Some(TopicName(
+                            StrBytes::from_string(format!(
+                                "padding-topic-with-a-longish-name-{i:05}"
+                            )),
+                        )))
+                    })
+                    .collect();
                 MetadataResponse::default()
                     .with_brokers(brokers)
+                    .with_topics(topics)
                     .with_controller_id(BrokerId(1))
                     .encode(&mut out, version)
                     .unwrap();
@@ -243,7 +273,7 @@ fn a_response_to_no_request_closes_that_connection() {
     let (listen, base) = (free_port(), free_base());
     let yaml = kafka_cluster("k", "strict", listen, base, &[fake.ports[0]]);
     let gw = Throome::start(&[("k", &yaml)]);
-    fake.wrong_correlation.store(true, Ordering::SeqCst);
+    fake.faults.wrong_correlation.store(true, Ordering::SeqCst);
     // Metadata v1 for no topics, correlation id 7, client id "t".
     let request = [0, 3, 0, 1, 0, 0, 0, 7, 0, 1, b't', 0, 0, 0, 0];
     let mut s = TcpStream::connect(("127.0.0.1", listen)).unwrap();
@@ -259,6 +289,64 @@ fn a_response_to_no_request_closes_that_connection() {
     let m = gw.metrics();
     assert!(
         m.contains("throome_kafka_api_errors_total{cluster=\"k\",service=\"strict\",api=\"Metadata\",kind=\"unmatched\"} 1"),
+        "{m}"
+    );
+}
+
+/// A Metadata answer over the size the proxy streams (64 KiB) is held whole and rewritten:
+/// kcat still sees every topic and only proxy ports.
+#[test]
+fn a_big_metadata_answer_is_held_whole_and_rewritten() {
+    let fake = FaultInjectingMetadataCluster::start();
+    fake.faults.padding_topics.store(3000, Ordering::SeqCst);
+    let (listen, base) = (free_port(), free_base());
+    let yaml = kafka_cluster("k", "big", listen, base, &[fake.ports[0]]);
+    let _gw = Throome::start(&[("k", &yaml)]);
+    let text = list(&format!("127.0.0.1:{listen}"));
+    assert!(text.contains(" 3 brokers:"), "{text}");
+    assert!(text.contains(" 3000 topics:"), "{text}");
+    let ports: Vec<u16> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("broker "))
+        .filter_map(|l| l.split(':').nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    let proxy: Vec<u16> = (1..=3).map(|i| base + i).collect();
+    assert_eq!(ports.len(), 3, "{text}");
+    assert!(
+        ports.iter().all(|p| proxy.contains(p)),
+        "{ports:?} vs {proxy:?}\n{text}"
+    );
+}
+
+/// A broker that dies part way through a big answer the proxy was passing on as it came:
+/// the client got the bytes that came and then the connection closes (as if the broker had
+/// died in front of it), and the exchange counts as lost.
+#[test]
+fn a_broker_dying_inside_a_big_answer_closes_that_connection() {
+    let fake = FaultInjectingMetadataCluster::start();
+    fake.faults.die_in_fetch.store(true, Ordering::SeqCst);
+    let (listen, base) = (free_port(), free_base());
+    let yaml = kafka_cluster("k", "cut", listen, base, &[fake.ports[0]]);
+    let gw = Throome::start(&[("k", &yaml)]);
+    // Fetch v4 (header v1), correlation id 9, client id "t"; the fake reads no body.
+    let request = [0, 1, 0, 4, 0, 0, 0, 9, 0, 1, b't'];
+    let mut s = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&(request.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&request).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .expect("the connection was not closed");
+    assert_eq!(
+        got.len(),
+        200 * 1024,
+        "not every byte the broker sent came through"
+    );
+    assert_eq!(got[..4], (1i32 << 20).to_be_bytes());
+    assert_eq!(got[4..8], 9i32.to_be_bytes());
+    let m = gw.metrics();
+    assert!(
+        m.contains("throome_kafka_api_errors_total{cluster=\"k\",service=\"cut\",api=\"Fetch\",kind=\"broker_lost\"} 1"),
         "{m}"
     );
 }
