@@ -1,10 +1,18 @@
 //! Client side: framing, request headers, the Produce acks check and the KIP-511 client
 //! software fields on arbitrary bytes: never panics, never yields a frame over the limit.
+//! The cut-through splitter, fed the same bytes in reads of varying size and passing or
+//! holding each big frame as the input decides, gives back exactly the bytes it was fed
+//! (up to the first framing error), in order.
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use throome_kafka::{FrameScanner, RequestHeader, expects_response, needs_api_versions_fallback};
+use throome_kafka::{
+    FrameScanner, FrameSplitter, Piece, RequestHeader, expects_response,
+    needs_api_versions_fallback,
+};
+
+const MAX: usize = 256 * 1024;
 
 fuzz_target!(|data: &[u8]| {
     let scanner = FrameScanner::new(64 * 1024);
@@ -16,4 +24,38 @@ fuzz_target!(|data: &[u8]| {
             let _ = needs_api_versions_fallback(&h, &f);
         }
     }
+    split(data);
 });
+
+fn split(data: &[u8]) {
+    let mut s = FrameSplitter::new(FrameScanner::new(MAX));
+    let (mut buf, mut out, mut fed) = (BytesMut::new(), Vec::new(), 0);
+    let mut step = 1 + data.first().copied().unwrap_or(0) as usize * 37;
+    while fed < data.len() {
+        let to = (fed + step).min(data.len());
+        buf.extend_from_slice(&data[fed..to]);
+        fed = to;
+        step = step * 7 % 5003 + 1;
+        loop {
+            match s.next(&mut buf) {
+                Ok(Some(Piece::Whole(f))) => {
+                    assert!(f.len() <= 4 + MAX);
+                    out.extend_from_slice(&f);
+                }
+                Ok(Some(Piece::Rest(b))) => out.extend_from_slice(&b),
+                Ok(Some(Piece::Big { total })) => {
+                    assert!(total <= 4 + MAX && buf.len() < total);
+                    if out.len() % 2 == 0 {
+                        out.extend_from_slice(&s.pass(&mut buf, total));
+                    } else {
+                        s.hold(&mut buf, total);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+    assert_eq!(out[..], data[..out.len()]);
+    assert_eq!(out.len() + buf.len(), data.len());
+}
