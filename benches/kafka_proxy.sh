@@ -53,8 +53,8 @@ run() { # name port round
 }
 paths=("direct $broker" "throome $thr" "tansu_proxy $tproxy")
 for r in $(seq "$ROUNDS"); do
-  for i in 0 1 2; do
-    set -- ${paths[$(( (i + r - 1) % 3 ))]}
+  for k in $(order "$r" 3); do
+    set -- ${paths[$k]}
     read -r prod cons < <(run "$1" "$2" "$r")
     echo "round $r $1: produce $prod/s consume $cons/s"
     echo "$prod" >> "$work/$1.produce"; echo "$cons" >> "$work/$1.consume"

@@ -67,11 +67,9 @@ tps() { # port mode
 printf '%-9s %10s %10s %10s %9s %9s\n' mode direct throome pgbouncer thr/dir thr/bnc
 for mode in simple prepared; do
   ds=(); ths=(); bs=()
-  # The order of the three paths rotates each round, so none always runs on a warmer or a
-  # busier machine.
   for r in $(seq "$ROUNDS"); do
-    for i in 0 1 2; do
-      case $(( (i + r - 1) % 3 )) in
+    for k in $(order "$r" 3); do
+      case $k in
         0) ds+=("$(tps "$pg_port" $mode)") ;;
         1) ths+=("$(tps "$thr_port" $mode)") ;;
         2) bs+=("$(tps "$bouncer_port" $mode)") ;;

@@ -50,10 +50,9 @@ for p in 1 16; do
   for t in get set; do
     ds=(); ths=(); tws=()
     # Interleaved rounds, medians reported: loopback figures on shared cores swing by 10-20%.
-    # The order of the three paths rotates each round.
     for r in $(seq "$ROUNDS"); do
-      for i in 0 1 2; do
-        case $(( (i + r - 1) % 3 )) in
+      for k in $(order "$r" 3); do
+        case $k in
           0) ds+=("$(rps "$redis_port" $t $p)") ;;
           1) ths+=("$(rps "$throome_port" $t $p)") ;;
           2) tws+=("$(rps "$twem_port" $t $p)") ;;
