@@ -2,6 +2,7 @@
 //! cluster here is a fault-injection fake: `FaultInjectingMetadataCluster` answers
 //! ApiVersions and a Metadata listing three brokers (itself on three ports) and nothing else,
 //! and can drop a broker from its answers, pad its Metadata past the size the proxy streams,
+//! never answer a Produce (as with acks = 0),
 //! or die part way through a big Fetch answer. The client is Debian's kcat.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
@@ -100,6 +101,9 @@ fn serve(mut s: TcpStream, listed: &Mutex<Vec<i32>>, ports: &[u16], faults: &Fau
             partial.resize(200 * 1024, 0);
             let _ = s.write_all(&partial);
             return;
+        }
+        if key == ApiKey::Produce {
+            continue; // taken as acks = 0: never answered
         }
         let skew = if key == ApiKey::Metadata && faults.wrong_correlation.load(Ordering::SeqCst) {
             1000
@@ -347,6 +351,38 @@ fn a_broker_dying_inside_a_big_answer_closes_that_connection() {
     let m = gw.metrics();
     assert!(
         m.contains("throome_kafka_api_errors_total{cluster=\"k\",service=\"cut\",api=\"Fetch\",kind=\"broker_lost\"} 1"),
+        "{m}"
+    );
+}
+
+/// A big Produce with `acks = 0` is streamed like any other, and the proxy expects no answer
+/// to it: the Metadata answer right behind it reaches the client. (tansu itself drops some
+/// big acks = 0 batches even when a client talks to it directly, so this uses the fake,
+/// which never answers a Produce.)
+#[test]
+fn a_big_produce_without_acks_expects_no_answer() {
+    let fake = FaultInjectingMetadataCluster::start();
+    let (listen, base) = (free_port(), free_base());
+    let yaml = kafka_cluster("k", "quiet", listen, base, &[fake.ports[0]]);
+    let gw = Throome::start(&[("k", &yaml)]);
+    // Produce v3 (header v1), correlation id 5, client id "t"; transactional_id null, acks 0,
+    // then 100 KiB the fake does not read.
+    let mut produce = vec![0, 0, 0, 3, 0, 0, 0, 5, 0, 1, b't', 0xff, 0xff, 0, 0];
+    produce.resize(100 * 1024, 7);
+    // Metadata v1 for no topics, correlation id 6.
+    let metadata = [0, 3, 0, 1, 0, 0, 0, 6, 0, 1, b't', 0, 0, 0, 0];
+    let mut s = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for request in [&produce[..], &metadata[..]] {
+        s.write_all(&(request.len() as i32).to_be_bytes()).unwrap();
+        s.write_all(request).unwrap();
+    }
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head).expect("no Metadata answer");
+    assert_eq!(head[4..8], 6i32.to_be_bytes(), "answer to another request");
+    let m = gw.metrics();
+    assert!(
+        m.contains("throome_requests_total{cluster=\"k\",service=\"quiet\",command=\"Produce\"} 1"),
         "{m}"
     );
 }
