@@ -172,6 +172,25 @@ fn free_base() -> u16 {
         .unwrap()
 }
 
+/// Throome with service `service` of cluster `k` in front of the fake (its first broker as
+/// bootstrap); returns the gateway, the bootstrap port and the broker port base.
+fn proxy(fake: &FaultInjectingMetadataCluster, service: &str) -> (Throome, u16, u16) {
+    let (listen, base) = (free_port(), free_base());
+    let yaml = kafka_cluster("k", service, listen, base, &[fake.ports[0]]);
+    (Throome::start(&[("k", &yaml)]), listen, base)
+}
+
+/// A raw client: connects to `listen` and writes each request framed (size prefix added).
+fn send_raw(listen: u16, requests: &[&[u8]]) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for request in requests {
+        s.write_all(&(request.len() as i32).to_be_bytes()).unwrap();
+        s.write_all(request).unwrap();
+    }
+    s
+}
+
 fn list(bootstrap: &str) -> String {
     let out = kcat(&["-b", bootstrap, "-L"], None);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -186,9 +205,7 @@ fn list(bootstrap: &str) -> String {
 #[test]
 fn every_broker_gets_a_proxy_port_and_loses_it_when_it_leaves() {
     let fake = FaultInjectingMetadataCluster::start();
-    let (listen, base) = (free_port(), free_base());
-    let yaml = kafka_cluster("k", "multi", listen, base, &[fake.ports[0]]);
-    let _gw = Throome::start(&[("k", &yaml)]);
+    let (_gw, listen, base) = proxy(&fake, "multi");
 
     let text = list(&format!("127.0.0.1:{listen}"));
     assert!(text.contains(" 3 brokers:"), "{text}");
@@ -274,16 +291,11 @@ fn an_oversized_or_garbled_frame_closes_only_that_connection() {
 #[test]
 fn a_response_to_no_request_closes_that_connection() {
     let fake = FaultInjectingMetadataCluster::start();
-    let (listen, base) = (free_port(), free_base());
-    let yaml = kafka_cluster("k", "strict", listen, base, &[fake.ports[0]]);
-    let gw = Throome::start(&[("k", &yaml)]);
+    let (gw, listen, _) = proxy(&fake, "strict");
     fake.faults.wrong_correlation.store(true, Ordering::SeqCst);
     // Metadata v1 for no topics, correlation id 7, client id "t".
     let request = [0, 3, 0, 1, 0, 0, 0, 7, 0, 1, b't', 0, 0, 0, 0];
-    let mut s = TcpStream::connect(("127.0.0.1", listen)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&(request.len() as i32).to_be_bytes()).unwrap();
-    s.write_all(&request).unwrap();
+    let mut s = send_raw(listen, &[&request]);
     let mut byte = [0u8; 1];
     assert_eq!(
         s.read(&mut byte).unwrap_or(0),
@@ -303,9 +315,7 @@ fn a_response_to_no_request_closes_that_connection() {
 fn a_big_metadata_answer_is_held_whole_and_rewritten() {
     let fake = FaultInjectingMetadataCluster::start();
     fake.faults.padding_topics.store(3000, Ordering::SeqCst);
-    let (listen, base) = (free_port(), free_base());
-    let yaml = kafka_cluster("k", "big", listen, base, &[fake.ports[0]]);
-    let _gw = Throome::start(&[("k", &yaml)]);
+    let (_gw, listen, base) = proxy(&fake, "big");
     let text = list(&format!("127.0.0.1:{listen}"));
     assert!(text.contains(" 3 brokers:"), "{text}");
     assert!(text.contains(" 3000 topics:"), "{text}");
@@ -329,15 +339,10 @@ fn a_big_metadata_answer_is_held_whole_and_rewritten() {
 fn a_broker_dying_inside_a_big_answer_closes_that_connection() {
     let fake = FaultInjectingMetadataCluster::start();
     fake.faults.die_in_fetch.store(true, Ordering::SeqCst);
-    let (listen, base) = (free_port(), free_base());
-    let yaml = kafka_cluster("k", "cut", listen, base, &[fake.ports[0]]);
-    let gw = Throome::start(&[("k", &yaml)]);
+    let (gw, listen, _) = proxy(&fake, "cut");
     // Fetch v4 (header v1), correlation id 9, client id "t"; the fake reads no body.
     let request = [0, 1, 0, 4, 0, 0, 0, 9, 0, 1, b't'];
-    let mut s = TcpStream::connect(("127.0.0.1", listen)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&(request.len() as i32).to_be_bytes()).unwrap();
-    s.write_all(&request).unwrap();
+    let mut s = send_raw(listen, &[&request]);
     let mut got = Vec::new();
     s.read_to_end(&mut got)
         .expect("the connection was not closed");
@@ -362,21 +367,14 @@ fn a_broker_dying_inside_a_big_answer_closes_that_connection() {
 #[test]
 fn a_big_produce_without_acks_expects_no_answer() {
     let fake = FaultInjectingMetadataCluster::start();
-    let (listen, base) = (free_port(), free_base());
-    let yaml = kafka_cluster("k", "quiet", listen, base, &[fake.ports[0]]);
-    let gw = Throome::start(&[("k", &yaml)]);
+    let (gw, listen, _) = proxy(&fake, "quiet");
     // Produce v3 (header v1), correlation id 5, client id "t"; transactional_id null, acks 0,
     // then 100 KiB the fake does not read.
     let mut produce = vec![0, 0, 0, 3, 0, 0, 0, 5, 0, 1, b't', 0xff, 0xff, 0, 0];
     produce.resize(100 * 1024, 7);
     // Metadata v1 for no topics, correlation id 6.
     let metadata = [0, 3, 0, 1, 0, 0, 0, 6, 0, 1, b't', 0, 0, 0, 0];
-    let mut s = TcpStream::connect(("127.0.0.1", listen)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    for request in [&produce[..], &metadata[..]] {
-        s.write_all(&(request.len() as i32).to_be_bytes()).unwrap();
-        s.write_all(request).unwrap();
-    }
+    let mut s = send_raw(listen, &[&produce, &metadata]);
     let mut head = [0u8; 8];
     s.read_exact(&mut head).expect("no Metadata answer");
     assert_eq!(head[4..8], 6i32.to_be_bytes(), "answer to another request");
