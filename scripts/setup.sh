@@ -7,10 +7,13 @@
 #   nutcracker                Debian nutcracker (twemproxy: ketama compatibility test)
 #   kcat                      Debian kcat (librdkafka 2.0.2: a Kafka client in C)
 #   tansu                     crates.io tansu 0.6.0 (the Kafka test broker; ~10 min build,
-#                             once: cargo install puts it in $CARGO_HOME/bin)
+#                             once: cargo install puts it in $CARGO_HOME/bin), with SQLite
+#                             storage (libsql) for the SASL tests' SCRAM users
 #   .venv with redis-py       PyPI redis (a RESP3 client in another language)
 #     psycopg 3               PyPI psycopg[binary] (a PostgreSQL driver in another language)
-#     and kafka-python 3      PyPI kafka-python (a Kafka client with consumer groups and admin)
+#     kafka-python 3          PyPI kafka-python (a Kafka client with consumer groups and admin)
+#     and confluent-kafka     PyPI confluent-kafka 2.16 (bundles librdkafka 2.16; Debian's
+#                             kcat links 2.0.2, whose SCRAM strict brokers refuse)
 set -euo pipefail
 
 missing=()
@@ -32,18 +35,22 @@ fi
 
 # Python clients for the tests (redis-py, psycopg 3), in a venv of the repository's own.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
-if ! "$venv/bin/python" -c 'import redis, psycopg, kafka' >/dev/null 2>&1; then
-  echo "setup: creating $venv with redis-py, psycopg and kafka-python"
+if ! "$venv/bin/python" -c 'import redis, psycopg, kafka, confluent_kafka' >/dev/null 2>&1; then
+  echo "setup: creating $venv with redis-py, psycopg, kafka-python and confluent-kafka"
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "redis==6.4.0" \
-    "psycopg==3.2.10" "psycopg-binary==3.2.10" "kafka-python==3.0.12"
+    "psycopg==3.2.10" "psycopg-binary==3.2.10" "kafka-python==3.0.12" \
+    "confluent-kafka==2.16.1"
 fi
 
-# The Kafka test broker, built from crates.io only when missing.
+# The Kafka test broker, built from crates.io only when missing or built with other
+# features (the stamp beside it records them).
 tansu="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
-if [ ! -x "$tansu" ]; then
+features=dynostore,libsql
+if [ ! -x "$tansu" ] || [ "$(cat "$tansu.features" 2>/dev/null)" != "$features" ]; then
   echo "setup: building tansu 0.6.0 (about 10 minutes on 2 cores)"
-  cargo install -q tansu --version 0.6.0 --locked --features dynostore
+  cargo install -q --force tansu --version 0.6.0 --locked --features "$features"
+  echo "$features" > "$tansu.features"
 fi
 
 # PostgreSQL refuses to run as root; the harness runs it as this user.

@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use throome_kafka::{
     Broker, HEAD_MIN, RequestHeader, api, api_name, clamp_api_versions, expects_response,
     needs_api_versions_fallback, response_correlation_id, rewrite_response, rewrites,
-    unsupported_api_versions,
+    sasl_handshake_v0_refusal, unsupported_api_versions,
 };
 
 use super::ports::{PortError, Upstream};
@@ -74,8 +74,12 @@ pub fn big_request(head: &[u8]) -> Option<Pending> {
 
 /// A request the proxy answers itself instead of forwarding: ApiVersions v3+ from an old
 /// librdkafka gets the KIP-511 "unsupported version, use 0..=2" answer (see
-/// `needs_api_versions_fallback`); it retries with a version it can parse.
+/// `needs_api_versions_fallback`); it retries with a version it can parse. SaslHandshake v0
+/// is refused (see `sasl_handshake_v0_refusal`).
 fn answer_locally(h: &RequestHeader, frame: &[u8]) -> Option<Bytes> {
+    if h.api_key == api::SASL_HANDSHAKE && h.api_version < 1 {
+        return Some(sasl_handshake_v0_refusal(h.correlation_id));
+    }
     needs_api_versions_fallback(h, frame).then(|| unsupported_api_versions(h.correlation_id, 0, 2))
 }
 

@@ -30,6 +30,10 @@ pub fn tansu_bin() -> PathBuf {
 pub struct Tansu {
     pub port: u16,
     child: Option<Child>,
+    storage: String,
+    /// Where a SQLite store lives (tansu takes its path relative to the working directory).
+    dir: Option<PathBuf>,
+    authentication: bool,
 }
 
 impl Tansu {
@@ -37,7 +41,39 @@ impl Tansu {
         let mut t = Tansu {
             port: free_port(),
             child: None,
+            storage: "memory://tansu/".into(),
+            dir: None,
+            authentication: false,
         };
+        t.restart();
+        t
+    }
+
+    /// A broker that requires SASL (`--authentication`), keeping its data in a SQLite file
+    /// in `dir`. A secured broker lets no unauthenticated client create users or topics, so
+    /// an open broker over the same file makes the SCRAM `users` (name, password,
+    /// `scram256` or `scram512`) and `topics` first.
+    pub fn start_secured(
+        dir: &std::path::Path,
+        users: &[(&str, &str, &str)],
+        topics: &[&str],
+    ) -> Tansu {
+        let mut t = Tansu {
+            port: free_port(),
+            child: None,
+            storage: "sqlite://tansu.db".into(),
+            dir: Some(dir.to_path_buf()),
+            authentication: false,
+        };
+        t.restart();
+        for (name, password, mechanism) in users {
+            t.tansu(&["user", "create", "--mechanism", mechanism, name, password]);
+        }
+        for topic in topics {
+            t.create_topic(topic, 1);
+        }
+        t.kill();
+        t.authentication = true;
         t.restart();
         t
     }
@@ -46,7 +82,11 @@ impl Tansu {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(tansu_bin())
+        let mut command = Command::new(tansu_bin());
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
+        let child = command
             .args([
                 "broker",
                 "--listener-url",
@@ -54,7 +94,8 @@ impl Tansu {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", &self.storage])
+            .args(self.authentication.then_some("--authentication"))
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -81,15 +122,28 @@ impl Tansu {
 
     /// `tansu topic create` (tansu does not create topics on first use).
     pub fn create_topic(&self, name: &str, partitions: u32) {
+        self.tansu(&[
+            "topic",
+            "create",
+            "--partitions",
+            &partitions.to_string(),
+            name,
+        ]);
+    }
+
+    /// Runs a `tansu` admin subcommand against this broker; it must succeed.
+    fn tansu(&self, args: &[&str]) {
+        let (command, rest) = args.split_at(2);
         let out = Command::new(tansu_bin())
-            .args(["topic", "create", "--broker"])
+            .args(command)
+            .arg("--broker")
             .arg(format!("tcp://127.0.0.1:{}", self.port))
-            .args(["--partitions", &partitions.to_string(), name])
+            .args(rest)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "topic create: {}",
+            "tansu {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

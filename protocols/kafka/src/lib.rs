@@ -23,7 +23,7 @@ pub use rewrite::{Broker, BrokerMap, Rewritten, rewrite_response, rewrites};
 pub use split::{FrameSplitter, HEAD_MIN, Piece, STREAM_MIN};
 pub use versions::{
     api_name, clamp_api_versions, client_software, needs_api_versions_fallback, newest_rewritable,
-    unsupported_api_versions,
+    sasl_handshake_v0_refusal, unsupported_api_versions,
 };
 
 /// API keys this crate knows by name ([api keys](https://kafka.apache.org/protocol.html#protocol_api_keys)).
@@ -32,6 +32,7 @@ pub mod api {
     pub const FETCH: i16 = 1;
     pub const METADATA: i16 = 3;
     pub const FIND_COORDINATOR: i16 = 10;
+    pub const SASL_HANDSHAKE: i16 = 17;
     pub const API_VERSIONS: i16 = 18;
     pub const DESCRIBE_CLUSTER: i16 = 60;
 }

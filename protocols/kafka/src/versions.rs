@@ -29,6 +29,23 @@ pub fn newest_rewritable(api_key: i16) -> Option<i16> {
     }
 }
 
+/// The answer to a SaslHandshake v0 request: error 35 (UNSUPPORTED_VERSION) and no
+/// mechanisms, so the client reports a clear error instead of the connection failing later
+/// on its first bare token.
+/// [SaslHandshake](https://kafka.apache.org/protocol.html#The_Messages_SaslHandshake) v0 is
+/// followed by bare SASL tokens without request headers (KIP-43), which no correlation
+/// tracking can follow; from v1 the tokens travel in SaslAuthenticate requests (KIP-152),
+/// which pass through like any other request. ApiVersions answers still list v0: librdkafka
+/// takes "SaslHandshake v0 in range" to mean the broker has SASL at all, then uses v1.
+pub fn sasl_handshake_v0_refusal(correlation_id: i32) -> Bytes {
+    let mut frame = Vec::with_capacity(14);
+    frame.extend_from_slice(&10i32.to_be_bytes());
+    frame.extend_from_slice(&correlation_id.to_be_bytes());
+    frame.extend_from_slice(&code::UNSUPPORTED_VERSION.to_be_bytes());
+    frame.extend_from_slice(&0i32.to_be_bytes());
+    Bytes::from(frame)
+}
+
 /// Clamps the max versions of rewritten APIs in an ApiVersions response frame of `version`.
 /// `Ok(None)` when nothing needed changing (forward the original bytes).
 pub fn clamp_api_versions(version: i16, frame: &[u8]) -> Result<Option<Bytes>, KafkaError> {
@@ -178,5 +195,13 @@ mod tests {
         );
         // And it is itself clampable without change.
         assert_eq!(clamp_api_versions(3, &f), Ok(None));
+    }
+
+    #[test]
+    fn sasl_handshake_v0_refusal_is_error_35_with_no_mechanisms() {
+        assert_eq!(
+            &sasl_handshake_v0_refusal(5)[..],
+            &[0, 0, 0, 10, 0, 0, 0, 5, 0, 35, 0, 0, 0, 0]
+        );
     }
 }
