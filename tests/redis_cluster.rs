@@ -265,3 +265,70 @@ fn a_split_command_follows_a_redirect_for_its_part() {
         gw.metrics()
     );
 }
+
+/// A slot half way through a migration (`CLUSTER SETSLOT` MIGRATING/IMPORTING, one of two
+/// keys moved with `MIGRATE`): the cluster answers an MGET of both keys with TRYAGAIN.
+/// Throome sends it again, a little later, until the migration is done; a migration that
+/// stalls leaves the client with the cluster's TRYAGAIN after a bounded wait.
+#[test]
+fn a_command_split_by_a_migration_waits_for_it() {
+    let nodes = cluster();
+    let (gw, listen) = gateway(nodes[0].port);
+    let mut c = con(listen);
+    // A hash tag whose slot the first master owns.
+    let tag = (0..)
+        .map(|i| format!("{{t{i}}}"))
+        .find(|t| throome::redis::cluster::slot(t.as_bytes()) < 1000)
+        .unwrap();
+    let (a, b) = (format!("{tag}a"), format!("{tag}b"));
+    let _: () = redis::cmd("MSET")
+        .arg(&a)
+        .arg(1)
+        .arg(&b)
+        .arg(2)
+        .query(&mut c)
+        .unwrap();
+    let slot = throome::redis::cluster::slot(tag.as_bytes()).to_string();
+    let id = |port: u16| cli(port, &["CLUSTER", "MYID"]);
+    let (src, dst) = (nodes[0].port, nodes[1].port);
+    let (src_id, dst_id) = (id(src), id(dst));
+    assert_eq!(
+        cli(dst, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &src_id]),
+        "OK"
+    );
+    assert_eq!(
+        cli(src, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &dst_id]),
+        "OK"
+    );
+    let migrate = move |key: &str| {
+        let port = dst.to_string();
+        let args = ["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", key];
+        assert_eq!(cli(src, &args), "OK");
+    };
+    migrate(&a);
+    assert!(cli(src, &["MGET", &a, &b]).contains("TRYAGAIN"));
+
+    // Stalled: after its retries the client gets the cluster's answer, and nothing else.
+    let stalled: redis::RedisResult<Vec<i64>> = redis::cmd("MGET").arg(&a).arg(&b).query(&mut c);
+    let err = stalled.expect_err("the keys are split between two nodes");
+    assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
+
+    // Finished while the client waits: it gets the values.
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    let last = b.clone();
+    let finisher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        migrate(&last);
+        for port in ports {
+            assert_eq!(
+                cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]),
+                "OK"
+            );
+        }
+    });
+    let values: Vec<i64> = redis::cmd("MGET").arg(&a).arg(&b).query(&mut c).unwrap();
+    finisher.join().unwrap();
+    assert_eq!(values, [1, 2]);
+    let m = gw.metrics();
+    assert!(m.contains("kind=\"tryagain\"}"), "{m}");
+}

@@ -5,6 +5,7 @@
 
 mod connection;
 mod on_shards;
+mod redirect;
 mod replies;
 
 use std::collections::{HashMap, VecDeque};
@@ -29,6 +30,7 @@ use super::upstream::{GroupResult, ReplyResult, Slot, Upstream, UpstreamError};
 use crate::metrics::Metrics;
 use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
+use redirect::{Hop, Replay};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -61,17 +63,14 @@ enum Pending {
         latency: Latency,
         /// The command, for the few replies the proxy amends (INFO).
         command: &'static str,
-        /// On a Redis Cluster, the request, to send again after a MOVED or ASK.
-        replay: Option<Bytes>,
+        /// On a Redis Cluster, the request, to send again after a MOVED, ASK or TRYAGAIN.
+        replay: Option<Replay>,
         redirects: u8,
     },
     /// A cluster redirect to follow before anything behind it is answered.
     Redirect {
-        bytes: Bytes,
-        ask: bool,
-        slot: usize,
-        host: String,
-        port: u16,
+        replay: Replay,
+        hop: Hop,
         started: Instant,
         latency: Latency,
         command: &'static str,
@@ -84,9 +83,8 @@ enum Pending {
         total: usize,
         started: Instant,
         latency: Latency,
-        /// A cluster redirect for one part, to follow before waiting on: (part, ask, slot,
-        /// host, port).
-        redirect: Option<(usize, bool, usize, String, u16)>,
+        /// A cluster redirect for one part, to follow before waiting on.
+        redirect: Option<(usize, Hop)>,
     },
 }
 
@@ -95,8 +93,8 @@ struct SplitPart {
     rx: oneshot::Receiver<ReplyResult>,
     /// Where its elements go in the merged reply (MGET).
     positions: Vec<usize>,
-    /// On a cluster, the part's request, to send again after a MOVED or ASK.
-    replay: Option<Bytes>,
+    /// On a cluster, the part's request, to send again after a MOVED, ASK or TRYAGAIN.
+    replay: Option<Replay>,
     redirects: u8,
     reply: Option<throome_resp::Reply>,
 }

@@ -1,19 +1,15 @@
 //! Requests on a sharded service: a ketama ring over the backends, or a Redis Cluster whose
 //! slot map Throome reads and whose MOVED/ASK redirects it follows, so clients never see them.
 
-use bytes::Bytes;
 use throome_resp::{CommandSpec, Request};
 use tokio::sync::oneshot;
 
+use super::redirect::Replay;
 use super::{Client, Flow, Pending, SplitPart};
 use crate::redis::cluster::{self, SlotMap};
 use crate::redis::encode;
 use crate::redis::sharded::{self, Plan};
 use crate::redis::upstream::{ReplyResult, Upstream, UpstreamError};
-
-/// Redirects followed for one request before giving up (a cluster in the middle of moving a
-/// slot answers ASK once, MOVED at most once per topology change).
-pub(super) const MAX_REDIRECTS: u8 = 5;
 
 impl Client {
     /// A sharded service: connection commands stay local; state that would need one backend
@@ -85,7 +81,10 @@ impl Client {
                         let latency = self.count(spec.name);
                         let rx = self.enqueue_bytes(&conn, req.frame()).await;
                         // On a cluster keep the request: a redirect sends it again.
-                        let replay = map.is_some().then(|| req.frame().clone());
+                        let replay = map.is_some().then(|| Replay {
+                            bytes: req.frame().clone(),
+                            slot: Some(group),
+                        });
                         self.pending.push_back(Pending::Wait {
                             rx,
                             started,
@@ -114,7 +113,9 @@ impl Client {
                         Ok(conn) => self.enqueue_bytes(&conn, &bytes).await,
                         Err(e) => failed(e),
                     };
-                    let replay = map.is_some().then_some(bytes);
+                    // A part of a fan-out (DBSIZE, KEYS) is a node's, not a slot's.
+                    let slot = (!every_shard).then_some(group);
+                    let replay = map.is_some().then_some(Replay { bytes, slot });
                     receivers.push(SplitPart {
                         rx,
                         positions,
@@ -174,100 +175,8 @@ impl Client {
         Ok(conn)
     }
 
-    fn no_backend(&self) -> UpstreamError {
+    pub(super) fn no_backend(&self) -> UpstreamError {
         UpstreamError::NoBackend(format!("{}/{}", self.service.cluster, self.service.name))
-    }
-
-    /// Sends the request at the front of the queue again where the cluster says its slot
-    /// lives (MOVED), or once with ASKING where it is being imported (ASK).
-    pub(super) async fn follow_redirect(&mut self) {
-        let Some(Pending::Redirect { .. }) = self.pending.front() else {
-            return;
-        };
-        let Some(Pending::Redirect {
-            bytes,
-            ask,
-            slot,
-            host,
-            port,
-            started,
-            latency,
-            command,
-            redirects,
-        }) = self.pending.pop_front()
-        else {
-            return;
-        };
-        let rx = self.resend(&bytes, ask, slot, &host, port).await;
-        let next = Pending::Wait {
-            rx,
-            started,
-            latency,
-            command,
-            replay: Some(bytes),
-            redirects: redirects + 1,
-        };
-        self.pending.push_front(next);
-    }
-}
-
-impl Client {
-    /// Sends one part of a split command again where a redirect points.
-    pub(super) async fn follow_part_redirect(&mut self) {
-        let Some(Pending::Merge {
-            parts, redirect, ..
-        }) = self.pending.front_mut()
-        else {
-            return;
-        };
-        let Some((i, ask, slot, host, port)) = redirect.take() else {
-            return;
-        };
-        let Some(bytes) = parts.get(i).and_then(|p| p.replay.clone()) else {
-            return;
-        };
-        let rx = self.resend(&bytes, ask, slot, &host, port).await;
-        if let Some(Pending::Merge { parts, .. }) = self.pending.front_mut()
-            && let Some(part) = parts.get_mut(i)
-        {
-            part.rx = rx;
-            part.redirects += 1;
-        }
-    }
-
-    /// Sends a request to the node a MOVED or ASK names (recording a MOVED in the slot map
-    /// and counting the redirect); the receiver gets its new reply.
-    async fn resend(
-        &mut self,
-        bytes: &[u8],
-        ask: bool,
-        slot: usize,
-        host: &str,
-        port: u16,
-    ) -> oneshot::Receiver<ReplyResult> {
-        if !ask {
-            self.pools.moved(slot, host, port);
-        }
-        let kind = if ask { "ask" } else { "moved" };
-        let labels = crate::metrics::ErrorLabels {
-            cluster: self.service.cluster.clone(),
-            service: self.service.name.clone(),
-            kind,
-        };
-        self.metrics.redirects.get_or_create(&labels).inc();
-        match self.node_conn(host, port).await {
-            Ok(conn) => {
-                if ask {
-                    // ASKING and the command go out back to back on one connection. Its +OK
-                    // is not the client's: the receiver is dropped and the reply discarded.
-                    drop(self.enqueue_bytes(&conn, b"*1\r\n$6\r\nASKING\r\n").await);
-                }
-                let rx = self.enqueue_bytes(&conn, bytes).await;
-                self.flush_batch().await;
-                rx
-            }
-            Err(e) => failed(e),
-        }
     }
 }
 
@@ -292,14 +201,8 @@ fn target(map: Option<&SlotMap>, group: usize, every_shard: bool) -> Target {
     }
 }
 
-fn failed(e: UpstreamError) -> oneshot::Receiver<ReplyResult> {
+pub(super) fn failed(e: UpstreamError) -> oneshot::Receiver<ReplyResult> {
     let (tx, rx) = oneshot::channel();
     let _ = tx.send(Err(e));
     rx
-}
-
-/// A redirect in a reply the client must not see: (ask, slot, host, port).
-pub(super) fn redirect_of(reply: &Bytes) -> Option<(bool, usize, String, u16)> {
-    let line = reply.strip_prefix(b"-")?.strip_suffix(b"\r\n")?;
-    cluster::redirect(line)
 }

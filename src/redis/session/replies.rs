@@ -241,13 +241,12 @@ pub(super) async fn wait_front(
                     Ok(Ok(reply)) => {
                         // A cluster part redirected: Client::settle sends it again, then we wait
                         // for the rest.
-                        if part.replay.is_some()
-                            && part.redirects < super::on_shards::MAX_REDIRECTS
+                        if let Some(replay) = &part.replay
+                            && part.redirects < super::redirect::MAX_HOPS
                             && reply.is_error()
-                            && let Some((ask, slot, host, port)) =
-                                super::on_shards::redirect_of(reply.frame())
+                            && let Some(hop) = super::redirect::hop_of(reply.frame(), replay)
                         {
-                            *redirect = Some((i, ask, slot, host, port));
+                            *redirect = Some((i, hop));
                             return;
                         }
                         part.reply = Some(reply);
@@ -324,7 +323,8 @@ fn amend(command: &str, reply: Bytes, service: &ServiceRuntime) -> Bytes {
 }
 
 /// Turns a finished `Wait` at the front into `Ready` bytes, or into a `Redirect` to follow
-/// when a cluster answered MOVED/ASK for a request we may send again. True when ready.
+/// when a cluster answered MOVED/ASK/TRYAGAIN for a request we may send again. True when
+/// ready.
 fn resolve(
     front: &mut Pending,
     result: Result<ReplyResult, ()>,
@@ -343,17 +343,14 @@ fn resolve(
     else {
         return false;
     };
-    if let (Ok(Ok(reply)), Some(bytes)) = (&result, replay.as_ref())
-        && *redirects < super::on_shards::MAX_REDIRECTS
+    if let (Ok(Ok(reply)), Some(replay)) = (&result, replay.as_ref())
+        && *redirects < super::redirect::MAX_HOPS
         && reply.is_error()
-        && let Some((ask, slot, host, port)) = super::on_shards::redirect_of(reply.frame())
+        && let Some(hop) = super::redirect::hop_of(reply.frame(), replay)
     {
         *front = Pending::Redirect {
-            bytes: bytes.clone(),
-            ask,
-            slot,
-            host,
-            port,
+            replay: replay.clone(),
+            hop,
             started: *started,
             latency: latency.clone(),
             command,
