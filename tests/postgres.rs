@@ -219,3 +219,42 @@ async fn the_proxy_logs_in_to_servers_with_scram_and_md5() {
     let err = connect(listen, "alice", "wonderland").await.err().unwrap();
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
 }
+
+/// With neither `username` nor `password` in the service, clients log in to servers as
+/// themselves: with their password from `auth.users`, or, where that entry is the server's
+/// own SCRAM verifier (`pg_authid.rolpassword`), with the key the client's SCRAM proof
+/// revealed: no password is stored in the configuration.
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_log_in_to_servers_as_themselves() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    let admin = direct(port).await;
+    require_passwords(&admin).await;
+    let sql = "SELECT rolpassword FROM pg_authid WHERE rolname = 'scram_user'";
+    let verifier: String = admin.query_one(sql, &[]).await.unwrap().get(0);
+    let users = |scram: &str| {
+        format!(
+            "    auth:\n      users:\n        scram_user: \"{scram}\"\n        md5_user: md5-pw\n"
+        )
+    };
+    let (_gw, listen) = service("s", &[(port, "primary", 1)], &users(&verifier), "").await;
+    for (user, password) in [("scram_user", "scram-pw"), ("md5_user", "md5-pw")] {
+        let c = connect(listen, user, password).await.unwrap();
+        let sql = "SELECT current_user::text";
+        let who: String = c.query_one(sql, &[]).await.unwrap().get(0);
+        assert_eq!(who, user);
+    }
+    let err = connect(listen, "scram_user", "nope").await.err().unwrap();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+
+    // The same password under another salt is another secret: the client passes the proxy,
+    // but its key does not open the server, and it is told so.
+    let other = postgres_protocol::password::scram_sha_256(b"scram-pw");
+    let (_gw2, listen) = service("o", &[(port, "primary", 1)], &users(&other), "").await;
+    let err = connect(listen, "scram_user", "scram-pw")
+        .await
+        .err()
+        .unwrap();
+    let text = err.as_db_error().map(|e| e.message().to_string());
+    assert!(text.as_deref().is_some_and(|t| t.contains("differs")), "{err:?}");
+}

@@ -56,7 +56,9 @@ impl PgSession {
             .position(|b| Arc::ptr_eq(b, &backend))
             .unwrap_or_default();
         let pool = self.pool_of(index);
-        let (mut lease, waited) = pool::lease(&self.service, &self.pools, &pool, backend).await?;
+        let credential = self.login.credential.as_ref();
+        let (mut lease, waited) =
+            pool::lease(&self.service, &self.pools, &pool, backend, credential).await?;
         self.user_metrics.wait.observe(waited);
         let sql = params::set_sql(&self.wanted, &lease.server.params);
         if !sql.is_empty() {

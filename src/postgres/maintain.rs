@@ -39,7 +39,15 @@ async fn tend(service: &Weak<ServiceRuntime>, pool: &Weak<Pool>) -> bool {
     };
     while pool.open_count() < want && backend.is_up() {
         let (user, database) = (pool.key.user.as_str(), pool.key.database.as_str());
-        match super::upstream::connect(&service, backend.clone(), user, database).await {
+        let credential = pool.credential();
+        let connect = super::upstream::connect(
+            &service,
+            backend.clone(),
+            user,
+            database,
+            credential.as_ref(),
+        );
+        match connect.await {
             Ok(server) => pool.add_idle(server),
             Err(e) => {
                 tracing::debug!(error = %e, "min_pool_size: cannot open a server connection");

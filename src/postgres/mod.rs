@@ -15,6 +15,7 @@ mod params;
 pub mod pool;
 pub mod probe;
 pub mod scram;
+mod scram_client;
 mod session;
 mod split;
 mod startup;

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::startup::Credential;
 use super::upstream::{self, Server, ServerError};
 use crate::backend::BackendState;
 use crate::snapshot::ServiceRuntime;
@@ -35,12 +36,25 @@ pub struct Pool {
     size: usize,
     pub waiting: AtomicUsize,
     upkeep: std::sync::atomic::AtomicBool,
+    /// The last credential a client of this pool's user logged in with, for the
+    /// connections upkeep opens without a client.
+    credential: Mutex<Option<Credential>>,
 }
 
 impl Pool {
     /// True for the first caller only: who starts this pool's upkeep task.
     pub fn claim_upkeep(&self) -> bool {
         !self.upkeep.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn credential(&self) -> Option<Credential> {
+        self.credential.lock().ok().and_then(|c| c.clone())
+    }
+
+    fn remember(&self, credential: Option<&Credential>) {
+        if let (Some(c), Ok(mut slot)) = (credential, self.credential.lock()) {
+            *slot = Some(c.clone());
+        }
     }
 
     /// Connections open: lent out plus idle.
@@ -153,6 +167,7 @@ fn new_pool(key: &PoolKey, size: usize) -> Pool {
         size,
         waiting: AtomicUsize::new(0),
         upkeep: std::sync::atomic::AtomicBool::new(false),
+        credential: Mutex::new(None),
     }
 }
 
@@ -179,6 +194,7 @@ pub async fn lease(
     pools: &PgPools,
     pool: &Arc<Pool>,
     backend: Arc<BackendState>,
+    credential: Option<&Credential>,
 ) -> Result<(Lease, f64), LeaseError> {
     let mut slow: Option<Instant> = None;
     let (user, database) = (pool.key.user.as_str(), pool.key.database.as_str());
@@ -211,7 +227,8 @@ pub async fn lease(
     }
     let now = Instant::now();
     let slow = slow.or(Some(now));
-    match upstream::connect(service, backend.clone(), user, database).await {
+    pool.remember(credential);
+    match upstream::connect(service, backend.clone(), user, database, credential).await {
         Ok(server) => {
             backend.record_success(now);
             pools.remember_welcome(user, database, &server);

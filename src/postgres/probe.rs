@@ -15,7 +15,8 @@ pub async fn select_one(service: &ServiceRuntime, backend: &BackendState) -> boo
     };
     let user = service.spec.username.as_deref().unwrap_or("postgres");
     let database = service.spec.database.as_deref().unwrap_or(user);
-    let Ok(mut server) = super::upstream::connect(service, state.clone(), user, database).await
+    let Ok(mut server) =
+        super::upstream::connect(service, state.clone(), user, database, None).await
     else {
         return false;
     };

@@ -13,10 +13,10 @@ pub const MECHANISM: &str = "SCRAM-SHA-256";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verifier {
-    iterations: u32,
-    salt: Vec<u8>,
-    stored_key: [u8; 32],
-    server_key: [u8; 32],
+    pub(super) iterations: u32,
+    pub(super) salt: Vec<u8>,
+    pub(super) stored_key: [u8; 32],
+    pub(super) server_key: [u8; 32],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,8 +125,10 @@ impl Exchange {
         self.server_first.as_bytes()
     }
 
-    /// Checks client-final-message (`c=biws,r=nonce,p=proof`); returns server-final-message.
-    pub fn finish(&self, client_final: &[u8]) -> Result<Vec<u8>, ScramError> {
+    /// Checks client-final-message (`c=biws,r=nonce,p=proof`); returns server-final-message
+    /// and the client's key, which the proof reveals (and which logs in as the same user to
+    /// a server holding the same verifier, see `scram_client`).
+    pub fn finish(&self, client_final: &[u8]) -> Result<(Vec<u8>, ClientKey), ScramError> {
         let text = std::str::from_utf8(client_final).map_err(|_| ScramError::Malformed)?;
         let (without_proof, proof) = text.rsplit_once(",p=").ok_or(ScramError::Malformed)?;
         let binding = attribute(without_proof, 'c').ok_or(ScramError::Malformed)?;
@@ -147,25 +149,47 @@ impl Exchange {
             self.client_first_bare, self.server_first, without_proof
         );
         let signature = hmac(&self.verifier.stored_key, auth_message.as_bytes());
-        let client_key: Vec<u8> = proof.iter().zip(signature).map(|(p, s)| p ^ s).collect();
-        let stored: [u8; 32] = Sha256::digest(&client_key).into();
+        let mut client_key = [0u8; 32];
+        for (k, (p, s)) in client_key.iter_mut().zip(proof.iter().zip(signature)) {
+            *k = p ^ s;
+        }
+        let stored: [u8; 32] = Sha256::digest(client_key).into();
         if !constant_time_eq(&stored, &self.verifier.stored_key) {
             return Err(ScramError::Proof);
         }
         let server_signature = hmac(&self.verifier.server_key, auth_message.as_bytes());
-        Ok(format!("v={}", STANDARD.encode(server_signature)).into_bytes())
+        let server_final = format!("v={}", STANDARD.encode(server_signature)).into_bytes();
+        let key = ClientKey {
+            key: client_key,
+            verifier: self.verifier.clone(),
+        };
+        Ok((server_final, key))
+    }
+}
+
+/// A client's SCRAM ClientKey (`H(ClientKey)` is the verifier's StoredKey), learned from its
+/// proof, with the verifier it was checked against.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    pub key: [u8; 32],
+    pub verifier: Verifier,
+}
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientKey(..)")
     }
 }
 
 /// The value of `name=` in a comma-separated SCRAM message.
-fn attribute(message: &str, name: char) -> Option<&str> {
+pub(super) fn attribute(message: &str, name: char) -> Option<&str> {
     message.split(',').find_map(|part| {
         let mut chars = part.chars();
         (chars.next() == Some(name) && chars.next() == Some('=')).then(|| &part[2..])
     })
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+pub(super) fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
         Ok(m) => m,
         // HMAC takes keys of any length.
@@ -175,7 +199,7 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -190,7 +214,7 @@ mod tests {
         let mut client = ScramSha256::new(typed.as_bytes(), ChannelBinding::unsupported());
         let ex = Exchange::start(&verifier, client.message())?;
         client.update(ex.server_first()).unwrap();
-        let server_final = ex.finish(client.message())?;
+        let (server_final, _) = ex.finish(client.message())?;
         client.finish(&server_final).unwrap();
         Ok(())
     }

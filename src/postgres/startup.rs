@@ -17,6 +17,19 @@ pub struct Login {
     /// Startup parameters other than user and database (application_name, client_encoding,
     /// DateStyle, TimeZone, options, ...).
     pub params: Vec<(String, String)>,
+    /// What logs in to servers as this user, learned at authentication.
+    pub credential: Option<Credential>,
+}
+
+/// How the proxy logs in to a server as the client's own user (when the service names no
+/// `username` of its own).
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// The user's password from `auth.users`.
+    Password(String),
+    /// The ClientKey the user's SCRAM proof revealed, for a user whose `auth.users` entry is
+    /// a SCRAM verifier (see `scram_client`).
+    ClientKey(scram::ClientKey),
 }
 
 pub enum Opening {
@@ -102,13 +115,13 @@ async fn login(
         ));
     };
     let database = get("database").unwrap_or_else(|| user.clone());
-    if !authenticate(client, service, &user).await? {
+    let Authenticated::Yes(credential) = authenticate(client, service, &user).await? else {
         let text = format!("password authentication failed for user \"{user}\"");
         return Ok(Opening::AuthFailed {
             error: build::error("FATAL", "28P01", &text),
             user,
         });
-    }
+    };
     let rest = params
         .into_iter()
         .filter(|(k, _)| k != "user" && k != "database" && !k.starts_with("_pq_."))
@@ -117,35 +130,51 @@ async fn login(
         user,
         database,
         params: rest,
+        credential,
     }))
 }
 
-/// Checks the client's password by the service's method; true when it may go on.
+enum Authenticated {
+    Yes(Option<Credential>),
+    No,
+}
+
+/// Checks the client's password by the service's method.
 async fn authenticate(
     client: &mut Wire,
     service: &ServiceRuntime,
     user: &str,
-) -> Result<bool, WireError> {
+) -> Result<Authenticated, WireError> {
     let Some(auth) = &service.spec.auth else {
         client.send(&build::auth_ok()).await?;
-        return Ok(true);
+        return Ok(Authenticated::Yes(None));
     };
     let secret = auth.users.get(user).map(|s| s.expose().to_string());
-    let ok = match auth.method.unwrap_or_default() {
-        AuthMethod::Trust => true,
+    // A configured password serves for server logins too; a stored verifier only through
+    // the key a SCRAM proof reveals.
+    let password = secret
+        .clone()
+        .filter(|s| Verifier::parse(s).is_none())
+        .map(Credential::Password);
+    let result = match auth.method.unwrap_or_default() {
+        AuthMethod::Trust => Authenticated::Yes(None),
         AuthMethod::Md5 => {
             let mut salt = [0u8; 4];
             let _ = getrandom::fill(&mut salt);
             client.send(&build::auth_md5(salt)).await?;
             let answer = password_message(client).await?;
-            secret.is_some_and(|s| {
+            let ok = secret.is_some_and(|s| {
                 let want = postgres_protocol::authentication::md5_hash(
                     user.as_bytes(),
                     s.as_bytes(),
                     salt,
                 );
                 answer.strip_suffix(b"\0") == Some(want.as_bytes())
-            })
+            });
+            match ok {
+                true => Authenticated::Yes(password),
+                false => Authenticated::No,
+            }
         }
         AuthMethod::ScramSha256 => {
             // An unknown user goes through the exchange too, against a random verifier, so
@@ -154,16 +183,25 @@ async fn authenticate(
                 Some(s) => scram::cached(s),
                 None => scram::cached("throome: no such user"),
             };
-            secret.is_some() && scram_exchange(client, &verifier).await?
+            match scram_exchange(client, &verifier).await? {
+                Some(key) if secret.is_some() => {
+                    Authenticated::Yes(password.or(Some(Credential::ClientKey(key))))
+                }
+                _ => Authenticated::No,
+            }
         }
     };
-    if ok {
+    if matches!(result, Authenticated::Yes(_)) {
         client.send(&build::auth_ok()).await?;
     }
-    Ok(ok)
+    Ok(result)
 }
 
-async fn scram_exchange(client: &mut Wire, verifier: &Verifier) -> Result<bool, WireError> {
+/// The SCRAM exchange; the client's key when its proof is right.
+async fn scram_exchange(
+    client: &mut Wire,
+    verifier: &Verifier,
+) -> Result<Option<scram::ClientKey>, WireError> {
     client.send(&build::auth_sasl(&[scram::MECHANISM])).await?;
     let initial = password_message(client).await?;
     // SASLInitialResponse: mechanism, Int32 length, client-first-message.
@@ -172,24 +210,24 @@ async fn scram_exchange(client: &mut Wire, verifier: &Verifier) -> Result<bool, 
         .position(|&b| b == 0)
         .map(|i| (&initial[..i], &initial[i + 1..]))
     else {
-        return Ok(false);
+        return Ok(None);
     };
     if mechanism != scram::MECHANISM.as_bytes() || rest.len() < 4 {
-        return Ok(false);
+        return Ok(None);
     }
     let Ok(exchange) = Exchange::start(verifier, &rest[4..]) else {
-        return Ok(false);
+        return Ok(None);
     };
     client
         .send(&build::auth_sasl_continue(exchange.server_first()))
         .await?;
     let last = password_message(client).await?;
     match exchange.finish(&last) {
-        Ok(server_final) => {
+        Ok((server_final, key)) => {
             client.send(&build::auth_sasl_final(&server_final)).await?;
-            Ok(true)
+            Ok(Some(key))
         }
-        Err(_) => Ok(false),
+        Err(_) => Ok(None),
     }
 }
 

@@ -1,6 +1,6 @@
-//! Server connections: connect, authenticate with the service's backend credentials
-//! (whatever the server asks: SCRAM-SHA-256, md5, cleartext or trust), and remember what the
-//! session reported (ParameterStatus, BackendKeyData).
+//! Server connections: connect, authenticate with the service's backend credentials or the
+//! client's own (whatever the server asks: SCRAM-SHA-256, md5, cleartext or trust), and
+//! remember what the session reported (ParameterStatus, BackendKeyData).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,6 +13,8 @@ use tokio::net::TcpStream;
 use throome_pgwire::{build, msg};
 
 use super::io::{Wire, WireError};
+use super::scram_client::KeyLogin;
+use super::startup::Credential;
 use crate::backend::BackendState;
 use crate::snapshot::ServiceRuntime;
 
@@ -63,12 +65,14 @@ impl Server {
     }
 }
 
-/// Opens and authenticates a connection to `backend` for `database` as `user`.
+/// Opens and authenticates a connection to `backend` for `database` as `user`, with the
+/// service's backend password or else the client's `credential`.
 pub async fn connect(
     service: &ServiceRuntime,
     backend: Arc<BackendState>,
     user: &str,
     database: &str,
+    credential: Option<&Credential>,
 ) -> Result<Server, ServerError> {
     let addr = backend.address();
     let connect = tokio::time::timeout(
@@ -84,7 +88,7 @@ pub async fn connect(
     let mut wire = Wire::new(stream, throome_pgwire::DEFAULT_MAX_MESSAGE);
     let login = tokio::time::timeout(
         service.spec.connect_timeout,
-        handshake(&mut wire, service, user, database),
+        handshake(&mut wire, service, user, database, credential),
     );
     let (pid, key, params) = match login.await {
         Ok(r) => r?,
@@ -106,24 +110,32 @@ pub async fn connect(
 
 type Session = (i32, Bytes, Vec<(Bytes, Bytes)>);
 
+/// SCRAM with a password, or with a client's key.
+enum Scram {
+    Password(ScramSha256),
+    Key(KeyLogin),
+}
+
 async fn handshake(
     wire: &mut Wire,
     service: &ServiceRuntime,
     user: &str,
     database: &str,
+    credential: Option<&Credential>,
 ) -> Result<Session, ServerError> {
-    let password = service
-        .spec
-        .password
-        .as_ref()
-        .map(|p| p.expose().to_string());
+    // The service's own backend login wins; the client's credential is for its own user.
+    let credential = match (&service.spec.password, &service.spec.username) {
+        (Some(p), _) => Some(Credential::Password(p.expose().to_string())),
+        (None, Some(_)) => None,
+        (None, None) => credential.cloned(),
+    };
     wire.send(&build::startup(&[
         ("user", user),
         ("database", database),
         ("application_name", "throome"),
     ]))
     .await?;
-    let mut scram: Option<ScramSha256> = None;
+    let mut scram: Option<Scram> = None;
     let mut key = (0, Bytes::new());
     let mut params = Vec::new();
     loop {
@@ -134,10 +146,13 @@ async fn handshake(
                 let Some((code, data)) = msg::auth_request(body) else {
                     return Err(ServerError::Auth("malformed authentication request".into()));
                 };
-                let need = || {
-                    password
-                        .clone()
-                        .ok_or_else(|| ServerError::Auth("the server wants a password".into()))
+                let need = || match &credential {
+                    Some(Credential::Password(p)) => Ok(p.clone()),
+                    Some(Credential::ClientKey(_)) => Err(ServerError::Auth(
+                        "the server wants a password; Throome has this user's SCRAM key only"
+                            .into(),
+                    )),
+                    None => Err(ServerError::Auth("the server wants a password".into())),
                 };
                 let reply = match code {
                     0 => continue,
@@ -160,21 +175,42 @@ async fn handshake(
                         build::password(&p)
                     }
                     10 => {
-                        let s = ScramSha256::new(need()?.as_bytes(), ChannelBinding::unsupported());
-                        let first = build::sasl_initial("SCRAM-SHA-256", s.message());
+                        let (s, first) = match &credential {
+                            Some(Credential::ClientKey(key)) => {
+                                let login = KeyLogin::new(key);
+                                let first = login.first();
+                                (Scram::Key(login), first)
+                            }
+                            _ => {
+                                let s = ScramSha256::new(
+                                    need()?.as_bytes(),
+                                    ChannelBinding::unsupported(),
+                                );
+                                let first = s.message().to_vec();
+                                (Scram::Password(s), first)
+                            }
+                        };
                         scram = Some(s);
-                        first
+                        build::sasl_initial("SCRAM-SHA-256", &first)
                     }
                     11 => {
-                        let s = scram.as_mut().ok_or(ServerError::AuthMethod(code))?;
-                        s.update(data)
-                            .map_err(|e| ServerError::Auth(e.to_string()))?;
-                        build::password(s.message())
+                        let next = match scram.as_mut().ok_or(ServerError::AuthMethod(code))? {
+                            Scram::Password(s) => s
+                                .update(data)
+                                .map(|()| s.message().to_vec())
+                                .map_err(|e| ServerError::Auth(e.to_string()))?,
+                            Scram::Key(k) => k
+                                .answer(data)
+                                .map_err(|e| ServerError::Auth(e.to_string()))?,
+                        };
+                        build::password(&next)
                     }
                     12 => {
-                        let mut s = scram.take().ok_or(ServerError::AuthMethod(code))?;
-                        s.finish(data)
-                            .map_err(|e| ServerError::Auth(e.to_string()))?;
+                        match scram.take().ok_or(ServerError::AuthMethod(code))? {
+                            Scram::Password(mut s) => s.finish(data).map_err(|e| e.to_string()),
+                            Scram::Key(k) => k.check(data).map_err(|e| e.to_string()),
+                        }
+                        .map_err(ServerError::Auth)?;
                         continue;
                     }
                     other => return Err(ServerError::AuthMethod(other)),
