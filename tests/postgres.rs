@@ -256,5 +256,56 @@ async fn clients_log_in_to_servers_as_themselves() {
         .err()
         .unwrap();
     let text = err.as_db_error().map(|e| e.message().to_string());
-    assert!(text.as_deref().is_some_and(|t| t.contains("differs")), "{err:?}");
+    assert!(
+        text.as_deref().is_some_and(|t| t.contains("differs")),
+        "{err:?}"
+    );
+}
+
+/// Users missing from `auth.users` are looked up with the service's auth query (PgBouncer's
+/// `auth_query`): their SCRAM verifier checks the client, and the key its proof reveals logs
+/// in to servers as that user.
+#[tokio::test(flavor = "multi_thread")]
+async fn users_are_looked_up_with_the_auth_query() {
+    let pg = Postgres::start();
+    let port = pg.port;
+    require_passwords(&direct(port).await).await;
+    let with = |sql: &str| {
+        format!(
+            "    auth:\n      query:\n        sql: \"{sql} WHERE rolname = $1\"\n        user: postgres\n"
+        )
+    };
+    let extra = with("SELECT rolpassword FROM pg_authid");
+    let (_gw, listen) = service("q", &[(port, "primary", 1)], &extra, "").await;
+    let c = connect(listen, "scram_user", "scram-pw").await.unwrap();
+    let who: String = c
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(who, "scram_user");
+    // A wrong password, no such role, and a role whose secret is an md5 hash (not a
+    // verifier): all the same 28P01.
+    for (user, password) in [
+        ("scram_user", "nope"),
+        ("nobody", "scram-pw"),
+        ("md5_user", "md5-pw"),
+    ] {
+        let err = connect(listen, user, password).await.err().unwrap();
+        assert_eq!(
+            err.code(),
+            Some(&SqlState::INVALID_PASSWORD),
+            "{user}: {err}"
+        );
+    }
+
+    // A query that fails: the client is told the lookup failed, not that its password was
+    // wrong.
+    let extra = with("SELECT no_such_column FROM pg_authid");
+    let (_gw2, listen) = service("f", &[(port, "primary", 1)], &extra, "").await;
+    let err = connect(listen, "scram_user", "scram-pw")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err:?}");
 }

@@ -162,6 +162,21 @@ pub struct ClientAuth {
     /// Postgres: users (from `users`) who may open the admin console (database `throome`).
     #[serde(default)]
     pub admin_users: Vec<String>,
+    /// Postgres: how users missing from `users` are looked up (PgBouncer's `auth_query`).
+    pub query: Option<AuthQuery>,
+}
+
+/// A query run on the primary for a user's SCRAM verifier, as `user` (with `password`, or
+/// none where the server trusts it), in the database the client asked for.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthQuery {
+    /// `$1` is the user name; the first column of the first row is the verifier (no row or
+    /// NULL: no such user). E.g. `SELECT rolpassword FROM pg_authid WHERE rolname = $1`
+    /// (superuser only) or a SECURITY DEFINER function over it.
+    pub sql: String,
+    pub user: String,
+    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

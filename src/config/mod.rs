@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use cluster::{
-    AuthMethod, BackendConfig, CircuitBreakerConfig, ClientAuth, ClusterConfig, HealthConfig,
-    PoolMode, Role, RoutingConfig, ServiceConfig, ServiceKind, Sharding, Strategy,
+    AuthMethod, AuthQuery, BackendConfig, CircuitBreakerConfig, ClientAuth, ClusterConfig,
+    HealthConfig, PoolMode, Role, RoutingConfig, ServiceConfig, ServiceKind, Sharding, Strategy,
 };
 pub use gateway::GatewayConfig;
 pub use types::{ListenAddr, Seconds, Secret};

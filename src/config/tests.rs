@@ -158,6 +158,24 @@ fn postgres_pooling_keys_belong_to_postgres_services() {
     let bad = pg.replace("method: md5", "method: plain");
     let err = parse_cluster(&bad).unwrap_err();
     assert!(err.message.contains("unknown variant"), "{err:?}");
+
+    let query = "auth: { query: { sql: \"SELECT p FROM t WHERE u = $1\", user: a } }";
+    let with_query = pg.replace("auth: { method: md5, users: { u: p } }", query);
+    let c = parse_cluster(&with_query).expect("auth query");
+    let q = c.services["d"]
+        .value
+        .auth
+        .as_ref()
+        .and_then(|a| a.query.clone());
+    assert_eq!(q.map(|q| q.user), Some("a".to_string()));
+    let err = parse_cluster(&with_query.replace("$1", "'x'")).unwrap_err();
+    assert!(err.message.contains("must use $1"), "{err:?}");
+    let redis = format!("{redis}    {query}\n").replace("    pool_mode: session\n", "");
+    let err = parse_cluster(&redis).unwrap_err();
+    assert!(
+        err.message.contains("auth.query applies to postgres"),
+        "{err:?}"
+    );
 }
 
 #[test]

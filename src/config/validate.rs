@@ -145,7 +145,18 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "auth.admin_users",
             s.auth.as_ref().is_some_and(|a| !a.admin_users.is_empty()),
         ),
+        (
+            "auth.query",
+            s.auth.as_ref().is_some_and(|a| a.query.is_some()),
+        ),
     ];
+    if let Some(q) = s.auth.as_ref().and_then(|a| a.query.as_ref())
+        && !q.sql.contains("$1")
+    {
+        return Err(format!(
+            "service `{name}`: auth.query.sql must use $1 for the user name"
+        ));
+    }
     if s.kind != ServiceKind::Postgres
         && let Some((key, _)) = postgres_only.iter().find(|(_, set)| *set)
     {

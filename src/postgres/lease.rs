@@ -13,7 +13,7 @@ use super::flow::Flow;
 use super::params;
 use super::pool::{self, LeaseError};
 use super::session::PgSession;
-use super::upstream::ServerError;
+use super::upstream::{ServerError, login_credential};
 use crate::config::PoolMode;
 
 impl PgSession {
@@ -56,9 +56,15 @@ impl PgSession {
             .position(|b| Arc::ptr_eq(b, &backend))
             .unwrap_or_default();
         let pool = self.pool_of(index);
-        let credential = self.login.credential.as_ref();
-        let (mut lease, waited) =
-            pool::lease(&self.service, &self.pools, &pool, backend, credential).await?;
+        let credential = login_credential(&self.service, self.login.credential.as_ref());
+        let (mut lease, waited) = pool::lease(
+            &self.service,
+            &self.pools,
+            &pool,
+            backend,
+            credential.as_ref(),
+        )
+        .await?;
         self.user_metrics.wait.observe(waited);
         let sql = params::set_sql(&self.wanted, &lease.server.params);
         if !sql.is_empty() {

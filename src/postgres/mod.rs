@@ -2,6 +2,7 @@
 //! authenticated by the proxy, server connections pooled per session or per transaction,
 //! named prepared statements carried across pooled servers, cancel requests mapped.
 
+mod auth_query;
 mod cancel;
 mod console;
 mod flow;

@@ -15,9 +15,10 @@ pub async fn select_one(service: &ServiceRuntime, backend: &BackendState) -> boo
     };
     let user = service.spec.username.as_deref().unwrap_or("postgres");
     let database = service.spec.database.as_deref().unwrap_or(user);
-    let Ok(mut server) =
-        super::upstream::connect(service, state.clone(), user, database, None).await
-    else {
+    let credential = super::upstream::login_credential(service, None);
+    let connect =
+        super::upstream::connect(service, state.clone(), user, database, credential.as_ref());
+    let Ok(mut server) = connect.await else {
         return false;
     };
     let ok = super::hidden::run(&mut server, "SELECT 1").await.is_ok();

@@ -115,12 +115,21 @@ async fn login(
         ));
     };
     let database = get("database").unwrap_or_else(|| user.clone());
-    let Authenticated::Yes(credential) = authenticate(client, service, &user).await? else {
-        let text = format!("password authentication failed for user \"{user}\"");
-        return Ok(Opening::AuthFailed {
-            error: build::error("FATAL", "28P01", &text),
-            user,
-        });
+    let credential = match authenticate(client, service, &user, &database).await? {
+        Authenticated::Yes(credential) => credential,
+        Authenticated::No => {
+            let text = format!("password authentication failed for user \"{user}\"");
+            return Ok(Opening::AuthFailed {
+                error: build::error("FATAL", "28P01", &text),
+                user,
+            });
+        }
+        Authenticated::Unknowable(why) => {
+            return Ok(fatal(
+                "08006",
+                &format!("cannot look up user \"{user}\": {why}"),
+            ));
+        }
     };
     let rest = params
         .into_iter()
@@ -137,6 +146,8 @@ async fn login(
 enum Authenticated {
     Yes(Option<Credential>),
     No,
+    /// The auth query could not run.
+    Unknowable(String),
 }
 
 /// Checks the client's password by the service's method.
@@ -144,12 +155,22 @@ async fn authenticate(
     client: &mut Wire,
     service: &ServiceRuntime,
     user: &str,
+    database: &str,
 ) -> Result<Authenticated, WireError> {
     let Some(auth) = &service.spec.auth else {
         client.send(&build::auth_ok()).await?;
         return Ok(Authenticated::Yes(None));
     };
-    let secret = auth.users.get(user).map(|s| s.expose().to_string());
+    let mut secret = auth.users.get(user).map(|s| s.expose().to_string());
+    if secret.is_none()
+        && let Some(query) = &auth.query
+    {
+        match super::auth_query::lookup(service, query, user, database).await {
+            // Only a SCRAM verifier is taken from the server (an md5 hash is not a password).
+            Ok(found) => secret = found.filter(|s| Verifier::parse(s).is_some()),
+            Err(e) => return Ok(Authenticated::Unknowable(e.to_string())),
+        }
+    }
     // A configured password serves for server logins too; a stored verifier only through
     // the key a SCRAM proof reveals.
     let password = secret

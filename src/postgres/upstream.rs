@@ -65,8 +65,22 @@ impl Server {
     }
 }
 
-/// Opens and authenticates a connection to `backend` for `database` as `user`, with the
-/// service's backend password or else the client's `credential`.
+/// What logs in to servers for a client: the service's backend password, or else, when the
+/// service names no `username` of its own (servers see the client's user), the client's own
+/// credential.
+pub fn login_credential(
+    service: &ServiceRuntime,
+    client: Option<&Credential>,
+) -> Option<Credential> {
+    match (&service.spec.password, &service.spec.username) {
+        (Some(p), _) => Some(Credential::Password(p.expose().to_string())),
+        (None, Some(_)) => None,
+        (None, None) => client.cloned(),
+    }
+}
+
+/// Opens and authenticates a connection to `backend` for `database` as `user` with
+/// `credential` (see `login_credential`).
 pub async fn connect(
     service: &ServiceRuntime,
     backend: Arc<BackendState>,
@@ -88,7 +102,7 @@ pub async fn connect(
     let mut wire = Wire::new(stream, throome_pgwire::DEFAULT_MAX_MESSAGE);
     let login = tokio::time::timeout(
         service.spec.connect_timeout,
-        handshake(&mut wire, service, user, database, credential),
+        handshake(&mut wire, user, database, credential),
     );
     let (pid, key, params) = match login.await {
         Ok(r) => r?,
@@ -118,17 +132,11 @@ enum Scram {
 
 async fn handshake(
     wire: &mut Wire,
-    service: &ServiceRuntime,
     user: &str,
     database: &str,
     credential: Option<&Credential>,
 ) -> Result<Session, ServerError> {
-    // The service's own backend login wins; the client's credential is for its own user.
-    let credential = match (&service.spec.password, &service.spec.username) {
-        (Some(p), _) => Some(Credential::Password(p.expose().to_string())),
-        (None, Some(_)) => None,
-        (None, None) => credential.cloned(),
-    };
+    let credential = credential.cloned();
     wire.send(&build::startup(&[
         ("user", user),
         ("database", database),

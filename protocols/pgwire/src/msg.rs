@@ -39,6 +39,7 @@ pub mod back {
     pub const NO_DATA: u8 = b'n';
     pub const PARAMETER_DESCRIPTION: u8 = b't';
     pub const ROW_DESCRIPTION: u8 = b'T';
+    pub const DATA_ROW: u8 = b'D';
     pub const COPY_IN: u8 = b'G';
     pub const COPY_OUT: u8 = b'H';
     pub const COPY_BOTH: u8 = b'W';
