@@ -50,6 +50,11 @@ CFG
 echo '"postgres" ""' > "$work/userlist.txt"
 chown -R postgres "$work/pgbouncer.ini" "$work/userlist.txt" 2>/dev/null || true; chmod 777 "$work"
 as_pg "pgbouncer $work/pgbouncer.ini" >/dev/null 2>&1 & pids+=($!)
+# Killing su leaves pgbouncer (and postgres) running: stop them by their own pids.
+before_cleanup() {
+  kill "$(cat "$work/pgbouncer.pid" 2>/dev/null)" 2>/dev/null
+  kill "$(head -1 "$work/pg/data/postmaster.pid" 2>/dev/null)" 2>/dev/null
+}
 for port in "$thr_port" "$bouncer_port"; do
   for _ in $(seq 100); do "$BIN/psql" -h 127.0.0.1 -p "$port" -U postgres -Atc 'select 1' postgres >/dev/null 2>&1 && break; sleep 0.1; done
 done
