@@ -91,6 +91,7 @@ pub struct PgSpec {
     pub server_idle_timeout: Duration,
     pub server_lifetime: Duration,
     pub read_write_split: bool,
+    pub max_prepared_statements: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -333,6 +334,7 @@ fn resolve(
                 .server_lifetime
                 .map_or(Duration::from_secs(3600), |t| t.0),
             read_write_split: svc.read_write_split.unwrap_or(false),
+            max_prepared_statements: svc.max_prepared_statements.unwrap_or(1000),
         },
         kafka: kafka_spec(svc),
         read_from_replicas: svc.read_from_replicas.unwrap_or(false),

@@ -104,6 +104,10 @@ pub struct ServiceConfig {
     /// Postgres: read-only work (single SELECTs outside transactions, `BEGIN READ ONLY`)
     /// goes to replicas.
     pub read_write_split: Option<bool>,
+    /// Postgres: prepared statements kept per server connection; past it the least
+    /// recently used is closed on the server (default 1000, PgBouncer's
+    /// `max_prepared_statements`).
+    pub max_prepared_statements: Option<usize>,
     /// Kafka: the host clients are told to connect to for the per-broker ports (default: the
     /// `listen` address's IP).
     pub advertised_host: Option<String>,

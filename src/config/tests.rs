@@ -168,6 +168,9 @@ fn postgres_pooling_keys_belong_to_postgres_services() {
         .as_ref()
         .and_then(|a| a.query.clone());
     assert_eq!(q.map(|q| q.user), Some("a".to_string()));
+    let lru = pg.replace("pool_mode: session", "max_prepared_statements: 0");
+    let err = parse_cluster(&lru).unwrap_err();
+    assert!(err.message.contains("at least 1"), "{err:?}");
     let err = parse_cluster(&with_query.replace("$1", "'x'")).unwrap_err();
     assert!(err.message.contains("must use $1"), "{err:?}");
     let redis = format!("{redis}    {query}\n").replace("    pool_mode: session\n", "");

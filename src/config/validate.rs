@@ -138,6 +138,10 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         ("server_lifetime", s.server_lifetime.is_some()),
         ("read_write_split", s.read_write_split.is_some()),
         (
+            "max_prepared_statements",
+            s.max_prepared_statements.is_some(),
+        ),
+        (
             "auth.method",
             s.auth.as_ref().is_some_and(|a| a.method.is_some()),
         ),
@@ -150,6 +154,11 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             s.auth.as_ref().is_some_and(|a| a.query.is_some()),
         ),
     ];
+    if s.max_prepared_statements == Some(0) {
+        return Err(format!(
+            "service `{name}`: max_prepared_statements must be at least 1"
+        ));
+    }
     if let Some(q) = s.auth.as_ref().and_then(|a| a.query.as_ref())
         && !q.sql.contains("$1")
     {

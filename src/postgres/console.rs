@@ -149,6 +149,10 @@ impl Console<'_> {
                         pg.server_lifetime.as_secs_f64().to_string(),
                     ),
                     ("read_write_split", pg.read_write_split.to_string()),
+                    (
+                        "max_prepared_statements",
+                        pg.max_prepared_statements.to_string(),
+                    ),
                 ]
                 .into_iter()
                 .map(|(k, v)| vec![k.to_string(), v, "yes".to_string()])

@@ -30,8 +30,19 @@ pub enum Expect {
     /// A Parse the proxy injected so the server has a statement the client prepared
     /// elsewhere: its ParseComplete is dropped.
     Injected { name: Bytes },
+    /// A Close the proxy injected to make room for another statement: its CloseComplete is
+    /// dropped.
+    Evicted { name: Bytes },
     /// A response the proxy makes up, sent when everything before it is answered.
     Made(Bytes),
+}
+
+/// What an ErrorResponse tells about the server's statements: the server skips everything up
+/// to the next Sync, so a Parse there never happened, nor did a Close.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Learned {
+    Unprepared(Bytes),
+    StillPrepared(Bytes),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -79,18 +90,22 @@ impl Flow {
         }
     }
 
-    /// Decides about one server message of type `tag`; server-side statement names that
-    /// turned out not to be prepared go to `unprepared`.
-    pub fn on_server(&mut self, tag: u8, unprepared: &mut Vec<Bytes>) -> Action {
+    /// Decides about one server message of type `tag`; what it tells about server-side
+    /// statements goes to `learned`.
+    pub fn on_server(&mut self, tag: u8, learned: &mut Vec<Learned>) -> Action {
         match tag {
             // NoticeResponse, NotificationResponse, ParameterStatus: asynchronous.
             b'N' | b'A' | b'S' => Action::Forward,
             b'E' => {
-                self.on_error(unprepared);
+                self.on_error(learned);
                 Action::Forward
             }
             _ => match self.queue.front() {
                 Some(Expect::Injected { .. }) if tag == b'1' => {
+                    self.queue.pop_front();
+                    Action::Drop
+                }
+                Some(Expect::Evicted { .. }) if tag == b'3' => {
                     self.queue.pop_front();
                     Action::Drop
                 }
@@ -107,7 +122,7 @@ impl Flow {
 
     /// An ErrorResponse: a simple Query goes on to its ReadyForQuery; in the extended
     /// protocol the server ignores everything up to the next Sync, so that is dropped here.
-    fn on_error(&mut self, unprepared: &mut Vec<Bytes>) {
+    fn on_error(&mut self, learned: &mut Vec<Learned>) {
         if matches!(self.queue.front(), Some(Expect::Client { ends, .. }) if *ends == READY) {
             return;
         }
@@ -120,7 +135,8 @@ impl Flow {
                     prepares: Some(name),
                     ..
                 })
-                | Some(Expect::Injected { name }) => unprepared.push(name),
+                | Some(Expect::Injected { name }) => learned.push(Learned::Unprepared(name)),
+                Some(Expect::Evicted { name }) => learned.push(Learned::StillPrepared(name)),
                 _ => {}
             }
         }
@@ -138,7 +154,7 @@ mod tests {
         }
     }
 
-    fn run(flow: &mut Flow, tags: &[u8]) -> (Vec<Action>, Vec<Bytes>) {
+    fn run(flow: &mut Flow, tags: &[u8]) -> (Vec<Action>, Vec<Learned>) {
         let mut gone = Vec::new();
         let actions = tags.iter().map(|&t| flow.on_server(t, &mut gone)).collect();
         (actions, gone)
@@ -186,8 +202,40 @@ mod tests {
         f.push(client(READY));
         let (actions, gone) = run(&mut f, b"EZ");
         assert_eq!(actions, [Action::Forward, Action::Forward]);
-        assert_eq!(gone, [Bytes::from_static(b"T9")]);
+        assert_eq!(gone, [Learned::Unprepared(Bytes::from_static(b"T9"))]);
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn an_eviction_close_is_hidden_or_undone_by_an_error() {
+        let evicted = || Expect::Evicted {
+            name: Bytes::from_static(b"T1"),
+        };
+        let injected = || Expect::Injected {
+            name: Bytes::from_static(b"T2"),
+        };
+        let mut f = Flow::default();
+        for e in [evicted(), injected(), client(BIND), client(READY)] {
+            f.push(e);
+        }
+        let (actions, gone) = run(&mut f, b"312Z");
+        use Action::*;
+        assert_eq!(actions, [Drop, Drop, Forward, Forward]);
+        assert!(gone.is_empty() && f.is_empty());
+
+        // An error before the Close: neither it nor the Parse happened.
+        for e in [
+            client(EXECUTE),
+            evicted(),
+            injected(),
+            client(BIND),
+            client(READY),
+        ] {
+            f.push(e);
+        }
+        let (_, gone) = run(&mut f, b"EZ");
+        let (t1, t2) = (Bytes::from_static(b"T1"), Bytes::from_static(b"T2"));
+        assert_eq!(gone, [Learned::StillPrepared(t1), Learned::Unprepared(t2)]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Client messages on their way to the server: most go as they are; named statements are
-//! renamed to their server-side names, prepared on the server first when it lacks them, and
-//! Close of a statement is answered by the proxy.
+//! renamed to their server-side names, prepared on the server first when it lacks them (after
+//! closing its least recently used one when it holds `max_prepared_statements`), and Close of
+//! a statement is answered by the proxy.
 
 use std::sync::Arc;
 
@@ -57,10 +58,13 @@ pub fn translate(
                         "too many prepared statements on this connection",
                     ));
                 };
-                if server.prepared.contains(&st.name) {
+                if server.prepared.touch(&st.name) {
                     flow.push(Expect::Made(build::parse_complete()));
                 } else {
-                    server.prepared.insert(st.name.clone());
+                    if let Some(old) = server.prepared.insert(st.name.clone()) {
+                        to_server.extend_from_slice(&build::target(b'C', b'S', &old));
+                        flow.push(Expect::Evicted { name: old });
+                    }
                     flow.push(Expect::Client {
                         ends: flow::PARSE,
                         prepares: Some(st.name.clone()),
@@ -131,8 +135,11 @@ fn prepare(
         return None;
     }
     let st = statements.get(client_name)?;
-    if !server.prepared.contains(&st.name) {
-        server.prepared.insert(st.name.clone());
+    if !server.prepared.touch(&st.name) {
+        if let Some(old) = server.prepared.insert(st.name.clone()) {
+            flow.insert_before_last(Expect::Evicted { name: old.clone() });
+            to_server.extend_from_slice(&build::target(b'C', b'S', &old));
+        }
         flow.insert_before_last(Expect::Injected {
             name: st.name.clone(),
         });

@@ -14,6 +14,7 @@ mod maintain;
 pub mod metrics;
 mod params;
 pub mod pool;
+pub mod prepared;
 pub mod probe;
 pub mod scram;
 mod scram_client;

@@ -13,9 +13,6 @@ use super::upstream::{self, Server, ServerError};
 use crate::backend::BackendState;
 use crate::snapshot::ServiceRuntime;
 
-/// Most prepared statements a pooled server connection may hold and still be reused.
-pub const MAX_PREPARED_PER_SERVER: usize = 1000;
-
 /// Idle time after which a pooled connection is checked before it is lent.
 const CHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -283,11 +280,6 @@ impl Lease {
             mut server, pool, ..
         } = self;
         server.idle_since = Instant::now();
-        // The statements a server keeps for reuse are bounded: one that collected more is
-        // closed, and a fresh one starts empty.
-        if server.prepared.len() > MAX_PREPARED_PER_SERVER {
-            return;
-        }
         if let Ok(mut idle) = pool.idle.lock() {
             idle.push(server);
         }

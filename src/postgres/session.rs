@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use throome_pgwire::{build, msg};
 
 use super::cancel::{ClientInfo, Registration};
-use super::flow::{Action, Flow};
+use super::flow::{Action, Flow, Learned};
 use super::frontend::{self, Outcome};
 use super::io::{Wire, WireError};
 use super::lease::lease_error;
@@ -385,7 +385,7 @@ impl PgSession {
         let Some(lease) = self.lease.as_mut() else {
             return;
         };
-        let mut unprepared = Vec::new();
+        let mut learned = Vec::new();
         loop {
             let frame = match lease.server.wire.try_frame() {
                 Ok(Some(f)) => f,
@@ -412,13 +412,16 @@ impl PgSession {
                 }
                 _ => {}
             }
-            if self.flow.on_server(frame.tag(), &mut unprepared) == Action::Forward {
+            if self.flow.on_server(frame.tag(), &mut learned) == Action::Forward {
                 self.to_client.extend_from_slice(frame.bytes());
             }
             self.flow.take_made(&mut self.to_client);
         }
-        for name in unprepared {
-            lease.server.prepared.remove(&name);
+        for change in learned {
+            match change {
+                Learned::Unprepared(name) => lease.server.prepared.remove(&name),
+                Learned::StillPrepared(name) => lease.server.prepared.restore(name),
+            }
         }
         self.maybe_release();
     }

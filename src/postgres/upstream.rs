@@ -2,7 +2,6 @@
 //! client's own (whatever the server asks: SCRAM-SHA-256, md5, cleartext or trust), and
 //! remember what the session reported (ParameterStatus, BackendKeyData).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +12,7 @@ use tokio::net::TcpStream;
 use throome_pgwire::{build, msg};
 
 use super::io::{Wire, WireError};
+use super::prepared::Prepared;
 use super::scram_client::KeyLogin;
 use super::startup::Credential;
 use crate::backend::BackendState;
@@ -43,7 +43,7 @@ pub struct Server {
     /// What the server reported with ParameterStatus, in order.
     pub params: Vec<(Bytes, Bytes)>,
     /// Statements prepared on this connection by the proxy (server-side names).
-    pub prepared: HashSet<Bytes>,
+    pub prepared: Prepared,
     /// Transaction status from the last ReadyForQuery.
     pub status: u8,
     pub created: Instant,
@@ -115,7 +115,7 @@ pub async fn connect(
         pid,
         key,
         params,
-        prepared: HashSet::new(),
+        prepared: Prepared::new(service.spec.pg.max_prepared_statements),
         status: b'I',
         created: now,
         idle_since: now,
