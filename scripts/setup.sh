@@ -6,6 +6,7 @@
 #   promtool                  Debian prometheus (lints the /metrics output)
 #   nutcracker                Debian nutcracker (twemproxy: ketama compatibility test)
 #   kcat                      Debian kcat (librdkafka 2.0.2: a Kafka client in C)
+#   openssl                   Debian openssl (throwaway certificates for the TLS tests)
 #   tansu                     crates.io tansu 0.6.0 (the Kafka test broker; ~10 min build,
 #                             once: cargo install puts it in $CARGO_HOME/bin), with SQLite
 #                             storage (libsql) for the SASL tests' SCRAM users
@@ -21,6 +22,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v nutcracker >/dev/null || missing+=(nutcracker)
 command -v kcat >/dev/null || missing+=(kcat)
 

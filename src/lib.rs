@@ -18,5 +18,6 @@ pub mod router;
 pub mod session;
 pub mod snapshot;
 pub mod tcp;
+pub mod tls;
 pub mod triggers;
 pub mod upstream;

@@ -92,6 +92,7 @@ pub struct PgSpec {
     pub server_lifetime: Duration,
     pub read_write_split: bool,
     pub max_prepared_statements: usize,
+    pub tls: Option<crate::config::TlsConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -335,6 +336,7 @@ fn resolve(
                 .map_or(Duration::from_secs(3600), |t| t.0),
             read_write_split: svc.read_write_split.unwrap_or(false),
             max_prepared_statements: svc.max_prepared_statements.unwrap_or(1000),
+            tls: svc.tls.clone(),
         },
         kafka: kafka_spec(svc),
         read_from_replicas: svc.read_from_replicas.unwrap_or(false),

@@ -72,6 +72,8 @@ pub struct ServiceConfig {
     /// Credentials clients must present to the proxy (checked by Throome, independent of the
     /// backend credentials above).
     pub auth: Option<ClientAuth>,
+    /// Postgres: TLS for clients that ask for it (SSLRequest).
+    pub tls: Option<TlsConfig>,
     /// Redis: seconds a backend may take to answer a request before the client gets an
     /// error (twemproxy's `timeout`); blocking commands are exempt. Default: no limit.
     pub request_timeout: Option<Seconds>,
@@ -168,6 +170,17 @@ pub struct ClientAuth {
     pub admin_users: Vec<String>,
     /// Postgres: how users missing from `users` are looked up (PgBouncer's `auth_query`).
     pub query: Option<AuthQuery>,
+}
+
+/// A PEM certificate chain and private key (paths absolute or relative to Throome's working
+/// directory); with `required`, clients that do not ask for TLS are refused.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// A query run on the primary for a user's SCRAM verifier, as `user` (with `password`, or

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 pub use cluster::{
     AuthMethod, AuthQuery, BackendConfig, CircuitBreakerConfig, ClientAuth, ClusterConfig,
     HealthConfig, PoolMode, Role, RoutingConfig, ServiceConfig, ServiceKind, Sharding, Strategy,
+    TlsConfig,
 };
 pub use gateway::GatewayConfig;
 pub use types::{ListenAddr, Seconds, Secret};

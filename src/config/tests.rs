@@ -168,6 +168,16 @@ fn postgres_pooling_keys_belong_to_postgres_services() {
         .as_ref()
         .and_then(|a| a.query.clone());
     assert_eq!(q.map(|q| q.user), Some("a".to_string()));
+    let tls = pg.replace(
+        "pool_mode: session",
+        "tls: { cert: /no/such.pem, key: /no/key.pem }",
+    );
+    let err = parse_cluster(&tls).unwrap_err();
+    assert!(
+        err.message
+            .contains("tls: cannot read the certificate chain /no/such.pem"),
+        "{err:?}"
+    );
     let lru = pg.replace("pool_mode: session", "max_prepared_statements: 0");
     let err = parse_cluster(&lru).unwrap_err();
     assert!(err.message.contains("at least 1"), "{err:?}");

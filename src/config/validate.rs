@@ -153,7 +153,13 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "auth.query",
             s.auth.as_ref().is_some_and(|a| a.query.is_some()),
         ),
+        ("tls", s.tls.is_some()),
     ];
+    if let Some(tls) = &s.tls
+        && let Err(e) = crate::tls::acceptor(&tls.cert, &tls.key)
+    {
+        return Err(format!("service `{name}`: tls: {e}"));
+    }
     if s.max_prepared_statements == Some(0) {
         return Err(format!(
             "service `{name}`: max_prepared_statements must be at least 1"

@@ -1,8 +1,11 @@
-//! A socket with a read buffer that yields whole, size-checked protocol messages.
+//! A socket with a read buffer that yields whole, size-checked protocol messages. A client
+//! socket may turn into TLS after SSLRequest.
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use throome_pgwire::{Frame, FrameScanner, PgError};
 
@@ -16,8 +19,45 @@ pub enum WireError {
     Closed,
 }
 
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Between the two, while the handshake runs (or after it failed).
+    Gone,
+}
+
+impl Stream {
+    /// A read that does not wait (plain sockets only: server connections).
+    pub fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.try_read(buf),
+            _ => Err(std::io::ErrorKind::Unsupported.into()),
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read_buf(buf).await,
+            Stream::Tls(s) => s.read_buf(buf).await,
+            Stream::Gone => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Tls(s) => {
+                s.write_all(bytes).await?;
+                // rustls buffers a record until flushed.
+                s.flush().await
+            }
+            Stream::Gone => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
 pub struct Wire {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub buf: BytesMut,
     scanner: FrameScanner,
 }
@@ -29,10 +69,29 @@ impl Wire {
 
     pub fn with_buffer(stream: TcpStream, buf: BytesMut, max_message: usize) -> Wire {
         Wire {
-            stream,
+            stream: Stream::Plain(stream),
             buf,
             scanner: FrameScanner::new(max_message),
         }
+    }
+
+    /// Runs the TLS handshake on this plain socket; later reads and writes are encrypted.
+    /// Bytes the client sent after SSLRequest and before the handshake would be taken as
+    /// if encrypted (CVE-2021-23222): they are refused.
+    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> Result<(), WireError> {
+        if !self.buf.is_empty() {
+            return Err(WireError::Protocol(PgError::StartupLayout));
+        }
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(WireError::Closed);
+        };
+        let tls = acceptor.accept(tcp).await?;
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
     }
 
     /// A whole message already in the buffer.

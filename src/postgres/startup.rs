@@ -60,7 +60,17 @@ pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening
             }
         };
         match startup {
-            // No TLS or GSS encryption here (yet): `sslmode=prefer` clients go on in clear.
+            Startup::Ssl if !client.is_tls() => {
+                match super::pool::PgPools::of(service).tls(service) {
+                    Some(acceptor) => {
+                        client.send(b"S").await?;
+                        client.start_tls(acceptor).await?;
+                    }
+                    // `sslmode=prefer` clients go on in clear.
+                    None => client.send(b"N").await?,
+                }
+            }
+            // No GSS encryption; a second SSLRequest is answered no.
             Startup::Ssl | Startup::GssEnc => client.send(b"N").await?,
             Startup::Cancel { pid, key } => {
                 super::cancel::forward(pid, &key).await;
@@ -71,6 +81,12 @@ pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening
                 minor,
                 params,
             } => {
+                if service.spec.pg.tls.as_ref().is_some_and(|t| t.required) && !client.is_tls() {
+                    return Ok(fatal(
+                        "28000",
+                        "this service requires TLS: connect with sslmode=require",
+                    ));
+                }
                 if major != 3 {
                     return Ok(fatal(
                         "0A000",
