@@ -93,6 +93,7 @@ pub struct PgSpec {
     pub read_write_split: bool,
     pub max_prepared_statements: usize,
     pub tls: Option<crate::config::TlsConfig>,
+    pub server_tls: Option<crate::config::ServerTlsConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -337,6 +338,7 @@ fn resolve(
             read_write_split: svc.read_write_split.unwrap_or(false),
             max_prepared_statements: svc.max_prepared_statements.unwrap_or(1000),
             tls: svc.tls.clone(),
+            server_tls: svc.server_tls.clone(),
         },
         kafka: kafka_spec(svc),
         read_from_replicas: svc.read_from_replicas.unwrap_or(false),

@@ -1,14 +1,22 @@
-//! TLS for client connections: a rustls server configuration from a service's PEM
-//! certificate chain and private key (PostgreSQL clients ask for it with SSLRequest,
-//! [protocol 54.2.10](https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-SSL)).
+//! TLS with rustls: the server side for client connections, from a service's PEM
+//! certificate chain and private key, and the client side for server connections, verifying
+//! the server against a CA file or (libpq's `sslmode=require`) only encrypting. PostgreSQL
+//! asks for either with SSLRequest,
+//! [protocol 54.2.10](https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-SSL).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::{self, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use tokio_rustls::rustls::{
+    self, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig,
+};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -18,6 +26,81 @@ pub enum TlsError {
     Key(String, String),
     #[error("{0}")]
     Config(#[from] rustls::Error),
+    #[error("the CA file {0} holds no usable certificate")]
+    NoRoots(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The connector for server connections: with `ca`, the server's certificate must chain to
+/// it and name the host connected to; without, the connection is encrypted and the
+/// certificate's signatures are checked, but not who it names (libpq's `require`).
+pub fn connector(ca: Option<&Path>) -> Result<TlsConnector, TlsError> {
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let config = match ca {
+        Some(ca) => {
+            let shown = ca.display().to_string();
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(ca)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| TlsError::Cert(shown.clone(), e.to_string()))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(TlsError::NoRoots(shown));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(
+                provider().signature_verification_algorithms,
+            )))
+            .with_no_client_auth(),
+    };
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Accepts any certificate chain but still checks the handshake signatures with the key in
+/// it: encryption against a passive listener, as libpq's `sslmode=require`.
+#[derive(Debug)]
+struct EncryptOnly(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_schemes()
+    }
 }
 
 /// The acceptor for `cert` (PEM chain, leaf first) and `key` (PEM, PKCS#8, PKCS#1 or SEC1).
@@ -31,8 +114,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     }
     let key =
         PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key(shown(key), e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
+    let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
@@ -52,7 +134,10 @@ mod tests {
         let garbage = dir.join(format!("throome-garbage-{}.pem", std::process::id()));
         std::fs::write(&garbage, "not pem").unwrap();
         let err = acceptor(&garbage, &garbage).err().map(|e| e.to_string());
-        assert!(err.as_ref().is_some_and(|e| e.contains("no certificate")), "{err:?}");
+        assert!(
+            err.as_ref().is_some_and(|e| e.contains("no certificate")),
+            "{err:?}"
+        );
         let _ = std::fs::remove_file(garbage);
     }
 }

@@ -1,6 +1,8 @@
-//! TLS termination for PostgreSQL clients: psql (libpq) asks with SSLRequest and checks the
-//! certificate the service is configured with; `required` refuses clients in clear. The
-//! certificate is a throwaway one made with the `openssl` command line.
+//! TLS for PostgreSQL services: psql (libpq) asks the proxy for it with SSLRequest and checks
+//! the certificate the service is configured with (`tls`; `required` refuses clients in
+//! clear), and the proxy asks the servers for it (`server_tls`), here a harness server with
+//! TLS turned on that refuses logins in clear. Certificates are throwaway ones made with the
+//! `openssl` command line.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
@@ -9,8 +11,81 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::gateway::cluster_of;
-use common::servers::pg_bin;
+use common::servers::{give_to_server_user, pg_bin};
 use common::{Postgres, Throome, free_port};
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl not found");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a certificate it signed for localhost and 127.0.0.1, in `dir`: (ca.pem,
+/// leaf.pem, leaf.key). (rustls, unlike libpq, does not take a self-signed certificate as
+/// its own trust anchor.)
+fn ca_and_leaf(dir: &Path) -> (String, String, String) {
+    let at = |name: &str| dir.join(name).display().to_string();
+    let (ca, ca_key, leaf, key, csr, ext) = (
+        at("ca.pem"),
+        at("ca.key"),
+        at("leaf.pem"),
+        at("leaf.key"),
+        at("leaf.csr"),
+        at("leaf.ext"),
+    );
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509", "-days", "1", "-subj", "/CN=test-ca"][..],
+            &ec,
+            &["-keyout", &ca_key, "-out", &ca],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-subj", "/CN=localhost"][..],
+            &ec,
+            &["-keyout", &key, "-out", &csr],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "1",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-extfile",
+        &ext,
+        "-out",
+        &leaf,
+    ]);
+    (ca, leaf, key)
+}
 
 /// A self-signed certificate for `localhost` in `dir`: (cert.pem, key.pem).
 fn certificate(dir: &Path) -> (String, String) {
@@ -25,7 +100,7 @@ fn certificate(dir: &Path) -> (String, String) {
             "ec_paramgen_curve:prime256v1",
         ])
         .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -40,10 +115,11 @@ fn certificate(dir: &Path) -> (String, String) {
     (cert.display().to_string(), key.display().to_string())
 }
 
-fn gateway(pg: &Postgres, tls: &str) -> (Throome, u16) {
+/// A service over `pg` with `tls_lines` (indented YAML) added.
+fn gateway(pg: &Postgres, tls_lines: &str) -> (Throome, u16) {
     let listen = free_port();
     let extra = format!(
-        "    username: postgres\n    auth:\n      users: {{ alice: wonderland }}\n    tls: {tls}\n"
+        "    username: postgres\n    auth:\n      users: {{ alice: wonderland }}\n{tls_lines}"
     );
     let yaml = cluster_of(
         "postgres",
@@ -83,7 +159,8 @@ fn psql_verifies_the_certificate_and_talks_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path());
     let pg = Postgres::start();
-    let (_gw, listen) = gateway(&pg, &format!("{{ cert: \"{cert}\", key: \"{key}\" }}"));
+    let tls = format!("    tls: {{ cert: \"{cert}\", key: \"{key}\" }}\n");
+    let (_gw, listen) = gateway(&pg, &tls);
     // verify-full: TLS, a certificate signed by `cert` (itself), for the host name asked.
     let verified = format!("sslmode=verify-full sslrootcert={cert}");
     let out = psql(listen, &verified, "SELECT 40 + 2");
@@ -108,11 +185,76 @@ fn required_tls_refuses_clients_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path());
     let pg = Postgres::start();
-    let tls = format!("{{ cert: \"{cert}\", key: \"{key}\", required: true }}");
+    let tls = format!("    tls: {{ cert: \"{cert}\", key: \"{key}\", required: true }}\n");
     let (_gw, listen) = gateway(&pg, &tls);
     let out = psql(listen, "sslmode=disable", "SELECT 1");
     assert!(!out.status.success());
     assert!(text(&out).contains("requires TLS"), "{}", text(&out));
     let out = psql(listen, "sslmode=require", "SELECT 1");
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// One query straight at a server as the superuser (in clear); its output.
+fn on_server(port: u16, sql: &str) -> String {
+    let out = Command::new(pg_bin("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-XAtc",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Turns TLS on in `pg` with `cert` and `key`, then refuses TCP logins in clear.
+fn require_tls_on(pg: &Postgres, cert: &str, key: &str) {
+    let data = on_server(pg.port, "SHOW data_directory");
+    for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+        let path = Path::new(&data).join(to);
+        std::fs::copy(from, &path).unwrap();
+        give_to_server_user(&path);
+    }
+    let hba = on_server(pg.port, "SHOW hba_file");
+    on_server(pg.port, "ALTER SYSTEM SET ssl = on");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("hostnossl all all 127.0.0.1/32 reject\n{old}"),
+    )
+    .unwrap();
+    on_server(pg.port, "SELECT pg_reload_conf()");
+}
+
+#[test]
+fn the_proxy_reaches_servers_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(dir.path());
+    let pg = Postgres::start();
+    let on_tls = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    assert_eq!(on_server(pg.port, on_tls), "f");
+    require_tls_on(&pg, &cert, &key);
+
+    // verify-full: the server's certificate chains to `ca` and names 127.0.0.1; require:
+    // encrypted without that check.
+    for mode in [format!("verify-full, ca: \"{ca}\""), "require".to_string()] {
+        let (_gw, listen) = gateway(&pg, &format!("    server_tls: {{ mode: {mode} }}\n"));
+        let out = psql(listen, "sslmode=disable", on_tls);
+        assert!(out.status.success(), "{mode}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t", "{mode}");
+    }
+    // A CA that did not sign the server's certificate: no server, and the client hears why.
+    let other = tempfile::tempdir().unwrap();
+    let (stranger, _, _) = ca_and_leaf(other.path());
+    let tls = format!("    server_tls: {{ mode: verify-full, ca: \"{stranger}\" }}\n");
+    let (_gw, listen) = gateway(&pg, &tls);
+    let out = psql(listen, "sslmode=disable", "SELECT 1");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("TLS"), "{}", text(&out));
 }

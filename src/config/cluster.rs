@@ -74,6 +74,8 @@ pub struct ServiceConfig {
     pub auth: Option<ClientAuth>,
     /// Postgres: TLS for clients that ask for it (SSLRequest).
     pub tls: Option<TlsConfig>,
+    /// Postgres: TLS to the servers.
+    pub server_tls: Option<ServerTlsConfig>,
     /// Redis: seconds a backend may take to answer a request before the client gets an
     /// error (twemproxy's `timeout`); blocking commands are exempt. Default: no limit.
     pub request_timeout: Option<Seconds>,
@@ -181,6 +183,24 @@ pub struct TlsConfig {
     pub key: std::path::PathBuf,
     #[serde(default)]
     pub required: bool,
+}
+
+/// TLS to the servers, by libpq's `sslmode` names: `prefer` (when the server offers it),
+/// `require` (encrypted, the server unverified) or `verify-full` (its certificate chains to
+/// `ca` and names the backend's host).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    pub mode: ServerTlsMode,
+    pub ca: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerTlsMode {
+    Prefer,
+    Require,
+    VerifyFull,
 }
 
 /// A query run on the primary for a user's SCRAM verifier, as `user` (with `password`, or

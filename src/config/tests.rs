@@ -178,6 +178,9 @@ fn postgres_pooling_keys_belong_to_postgres_services() {
             .contains("tls: cannot read the certificate chain /no/such.pem"),
         "{err:?}"
     );
+    let server_tls = pg.replace("pool_mode: session", "server_tls: { mode: verify-full }");
+    let err = parse_cluster(&server_tls).unwrap_err();
+    assert!(err.message.contains("verify-full needs `ca`"), "{err:?}");
     let lru = pg.replace("pool_mode: session", "max_prepared_statements: 0");
     let err = parse_cluster(&lru).unwrap_err();
     assert!(err.message.contains("at least 1"), "{err:?}");

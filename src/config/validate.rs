@@ -154,11 +154,22 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             s.auth.as_ref().is_some_and(|a| a.query.is_some()),
         ),
         ("tls", s.tls.is_some()),
+        ("server_tls", s.server_tls.is_some()),
     ];
     if let Some(tls) = &s.tls
         && let Err(e) = crate::tls::acceptor(&tls.cert, &tls.key)
     {
         return Err(format!("service `{name}`: tls: {e}"));
+    }
+    if let Some(st) = &s.server_tls {
+        if st.mode == crate::config::ServerTlsMode::VerifyFull && st.ca.is_none() {
+            return Err(format!(
+                "service `{name}`: server_tls: verify-full needs `ca` (the certificates to trust)"
+            ));
+        }
+        if let Err(e) = crate::tls::connector(st.ca.as_deref()) {
+            return Err(format!("service `{name}`: server_tls: {e}"));
+        }
     }
     if s.max_prepared_statements == Some(0) {
         return Err(format!(

@@ -22,15 +22,20 @@ pub enum WireError {
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// A server connection over TLS.
+    TlsToServer(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// Between the two, while the handshake runs (or after it failed).
     Gone,
 }
 
 impl Stream {
-    /// A read that does not wait (plain sockets only: server connections).
+    /// A read from the socket that does not wait, for telling whether an idle server
+    /// connection was closed: under TLS any byte (an alert, a close_notify) means the
+    /// connection is not reused either, so reading beneath TLS does no harm.
     pub fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Stream::Plain(s) => s.try_read(buf),
+            Stream::TlsToServer(s) => s.get_ref().0.try_read(buf),
             _ => Err(std::io::ErrorKind::Unsupported.into()),
         }
     }
@@ -39,6 +44,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.read_buf(buf).await,
             Stream::Tls(s) => s.read_buf(buf).await,
+            Stream::TlsToServer(s) => s.read_buf(buf).await,
             Stream::Gone => Err(std::io::ErrorKind::NotConnected.into()),
         }
     }
@@ -49,6 +55,10 @@ impl Stream {
             Stream::Tls(s) => {
                 s.write_all(bytes).await?;
                 // rustls buffers a record until flushed.
+                s.flush().await
+            }
+            Stream::TlsToServer(s) => {
+                s.write_all(bytes).await?;
                 s.flush().await
             }
             Stream::Gone => Err(std::io::ErrorKind::NotConnected.into()),
@@ -68,8 +78,12 @@ impl Wire {
     }
 
     pub fn with_buffer(stream: TcpStream, buf: BytesMut, max_message: usize) -> Wire {
+        Wire::over(Stream::Plain(stream), buf, max_message)
+    }
+
+    pub fn over(stream: Stream, buf: BytesMut, max_message: usize) -> Wire {
         Wire {
-            stream: Stream::Plain(stream),
+            stream,
             buf,
             scanner: FrameScanner::new(max_message),
         }

@@ -104,6 +104,8 @@ pub struct PgPools {
     welcome: Mutex<HashMap<(String, String), Params>>,
     /// The TLS acceptor for clients, made from the service's `tls` on first use.
     tls: std::sync::OnceLock<Option<tokio_rustls::TlsAcceptor>>,
+    /// The TLS connector for servers, from `server_tls`.
+    server_tls: std::sync::OnceLock<Option<tokio_rustls::TlsConnector>>,
 }
 
 impl PgPools {
@@ -146,6 +148,19 @@ impl PgPools {
                 let tls = service.spec.pg.tls.as_ref()?;
                 crate::tls::acceptor(&tls.cert, &tls.key)
                     .inspect_err(|e| tracing::error!(error = %e, "TLS for clients is off"))
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// The service's TLS connector for servers; `None` without `server_tls` or when its CA
+    /// file no longer loads.
+    pub fn server_tls(&self, service: &ServiceRuntime) -> Option<&tokio_rustls::TlsConnector> {
+        self.server_tls
+            .get_or_init(|| {
+                let tls = service.spec.pg.server_tls.as_ref()?;
+                crate::tls::connector(tls.ca.as_deref())
+                    .inspect_err(|e| tracing::error!(error = %e, "TLS to servers is off"))
                     .ok()
             })
             .as_ref()

@@ -11,12 +11,15 @@ use tokio::net::TcpStream;
 
 use throome_pgwire::{build, msg};
 
-use super::io::{Wire, WireError};
+use super::io::{Stream, Wire, WireError};
 use super::prepared::Prepared;
 use super::scram_client::KeyLogin;
 use super::startup::Credential;
 use crate::backend::BackendState;
+use crate::config::ServerTlsMode;
 use crate::snapshot::ServiceRuntime;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -99,7 +102,19 @@ pub async fn connect(
         Err(_) => return Err(ServerError::Connect(addr, "timed out".into())),
     };
     let _ = stream.set_nodelay(true);
-    let mut wire = Wire::new(stream, throome_pgwire::DEFAULT_MAX_MESSAGE);
+    let secure = tokio::time::timeout(
+        service.spec.connect_timeout,
+        secure(service, &backend.host, stream),
+    );
+    let stream = match secure.await {
+        Ok(r) => r.map_err(|e| ServerError::Connect(addr.clone(), e))?,
+        Err(_) => return Err(ServerError::Connect(addr, "TLS handshake timed out".into())),
+    };
+    let mut wire = Wire::over(
+        stream,
+        bytes::BytesMut::with_capacity(8 * 1024),
+        throome_pgwire::DEFAULT_MAX_MESSAGE,
+    );
     let login = tokio::time::timeout(
         service.spec.connect_timeout,
         handshake(&mut wire, user, database, credential),
@@ -123,6 +138,42 @@ pub async fn connect(
 }
 
 type Session = (i32, Bytes, Vec<(Bytes, Bytes)>);
+
+/// With `server_tls`, asks the server for TLS (SSLRequest) and runs the handshake, verifying
+/// the certificate for `host` when the mode says so; a server that declines is used in clear
+/// only under `prefer`.
+async fn secure(
+    service: &ServiceRuntime,
+    host: &str,
+    mut tcp: TcpStream,
+) -> Result<Stream, String> {
+    let Some(config) = &service.spec.pg.server_tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let pools = super::pool::PgPools::of(service);
+    let connector = pools
+        .server_tls(service)
+        .ok_or("TLS to servers is not available")?;
+    let mut request = 8u32.to_be_bytes().to_vec();
+    request.extend_from_slice(&throome_pgwire::SSL_REQUEST.to_be_bytes());
+    tcp.write_all(&request).await.map_err(|e| e.to_string())?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    match (answer[0], config.mode) {
+        (b'S', _) => {}
+        (b'N', ServerTlsMode::Prefer) => return Ok(Stream::Plain(tcp)),
+        (b'N', _) => return Err("the server does not offer TLS (server_tls requires it)".into()),
+        (other, _) => return Err(format!("unexpected answer {other:#04x} to SSLRequest")),
+    }
+    let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    Ok(Stream::TlsToServer(Box::new(tls)))
+}
 
 /// SCRAM with a password, or with a client's key.
 enum Scram {

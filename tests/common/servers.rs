@@ -125,6 +125,15 @@ fn as_postgres_user(cmd: &mut Command) {
     }
 }
 
+/// Hands a file to the user PostgreSQL runs as (when the tests run as root), so the server
+/// may read it, e.g. a TLS key, which it also wants readable by that user alone.
+pub fn give_to_server_user(path: &std::path::Path) {
+    if running_as_root() {
+        let (uid, gid) = postgres_ids();
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    }
+}
+
 fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
