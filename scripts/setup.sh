@@ -7,6 +7,7 @@
 #   nutcracker                Debian nutcracker (twemproxy: ketama compatibility test)
 #   kcat                      Debian kcat (librdkafka 2.0.2: a Kafka client in C)
 #   openssl                   Debian openssl (throwaway certificates for the TLS tests)
+#   haproxy                   Debian haproxy (terminates TLS in front of tansu, which has none)
 #   tansu                     crates.io tansu 0.6.0 (the Kafka test broker; ~10 min build,
 #                             once: cargo install puts it in $CARGO_HOME/bin), with SQLite
 #                             storage (libsql) for the SASL tests' SCRAM users
@@ -23,6 +24,7 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v haproxy >/dev/null || missing+=(haproxy)
 command -v nutcracker >/dev/null || missing+=(nutcracker)
 command -v kcat >/dev/null || missing+=(kcat)
 

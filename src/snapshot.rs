@@ -68,6 +68,8 @@ pub struct KafkaSpec {
     pub port_base: u16,
     pub ports: BTreeMap<i32, u16>,
     pub max_frame: usize,
+    /// TLS to the brokers (`require` or `verify-full`).
+    pub server_tls: Option<crate::config::ServerTlsConfig>,
 }
 
 impl KafkaSpec {
@@ -381,6 +383,7 @@ fn kafka_spec(svc: &crate::config::ServiceConfig) -> KafkaSpec {
             .map_or(throome_kafka::DEFAULT_MAX_FRAME, |n| {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
+        server_tls: svc.server_tls.clone(),
     }
 }
 

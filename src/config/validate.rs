@@ -154,7 +154,6 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             s.auth.as_ref().is_some_and(|a| a.query.is_some()),
         ),
         ("tls", s.tls.is_some()),
-        ("server_tls", s.server_tls.is_some()),
     ];
     if let Some(tls) = &s.tls
         && let Err(e) = crate::tls::acceptor(&tls.cert, &tls.key)
@@ -162,6 +161,16 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         return Err(format!("service `{name}`: tls: {e}"));
     }
     if let Some(st) = &s.server_tls {
+        if !matches!(s.kind, ServiceKind::Postgres | ServiceKind::Kafka) {
+            return Err(format!(
+                "service `{name}`: server_tls applies to postgres and kafka services only"
+            ));
+        }
+        if s.kind == ServiceKind::Kafka && st.mode == crate::config::ServerTlsMode::Prefer {
+            return Err(format!(
+                "service `{name}`: server_tls: a Kafka listener speaks TLS or not; use require or verify-full"
+            ));
+        }
         if st.mode == crate::config::ServerTlsMode::VerifyFull && st.ca.is_none() {
             return Err(format!(
                 "service `{name}`: server_tls: verify-full needs `ca` (the certificates to trust)"

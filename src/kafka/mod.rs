@@ -4,6 +4,7 @@
 //! brokers. Each client connection has its own upstream connection (Kafka clients multiplex
 //! on their own, and SASL state is per connection).
 
+mod connect;
 mod exchange;
 pub mod metrics;
 mod ports;

@@ -1,7 +1,7 @@
 //! The Kafka health probe: an ApiVersions v0 request, which every broker answers before
 //! authentication ([ApiVersions](https://kafka.apache.org/protocol.html#The_Messages_ApiVersions)).
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::backend::BackendState;
@@ -23,12 +23,21 @@ fn request() -> Vec<u8> {
     frame
 }
 
-/// True when the broker answers with our correlation id and error code 0.
-pub async fn api_versions(_service: &ServiceRuntime, backend: &BackendState) -> bool {
-    let Ok(mut s) = TcpStream::connect((backend.host.as_str(), backend.port)).await else {
+/// True when the broker answers with our correlation id and error code 0 (over TLS when
+/// the service reaches its brokers so).
+pub async fn api_versions(service: &ServiceRuntime, backend: &BackendState) -> bool {
+    let Ok(tcp) = TcpStream::connect((backend.host.as_str(), backend.port)).await else {
         return false;
     };
-    if s.write_all(&request()).await.is_err() {
+    match super::connect::secure(service, &backend.host, tcp).await {
+        Ok(super::connect::BrokerStream::Plain(mut s)) => ask(&mut s).await,
+        Ok(super::connect::BrokerStream::Tls(mut s)) => ask(&mut *s).await,
+        Err(_) => false,
+    }
+}
+
+async fn ask(s: &mut (impl AsyncRead + AsyncWrite + Unpin)) -> bool {
+    if s.write_all(&request()).await.is_err() || s.flush().await.is_err() {
         return false;
     }
     let mut head = [0u8; 10];

@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use throome_kafka::{FrameScanner, FrameSplitter, KafkaError, Piece};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
+use super::connect::{BrokerStream, open_upstream};
 use super::exchange::{Exchange, Pending, big_request, whole_request};
 use crate::error::ProxyError;
 use crate::session::Session;
@@ -82,36 +82,36 @@ pub async fn serve(session: Session, client: TcpStream) {
     }
 }
 
-type Opened = (TcpStream, Option<crate::backend::ActiveGuard>);
-
-/// The bootstrap address goes to a broker picked by the router (failing over between the
-/// configured backends); a broker port goes to the broker it stands for.
-async fn open_upstream(session: &Session) -> Result<Opened, ProxyError> {
-    let service = &session.service;
-    let Some(node) = session.kafka_node else {
-        let (s, g) = crate::upstream::connect(service).await?;
-        return Ok((s, Some(g)));
-    };
-    let up = session
-        .shared
-        .kafka_ports
-        .upstream(service, node)
-        .ok_or(ProxyError::ServiceGone)?;
-    let backend = format!("{}:{}", up.host, up.port);
-    let after = service.spec.connect_timeout;
-    let connect = TcpStream::connect((up.host.as_str(), up.port));
-    let stream = match tokio::time::timeout(after, connect).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(source)) => return Err(ProxyError::Connect { backend, source }),
-        Err(_) => return Err(ProxyError::ConnectTimeout { backend, after }),
-    };
-    let _ = stream.set_nodelay(true);
-    Ok((stream, None))
+async fn run(
+    session: &Session,
+    client: TcpStream,
+    upstream: BrokerStream,
+) -> Result<(), ConnError> {
+    let (cr, cw) = client.into_split();
+    match upstream {
+        BrokerStream::Plain(s) => {
+            let (ur, uw) = s.into_split();
+            relay(session, (cr, cw), (ur, uw)).await
+        }
+        BrokerStream::Tls(s) => {
+            let (ur, uw) = tokio::io::split(*s);
+            relay(session, (cr, cw), (ur, uw)).await
+        }
+    }
 }
 
-async fn run(session: &Session, client: TcpStream, upstream: TcpStream) -> Result<(), ConnError> {
-    let (cr, cw) = client.into_split();
-    let (ur, uw) = upstream.into_split();
+/// Both directions until either ends.
+async fn relay<CR, CW, UR, UW>(
+    session: &Session,
+    (cr, cw): (CR, CW),
+    (ur, uw): (UR, UW),
+) -> Result<(), ConnError>
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
     let scanner = FrameScanner::new(session.service.spec.kafka.max_frame);
     let mut exchange = Exchange::new(session);
@@ -131,8 +131,8 @@ async fn run(session: &Session, client: TcpStream, upstream: TcpStream) -> Resul
 /// Client -> broker: frames checked and their headers noted, then passed on as they came.
 async fn forward_requests(
     session: &Session,
-    mut cr: OwnedReadHalf,
-    mut uw: OwnedWriteHalf,
+    mut cr: impl AsyncRead + Unpin,
+    mut uw: impl AsyncWrite + Unpin,
     tx: mpsc::Sender<Pending>,
     scanner: FrameScanner,
 ) -> Result<(), ConnError> {
@@ -186,6 +186,8 @@ async fn forward_requests(
             uw.write_all(&out).await.map_err(ProxyError::BackendIo)?;
             reset(&mut out);
         }
+        // TLS holds written records until flushed (a no-op on a plain socket).
+        uw.flush().await.map_err(ProxyError::BackendIo)?;
     }
 }
 
@@ -205,7 +207,7 @@ const DIRECT_WRITE: usize = 16 * 1024;
 /// Queues a small frame in `out`; writes a big one straight from its own buffer (after what
 /// is queued, to keep the order).
 pub(super) async fn forward(
-    w: &mut OwnedWriteHalf,
+    w: &mut (impl AsyncWrite + Unpin),
     out: &mut BytesMut,
     frame: &[u8],
 ) -> std::io::Result<()> {
@@ -224,8 +226,8 @@ pub(super) async fn forward(
 /// it names brokers, and written back; answers made by the proxy go out in their turn.
 async fn forward_responses(
     exchange: &mut Exchange<'_>,
-    mut ur: OwnedReadHalf,
-    mut cw: OwnedWriteHalf,
+    mut ur: impl AsyncRead + Unpin,
+    mut cw: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Pending>,
     scanner: FrameScanner,
 ) -> Result<(), ConnError> {

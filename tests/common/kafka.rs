@@ -34,6 +34,8 @@ pub struct Tansu {
     /// Where a SQLite store lives (tansu takes its path relative to the working directory).
     dir: Option<PathBuf>,
     authentication: bool,
+    /// The port it tells clients to use, when something else (a TLS terminator) fronts it.
+    advertised: Option<u16>,
 }
 
 impl Tansu {
@@ -44,6 +46,21 @@ impl Tansu {
             storage: "memory://tansu/".into(),
             dir: None,
             authentication: false,
+            advertised: None,
+        };
+        t.restart();
+        t
+    }
+
+    /// A broker whose metadata names `advertised` (on 127.0.0.1) as its address.
+    pub fn start_advertising(advertised: u16) -> Tansu {
+        let mut t = Tansu {
+            port: free_port(),
+            child: None,
+            storage: "memory://tansu/".into(),
+            dir: None,
+            authentication: false,
+            advertised: Some(advertised),
         };
         t.restart();
         t
@@ -64,6 +81,7 @@ impl Tansu {
             storage: "sqlite://tansu.db".into(),
             dir: Some(dir.to_path_buf()),
             authentication: false,
+            advertised: None,
         };
         t.restart();
         for (name, password, mechanism) in users {
@@ -82,6 +100,7 @@ impl Tansu {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port));
         let mut command = Command::new(tansu_bin());
         if let Some(dir) = &self.dir {
             command.current_dir(dir);
@@ -92,7 +111,7 @@ impl Tansu {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", &self.storage])
             .args(self.authentication.then_some("--authentication"))

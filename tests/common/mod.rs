@@ -5,6 +5,7 @@ pub mod gateway;
 pub mod kafka;
 pub mod pg;
 pub mod servers;
+pub mod tls;
 
 use std::time::{Duration, Instant};
 

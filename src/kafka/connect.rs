@@ -1,0 +1,95 @@
+//! The upstream side of a Kafka client connection: a TCP connection to the broker (the
+//! bootstrap address goes to a broker picked by the router, a broker port to the broker it
+//! stands for), wrapped in TLS when the service has `server_tls` (Kafka's `SSL` and
+//! `SASL_SSL` listeners: TLS from the first byte, no negotiation in the protocol).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex};
+
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::error::ProxyError;
+use crate::session::Session;
+use crate::snapshot::ServiceRuntime;
+
+pub enum BrokerStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+pub type Opened = (BrokerStream, Option<crate::backend::ActiveGuard>);
+
+pub async fn open_upstream(session: &Session) -> Result<Opened, ProxyError> {
+    let service = &session.service;
+    let Some(node) = session.kafka_node else {
+        let (s, g) = crate::upstream::connect(service).await?;
+        let host = g.backend().host.clone();
+        return Ok((secure(service, &host, s).await?, Some(g)));
+    };
+    let up = session
+        .shared
+        .kafka_ports
+        .upstream(service, node)
+        .ok_or(ProxyError::ServiceGone)?;
+    let backend = format!("{}:{}", up.host, up.port);
+    let after = service.spec.connect_timeout;
+    let connect = TcpStream::connect((up.host.as_str(), up.port));
+    let stream = match tokio::time::timeout(after, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(ProxyError::Connect { backend, source }),
+        Err(_) => return Err(ProxyError::ConnectTimeout { backend, after }),
+    };
+    let _ = stream.set_nodelay(true);
+    Ok((secure(service, &up.host, stream).await?, None))
+}
+
+/// TLS over `tcp` to `host` when the service asks for it (the certificate verified for
+/// `host` under `verify-full`).
+pub async fn secure(
+    service: &ServiceRuntime,
+    host: &str,
+    tcp: TcpStream,
+) -> Result<BrokerStream, ProxyError> {
+    let Some(config) = &service.spec.kafka.server_tls else {
+        return Ok(BrokerStream::Plain(tcp));
+    };
+    let backend = || host.to_string();
+    let failed = |e: String| ProxyError::Connect {
+        backend: backend(),
+        source: std::io::Error::other(e),
+    };
+    let connector = connector(config.ca.clone()).map_err(failed)?;
+    let name = ServerName::try_from(host.to_string()).map_err(|e| failed(e.to_string()))?;
+    let after = service.spec.connect_timeout;
+    match tokio::time::timeout(after, connector.connect(name, tcp)).await {
+        Ok(Ok(tls)) => Ok(BrokerStream::Tls(Box::new(tls))),
+        Ok(Err(source)) => Err(ProxyError::Connect {
+            backend: backend(),
+            source,
+        }),
+        Err(_) => Err(ProxyError::ConnectTimeout {
+            backend: backend(),
+            after,
+        }),
+    }
+}
+
+/// One connector per CA file (read when first needed; the configuration check read it too).
+fn connector(ca: Option<PathBuf>) -> Result<TlsConnector, String> {
+    static CACHE: LazyLock<Mutex<HashMap<Option<PathBuf>, TlsConnector>>> =
+        LazyLock::new(Default::default);
+    if let Ok(cache) = CACHE.lock()
+        && let Some(c) = cache.get(&ca)
+    {
+        return Ok(c.clone());
+    }
+    let c = crate::tls::connector(ca.as_deref()).map_err(|e| e.to_string())?;
+    if let Ok(mut cache) = CACHE.lock() {
+        cache.insert(ca, c.clone());
+    }
+    Ok(c)
+}

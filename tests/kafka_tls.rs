@@ -1,0 +1,101 @@
+//! TLS to the brokers (`server_tls`): tansu speaks no TLS itself, so HAProxy terminates TLS
+//! in front of it with a throwaway certificate, and tansu advertises HAProxy's port. The
+//! client (kafka-python) talks to Throome in clear; Throome talks TLS to every broker
+//! connection and to its health probe, verifying the certificate against the CA.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::kafka::{TANSU_NODE, Tansu, free_broker_port_base, kafka_cluster, kcat};
+use common::tls::ca_and_leaf;
+use common::{Throome, eventually, free_port};
+
+/// HAProxy terminating TLS on `port` with `pem` (certificate then key) in front of `to`.
+struct TlsTerminator(Child);
+
+impl TlsTerminator {
+    fn start(dir: &std::path::Path, port: u16, pem: &str, to: u16) -> TlsTerminator {
+        let config = dir.join("haproxy.cfg");
+        let text = format!(
+            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+             frontend tls\n  bind 127.0.0.1:{port} ssl crt {pem}\n  default_backend broker\n\
+             backend broker\n  server b 127.0.0.1:{to}\n"
+        );
+        std::fs::write(&config, text).unwrap();
+        let child = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy not found: run scripts/setup.sh");
+        let up = eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "haproxy did not come up");
+        TlsTerminator(child)
+    }
+}
+
+impl Drop for TlsTerminator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn brokers_are_reached_over_verified_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(dir.path());
+    let pem = dir.path().join("haproxy.pem").display().to_string();
+    let both = std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(&key).unwrap();
+    std::fs::write(&pem, both).unwrap();
+    let tls_port = free_port();
+    let tansu = Tansu::start_advertising(tls_port);
+    tansu.create_topic("sealed", 1);
+    let _haproxy = TlsTerminator::start(dir.path(), tls_port, &pem, tansu.port);
+
+    let (listen, base) = (free_port(), free_broker_port_base());
+    let server_tls = format!("    server_tls: {{ mode: verify-full, ca: \"{ca}\" }}\n");
+    let yaml = kafka_cluster("k", "sealed", listen, base, &[tls_port]).replace(
+        "    broker_port_base:",
+        &format!("{server_tls}    broker_port_base:"),
+    );
+    let _gw = Throome::start(&[("k", &yaml)]);
+    let broker_port = (base + TANSU_NODE).to_string();
+    common::run_python_client(
+        "kafka_client.py",
+        &[
+            "roundtrip",
+            &format!("127.0.0.1:{listen}"),
+            "sealed",
+            "g",
+            "50",
+            &broker_port,
+        ],
+    );
+
+    // A CA that did not sign HAProxy's certificate: no broker connection, so no metadata.
+    let other = tempfile::tempdir().unwrap();
+    let (stranger, _, _) = ca_and_leaf(other.path());
+    let (listen, base) = (free_port(), free_broker_port_base());
+    let server_tls = format!("    server_tls: {{ mode: verify-full, ca: \"{stranger}\" }}\n");
+    let yaml = kafka_cluster("u", "untrusted", listen, base, &[tls_port]).replace(
+        "    broker_port_base:",
+        &format!("{server_tls}    broker_port_base:"),
+    );
+    let _gw2 = Throome::start(&[("u", &yaml)]);
+    let out = kcat(
+        &["-b", &format!("127.0.0.1:{listen}"), "-L", "-m", "5"],
+        None,
+    );
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
