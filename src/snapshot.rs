@@ -70,6 +70,8 @@ pub struct KafkaSpec {
     pub max_frame: usize,
     /// TLS to the brokers (`require` or `verify-full`).
     pub server_tls: Option<crate::config::ServerTlsConfig>,
+    /// TLS on the service's listeners.
+    pub tls: Option<crate::config::TlsConfig>,
 }
 
 impl KafkaSpec {
@@ -384,6 +386,7 @@ fn kafka_spec(svc: &crate::config::ServiceConfig) -> KafkaSpec {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
         server_tls: svc.server_tls.clone(),
+        tls: svc.tls.clone(),
     }
 }
 

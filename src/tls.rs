@@ -4,8 +4,9 @@
 //! asks for either with SSLRequest,
 //! [protocol 54.2.10](https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-SSL).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -28,6 +29,36 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
     #[error("the CA file {0} holds no usable certificate")]
     NoRoots(String),
+}
+
+/// Acceptors and connectors by their files, made once (the configuration check read the
+/// files too; a file changed in place is read again after a restart).
+type Cache<K, V> = LazyLock<Mutex<HashMap<K, V>>>;
+static ACCEPTORS: Cache<(PathBuf, PathBuf), TlsAcceptor> = LazyLock::new(Default::default);
+static CONNECTORS: Cache<Option<PathBuf>, TlsConnector> = LazyLock::new(Default::default);
+
+pub fn cached_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let k = (cert.to_path_buf(), key.to_path_buf());
+    if let Some(a) = ACCEPTORS.lock().ok().and_then(|c| c.get(&k).cloned()) {
+        return Ok(a);
+    }
+    let a = acceptor(cert, key)?;
+    if let Ok(mut c) = ACCEPTORS.lock() {
+        c.insert(k, a.clone());
+    }
+    Ok(a)
+}
+
+pub fn cached_connector(ca: Option<&Path>) -> Result<TlsConnector, TlsError> {
+    let k = ca.map(Path::to_path_buf);
+    if let Some(c) = CONNECTORS.lock().ok().and_then(|c| c.get(&k).cloned()) {
+        return Ok(c);
+    }
+    let c = connector(ca)?;
+    if let Ok(mut cache) = CONNECTORS.lock() {
+        cache.insert(k, c.clone());
+    }
+    Ok(c)
 }
 
 fn provider() -> Arc<CryptoProvider> {

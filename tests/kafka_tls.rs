@@ -1,7 +1,8 @@
-//! TLS to the brokers (`server_tls`): tansu speaks no TLS itself, so HAProxy terminates TLS
-//! in front of it with a throwaway certificate, and tansu advertises HAProxy's port. The
-//! client (kafka-python) talks to Throome in clear; Throome talks TLS to every broker
-//! connection and to its health probe, verifying the certificate against the CA.
+//! TLS on Kafka services. To the brokers (`server_tls`): tansu speaks no TLS itself, so
+//! HAProxy terminates TLS in front of it with a throwaway certificate and tansu advertises
+//! HAProxy's port; Throome talks TLS to every broker connection and to its health probe,
+//! verifying the certificate against the CA. From the clients (`tls`): kafka-python speaks
+//! TLS to the bootstrap address and every broker port, verifying Throome's certificate.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use common::kafka::{TANSU_NODE, Tansu, free_broker_port_base, kafka_cluster, kcat};
 use common::tls::ca_and_leaf;
-use common::{Throome, eventually, free_port};
+use common::{Throome, eventually, free_port, run_python_client_with};
 
 /// HAProxy terminating TLS on `port` with `pem` (certificate then key) in front of `to`.
 struct TlsTerminator(Child);
@@ -97,5 +98,37 @@ fn brokers_are_reached_over_verified_tls() {
         !out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn clients_reach_the_proxy_over_verified_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(dir.path());
+    let tansu = Tansu::start();
+    tansu.create_topic("inbound", 1);
+    let (listen, base) = (free_port(), free_broker_port_base());
+    let tls = format!("    tls: {{ cert: \"{cert}\", key: \"{key}\" }}\n");
+    let yaml = kafka_cluster("k", "inbound", listen, base, &[tansu.port]).replace(
+        "    broker_port_base:",
+        &format!("{tls}    broker_port_base:"),
+    );
+    let gw = Throome::start(&[("k", &yaml)]);
+    let broker_port = (base + TANSU_NODE).to_string();
+    let bootstrap = format!("127.0.0.1:{listen}");
+    let args = ["roundtrip", &bootstrap, "inbound", "g", "50", &broker_port];
+    run_python_client_with("kafka_client.py", &args, &[("KAFKA_SSL_CAFILE", &ca)]);
+
+    // A client in clear gets no answer it can read, and the failed handshake is counted.
+    let out = kcat(&["-b", &bootstrap, "-L", "-m", "5"], None);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        gw.metrics().contains("kind=\"client_tls\""),
+        "{}",
+        gw.metrics()
     );
 }

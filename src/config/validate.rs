@@ -153,12 +153,21 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "auth.query",
             s.auth.as_ref().is_some_and(|a| a.query.is_some()),
         ),
-        ("tls", s.tls.is_some()),
     ];
-    if let Some(tls) = &s.tls
-        && let Err(e) = crate::tls::acceptor(&tls.cert, &tls.key)
-    {
-        return Err(format!("service `{name}`: tls: {e}"));
+    if let Some(tls) = &s.tls {
+        if !matches!(s.kind, ServiceKind::Postgres | ServiceKind::Kafka) {
+            return Err(format!(
+                "service `{name}`: tls applies to postgres and kafka services only"
+            ));
+        }
+        if s.kind == ServiceKind::Kafka && tls.required {
+            return Err(format!(
+                "service `{name}`: tls.required: a Kafka listener with tls speaks only TLS already"
+            ));
+        }
+        if let Err(e) = crate::tls::acceptor(&tls.cert, &tls.key) {
+            return Err(format!("service `{name}`: tls: {e}"));
+        }
     }
     if let Some(st) = &s.server_tls {
         if !matches!(s.kind, ServiceKind::Postgres | ServiceKind::Kafka) {

@@ -3,13 +3,8 @@
 //! stands for), wrapped in TLS when the service has `server_tls` (Kafka's `SSL` and
 //! `SASL_SSL` listeners: TLS from the first byte, no negotiation in the protocol).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex};
-
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::error::ProxyError;
@@ -19,6 +14,29 @@ use crate::snapshot::ServiceRuntime;
 pub enum BrokerStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// The client's side: TLS when the service's listeners have `tls` (every listener of the
+/// service then speaks only TLS, as a Kafka `SSL` listener does).
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// Runs the TLS handshake with the client when the service asks for it.
+pub async fn accept(service: &ServiceRuntime, tcp: TcpStream) -> Result<ClientStream, ProxyError> {
+    let Some(tls) = &service.spec.kafka.tls else {
+        return Ok(ClientStream::Plain(tcp));
+    };
+    let failed = |e: std::io::Error| ProxyError::ClientIo(e);
+    let acceptor = crate::tls::cached_acceptor(&tls.cert, &tls.key)
+        .map_err(|e| failed(std::io::Error::other(e.to_string())))?;
+    let after = service.spec.connect_timeout;
+    match tokio::time::timeout(after, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => Ok(ClientStream::Tls(Box::new(s))),
+        Ok(Err(e)) => Err(failed(e)),
+        Err(_) => Err(failed(std::io::ErrorKind::TimedOut.into())),
+    }
 }
 
 pub type Opened = (BrokerStream, Option<crate::backend::ActiveGuard>);
@@ -62,7 +80,8 @@ pub async fn secure(
         backend: backend(),
         source: std::io::Error::other(e),
     };
-    let connector = connector(config.ca.clone()).map_err(failed)?;
+    let connector =
+        crate::tls::cached_connector(config.ca.as_deref()).map_err(|e| failed(e.to_string()))?;
     let name = ServerName::try_from(host.to_string()).map_err(|e| failed(e.to_string()))?;
     let after = service.spec.connect_timeout;
     match tokio::time::timeout(after, connector.connect(name, tcp)).await {
@@ -76,20 +95,4 @@ pub async fn secure(
             after,
         }),
     }
-}
-
-/// One connector per CA file (read when first needed; the configuration check read it too).
-fn connector(ca: Option<PathBuf>) -> Result<TlsConnector, String> {
-    static CACHE: LazyLock<Mutex<HashMap<Option<PathBuf>, TlsConnector>>> =
-        LazyLock::new(Default::default);
-    if let Ok(cache) = CACHE.lock()
-        && let Some(c) = cache.get(&ca)
-    {
-        return Ok(c.clone());
-    }
-    let c = crate::tls::connector(ca.as_deref()).map_err(|e| e.to_string())?;
-    if let Ok(mut cache) = CACHE.lock() {
-        cache.insert(ca, c.clone());
-    }
-    Ok(c)
 }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::connect::{BrokerStream, open_upstream};
+use super::connect::{BrokerStream, ClientStream, accept, open_upstream};
 use super::exchange::{Exchange, Pending, big_request, whole_request};
 use crate::error::ProxyError;
 use crate::session::Session;
@@ -51,6 +51,14 @@ pub enum ConnError {
 
 pub async fn serve(session: Session, client: TcpStream) {
     let service = session.service.clone();
+    let client = match accept(&service, client).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(cluster = %service.cluster, service = %service.name, peer = %session.peer, error = %e, "TLS handshake with a client failed");
+            session.metrics.error(&service, "client_tls");
+            return;
+        }
+    };
     let upstream = match open_upstream(&session).await {
         Ok(u) => u,
         Err(e) => {
@@ -84,19 +92,27 @@ pub async fn serve(session: Session, client: TcpStream) {
 
 async fn run(
     session: &Session,
-    client: TcpStream,
+    client: ClientStream,
     upstream: BrokerStream,
 ) -> Result<(), ConnError> {
-    let (cr, cw) = client.into_split();
+    match client {
+        ClientStream::Plain(c) => to_broker(session, c.into_split(), upstream).await,
+        ClientStream::Tls(c) => to_broker(session, tokio::io::split(*c), upstream).await,
+    }
+}
+
+async fn to_broker<CR, CW>(
+    session: &Session,
+    client: (CR, CW),
+    upstream: BrokerStream,
+) -> Result<(), ConnError>
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+{
     match upstream {
-        BrokerStream::Plain(s) => {
-            let (ur, uw) = s.into_split();
-            relay(session, (cr, cw), (ur, uw)).await
-        }
-        BrokerStream::Tls(s) => {
-            let (ur, uw) = tokio::io::split(*s);
-            relay(session, (cr, cw), (ur, uw)).await
-        }
+        BrokerStream::Plain(s) => relay(session, client, s.into_split()).await,
+        BrokerStream::Tls(s) => relay(session, client, tokio::io::split(*s)).await,
     }
 }
 
@@ -287,6 +303,7 @@ async fn forward_responses(
             cw.write_all(&out).await.map_err(ProxyError::ClientIo)?;
             reset(&mut out);
         }
+        cw.flush().await.map_err(ProxyError::ClientIo)?;
     }
 }
 

@@ -26,6 +26,13 @@ from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 DEADLINE = 60  # seconds any wait below may take
+# With KAFKA_SSL_CAFILE set, roundtrip's clients speak TLS to the proxy and verify it
+# against that CA (and the host name they connect to).
+TLS = (
+    {"security_protocol": "SSL", "ssl_cafile": os.environ["KAFKA_SSL_CAFILE"]}
+    if os.environ.get("KAFKA_SSL_CAFILE")
+    else {}
+)
 
 
 def check_brokers(client, allowed):
@@ -37,7 +44,7 @@ def check_brokers(client, allowed):
 
 
 def roundtrip(bootstrap, topic, group, n, allowed):
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **TLS)
     for i in range(n):
         producer.send(topic, key=str(i).encode(), value=f"message-{i}".encode())
     producer.flush(timeout=DEADLINE)
@@ -51,6 +58,7 @@ def roundtrip(bootstrap, topic, group, n, allowed):
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=2000,
+        **TLS,
     )
     got = set()
     start = time.time()
@@ -75,6 +83,7 @@ def roundtrip(bootstrap, topic, group, n, allowed):
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **TLS,
     )
     left = []
     start = time.time()

@@ -127,6 +127,11 @@ pub fn redis_cli(port: u16, args: &[&str]) -> String {
 /// Runs `tests/clients/<script>` with the venv's Python (scripts/setup.sh makes it) and
 /// asserts it succeeded and printed `OK`.
 pub fn run_python_client(script: &str, args: &[&str]) {
+    run_python_client_with(script, args, &[]);
+}
+
+/// `run_python_client` with extra environment variables.
+pub fn run_python_client_with(script: &str, args: &[&str], env: &[(&str, &str)]) {
     let root = env!("CARGO_MANIFEST_DIR");
     let python = format!("{root}/.venv/bin/python");
     assert!(
@@ -136,6 +141,7 @@ pub fn run_python_client(script: &str, args: &[&str]) {
     let out = std::process::Command::new(&python)
         .arg(format!("{root}/tests/clients/{script}"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let (stdout, stderr) = (
