@@ -102,10 +102,6 @@ pub struct PgPools {
     /// The parameters a server reported at login, per (user, database): later clients are
     /// welcomed with them without waiting for a server (PgBouncer does the same).
     welcome: Mutex<HashMap<(String, String), Params>>,
-    /// The TLS acceptor for clients, made from the service's `tls` on first use.
-    tls: std::sync::OnceLock<Option<tokio_rustls::TlsAcceptor>>,
-    /// The TLS connector for servers, from `server_tls`.
-    server_tls: std::sync::OnceLock<Option<tokio_rustls::TlsConnector>>,
 }
 
 impl PgPools {
@@ -138,32 +134,6 @@ impl PgPools {
             w.entry((user.to_string(), database.to_string()))
                 .or_insert_with(|| server.params.clone());
         }
-    }
-
-    /// The service's TLS acceptor; `None` without `tls` or when its files no longer load
-    /// (they did when the configuration was checked).
-    pub fn tls(&self, service: &ServiceRuntime) -> Option<&tokio_rustls::TlsAcceptor> {
-        self.tls
-            .get_or_init(|| {
-                let tls = service.spec.pg.tls.as_ref()?;
-                crate::tls::acceptor(&tls.cert, &tls.key)
-                    .inspect_err(|e| tracing::error!(error = %e, "TLS for clients is off"))
-                    .ok()
-            })
-            .as_ref()
-    }
-
-    /// The service's TLS connector for servers; `None` without `server_tls` or when its CA
-    /// file no longer loads.
-    pub fn server_tls(&self, service: &ServiceRuntime) -> Option<&tokio_rustls::TlsConnector> {
-        self.server_tls
-            .get_or_init(|| {
-                let tls = service.spec.pg.server_tls.as_ref()?;
-                crate::tls::connector(tls.ca.as_deref())
-                    .inspect_err(|e| tracing::error!(error = %e, "TLS to servers is off"))
-                    .ok()
-            })
-            .as_ref()
     }
 
     pub fn pause(&self, on: bool) {

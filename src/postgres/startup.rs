@@ -61,10 +61,10 @@ pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening
         };
         match startup {
             Startup::Ssl if !client.is_tls() => {
-                match super::pool::PgPools::of(service).tls(service) {
+                match tls_acceptor(service) {
                     Some(acceptor) => {
                         client.send(b"S").await?;
-                        client.start_tls(acceptor).await?;
+                        client.start_tls(&acceptor).await?;
                     }
                     // `sslmode=prefer` clients go on in clear.
                     None => client.send(b"N").await?,
@@ -99,6 +99,15 @@ pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening
             }
         }
     }
+}
+
+/// The service's TLS acceptor; `None` without `tls` or when its files no longer load (they
+/// did when the configuration was checked).
+fn tls_acceptor(service: &ServiceRuntime) -> Option<tokio_rustls::TlsAcceptor> {
+    let tls = service.spec.pg.tls.as_ref()?;
+    crate::tls::cached_acceptor(&tls.cert, &tls.key)
+        .inspect_err(|e| tracing::error!(error = %e, "TLS for clients is off"))
+        .ok()
 }
 
 async fn login(

@@ -150,10 +150,8 @@ async fn secure(
     let Some(config) = &service.spec.pg.server_tls else {
         return Ok(Stream::Plain(tcp));
     };
-    let pools = super::pool::PgPools::of(service);
-    let connector = pools
-        .server_tls(service)
-        .ok_or("TLS to servers is not available")?;
+    let connector =
+        crate::tls::cached_connector(config.ca.as_deref()).map_err(|e| e.to_string())?;
     let mut request = 8u32.to_be_bytes().to_vec();
     request.extend_from_slice(&throome_pgwire::SSL_REQUEST.to_be_bytes());
     tcp.write_all(&request).await.map_err(|e| e.to_string())?;
