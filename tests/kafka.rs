@@ -7,7 +7,7 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use common::kafka::{TANSU_NODE, Tansu, free_broker_port_base, kafka_cluster, kcat};
+use common::kafka::{TANSU_NODE, Tansu, api_requests, free_broker_port_base, kafka_cluster, kcat};
 use common::{Throome, free_port};
 
 fn python() -> String {
@@ -19,16 +19,6 @@ fn script() -> String {
         "{}/tests/clients/kafka_client.py",
         env!("CARGO_MANIFEST_DIR")
     )
-}
-
-/// The value of one `throome_requests_total` series for an API of service `svc`.
-fn api_requests(metrics: &str, svc: &str, api: &str) -> u64 {
-    let needle = format!("service=\"{svc}\",command=\"{api}\"}}");
-    metrics
-        .lines()
-        .find(|l| l.starts_with("throome_requests_total") && l.contains(&needle))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -10,57 +10,41 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::gateway::cluster_of;
 use common::servers::{give_to_server_user, pg_bin};
-use common::tls::ca_and_leaf;
-use common::{Postgres, Throome, free_port};
+use common::tls::{ca_and_leaf, openssl};
+use common::{Postgres, Throome};
 
-/// A self-signed certificate for `localhost` in `dir`: (cert.pem, key.pem).
+/// A self-signed certificate for `localhost` in `dir`: (cert.pem, key.pem). (libpq takes a
+/// self-signed certificate as its own root.)
 fn certificate(dir: &Path) -> (String, String) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl not found");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert.display().to_string(), key.display().to_string())
+    let at = |name: &str| dir.join(name).display().to_string();
+    let (cert, key) = (at("cert.pem"), at("key.pem"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-keyout",
+        &key,
+        "-out",
+        &cert,
+    ]);
+    (cert, key)
 }
 
-/// A service over `pg` with `tls_lines` (indented YAML) added.
+/// A service over `pg`, logging in as postgres, with `tls_lines` (indented YAML) added.
 fn gateway(pg: &Postgres, tls_lines: &str) -> (Throome, u16) {
-    let listen = free_port();
-    let extra = format!(
-        "    username: postgres\n    auth:\n      users: {{ alice: wonderland }}\n{tls_lines}"
-    );
-    let yaml = cluster_of(
-        "postgres",
-        "p",
-        "db",
-        listen,
-        &[(pg.port, "primary", 1)],
-        &extra,
-        "",
-    );
-    (Throome::start(&[("p", &yaml)]), listen)
+    common::pg::alice_gateway(pg.port, tls_lines)
 }
-
 /// psql as alice with connection options `conninfo`, running `sql`.
 fn psql(port: u16, conninfo: &str, sql: &str) -> Output {
     let dsn = format!(

@@ -13,20 +13,7 @@ use common::servers::pg_bin;
 use common::{Postgres, Throome, free_port};
 
 fn gateway(pg: &Postgres, pool_size: usize) -> (Throome, u16) {
-    let listen = free_port();
-    let extra = format!(
-        "    username: postgres\n    pool_size: {pool_size}\n    auth:\n      users: {{ alice: wonderland }}\n"
-    );
-    let yaml = cluster_of(
-        "postgres",
-        "p",
-        "db",
-        listen,
-        &[(pg.port, "primary", 1)],
-        &extra,
-        "",
-    );
-    (Throome::start(&[("p", &yaml)]), listen)
+    common::pg::alice_gateway(pg.port, &format!("    pool_size: {pool_size}\n"))
 }
 
 /// A PostgreSQL client tool (`psql`, `pgbench`) set up to connect to `port` as `user`.

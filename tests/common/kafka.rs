@@ -40,27 +40,22 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start() -> Tansu {
-        let mut t = Tansu {
-            port: free_port(),
-            child: None,
-            storage: "memory://tansu/".into(),
-            dir: None,
-            authentication: false,
-            advertised: None,
-        };
-        t.restart();
-        t
+        Tansu::start_with(None)
     }
 
     /// A broker whose metadata names `advertised` (on 127.0.0.1) as its address.
     pub fn start_advertising(advertised: u16) -> Tansu {
+        Tansu::start_with(Some(advertised))
+    }
+
+    fn start_with(advertised: Option<u16>) -> Tansu {
         let mut t = Tansu {
             port: free_port(),
             child: None,
             storage: "memory://tansu/".into(),
             dir: None,
             authentication: false,
-            advertised: Some(advertised),
+            advertised,
         };
         t.restart();
         t
@@ -212,4 +207,14 @@ pub fn kafka_cluster(id: &str, service: &str, listen: u16, base: u16, brokers: &
         &extra,
         "health: { interval: 1, unhealthy_threshold: 1 }\n",
     )
+}
+
+/// The value of one `throome_requests_total` series for an API of service `svc`.
+pub fn api_requests(metrics: &str, svc: &str, api: &str) -> u64 {
+    let needle = format!("service=\"{svc}\",command=\"{api}\"}}");
+    metrics
+        .lines()
+        .find(|l| l.starts_with("throome_requests_total") && l.contains(&needle))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }

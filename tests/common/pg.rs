@@ -115,3 +115,14 @@ pub async fn server_port(client: &Client, sql: &str) -> i32 {
         })
         .unwrap()
 }
+
+/// A postgres service (started at once, not in a runtime) over the server on `port`:
+/// clients log in as alice/wonderland, the proxy as postgres; `extra` adds indented YAML.
+pub fn alice_gateway(port: u16, extra: &str) -> (super::Throome, u16) {
+    let listen = super::free_port();
+    let extra =
+        format!("    username: postgres\n    auth:\n      users: {{ alice: wonderland }}\n{extra}");
+    let backends = [(port, "primary", 1)];
+    let yaml = super::gateway::cluster_of("postgres", "p", "db", listen, &backends, &extra, "");
+    (super::Throome::start(&[("p", &yaml)]), listen)
+}
