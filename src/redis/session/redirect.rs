@@ -21,8 +21,13 @@ use crate::redis::upstream::ReplyResult;
 pub(super) const MAX_HOPS: u8 = 16;
 
 /// The pause before a request answered TRYAGAIN goes again (about 0.4 s in all, after which
-/// the client gets the TRYAGAIN, as it would from the cluster).
-const TRYAGAIN_PAUSE: Duration = Duration::from_millis(25);
+/// the client gets the TRYAGAIN, as it would from the cluster), and before a third and later
+/// MOVED is followed: while a migration's last `CLUSTER SETSLOT ... NODE` reaches the nodes
+/// one by one, two of them may send a request back and forth.
+const PAUSE: Duration = Duration::from_millis(25);
+
+/// Redirects followed at once; later ones wait `PAUSE` first.
+const QUICK_HOPS: u8 = 2;
 
 /// A request kept on a cluster to be sent again, with the slot it was routed by (`None` for
 /// a part of a fan-out to every node).
@@ -72,7 +77,7 @@ impl Client {
         else {
             return;
         };
-        let rx = self.resend(&replay.bytes, hop).await;
+        let rx = self.resend(&replay.bytes, hop, redirects).await;
         let next = Pending::Wait {
             rx,
             started,
@@ -95,14 +100,13 @@ impl Client {
         let Some((i, hop)) = redirect.take() else {
             return;
         };
-        let Some(bytes) = parts
+        let Some((bytes, done)) = parts
             .get(i)
-            .and_then(|p| p.replay.as_ref())
-            .map(|r| r.bytes.clone())
+            .and_then(|p| Some((p.replay.as_ref()?.bytes.clone(), p.redirects)))
         else {
             return;
         };
-        let rx = self.resend(&bytes, hop).await;
+        let rx = self.resend(&bytes, hop, done).await;
         if let Some(Pending::Merge { parts, .. }) = self.pending.front_mut()
             && let Some(part) = parts.get_mut(i)
         {
@@ -112,16 +116,19 @@ impl Client {
     }
 
     /// Sends a request where `hop` points (recording a MOVED in the slot map, counting the
-    /// hop by kind); the receiver gets its new reply.
-    async fn resend(&mut self, bytes: &[u8], hop: Hop) -> oneshot::Receiver<ReplyResult> {
+    /// hop by kind), `done` hops after its first sending; the receiver gets its new reply.
+    async fn resend(&mut self, bytes: &[u8], hop: Hop, done: u8) -> oneshot::Receiver<ReplyResult> {
         let (kind, ask, host, port) = match hop {
             Hop::Moved(slot, host, port) => {
+                if done >= QUICK_HOPS {
+                    tokio::time::sleep(PAUSE).await;
+                }
                 self.pools.moved(slot, &host, port);
                 ("moved", false, host, port)
             }
             Hop::Ask(host, port) => ("ask", true, host, port),
             Hop::Again(slot) => {
-                tokio::time::sleep(TRYAGAIN_PAUSE).await;
+                tokio::time::sleep(PAUSE).await;
                 let owner = match self.pools.slot_map(&self.service).await {
                     Ok(map) => map.node_of(slot).cloned(),
                     Err(e) => return failed(e),
