@@ -57,6 +57,8 @@ pub struct ServiceSpec {
     pub limits: throome_resp::Limits,
     pub pg: PgSpec,
     pub kafka: KafkaSpec,
+    /// TLS to the backends (postgres, kafka, redis).
+    pub server_tls: Option<crate::config::ServerTlsConfig>,
 }
 
 /// Kafka broker mapping and limits.
@@ -68,8 +70,6 @@ pub struct KafkaSpec {
     pub port_base: u16,
     pub ports: BTreeMap<i32, u16>,
     pub max_frame: usize,
-    /// TLS to the brokers (`require` or `verify-full`).
-    pub server_tls: Option<crate::config::ServerTlsConfig>,
     /// TLS on the service's listeners.
     pub tls: Option<crate::config::TlsConfig>,
 }
@@ -97,7 +97,6 @@ pub struct PgSpec {
     pub read_write_split: bool,
     pub max_prepared_statements: usize,
     pub tls: Option<crate::config::TlsConfig>,
-    pub server_tls: Option<crate::config::ServerTlsConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -342,9 +341,9 @@ fn resolve(
             read_write_split: svc.read_write_split.unwrap_or(false),
             max_prepared_statements: svc.max_prepared_statements.unwrap_or(1000),
             tls: svc.tls.clone(),
-            server_tls: svc.server_tls.clone(),
         },
         kafka: kafka_spec(svc),
+        server_tls: svc.server_tls.clone(),
         read_from_replicas: svc.read_from_replicas.unwrap_or(false),
         auth: svc.auth.clone(),
         sharding: svc.sharding,
@@ -385,7 +384,6 @@ fn kafka_spec(svc: &crate::config::ServiceConfig) -> KafkaSpec {
             .map_or(throome_kafka::DEFAULT_MAX_FRAME, |n| {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
-        server_tls: svc.server_tls.clone(),
         tls: svc.tls.clone(),
     }
 }

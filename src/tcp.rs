@@ -75,6 +75,27 @@ pub(crate) async fn splice(
     }
 }
 
+/// `splice` with an upstream of any kind (a TLS connection to a backend).
+pub(crate) async fn splice_with<U>(
+    client: &mut TcpStream,
+    upstream: U,
+    bytes_in: &Counter,
+    bytes_out: &Counter,
+) -> Result<(), ProxyError>
+where
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut cr, mut cw) = client.split();
+    let (mut ur, mut uw) = tokio::io::split(upstream);
+    let to_upstream = pump(&mut cr, &mut uw, bytes_in, Dir::ToBackend);
+    let to_client = pump(&mut ur, &mut cw, bytes_out, Dir::ToClient);
+    tokio::pin!(to_upstream, to_client);
+    tokio::select! {
+        r = &mut to_upstream => { r?; to_client.await }
+        r = &mut to_client => { r?; to_upstream.await }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Dir {
     ToBackend,
@@ -107,6 +128,8 @@ where
             return Ok(());
         }
         w.write_all(&buf[..n]).await.map_err(write_err)?;
+        // A TLS side holds records until flushed (a no-op on a plain socket).
+        w.flush().await.map_err(write_err)?;
         counter.inc_by(n as u64);
     }
 }

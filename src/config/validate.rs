@@ -170,14 +170,17 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         }
     }
     if let Some(st) = &s.server_tls {
-        if !matches!(s.kind, ServiceKind::Postgres | ServiceKind::Kafka) {
+        if !matches!(
+            s.kind,
+            ServiceKind::Postgres | ServiceKind::Kafka | ServiceKind::Redis
+        ) {
             return Err(format!(
-                "service `{name}`: server_tls applies to postgres and kafka services only"
+                "service `{name}`: server_tls applies to postgres, kafka and redis services only"
             ));
         }
-        if s.kind == ServiceKind::Kafka && st.mode == crate::config::ServerTlsMode::Prefer {
+        if s.kind != ServiceKind::Postgres && st.mode == crate::config::ServerTlsMode::Prefer {
             return Err(format!(
-                "service `{name}`: server_tls: a Kafka listener speaks TLS or not; use require or verify-full"
+                "service `{name}`: server_tls: this protocol has no TLS negotiation; use require or verify-full"
             ));
         }
         if st.mode == crate::config::ServerTlsMode::VerifyFull && st.ca.is_none() {

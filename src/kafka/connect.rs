@@ -72,7 +72,7 @@ pub async fn secure(
     host: &str,
     tcp: TcpStream,
 ) -> Result<BrokerStream, ProxyError> {
-    let Some(config) = &service.spec.kafka.server_tls else {
+    let Some(config) = &service.spec.server_tls else {
         return Ok(BrokerStream::Plain(tcp));
     };
     let backend = || host.to_string();

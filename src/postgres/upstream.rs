@@ -147,7 +147,7 @@ async fn secure(
     host: &str,
     mut tcp: TcpStream,
 ) -> Result<Stream, String> {
-    let Some(config) = &service.spec.pg.server_tls else {
+    let Some(config) = &service.spec.server_tls else {
         return Ok(Stream::Plain(tcp));
     };
     let connector =

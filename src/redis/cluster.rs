@@ -109,6 +109,7 @@ async fn fetch_from(
         .write_all(b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n")
         .await
         .map_err(io)?;
+    stream.flush().await.map_err(io)?;
     let mut scanner = ReplyScanner::new(ReplyLimits::default());
     let mut buf = BytesMut::new();
     let reply = loop {

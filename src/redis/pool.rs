@@ -203,7 +203,7 @@ async fn open_recorded(
     service: &ServiceRuntime,
     backend: &Arc<BackendState>,
     resp3: bool,
-) -> Result<tokio::net::TcpStream, UpstreamError> {
+) -> Result<upstream::RedisStream, UpstreamError> {
     let started = Instant::now();
     match upstream::open(service, (&backend.host, backend.port), resp3).await {
         Ok(stream) => {
@@ -287,7 +287,7 @@ pub async fn route(
 pub async fn open_dedicated(
     service: &ServiceRuntime,
     resp3: bool,
-) -> Result<tokio::net::TcpStream, UpstreamError> {
+) -> Result<upstream::RedisStream, UpstreamError> {
     let mut f = Failover::default();
     while let Some(backend) = f.next(service, false) {
         match open_recorded(service, &backend, resp3).await {

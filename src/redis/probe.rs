@@ -14,7 +14,11 @@ pub async fn ping(service: &ServiceRuntime, backend: &BackendState) -> bool {
     else {
         return false;
     };
-    if stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() {
+    let sent = async {
+        stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
+        stream.flush().await
+    };
+    if sent.await.is_err() {
         return false;
     }
     let mut scanner = ReplyScanner::new(ReplyLimits::default());

@@ -26,7 +26,7 @@ use super::encode;
 use super::local::{self, ClientState};
 use super::merge::MergeKind;
 use super::pool::{self, Pools};
-use super::upstream::{GroupResult, ReplyResult, Slot, Upstream, UpstreamError};
+use super::upstream::{GroupResult, RedisStream, ReplyResult, Slot, Upstream, UpstreamError};
 use crate::metrics::Metrics;
 use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
@@ -462,13 +462,23 @@ impl Client {
                 return;
             }
         };
-        if upstream.write_all(&first).await.is_err() || upstream.write_all(&rest).await.is_err() {
+        let sent = async {
+            upstream.write_all(&first).await?;
+            upstream.write_all(&rest).await?;
+            upstream.flush().await
+        };
+        if sent.await.is_err() {
             return;
         }
         let labels = crate::metrics::ServiceLabels::of(&self.service);
         let bytes_in = self.metrics.bytes_in.get_or_create(&labels).clone();
         let bytes_out = self.metrics.bytes_out.get_or_create(&labels).clone();
-        let _ = crate::tcp::splice(&mut client, &mut upstream, &bytes_in, &bytes_out).await;
+        let _ = match upstream {
+            RedisStream::Plain(mut s) => {
+                crate::tcp::splice(&mut client, &mut s, &bytes_in, &bytes_out).await
+            }
+            tls => crate::tcp::splice_with(&mut client, tls, &bytes_in, &bytes_out).await,
+        };
     }
 }
 

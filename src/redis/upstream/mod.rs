@@ -10,12 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Notify, oneshot};
 
 use throome_resp::{ProtocolError, Reply, ReplyLimits, ReplyScanner};
 
 mod reader;
+mod stream;
+
+pub use stream::RedisStream;
+use stream::WriteSide;
 
 use crate::snapshot::ServiceRuntime;
 
@@ -116,7 +119,7 @@ impl Drop for Inner {
 }
 
 struct Writer {
-    half: Option<OwnedWriteHalf>,
+    half: Option<WriteSide>,
 }
 
 impl Drop for Writer {
@@ -176,7 +179,7 @@ async fn write_loop(shared: Arc<Shared>, mut writer: Writer, closed: Arc<AtomicB
                 _ => break,
             }
             let written = match writer.half.as_mut() {
-                Some(half) => half.write_all(&chunk).await.is_ok(),
+                Some(half) => half.send(&chunk).await.is_ok(),
                 None => false,
             };
             if !written {
@@ -197,15 +200,18 @@ pub async fn open(
     service: &ServiceRuntime,
     addr: (&str, u16),
     resp3: bool,
-) -> Result<TcpStream, UpstreamError> {
+) -> Result<RedisStream, UpstreamError> {
     let name = format!("{}:{}", addr.0, addr.1);
-    let connect = tokio::time::timeout(service.spec.connect_timeout, TcpStream::connect(addr));
-    let mut stream = match connect.await {
+    let connect = async {
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        stream::secure(service, addr.0, tcp).await
+    };
+    let mut stream = match tokio::time::timeout(service.spec.connect_timeout, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(UpstreamError::Connect(name, e.to_string())),
         Err(_) => return Err(UpstreamError::Connect(name, "timed out".into())),
     };
-    let _ = stream.set_nodelay(true);
     let mut setup: Vec<Vec<&[u8]>> = Vec::new();
     if let Some(pass) = &service.spec.password {
         match &service.spec.username {
@@ -225,6 +231,7 @@ pub async fn open(
     }
     let io = |e: std::io::Error| UpstreamError::Handshake(e.to_string());
     stream.write_all(&out).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
     let mut scanner = ReplyScanner::new(ReplyLimits::default());
     let mut buf = BytesMut::new();
     let mut answered = 0;
@@ -255,8 +262,8 @@ pub async fn open(
 /// connection breaks while requests are outstanding. The socket stays open, with no
 /// half-close (Redis drops a client whose read side ends, even one blocked in BLPOP), until
 /// every handle is gone and every reply is in.
-pub fn spawn(stream: TcpStream, on_failure: impl FnOnce() + Send + 'static) -> Upstream {
-    let (rd, wr) = stream.into_split();
+pub fn spawn(stream: RedisStream, on_failure: impl FnOnce() + Send + 'static) -> Upstream {
+    let (rd, wr) = stream.split();
     let closed = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
         outbox: std::sync::Mutex::new(Outbox {

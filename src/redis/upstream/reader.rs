@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::oneshot;
 
 use throome_resp::{ReplyLimits, ReplyScanner};
@@ -55,7 +54,11 @@ impl Owed {
 
 /// Reads replies until the connection ends, or until no handle is left and nobody is owed a
 /// reply; then fails whatever is still owed.
-pub(super) async fn read_loop(mut rd: OwnedReadHalf, shared: &Shared, on_failure: impl FnOnce()) {
+pub(super) async fn read_loop(
+    mut rd: super::stream::ReadSide,
+    shared: &Shared,
+    on_failure: impl FnOnce(),
+) {
     let mut scanner = ReplyScanner::new(ReplyLimits::default());
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut waiting: VecDeque<Owed> = VecDeque::new();

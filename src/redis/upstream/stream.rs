@@ -1,0 +1,126 @@
+//! A connection to a Redis backend: plain TCP, or TLS (Redis 6+ `tls-port`, managed Redis
+//! with encryption in transit) when the service has `server_tls`. Either reads and writes
+//! the same; a shared connection is split in halves for its reader and writer tasks.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_rustls::client::TlsStream;
+
+use crate::snapshot::ServiceRuntime;
+
+pub enum RedisStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// TLS over `tcp` to `host` when the service asks for it (verified for `host` under
+/// `verify-full`).
+pub async fn secure(
+    service: &ServiceRuntime,
+    host: &str,
+    tcp: TcpStream,
+) -> io::Result<RedisStream> {
+    let Some(config) = &service.spec.server_tls else {
+        return Ok(RedisStream::Plain(tcp));
+    };
+    let connector = crate::tls::cached_connector(config.ca.as_deref()).map_err(io::Error::other)?;
+    let name = ServerName::try_from(host.to_string()).map_err(io::Error::other)?;
+    Ok(RedisStream::Tls(Box::new(
+        connector.connect(name, tcp).await?,
+    )))
+}
+
+impl RedisStream {
+    /// The reader's and the writer's halves.
+    pub fn split(self) -> (ReadSide, WriteSide) {
+        match self {
+            RedisStream::Plain(s) => {
+                let (r, w) = s.into_split();
+                (ReadSide::Plain(r), WriteSide::Plain(w))
+            }
+            RedisStream::Tls(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (ReadSide::Tls(r), WriteSide::Tls(w))
+            }
+        }
+    }
+}
+
+pub enum ReadSide {
+    Plain(OwnedReadHalf),
+    Tls(ReadHalf<TlsStream<TcpStream>>),
+}
+
+pub enum WriteSide {
+    Plain(OwnedWriteHalf),
+    Tls(WriteHalf<TlsStream<TcpStream>>),
+}
+
+impl WriteSide {
+    /// Writes all of `bytes` and sends them on (TLS holds records until flushed).
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            WriteSide::Plain(w) => w.write_all(bytes).await,
+            WriteSide::Tls(w) => {
+                w.write_all(bytes).await?;
+                w.flush().await
+            }
+        }
+    }
+
+    /// Lets go without a half-close: Redis drops a client whose read side ends, even one
+    /// blocked in BLPOP. (Dropping a TLS half closes nothing either.)
+    pub fn forget(self) {
+        if let WriteSide::Plain(w) = self {
+            w.forget();
+        }
+    }
+}
+
+macro_rules! delegate_read {
+    ($t:ty, $($v:path),+) => {
+        impl AsyncRead for $t {
+            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $($v(s) => Pin::new(s).poll_read(cx, buf),)+
+                }
+            }
+        }
+    };
+}
+
+delegate_read!(RedisStream, RedisStream::Plain, RedisStream::Tls);
+delegate_read!(ReadSide, ReadSide::Plain, ReadSide::Tls);
+
+impl AsyncWrite for RedisStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            RedisStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            RedisStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            RedisStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            RedisStream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            RedisStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            RedisStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
