@@ -1,6 +1,7 @@
 //! Throome: one gateway in front of Redis, PostgreSQL and Kafka backends.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accepted;
 pub mod admin;
 pub mod backend;
 pub mod cli;

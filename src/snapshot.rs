@@ -59,6 +59,8 @@ pub struct ServiceSpec {
     pub kafka: KafkaSpec,
     /// TLS to the backends (postgres, kafka, redis).
     pub server_tls: Option<crate::config::ServerTlsConfig>,
+    /// TLS on the service's listener (postgres, kafka, redis).
+    pub tls: Option<crate::config::TlsConfig>,
 }
 
 /// Kafka broker mapping and limits.
@@ -70,8 +72,6 @@ pub struct KafkaSpec {
     pub port_base: u16,
     pub ports: BTreeMap<i32, u16>,
     pub max_frame: usize,
-    /// TLS on the service's listeners.
-    pub tls: Option<crate::config::TlsConfig>,
 }
 
 impl KafkaSpec {
@@ -96,7 +96,6 @@ pub struct PgSpec {
     pub server_lifetime: Duration,
     pub read_write_split: bool,
     pub max_prepared_statements: usize,
-    pub tls: Option<crate::config::TlsConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -340,10 +339,10 @@ fn resolve(
                 .map_or(Duration::from_secs(3600), |t| t.0),
             read_write_split: svc.read_write_split.unwrap_or(false),
             max_prepared_statements: svc.max_prepared_statements.unwrap_or(1000),
-            tls: svc.tls.clone(),
         },
         kafka: kafka_spec(svc),
         server_tls: svc.server_tls.clone(),
+        tls: svc.tls.clone(),
         read_from_replicas: svc.read_from_replicas.unwrap_or(false),
         auth: svc.auth.clone(),
         sharding: svc.sharding,
@@ -384,7 +383,6 @@ fn kafka_spec(svc: &crate::config::ServiceConfig) -> KafkaSpec {
             .map_or(throome_kafka::DEFAULT_MAX_FRAME, |n| {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
-        tls: svc.tls.clone(),
     }
 }
 

@@ -75,17 +75,18 @@ pub(crate) async fn splice(
     }
 }
 
-/// `splice` with an upstream of any kind (a TLS connection to a backend).
-pub(crate) async fn splice_with<U>(
-    client: &mut TcpStream,
+/// `splice` with sides of any kind (TLS on either).
+pub(crate) async fn splice_with<C, U>(
+    client: C,
     upstream: U,
     bytes_in: &Counter,
     bytes_out: &Counter,
 ) -> Result<(), ProxyError>
 where
+    C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut cr, mut cw) = client.split();
+    let (mut cr, mut cw) = tokio::io::split(client);
     let (mut ur, mut uw) = tokio::io::split(upstream);
     let to_upstream = pump(&mut cr, &mut uw, bytes_in, Dir::ToBackend);
     let to_client = pump(&mut ur, &mut cw, bytes_out, Dir::ToClient);

@@ -111,3 +111,60 @@ fn an_untrusted_server_certificate_is_refused() {
     let err = err.expect_err("no backend can be reached");
     assert!(err.to_string().contains("Throome"), "{err}");
 }
+
+/// TLS from clients (`tls`): redis-cli and redis-benchmark with `--tls` verify Throome's
+/// certificate; the backend is a plain redis-server.
+#[test]
+fn redis_cli_and_redis_benchmark_reach_the_proxy_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(dir.path());
+    let server = RedisServer::start();
+    let listen = free_port();
+    let extra = format!("    tls: {{ cert: \"{cert}\", key: \"{key}\" }}\n");
+    let yaml = cluster_of(
+        "redis",
+        "r",
+        "cache",
+        listen,
+        &[(server.port, "primary", 1)],
+        &extra,
+        "",
+    );
+    let gw = Throome::start(&[("r", &yaml)]);
+    let port = listen.to_string();
+    let tls_cli = |tool: &str, args: &[&str]| {
+        let out = std::process::Command::new(tool)
+            .args(["--tls", "--cacert", &ca, "-h", "127.0.0.1", "-p", &port])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(tls_cli("redis-cli", &["SET", "k", "over-tls"]), "OK");
+    assert_eq!(tls_cli("redis-cli", &["GET", "k"]), "over-tls");
+    let bench = tls_cli(
+        "redis-benchmark",
+        &[
+            "-t", "set,get", "-n", "2000", "-c", "4", "-P", "8", "-q", "--csv",
+        ],
+    );
+    assert!(
+        bench.contains("\"SET\"") && bench.contains("\"GET\""),
+        "{bench}"
+    );
+    assert_eq!(common::redis_cli(server.port, &["EXISTS", "k"]), "1");
+
+    // A client in clear gets nothing through, and is counted.
+    let plain = common::redis_cli(listen, &["PING"]);
+    assert_ne!(plain, "PONG");
+    assert!(
+        gw.metrics().contains("kind=\"client_tls\""),
+        "{}",
+        gw.metrics()
+    );
+}

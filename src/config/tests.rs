@@ -181,11 +181,13 @@ fn postgres_pooling_keys_belong_to_postgres_services() {
     let server_tls = pg.replace("pool_mode: session", "server_tls: { mode: verify-full }");
     let err = parse_cluster(&server_tls).unwrap_err();
     assert!(err.message.contains("verify-full needs `ca`"), "{err:?}");
-    let redis_tls =
-        format!("{redis}    tls: {{ cert: a, key: b }}\n").replace("    pool_mode: session\n", "");
-    let err = parse_cluster(&redis_tls).unwrap_err();
+    let tcp_tls = format!("{redis}    tls: {{ cert: a, key: b }}\n")
+        .replace("    pool_mode: session\n", "")
+        .replace("type: redis", "type: tcp");
+    let err = parse_cluster(&tcp_tls).unwrap_err();
     assert!(
-        err.message.contains("tls applies to postgres and kafka"),
+        err.message
+            .contains("tls applies to postgres, kafka and redis"),
         "{err:?}"
     );
     let lru = pg.replace("pool_mode: session", "max_prepared_statements: 0");

@@ -155,14 +155,17 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         ),
     ];
     if let Some(tls) = &s.tls {
-        if !matches!(s.kind, ServiceKind::Postgres | ServiceKind::Kafka) {
+        if !matches!(
+            s.kind,
+            ServiceKind::Postgres | ServiceKind::Kafka | ServiceKind::Redis
+        ) {
             return Err(format!(
-                "service `{name}`: tls applies to postgres and kafka services only"
+                "service `{name}`: tls applies to postgres, kafka and redis services only"
             ));
         }
-        if s.kind == ServiceKind::Kafka && tls.required {
+        if s.kind != ServiceKind::Postgres && tls.required {
             return Err(format!(
-                "service `{name}`: tls.required: a Kafka listener with tls speaks only TLS already"
+                "service `{name}`: tls.required: this listener speaks only TLS already"
             ));
         }
         if let Err(e) = crate::tls::acceptor(&tls.cert, &tls.key) {

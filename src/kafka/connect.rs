@@ -16,29 +16,6 @@ pub enum BrokerStream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// The client's side: TLS when the service's listeners have `tls` (every listener of the
-/// service then speaks only TLS, as a Kafka `SSL` listener does).
-pub enum ClientStream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
-
-/// Runs the TLS handshake with the client when the service asks for it.
-pub async fn accept(service: &ServiceRuntime, tcp: TcpStream) -> Result<ClientStream, ProxyError> {
-    let Some(tls) = &service.spec.kafka.tls else {
-        return Ok(ClientStream::Plain(tcp));
-    };
-    let failed = |e: std::io::Error| ProxyError::ClientIo(e);
-    let acceptor = crate::tls::cached_acceptor(&tls.cert, &tls.key)
-        .map_err(|e| failed(std::io::Error::other(e.to_string())))?;
-    let after = service.spec.connect_timeout;
-    match tokio::time::timeout(after, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => Ok(ClientStream::Tls(Box::new(s))),
-        Ok(Err(e)) => Err(failed(e)),
-        Err(_) => Err(failed(std::io::ErrorKind::TimedOut.into())),
-    }
-}
-
 pub type Opened = (BrokerStream, Option<crate::backend::ActiveGuard>);
 
 pub async fn open_upstream(session: &Session) -> Result<Opened, ProxyError> {

@@ -12,8 +12,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::connect::{BrokerStream, ClientStream, accept, open_upstream};
+use super::connect::{BrokerStream, open_upstream};
 use super::exchange::{Exchange, Pending, big_request, whole_request};
+use crate::accepted::Accepted;
 use crate::error::ProxyError;
 use crate::session::Session;
 
@@ -51,7 +52,8 @@ pub enum ConnError {
 
 pub async fn serve(session: Session, client: TcpStream) {
     let service = session.service.clone();
-    let client = match accept(&service, client).await {
+    let limit = service.spec.connect_timeout;
+    let client = match Accepted::accept(client, service.spec.tls.as_ref(), limit).await {
         Ok(c) => c,
         Err(e) => {
             tracing::info!(cluster = %service.cluster, service = %service.name, peer = %session.peer, error = %e, "TLS handshake with a client failed");
@@ -90,14 +92,10 @@ pub async fn serve(session: Session, client: TcpStream) {
     }
 }
 
-async fn run(
-    session: &Session,
-    client: ClientStream,
-    upstream: BrokerStream,
-) -> Result<(), ConnError> {
+async fn run(session: &Session, client: Accepted, upstream: BrokerStream) -> Result<(), ConnError> {
     match client {
-        ClientStream::Plain(c) => to_broker(session, c.into_split(), upstream).await,
-        ClientStream::Tls(c) => to_broker(session, tokio::io::split(*c), upstream).await,
+        Accepted::Plain(c) => to_broker(session, c.into_split(), upstream).await,
+        Accepted::Tls(c) => to_broker(session, tokio::io::split(*c), upstream).await,
     }
 }
 

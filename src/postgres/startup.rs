@@ -81,7 +81,7 @@ pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening
                 minor,
                 params,
             } => {
-                if service.spec.pg.tls.as_ref().is_some_and(|t| t.required) && !client.is_tls() {
+                if service.spec.tls.as_ref().is_some_and(|t| t.required) && !client.is_tls() {
                     return Ok(fatal(
                         "28000",
                         "this service requires TLS: connect with sslmode=require",
@@ -104,7 +104,7 @@ pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening
 /// The service's TLS acceptor; `None` without `tls` or when its files no longer load (they
 /// did when the configuration was checked).
 fn tls_acceptor(service: &ServiceRuntime) -> Option<tokio_rustls::TlsAcceptor> {
-    let tls = service.spec.pg.tls.as_ref()?;
+    let tls = service.spec.tls.as_ref()?;
     crate::tls::cached_acceptor(&tls.cert, &tls.key)
         .inspect_err(|e| tracing::error!(error = %e, "TLS for clients is off"))
         .ok()

@@ -27,6 +27,7 @@ use super::local::{self, ClientState};
 use super::merge::MergeKind;
 use super::pool::{self, Pools};
 use super::upstream::{GroupResult, RedisStream, ReplyResult, Slot, Upstream, UpstreamError};
+use crate::accepted::Accepted;
 use crate::metrics::Metrics;
 use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
@@ -124,6 +125,15 @@ enum Flow {
 
 pub async fn serve(session: Session, client: TcpStream) {
     let service = session.service.clone();
+    let limit = service.spec.connect_timeout;
+    let client = match Accepted::accept(client, service.spec.tls.as_ref(), limit).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(cluster = %service.cluster, service = %service.name, peer = %session.peer, error = %e, "TLS handshake with a client failed");
+            session.metrics.error(&service, "client_tls");
+            return;
+        }
+    };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut c = Client {
         state: ClientState::new(id, service.spec.auth.as_ref()),
@@ -192,7 +202,7 @@ struct Client {
 }
 
 impl Client {
-    async fn run(&mut self, mut client: TcpStream) {
+    async fn run(&mut self, mut client: Accepted) {
         let mut scanner = RequestScanner::new(self.service.spec.limits);
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut stop = false;
@@ -216,7 +226,7 @@ impl Client {
             self.flush_batch().await;
             self.settle().await;
             if !self.out.is_empty() {
-                if client.write_all(&self.out).await.is_err() {
+                if client.write_all(&self.out).await.is_err() || client.flush().await.is_err() {
                     return;
                 }
                 self.out.clear();
@@ -445,10 +455,12 @@ impl Client {
     }
 
     /// From here on the client talks to a connection of its own, byte for byte.
-    async fn hand_over(&mut self, mut client: TcpStream, first: Bytes, rest: BytesMut) {
+    async fn hand_over(&mut self, mut client: Accepted, first: Bytes, rest: BytesMut) {
         self.tx_conn = None;
         self.drain().await;
-        if !self.out.is_empty() && client.write_all(&self.out).await.is_err() {
+        if !self.out.is_empty()
+            && (client.write_all(&self.out).await.is_err() || client.flush().await.is_err())
+        {
             return;
         }
         let _counted = self.pools.dedicated();
@@ -473,11 +485,11 @@ impl Client {
         let labels = crate::metrics::ServiceLabels::of(&self.service);
         let bytes_in = self.metrics.bytes_in.get_or_create(&labels).clone();
         let bytes_out = self.metrics.bytes_out.get_or_create(&labels).clone();
-        let _ = match upstream {
-            RedisStream::Plain(mut s) => {
-                crate::tcp::splice(&mut client, &mut s, &bytes_in, &bytes_out).await
+        let _ = match (client, upstream) {
+            (Accepted::Plain(mut c), RedisStream::Plain(mut s)) => {
+                crate::tcp::splice(&mut c, &mut s, &bytes_in, &bytes_out).await
             }
-            tls => crate::tcp::splice_with(&mut client, tls, &bytes_in, &bytes_out).await,
+            (c, s) => crate::tcp::splice_with(c, s, &bytes_in, &bytes_out).await,
         };
     }
 }
