@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use crate::latency::Latency;
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -26,7 +26,7 @@ use super::encode;
 use super::local::{self, ClientState};
 use super::merge::MergeKind;
 use super::pool::{self, Pools};
-use super::upstream::{GroupResult, RedisStream, ReplyResult, Slot, Upstream, UpstreamError};
+use super::upstream::{GroupResult, ReplyResult, Slot, Upstream, UpstreamError};
 use crate::accepted::Accepted;
 use crate::metrics::Metrics;
 use crate::session::Session;
@@ -158,7 +158,13 @@ pub async fn serve(session: Session, client: TcpStream) {
         next_group: 0,
     };
     tokio::select! {
-        () = c.run(client) => {}
+        // One copy of the loop per stream type: no dispatch per read and write on plain TCP.
+        () = async {
+            match client {
+                Accepted::Plain(tcp) => c.run(tcp).await,
+                Accepted::Tls(tls) => c.run(*tls).await,
+            }
+        } => {}
         () = session.hard_stop.cancelled() => {}
     }
 }
@@ -202,7 +208,7 @@ struct Client {
 }
 
 impl Client {
-    async fn run(&mut self, mut client: Accepted) {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut client: S) {
         let mut scanner = RequestScanner::new(self.service.spec.limits);
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut stop = false;
@@ -455,7 +461,12 @@ impl Client {
     }
 
     /// From here on the client talks to a connection of its own, byte for byte.
-    async fn hand_over(&mut self, mut client: Accepted, first: Bytes, rest: BytesMut) {
+    async fn hand_over<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        mut client: S,
+        first: Bytes,
+        rest: BytesMut,
+    ) {
         self.tx_conn = None;
         self.drain().await;
         if !self.out.is_empty()
@@ -485,12 +496,7 @@ impl Client {
         let labels = crate::metrics::ServiceLabels::of(&self.service);
         let bytes_in = self.metrics.bytes_in.get_or_create(&labels).clone();
         let bytes_out = self.metrics.bytes_out.get_or_create(&labels).clone();
-        let _ = match (client, upstream) {
-            (Accepted::Plain(mut c), RedisStream::Plain(mut s)) => {
-                crate::tcp::splice(&mut c, &mut s, &bytes_in, &bytes_out).await
-            }
-            (c, s) => crate::tcp::splice_with(c, s, &bytes_in, &bytes_out).await,
-        };
+        let _ = crate::tcp::splice_with(client, upstream, &bytes_in, &bytes_out).await;
     }
 }
 
