@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::SystemTime;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -31,34 +32,81 @@ pub enum TlsError {
     NoRoots(String),
 }
 
-/// Acceptors and connectors by their files, made once (the configuration check read the
-/// files too; a file changed in place is read again after a restart).
-type Cache<K, V> = LazyLock<Mutex<HashMap<K, V>>>;
+/// Acceptors and connectors by their files, made again when a file changed (a renewed
+/// certificate is served to the next connection, no reload needed). A file caught half
+/// written keeps the previous one in service until it reads whole.
+type Cache<K, V> = LazyLock<Mutex<HashMap<K, Stamped<V>>>>;
 static ACCEPTORS: Cache<(PathBuf, PathBuf), TlsAcceptor> = LazyLock::new(Default::default);
 static CONNECTORS: Cache<Option<PathBuf>, TlsConnector> = LazyLock::new(Default::default);
 
+struct Stamped<V> {
+    value: V,
+    changed: Vec<Option<SystemTime>>,
+}
+
+/// When each file last changed (`None`: cannot tell).
+fn changed(files: &[&Path]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+fn cached<K, V>(
+    cache: &Cache<K, V>,
+    key: K,
+    files: &[&Path],
+    make: impl FnOnce() -> Result<V, TlsError>,
+) -> Result<V, TlsError>
+where
+    K: std::hash::Hash + Eq,
+    V: Clone,
+{
+    let now = changed(files);
+    if let Some(e) = cache.lock().ok().and_then(|c| {
+        c.get(&key)
+            .filter(|e| e.changed == now)
+            .map(|e| e.value.clone())
+    }) {
+        return Ok(e);
+    }
+    match make() {
+        Ok(value) => {
+            if let Ok(mut c) = cache.lock() {
+                let entry = Stamped {
+                    value: value.clone(),
+                    changed: now,
+                };
+                c.insert(key, entry);
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            let old = cache
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&key).map(|e| e.value.clone()));
+            match old {
+                Some(v) => {
+                    tracing::warn!(error = %e, "a changed TLS file does not load; the previous one stays");
+                    Ok(v)
+                }
+                None => Err(e),
+            }
+        }
+    }
+}
+
 pub fn cached_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let k = (cert.to_path_buf(), key.to_path_buf());
-    if let Some(a) = ACCEPTORS.lock().ok().and_then(|c| c.get(&k).cloned()) {
-        return Ok(a);
-    }
-    let a = acceptor(cert, key)?;
-    if let Ok(mut c) = ACCEPTORS.lock() {
-        c.insert(k, a.clone());
-    }
-    Ok(a)
+    cached(&ACCEPTORS, k, &[cert, key], || acceptor(cert, key))
 }
 
 pub fn cached_connector(ca: Option<&Path>) -> Result<TlsConnector, TlsError> {
-    let k = ca.map(Path::to_path_buf);
-    if let Some(c) = CONNECTORS.lock().ok().and_then(|c| c.get(&k).cloned()) {
-        return Ok(c);
-    }
-    let c = connector(ca)?;
-    if let Ok(mut cache) = CONNECTORS.lock() {
-        cache.insert(k, c.clone());
-    }
-    Ok(c)
+    let files: Vec<&Path> = ca.into_iter().collect();
+    cached(&CONNECTORS, ca.map(Path::to_path_buf), &files, || {
+        connector(ca)
+    })
 }
 
 fn provider() -> Arc<CryptoProvider> {

@@ -170,3 +170,33 @@ fn the_proxy_reaches_servers_over_tls() {
     assert!(!out.status.success());
     assert!(text(&out).contains("TLS"), "{}", text(&out));
 }
+
+/// A certificate renewed in place (same paths, as cert-manager or certbot do) is served to
+/// the next client without a reload.
+#[test]
+fn a_renewed_certificate_is_served_without_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, cert, key) = ca_and_leaf(dir.path());
+    let pg = Postgres::start();
+    let tls = format!("    tls: {{ cert: \"{cert}\", key: \"{key}\" }}\n");
+    let (_gw, listen) = gateway(&pg, &tls);
+    let verified = |ca: &str| {
+        psql(
+            listen,
+            &format!("sslmode=verify-full sslrootcert={ca}"),
+            "SELECT 1",
+        )
+    };
+    assert!(verified(&old_ca).status.success());
+
+    let renewed = tempfile::tempdir().unwrap();
+    let (new_ca, new_cert, new_key) = ca_and_leaf(renewed.path());
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    let out = verified(&new_ca);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !verified(&old_ca).status.success(),
+        "the old certificate is still served"
+    );
+}
