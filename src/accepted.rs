@@ -27,8 +27,7 @@ impl Accepted {
         let Some(tls) = tls else {
             return Ok(Accepted::Plain(tcp));
         };
-        let acceptor =
-            crate::tls::cached_acceptor(&tls.cert, &tls.key).map_err(io::Error::other)?;
+        let acceptor = crate::tls::cached_acceptor(tls).map_err(io::Error::other)?;
         match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
             Ok(r) => Ok(Accepted::Tls(Box::new(r?))),
             Err(_) => Err(io::ErrorKind::TimedOut.into()),

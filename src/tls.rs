@@ -9,12 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::SystemTime;
 
+use crate::config::{ServerTlsConfig, TlsConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
 use tokio_rustls::rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{
     self, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig,
 };
@@ -36,8 +38,8 @@ pub enum TlsError {
 /// certificate is served to the next connection, no reload needed). A file caught half
 /// written keeps the previous one in service until it reads whole.
 type Cache<K, V> = LazyLock<Mutex<HashMap<K, Stamped<V>>>>;
-static ACCEPTORS: Cache<(PathBuf, PathBuf), TlsAcceptor> = LazyLock::new(Default::default);
-static CONNECTORS: Cache<Option<PathBuf>, TlsConnector> = LazyLock::new(Default::default);
+static ACCEPTORS: Cache<TlsConfig, TlsAcceptor> = LazyLock::new(Default::default);
+static CONNECTORS: Cache<ServerTlsConfig, TlsConnector> = LazyLock::new(Default::default);
 
 struct Stamped<V> {
     value: V,
@@ -97,16 +99,18 @@ where
     }
 }
 
-pub fn cached_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
-    let k = (cert.to_path_buf(), key.to_path_buf());
-    cached(&ACCEPTORS, k, &[cert, key], || acceptor(cert, key))
+pub fn cached_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+    let files = present(&[Some(&tls.cert), Some(&tls.key), tls.client_ca.as_ref()]);
+    cached(&ACCEPTORS, tls.clone(), &files, || acceptor(tls))
 }
 
-pub fn cached_connector(ca: Option<&Path>) -> Result<TlsConnector, TlsError> {
-    let files: Vec<&Path> = ca.into_iter().collect();
-    cached(&CONNECTORS, ca.map(Path::to_path_buf), &files, || {
-        connector(ca)
-    })
+pub fn cached_connector(tls: &ServerTlsConfig) -> Result<TlsConnector, TlsError> {
+    let files = present(&[tls.ca.as_ref(), tls.cert.as_ref(), tls.key.as_ref()]);
+    cached(&CONNECTORS, tls.clone(), &files, || connector(tls))
+}
+
+fn present<'a>(files: &[Option<&'a PathBuf>]) -> Vec<&'a Path> {
+    files.iter().flatten().map(|p| p.as_path()).collect()
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -115,31 +119,53 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// The connector for server connections: with `ca`, the server's certificate must chain to
 /// it and name the host connected to; without, the connection is encrypted and the
-/// certificate's signatures are checked, but not who it names (libpq's `require`).
-pub fn connector(ca: Option<&Path>) -> Result<TlsConnector, TlsError> {
+/// certificate's signatures are checked, but not who it names (libpq's `require`). With
+/// `cert` and `key`, the proxy presents that certificate when the server asks (mutual TLS).
+pub fn connector(tls: &ServerTlsConfig) -> Result<TlsConnector, TlsError> {
     let builder =
         ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
-    let config = match ca {
-        Some(ca) => {
-            let shown = ca.display().to_string();
-            let mut roots = RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(ca)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| TlsError::Cert(shown.clone(), e.to_string()))?;
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(TlsError::NoRoots(shown));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
+    let verified = match &tls.ca {
+        Some(ca) => builder.with_root_certificates(roots(ca)?),
         None => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(EncryptOnly(
                 provider().signature_verification_algorithms,
-            )))
-            .with_no_client_auth(),
+            ))),
+    };
+    let config = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            verified.with_client_auth_cert(chain(cert)?, private_key(key)?)?
+        }
+        _ => verified.with_no_client_auth(),
     };
     Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The certificates of a PEM file (a chain, leaf first), at least one.
+fn chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let shown = path.display().to_string();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| TlsError::Cert(shown.clone(), e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::Cert(shown, "no certificate in it".into()));
+    }
+    Ok(certs)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| TlsError::Key(path.display().to_string(), e.to_string()))
+}
+
+/// The trust anchors in a PEM file of CA certificates.
+fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(chain(path)?);
+    if added == 0 {
+        return Err(TlsError::NoRoots(path.display().to_string()));
+    }
+    Ok(roots)
 }
 
 /// Accepts any certificate chain but still checks the handshake signatures with the key in
@@ -182,21 +208,22 @@ impl ServerCertVerifier for EncryptOnly {
     }
 }
 
-/// The acceptor for `cert` (PEM chain, leaf first) and `key` (PEM, PKCS#8, PKCS#1 or SEC1).
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
-    let shown = |p: &Path| p.display().to_string();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| TlsError::Cert(shown(cert), e.to_string()))?;
-    if certs.is_empty() {
-        return Err(TlsError::Cert(shown(cert), "no certificate in it".into()));
-    }
-    let key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key(shown(key), e.to_string()))?;
-    let config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+/// The acceptor for `cert` (PEM chain, leaf first) and `key` (PEM, PKCS#8, PKCS#1 or SEC1);
+/// with `client_ca`, a client must present a certificate that chains to it (mutual TLS).
+pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match &tls.client_ca {
+        Some(ca) => {
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                    .build()
+                    .map_err(|e| TlsError::Cert(ca.display().to_string(), e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder.with_single_cert(chain(&tls.cert)?, private_key(&tls.key)?)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -208,11 +235,17 @@ mod tests {
     fn missing_or_garbage_files_are_clear_errors() {
         let dir = std::env::temp_dir();
         let none = dir.join("throome-no-such-cert.pem");
-        let err = acceptor(&none, &none).err().map(|e| e.to_string());
+        let config = |p: &Path| TlsConfig {
+            cert: p.to_path_buf(),
+            key: p.to_path_buf(),
+            required: false,
+            client_ca: None,
+        };
+        let err = acceptor(&config(&none)).err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("certificate chain")));
         let garbage = dir.join(format!("throome-garbage-{}.pem", std::process::id()));
         std::fs::write(&garbage, "not pem").unwrap();
-        let err = acceptor(&garbage, &garbage).err().map(|e| e.to_string());
+        let err = acceptor(&config(&garbage)).err().map(|e| e.to_string());
         assert!(
             err.as_ref().is_some_and(|e| e.contains("no certificate")),
             "{err:?}"

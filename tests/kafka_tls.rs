@@ -18,11 +18,19 @@ use common::{Throome, eventually, free_port, run_python_client_with};
 struct TlsTerminator(Child);
 
 impl TlsTerminator {
-    fn start(dir: &std::path::Path, port: u16, pem: &str, to: u16) -> TlsTerminator {
+    /// With `client_ca`, clients must present a certificate it signed.
+    fn start(
+        dir: &std::path::Path,
+        port: u16,
+        pem: &str,
+        to: u16,
+        client_ca: Option<&str>,
+    ) -> TlsTerminator {
         let config = dir.join("haproxy.cfg");
+        let verify = client_ca.map_or(String::new(), |ca| format!(" ca-file {ca} verify required"));
         let text = format!(
             "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
-             frontend tls\n  bind 127.0.0.1:{port} ssl crt {pem}\n  default_backend broker\n\
+             frontend tls\n  bind 127.0.0.1:{port} ssl crt {pem}{verify}\n  default_backend broker\n\
              backend broker\n  server b 127.0.0.1:{to}\n"
         );
         std::fs::write(&config, text).unwrap();
@@ -58,7 +66,7 @@ fn brokers_are_reached_over_verified_tls() {
     let tls_port = free_port();
     let tansu = Tansu::start_advertising(tls_port);
     tansu.create_topic("sealed", 1);
-    let _haproxy = TlsTerminator::start(dir.path(), tls_port, &pem, tansu.port);
+    let _haproxy = TlsTerminator::start(dir.path(), tls_port, &pem, tansu.port, None);
 
     let (listen, base) = (free_port(), free_broker_port_base());
     let server_tls = format!("    server_tls: {{ mode: verify-full, ca: \"{ca}\" }}\n");
@@ -130,5 +138,49 @@ fn clients_reach_the_proxy_over_verified_tls() {
         gw.metrics().contains("kind=\"client_tls\""),
         "{}",
         gw.metrics()
+    );
+}
+
+/// A broker that asks for a client certificate (mutual TLS): Throome presents
+/// `server_tls.cert`; without one it gets no metadata.
+#[test]
+fn a_client_certificate_is_presented_to_brokers_that_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(dir.path());
+    let pem = dir.path().join("haproxy.pem").display().to_string();
+    let both = std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(&key).unwrap();
+    std::fs::write(&pem, both).unwrap();
+    let ours = tempfile::tempdir().unwrap();
+    let (client_ca, client_cert, client_key) = ca_and_leaf(ours.path());
+    let tls_port = free_port();
+    let tansu = Tansu::start_advertising(tls_port);
+    tansu.create_topic("mutual", 1);
+    let _haproxy = TlsTerminator::start(dir.path(), tls_port, &pem, tansu.port, Some(&client_ca));
+
+    let service = |id: &str, identity: &str| {
+        let (listen, base) = (free_port(), free_broker_port_base());
+        let tls = format!("    server_tls: {{ mode: verify-full, ca: \"{ca}\"{identity} }}\n");
+        let yaml = kafka_cluster(id, "mutual", listen, base, &[tls_port]).replace(
+            "    broker_port_base:",
+            &format!("{tls}    broker_port_base:"),
+        );
+        (Throome::start(&[(id, &yaml)]), listen, base)
+    };
+    let identity = format!(", cert: \"{client_cert}\", key: \"{client_key}\"");
+    let (_gw, listen, base) = service("m", &identity);
+    let broker_port = (base + TANSU_NODE).to_string();
+    let bootstrap = format!("127.0.0.1:{listen}");
+    let args = ["roundtrip", &bootstrap, "mutual", "g", "20", &broker_port];
+    common::run_python_client("kafka_client.py", &args);
+
+    let (_gw2, listen, _) = service("n", "");
+    let out = kcat(
+        &["-b", &format!("127.0.0.1:{listen}"), "-L", "-m", "5"],
+        None,
+    );
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

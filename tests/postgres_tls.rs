@@ -200,3 +200,40 @@ fn a_renewed_certificate_is_served_without_a_reload() {
         "the old certificate is still served"
     );
 }
+
+/// `client_ca`: clients must present a certificate that CA signed (mutual TLS).
+#[test]
+fn client_certificates_are_required_with_client_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(dir.path());
+    let clients = tempfile::tempdir().unwrap();
+    let (client_ca, client_cert, client_key) = ca_and_leaf(clients.path());
+    // libpq wants a private key readable by its owner alone.
+    use std::os::unix::fs::PermissionsExt;
+    for k in [&client_key, &key] {
+        std::fs::set_permissions(k, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let pg = Postgres::start();
+    let tls =
+        format!("    tls: {{ cert: \"{cert}\", key: \"{key}\", client_ca: \"{client_ca}\" }}\n");
+    let (_gw, listen) = gateway(&pg, &tls);
+    let verified = format!("sslmode=verify-full sslrootcert={ca}");
+    let with_cert = format!("{verified} sslcert={client_cert} sslkey={client_key}");
+    let out = psql(listen, &with_cert, "SELECT 1");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = psql(listen, &verified, "SELECT 1");
+    assert!(
+        !out.status.success(),
+        "a client without a certificate got in"
+    );
+    // A certificate from another CA is no better.
+    let out = psql(
+        listen,
+        &format!("{verified} sslcert={cert} sslkey={key}"),
+        "SELECT 1",
+    );
+    assert!(
+        !out.status.success(),
+        "a certificate the client CA did not sign got in"
+    );
+}

@@ -175,27 +175,32 @@ pub struct ClientAuth {
 }
 
 /// A PEM certificate chain and private key (paths absolute or relative to Throome's working
-/// directory); with `required`, clients that do not ask for TLS are refused.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// directory); with `required`, clients that do not ask for TLS are refused (postgres); with
+/// `client_ca`, clients must present a certificate signed by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
     #[serde(default)]
     pub required: bool,
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 /// TLS to the servers, by libpq's `sslmode` names: `prefer` (when the server offers it),
 /// `require` (encrypted, the server unverified) or `verify-full` (its certificate chains to
 /// `ca` and names the backend's host).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTlsConfig {
     pub mode: ServerTlsMode,
     pub ca: Option<std::path::PathBuf>,
+    /// A certificate (and its key) presented to servers that ask for one (mutual TLS).
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServerTlsMode {
     Prefer,

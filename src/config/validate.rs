@@ -168,7 +168,7 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
                 "service `{name}`: tls.required: this listener speaks only TLS already"
             ));
         }
-        if let Err(e) = crate::tls::acceptor(&tls.cert, &tls.key) {
+        if let Err(e) = crate::tls::acceptor(tls) {
             return Err(format!("service `{name}`: tls: {e}"));
         }
     }
@@ -191,7 +191,12 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
                 "service `{name}`: server_tls: verify-full needs `ca` (the certificates to trust)"
             ));
         }
-        if let Err(e) = crate::tls::connector(st.ca.as_deref()) {
+        if st.cert.is_some() != st.key.is_some() {
+            return Err(format!(
+                "service `{name}`: server_tls: cert and key go together"
+            ));
+        }
+        if let Err(e) = crate::tls::connector(st) {
             return Err(format!("service `{name}`: server_tls: {e}"));
         }
     }

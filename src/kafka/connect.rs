@@ -57,8 +57,7 @@ pub async fn secure(
         backend: backend(),
         source: std::io::Error::other(e),
     };
-    let connector =
-        crate::tls::cached_connector(config.ca.as_deref()).map_err(|e| failed(e.to_string()))?;
+    let connector = crate::tls::cached_connector(config).map_err(|e| failed(e.to_string()))?;
     let name = ServerName::try_from(host.to_string()).map_err(|e| failed(e.to_string()))?;
     let after = service.spec.connect_timeout;
     match tokio::time::timeout(after, connector.connect(name, tcp)).await {

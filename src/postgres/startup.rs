@@ -105,7 +105,7 @@ pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening
 /// did when the configuration was checked).
 fn tls_acceptor(service: &ServiceRuntime) -> Option<tokio_rustls::TlsAcceptor> {
     let tls = service.spec.tls.as_ref()?;
-    crate::tls::cached_acceptor(&tls.cert, &tls.key)
+    crate::tls::cached_acceptor(tls)
         .inspect_err(|e| tracing::error!(error = %e, "TLS for clients is off"))
         .ok()
 }

@@ -150,8 +150,7 @@ async fn secure(
     let Some(config) = &service.spec.server_tls else {
         return Ok(Stream::Plain(tcp));
     };
-    let connector =
-        crate::tls::cached_connector(config.ca.as_deref()).map_err(|e| e.to_string())?;
+    let connector = crate::tls::cached_connector(config).map_err(|e| e.to_string())?;
     let mut request = 8u32.to_be_bytes().to_vec();
     request.extend_from_slice(&throome_pgwire::SSL_REQUEST.to_be_bytes());
     tcp.write_all(&request).await.map_err(|e| e.to_string())?;

@@ -29,7 +29,7 @@ pub async fn secure(
     let Some(config) = &service.spec.server_tls else {
         return Ok(RedisStream::Plain(tcp));
     };
-    let connector = crate::tls::cached_connector(config.ca.as_deref()).map_err(io::Error::other)?;
+    let connector = crate::tls::cached_connector(config).map_err(io::Error::other)?;
     let name = ServerName::try_from(host.to_string()).map_err(io::Error::other)?;
     Ok(RedisStream::Tls(Box::new(
         connector.connect(name, tcp).await?,
