@@ -3,10 +3,7 @@
 //! side are flushed by the caller (`flush` is free on plain TCP).
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -18,6 +15,24 @@ pub enum Accepted {
 }
 
 impl Accepted {
+    /// The handshake for a session's client as its service asks; a failure is logged and
+    /// counted (`client_tls`) and gives `None`.
+    pub async fn for_session(
+        session: &crate::session::Session,
+        tcp: TcpStream,
+    ) -> Option<Accepted> {
+        let service = &session.service;
+        let limit = service.spec.connect_timeout;
+        match Accepted::accept(tcp, service.spec.tls.as_ref(), limit).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::info!(cluster = %service.cluster, service = %service.name, peer = %session.peer, error = %e, "TLS handshake with a client failed");
+                session.metrics.error(service, "client_tls");
+                None
+            }
+        }
+    }
+
     /// Runs the TLS handshake when `tls` is set, within `limit`.
     pub async fn accept(
         tcp: TcpStream,
@@ -35,42 +50,59 @@ impl Accepted {
     }
 }
 
-impl AsyncRead for Accepted {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Accepted::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Accepted::Tls(s) => Pin::new(s).poll_read(cx, buf),
+/// AsyncRead (and, unless `read:`, AsyncWrite) for an enum whose two variants each hold an
+/// Unpin stream: every call goes to the variant's own.
+macro_rules! either_io {
+    (read: $t:ty, $a:path, $b:path) => {
+        impl tokio::io::AsyncRead for $t {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                match self.get_mut() {
+                    $a(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+                    $b(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+                }
+            }
         }
-    }
+    };
+    ($t:ty, $a:path, $b:path) => {
+        $crate::accepted::either_io!(read: $t, $a, $b);
+        impl tokio::io::AsyncWrite for $t {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                match self.get_mut() {
+                    $a(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+                    $b(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+                }
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                match self.get_mut() {
+                    $a(s) => std::pin::Pin::new(s).poll_flush(cx),
+                    $b(s) => std::pin::Pin::new(s).poll_flush(cx),
+                }
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                match self.get_mut() {
+                    $a(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+                    $b(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+                }
+            }
+        }
+    };
 }
+pub(crate) use either_io;
 
-impl AsyncWrite for Accepted {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Accepted::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Accepted::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Accepted::Plain(s) => Pin::new(s).poll_flush(cx),
-            Accepted::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Accepted::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Accepted::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+either_io!(Accepted, Accepted::Plain, Accepted::Tls);

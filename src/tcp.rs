@@ -64,15 +64,9 @@ pub(crate) async fn splice(
     bytes_in: &Counter,
     bytes_out: &Counter,
 ) -> Result<(), ProxyError> {
-    let (mut cr, mut cw) = client.split();
-    let (mut ur, mut uw) = upstream.split();
-    let to_upstream = pump(&mut cr, &mut uw, bytes_in, Dir::ToBackend);
-    let to_client = pump(&mut ur, &mut cw, bytes_out, Dir::ToClient);
-    tokio::pin!(to_upstream, to_client);
-    tokio::select! {
-        r = &mut to_upstream => { r?; to_client.await }
-        r = &mut to_client => { r?; to_upstream.await }
-    }
+    let (cr, cw) = client.split();
+    let (ur, uw) = upstream.split();
+    both_ways((cr, cw), (ur, uw), bytes_in, bytes_out).await
 }
 
 /// `splice` with sides of any kind (TLS on either).
@@ -86,8 +80,28 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut ur, mut uw) = tokio::io::split(upstream);
+    both_ways(
+        tokio::io::split(client),
+        tokio::io::split(upstream),
+        bytes_in,
+        bytes_out,
+    )
+    .await
+}
+
+/// Copies each way until both are done (the first error ends it).
+async fn both_ways<CR, CW, UR, UW>(
+    (mut cr, mut cw): (CR, CW),
+    (mut ur, mut uw): (UR, UW),
+    bytes_in: &Counter,
+    bytes_out: &Counter,
+) -> Result<(), ProxyError>
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
     let to_upstream = pump(&mut cr, &mut uw, bytes_in, Dir::ToBackend);
     let to_client = pump(&mut ur, &mut cw, bytes_out, Dir::ToClient);
     tokio::pin!(to_upstream, to_client);

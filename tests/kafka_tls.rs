@@ -49,6 +49,38 @@ impl TlsTerminator {
     }
 }
 
+/// A kafka service over the broker at `port`, with `lines` (indented YAML) added; (gateway,
+/// listen port, broker port base).
+fn service_with(id: &str, port: u16, lines: &str) -> (Throome, u16, u16) {
+    let (listen, base) = (free_port(), free_broker_port_base());
+    let yaml = kafka_cluster(id, id, listen, base, &[port]).replace(
+        "    broker_port_base:",
+        &format!("{lines}    broker_port_base:"),
+    );
+    (Throome::start(&[(id, &yaml)]), listen, base)
+}
+
+/// kcat gets no metadata through `listen`.
+fn assert_no_metadata(listen: u16) {
+    let out = kcat(
+        &["-b", &format!("127.0.0.1:{listen}"), "-L", "-m", "5"],
+        None,
+    );
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// HAProxy's `crt` file: the certificate, then its key.
+fn haproxy_pem(dir: &std::path::Path, cert: &str, key: &str) -> String {
+    let pem = dir.join("haproxy.pem");
+    let both = std::fs::read_to_string(cert).unwrap() + &std::fs::read_to_string(key).unwrap();
+    std::fs::write(&pem, both).unwrap();
+    pem.display().to_string()
+}
+
 impl Drop for TlsTerminator {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -60,21 +92,14 @@ impl Drop for TlsTerminator {
 fn brokers_are_reached_over_verified_tls() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = ca_and_leaf(dir.path());
-    let pem = dir.path().join("haproxy.pem").display().to_string();
-    let both = std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(&key).unwrap();
-    std::fs::write(&pem, both).unwrap();
+    let pem = haproxy_pem(dir.path(), &cert, &key);
     let tls_port = free_port();
     let tansu = Tansu::start_advertising(tls_port);
     tansu.create_topic("sealed", 1);
     let _haproxy = TlsTerminator::start(dir.path(), tls_port, &pem, tansu.port, None);
 
-    let (listen, base) = (free_port(), free_broker_port_base());
     let server_tls = format!("    server_tls: {{ mode: verify-full, ca: \"{ca}\" }}\n");
-    let yaml = kafka_cluster("k", "sealed", listen, base, &[tls_port]).replace(
-        "    broker_port_base:",
-        &format!("{server_tls}    broker_port_base:"),
-    );
-    let _gw = Throome::start(&[("k", &yaml)]);
+    let (_gw, listen, base) = service_with("k", tls_port, &server_tls);
     let broker_port = (base + TANSU_NODE).to_string();
     common::run_python_client(
         "kafka_client.py",
@@ -91,22 +116,9 @@ fn brokers_are_reached_over_verified_tls() {
     // A CA that did not sign HAProxy's certificate: no broker connection, so no metadata.
     let other = tempfile::tempdir().unwrap();
     let (stranger, _, _) = ca_and_leaf(other.path());
-    let (listen, base) = (free_port(), free_broker_port_base());
     let server_tls = format!("    server_tls: {{ mode: verify-full, ca: \"{stranger}\" }}\n");
-    let yaml = kafka_cluster("u", "untrusted", listen, base, &[tls_port]).replace(
-        "    broker_port_base:",
-        &format!("{server_tls}    broker_port_base:"),
-    );
-    let _gw2 = Throome::start(&[("u", &yaml)]);
-    let out = kcat(
-        &["-b", &format!("127.0.0.1:{listen}"), "-L", "-m", "5"],
-        None,
-    );
-    assert!(
-        !out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (_gw2, listen, _) = service_with("u", tls_port, &server_tls);
+    assert_no_metadata(listen);
 }
 
 #[test]
@@ -115,25 +127,15 @@ fn clients_reach_the_proxy_over_verified_tls() {
     let (ca, cert, key) = ca_and_leaf(dir.path());
     let tansu = Tansu::start();
     tansu.create_topic("inbound", 1);
-    let (listen, base) = (free_port(), free_broker_port_base());
     let tls = format!("    tls: {{ cert: \"{cert}\", key: \"{key}\" }}\n");
-    let yaml = kafka_cluster("k", "inbound", listen, base, &[tansu.port]).replace(
-        "    broker_port_base:",
-        &format!("{tls}    broker_port_base:"),
-    );
-    let gw = Throome::start(&[("k", &yaml)]);
+    let (gw, listen, base) = service_with("k", tansu.port, &tls);
     let broker_port = (base + TANSU_NODE).to_string();
     let bootstrap = format!("127.0.0.1:{listen}");
     let args = ["roundtrip", &bootstrap, "inbound", "g", "50", &broker_port];
     run_python_client_with("kafka_client.py", &args, &[("KAFKA_SSL_CAFILE", &ca)]);
 
     // A client in clear gets no answer it can read, and the failed handshake is counted.
-    let out = kcat(&["-b", &bootstrap, "-L", "-m", "5"], None);
-    assert!(
-        !out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_no_metadata(listen);
     assert!(
         gw.metrics().contains("kind=\"client_tls\""),
         "{}",
@@ -147,9 +149,7 @@ fn clients_reach_the_proxy_over_verified_tls() {
 fn a_client_certificate_is_presented_to_brokers_that_ask() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = ca_and_leaf(dir.path());
-    let pem = dir.path().join("haproxy.pem").display().to_string();
-    let both = std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(&key).unwrap();
-    std::fs::write(&pem, both).unwrap();
+    let pem = haproxy_pem(dir.path(), &cert, &key);
     let ours = tempfile::tempdir().unwrap();
     let (client_ca, client_cert, client_key) = ca_and_leaf(ours.path());
     let tls_port = free_port();
@@ -158,13 +158,8 @@ fn a_client_certificate_is_presented_to_brokers_that_ask() {
     let _haproxy = TlsTerminator::start(dir.path(), tls_port, &pem, tansu.port, Some(&client_ca));
 
     let service = |id: &str, identity: &str| {
-        let (listen, base) = (free_port(), free_broker_port_base());
         let tls = format!("    server_tls: {{ mode: verify-full, ca: \"{ca}\"{identity} }}\n");
-        let yaml = kafka_cluster(id, "mutual", listen, base, &[tls_port]).replace(
-            "    broker_port_base:",
-            &format!("{tls}    broker_port_base:"),
-        );
-        (Throome::start(&[(id, &yaml)]), listen, base)
+        service_with(id, tls_port, &tls)
     };
     let identity = format!(", cert: \"{client_cert}\", key: \"{client_key}\"");
     let (_gw, listen, base) = service("m", &identity);
@@ -174,13 +169,5 @@ fn a_client_certificate_is_presented_to_brokers_that_ask() {
     common::run_python_client("kafka_client.py", &args);
 
     let (_gw2, listen, _) = service("n", "");
-    let out = kcat(
-        &["-b", &format!("127.0.0.1:{listen}"), "-L", "-m", "5"],
-        None,
-    );
-    assert!(
-        !out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_no_metadata(listen);
 }

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::gateway::cluster_of;
-use common::{RedisServer, Throome, eventually, free_port};
+use common::{RedisServer, Throome, eventually};
 
 use common::redis_cli as cli;
 
@@ -68,25 +67,11 @@ fn reshard(nodes: &[RedisServer], slots: u32) {
 }
 
 fn gateway(seed: u16) -> (Throome, u16) {
-    let listen = free_port();
-    let yaml = cluster_of(
-        "redis",
-        "rc",
-        "cache",
-        listen,
-        &[(seed, "primary", 1)],
-        "    sharding: cluster\n",
-        "",
-    );
-    (Throome::start(&[("rc", &yaml)]), listen)
+    let backends = [(seed, "primary", 1)];
+    common::gateway::one_service("redis", "rc", &backends, "    sharding: cluster\n")
 }
 
-fn con(port: u16) -> redis::Connection {
-    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-        .unwrap()
-        .get_connection()
-        .unwrap()
-}
+use common::redis_con as con;
 
 #[test]
 fn one_seed_is_enough_and_multi_key_commands_follow_slots() {

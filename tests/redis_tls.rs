@@ -6,7 +6,6 @@
 
 mod common;
 
-use common::gateway::cluster_of;
 use common::tls::ca_and_leaf;
 use common::{RedisServer, Throome, free_port};
 
@@ -31,26 +30,11 @@ fn tls_server(dir: &std::path::Path) -> (RedisServer, u16, String) {
 }
 
 fn gateway(tls_port: u16, ca: &str) -> (Throome, u16) {
-    let listen = free_port();
     let extra = format!("    server_tls: {{ mode: verify-full, ca: \"{ca}\" }}\n");
-    let yaml = cluster_of(
-        "redis",
-        "r",
-        "cache",
-        listen,
-        &[(tls_port, "primary", 1)],
-        &extra,
-        "",
-    );
-    (Throome::start(&[("r", &yaml)]), listen)
+    common::gateway::one_service("redis", "r", &[(tls_port, "primary", 1)], &extra)
 }
 
-fn con(port: u16) -> redis::Connection {
-    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-        .unwrap()
-        .get_connection()
-        .unwrap()
-}
+use common::redis_con as con;
 
 #[test]
 fn every_kind_of_backend_connection_speaks_tls() {
@@ -119,18 +103,9 @@ fn redis_cli_and_redis_benchmark_reach_the_proxy_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = ca_and_leaf(dir.path());
     let server = RedisServer::start();
-    let listen = free_port();
     let extra = format!("    tls: {{ cert: \"{cert}\", key: \"{key}\" }}\n");
-    let yaml = cluster_of(
-        "redis",
-        "r",
-        "cache",
-        listen,
-        &[(server.port, "primary", 1)],
-        &extra,
-        "",
-    );
-    let gw = Throome::start(&[("r", &yaml)]);
+    let (gw, listen) =
+        common::gateway::one_service("redis", "r", &[(server.port, "primary", 1)], &extra);
     let port = listen.to_string();
     let tls_cli = |tool: &str, args: &[&str]| {
         let out = std::process::Command::new(tool)

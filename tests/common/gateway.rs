@@ -285,6 +285,18 @@ pub fn cluster_of(
     s
 }
 
+/// One service of `kind` on a free port over `backends`, started: (gateway, listen port).
+pub fn one_service(
+    kind: &str,
+    id: &str,
+    backends: &[(u16, &str, u32)],
+    service_extra: &str,
+) -> (Throome, u16) {
+    let listen = super::free_port();
+    let yaml = cluster_of(kind, id, "cache", listen, backends, service_extra, "");
+    (Throome::start(&[(id, &yaml)]), listen)
+}
+
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }

@@ -114,6 +114,14 @@ pub fn assert_promtool_accepts(text: &str) {
 }
 
 /// `redis-cli -p PORT ARGS...`, its standard output trimmed.
+/// A `redis` crate connection to 127.0.0.1:`port`.
+pub fn redis_con(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
 pub fn redis_cli(port: u16, args: &[&str]) -> String {
     let out = std::process::Command::new("redis-cli")
         .arg("-p")

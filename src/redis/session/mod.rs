@@ -125,14 +125,8 @@ enum Flow {
 
 pub async fn serve(session: Session, client: TcpStream) {
     let service = session.service.clone();
-    let limit = service.spec.connect_timeout;
-    let client = match Accepted::accept(client, service.spec.tls.as_ref(), limit).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::info!(cluster = %service.cluster, service = %service.name, peer = %session.peer, error = %e, "TLS handshake with a client failed");
-            session.metrics.error(&service, "client_tls");
-            return;
-        }
+    let Some(client) = Accepted::for_session(&session, client).await else {
+        return;
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut c = Client {

@@ -3,11 +3,9 @@
 //! the same; a shared connection is split in halves for its reader and writer tasks.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_rustls::client::TlsStream;
@@ -83,44 +81,5 @@ impl WriteSide {
     }
 }
 
-macro_rules! delegate_read {
-    ($t:ty, $($v:path),+) => {
-        impl AsyncRead for $t {
-            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-                match self.get_mut() {
-                    $($v(s) => Pin::new(s).poll_read(cx, buf),)+
-                }
-            }
-        }
-    };
-}
-
-delegate_read!(RedisStream, RedisStream::Plain, RedisStream::Tls);
-delegate_read!(ReadSide, ReadSide::Plain, ReadSide::Tls);
-
-impl AsyncWrite for RedisStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            RedisStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            RedisStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            RedisStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            RedisStream::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            RedisStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            RedisStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+crate::accepted::either_io!(RedisStream, RedisStream::Plain, RedisStream::Tls);
+crate::accepted::either_io!(read: ReadSide, ReadSide::Plain, ReadSide::Tls);
