@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use crate::config::{ServerTlsConfig, TlsConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio::net::TcpStream;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
@@ -111,6 +112,18 @@ pub fn cached_connector(tls: &ServerTlsConfig) -> Result<TlsConnector, TlsError>
 
 fn present<'a>(files: &[Option<&'a PathBuf>]) -> Vec<&'a Path> {
     files.iter().flatten().map(|p| p.as_path()).collect()
+}
+
+/// The TLS handshake as a client over `tcp` to `host` (the name the certificate must carry
+/// under `verify-full`), with the service's `server_tls`.
+pub async fn connect(
+    tls: &ServerTlsConfig,
+    host: &str,
+    tcp: TcpStream,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let connector = cached_connector(tls).map_err(std::io::Error::other)?;
+    let name = ServerName::try_from(host.to_string()).map_err(std::io::Error::other)?;
+    connector.connect(name, tcp).await
 }
 
 fn provider() -> Arc<CryptoProvider> {

@@ -3,7 +3,6 @@
 //! stands for), wrapped in TLS when the service has `server_tls` (Kafka's `SSL` and
 //! `SASL_SSL` listeners: TLS from the first byte, no negotiation in the protocol).
 
-use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -53,14 +52,8 @@ pub async fn secure(
         return Ok(BrokerStream::Plain(tcp));
     };
     let backend = || host.to_string();
-    let failed = |e: String| ProxyError::Connect {
-        backend: backend(),
-        source: std::io::Error::other(e),
-    };
-    let connector = crate::tls::cached_connector(config).map_err(|e| failed(e.to_string()))?;
-    let name = ServerName::try_from(host.to_string()).map_err(|e| failed(e.to_string()))?;
     let after = service.spec.connect_timeout;
-    match tokio::time::timeout(after, connector.connect(name, tcp)).await {
+    match tokio::time::timeout(after, crate::tls::connect(config, host, tcp)).await {
         Ok(Ok(tls)) => Ok(BrokerStream::Tls(Box::new(tls))),
         Ok(Err(source)) => Err(ProxyError::Connect {
             backend: backend(),

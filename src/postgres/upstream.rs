@@ -18,7 +18,6 @@ use super::startup::Credential;
 use crate::backend::BackendState;
 use crate::config::ServerTlsMode;
 use crate::snapshot::ServiceRuntime;
-use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +149,6 @@ async fn secure(
     let Some(config) = &service.spec.server_tls else {
         return Ok(Stream::Plain(tcp));
     };
-    let connector = crate::tls::cached_connector(config).map_err(|e| e.to_string())?;
     let mut request = 8u32.to_be_bytes().to_vec();
     request.extend_from_slice(&throome_pgwire::SSL_REQUEST.to_be_bytes());
     tcp.write_all(&request).await.map_err(|e| e.to_string())?;
@@ -164,9 +162,7 @@ async fn secure(
         (b'N', _) => return Err("the server does not offer TLS (server_tls requires it)".into()),
         (other, _) => return Err(format!("unexpected answer {other:#04x} to SSLRequest")),
     }
-    let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-    let tls = connector
-        .connect(name, tcp)
+    let tls = crate::tls::connect(config, host, tcp)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
     Ok(Stream::TlsToServer(Box::new(tls)))

@@ -4,7 +4,6 @@
 
 use std::io;
 
-use rustls_pki_types::ServerName;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -27,11 +26,8 @@ pub async fn secure(
     let Some(config) = &service.spec.server_tls else {
         return Ok(RedisStream::Plain(tcp));
     };
-    let connector = crate::tls::cached_connector(config).map_err(io::Error::other)?;
-    let name = ServerName::try_from(host.to_string()).map_err(io::Error::other)?;
-    Ok(RedisStream::Tls(Box::new(
-        connector.connect(name, tcp).await?,
-    )))
+    let tls = crate::tls::connect(config, host, tcp).await?;
+    Ok(RedisStream::Tls(Box::new(tls)))
 }
 
 impl RedisStream {
