@@ -107,13 +107,17 @@ async fn cancel_reaches_the_server_running_the_query() {
     let port = pg.port;
     let (_gw, listen) = pg_gateway(&[(port, "primary", 1)], "").await;
     let client = connect(listen, "alice", "wonderland").await.unwrap();
+    cancel_a_sleep(client, &direct(port).await).await;
+}
+
+/// Cancels a `pg_sleep` of `client` once `admin` sees it running (a cancel for a client
+/// between queries is ignored) and checks the client gets 57014.
+async fn cancel_a_sleep(client: Client, admin: &Client) {
     let token = client.cancel_token();
     let sleeper = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
-    // Cancel once the server runs it (a cancel for a client between queries is ignored).
-    let admin = direct(port).await;
     let running = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' \
                    AND state = 'active'";
-    assert_eq!(until_count(&admin, running, 1).await, 1);
+    assert_eq!(until_count(admin, running, 1).await, 1);
     token.cancel_query(NoTls).await.unwrap();
     let result = tokio::time::timeout(Duration::from_secs(10), sleeper)
         .await
@@ -121,6 +125,27 @@ async fn cancel_reaches_the_server_running_the_query() {
         .unwrap();
     let err = result.expect_err("the query was cancelled");
     assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+}
+
+/// A backend `host` that starts with `/` is the directory of the server's Unix-domain socket
+/// (`.s.PGSQL.<port>`, libpq's rule, as PgBouncer's `host=/var/run/postgresql`): logins,
+/// queries and cancel requests all go over it (the health probe shares the login path).
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_over_a_unix_socket() {
+    let pg = Postgres::start();
+    let (dir, port) = (pg.socket_dir(), pg.port);
+    let listen = common::free_port();
+    let yaml = format!(
+        "cluster_id: u\nname: u\nservices:\n  db:\n    type: postgres\n    listen: \"127.0.0.1:{listen}\"\n    username: postgres\n    host: \"{dir}\"\n    port: {port}\n    auth:\n      users: {{ alice: wonderland }}\n"
+    );
+    let _gw = tokio::task::spawn_blocking(move || common::Throome::start(&[("u", &yaml)]))
+        .await
+        .unwrap();
+    let client = connect(listen, "alice", "wonderland").await.unwrap();
+    // NULL: the server sees a connection that did not come over TCP.
+    let row = client.query_one("SELECT inet_server_port()", &[]).await;
+    assert_eq!(row.unwrap().get::<_, Option<i32>>(0), None);
+    cancel_a_sleep(client, &direct(port).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,149 +188,4 @@ async fn read_write_split_sends_plain_reads_to_the_replica() {
     });
     assert!(down.await.unwrap(), "the replica is marked down");
     assert_eq!(server_port(&c, "SELECT inet_server_port()").await, p);
-}
-
-/// Makes the server ask for passwords: `scram_user` (SCRAM-SHA-256), `md5_user` (md5) and
-/// `clear_user` (cleartext),
-/// through pg_hba.conf rules in front of the harness's `trust` default.
-async fn require_passwords(admin: &Client) {
-    admin
-        .batch_execute(
-            "SET password_encryption = 'scram-sha-256'; \
-             CREATE ROLE scram_user LOGIN PASSWORD 'scram-pw'; \
-             CREATE ROLE clear_user LOGIN PASSWORD 'clear-pw'; \
-             SET password_encryption = 'md5'; \
-             CREATE ROLE md5_user LOGIN PASSWORD 'md5-pw';",
-        )
-        .await
-        .unwrap();
-    let hba: String = admin.query_one("SHOW hba_file", &[]).await.unwrap().get(0);
-    let old = std::fs::read_to_string(&hba).unwrap();
-    let rules =
-        "host all scram_user 127.0.0.1/32 scram-sha-256\nhost all md5_user 127.0.0.1/32 md5\n";
-    std::fs::write(&hba, format!("{rules}{old}")).unwrap();
-    admin
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_proxy_logs_in_to_servers_with_scram_and_md5() {
-    let pg = Postgres::start();
-    let port = pg.port;
-    require_passwords(&direct(port).await).await;
-    for (user, password) in [
-        ("scram_user", "scram-pw"),
-        ("md5_user", "md5-pw"),
-        ("clear_user", "clear-pw"),
-    ] {
-        let extra = format!(
-            "    username: {user}\n    password: {password}\n    database: postgres\n    auth:\n      users: {{ alice: wonderland }}\n"
-        );
-        let (gw, listen) = service("b", &[(port, "primary", 1)], &extra, "").await;
-        let c = connect(listen, "alice", "wonderland").await.unwrap();
-        let who: String = c
-            .query_one("SELECT current_user::text", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(who, user);
-        drop(gw);
-    }
-    // A wrong backend password: the client gets the server's own 28P01.
-    let extra = "    username: scram_user\n    password: wrong\n    database: postgres\n    auth:\n      users: { alice: wonderland }\n";
-    let (_gw, listen) = service("w", &[(port, "primary", 1)], extra, "").await;
-    let err = connect(listen, "alice", "wonderland").await.err().unwrap();
-    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
-}
-
-/// With neither `username` nor `password` in the service, clients log in to servers as
-/// themselves: with their password from `auth.users`, or, where that entry is the server's
-/// own SCRAM verifier (`pg_authid.rolpassword`), with the key the client's SCRAM proof
-/// revealed: no password is stored in the configuration.
-#[tokio::test(flavor = "multi_thread")]
-async fn clients_log_in_to_servers_as_themselves() {
-    let pg = Postgres::start();
-    let port = pg.port;
-    let admin = direct(port).await;
-    require_passwords(&admin).await;
-    let sql = "SELECT rolpassword FROM pg_authid WHERE rolname = 'scram_user'";
-    let verifier: String = admin.query_one(sql, &[]).await.unwrap().get(0);
-    let users = |scram: &str| {
-        format!(
-            "    auth:\n      users:\n        scram_user: \"{scram}\"\n        md5_user: md5-pw\n"
-        )
-    };
-    let (_gw, listen) = service("s", &[(port, "primary", 1)], &users(&verifier), "").await;
-    for (user, password) in [("scram_user", "scram-pw"), ("md5_user", "md5-pw")] {
-        let c = connect(listen, user, password).await.unwrap();
-        let sql = "SELECT current_user::text";
-        let who: String = c.query_one(sql, &[]).await.unwrap().get(0);
-        assert_eq!(who, user);
-    }
-    let err = connect(listen, "scram_user", "nope").await.err().unwrap();
-    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
-
-    // The same password under another salt is another secret: the client passes the proxy,
-    // but its key does not open the server, and it is told so.
-    let other = postgres_protocol::password::scram_sha_256(b"scram-pw");
-    let (_gw2, listen) = service("o", &[(port, "primary", 1)], &users(&other), "").await;
-    let err = connect(listen, "scram_user", "scram-pw")
-        .await
-        .err()
-        .unwrap();
-    let text = err.as_db_error().map(|e| e.message().to_string());
-    assert!(
-        text.as_deref().is_some_and(|t| t.contains("differs")),
-        "{err:?}"
-    );
-}
-
-/// Users missing from `auth.users` are looked up with the service's auth query (PgBouncer's
-/// `auth_query`): their SCRAM verifier checks the client, and the key its proof reveals logs
-/// in to servers as that user.
-#[tokio::test(flavor = "multi_thread")]
-async fn users_are_looked_up_with_the_auth_query() {
-    let pg = Postgres::start();
-    let port = pg.port;
-    require_passwords(&direct(port).await).await;
-    let with = |sql: &str| {
-        format!(
-            "    auth:\n      query:\n        sql: \"{sql} WHERE rolname = $1\"\n        user: postgres\n"
-        )
-    };
-    let extra = with("SELECT rolpassword FROM pg_authid");
-    let (_gw, listen) = service("q", &[(port, "primary", 1)], &extra, "").await;
-    let c = connect(listen, "scram_user", "scram-pw").await.unwrap();
-    let who: String = c
-        .query_one("SELECT current_user::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(who, "scram_user");
-    // A wrong password, no such role, and a role whose secret is an md5 hash (not a
-    // verifier): all the same 28P01.
-    for (user, password) in [
-        ("scram_user", "nope"),
-        ("nobody", "scram-pw"),
-        ("md5_user", "md5-pw"),
-    ] {
-        let err = connect(listen, user, password).await.err().unwrap();
-        assert_eq!(
-            err.code(),
-            Some(&SqlState::INVALID_PASSWORD),
-            "{user}: {err}"
-        );
-    }
-
-    // A query that fails: the client is told the lookup failed, not that its password was
-    // wrong.
-    let extra = with("SELECT no_such_column FROM pg_authid");
-    let (_gw2, listen) = service("f", &[(port, "primary", 1)], &extra, "").await;
-    let err = connect(listen, "scram_user", "scram-pw")
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err:?}");
 }

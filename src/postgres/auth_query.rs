@@ -53,7 +53,7 @@ pub async fn lookup(
     let credential = query
         .password
         .as_ref()
-        .map(|p| Credential::Password(p.expose().to_string()));
+        .map(|p| Credential::from_secret(p.expose()));
     let (mut lease, _) = pool::lease(service, &pools, &pool, backend, credential.as_ref()).await?;
     let found = run(&mut lease.server, &query.sql, user).await;
     // A connection left mid-answer is dropped with the lease instead of going back.

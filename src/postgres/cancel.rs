@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// Where a cancel for one client goes right now.
 #[derive(Clone)]
@@ -118,11 +116,10 @@ pub async fn forward(pid: i32, key: &[u8]) {
     let Some(t) = target else {
         return;
     };
-    let connect = TcpStream::connect((t.backend.host.as_str(), t.backend.port));
+    let connect = super::upstream::dial(&t.backend);
     if let Ok(Ok(mut s)) = tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
         let _ = s
             .write_all(&throome_pgwire::build::cancel_request(t.pid, &t.key))
             .await;
-        let _ = s.shutdown().await;
     }
 }

@@ -3,7 +3,7 @@
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -22,6 +22,8 @@ pub enum WireError {
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// A server connection over a Unix-domain socket (`host: /dir`, as libpq).
+    Unix(UnixStream),
     /// A server connection over TLS.
     TlsToServer(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// Between the two, while the handshake runs (or after it failed).
@@ -35,6 +37,7 @@ impl Stream {
     pub fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Stream::Plain(s) => s.try_read(buf),
+            Stream::Unix(s) => s.try_read(buf),
             Stream::TlsToServer(s) => s.get_ref().0.try_read(buf),
             _ => Err(std::io::ErrorKind::Unsupported.into()),
         }
@@ -43,15 +46,17 @@ impl Stream {
     async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read_buf(buf).await,
+            Stream::Unix(s) => s.read_buf(buf).await,
             Stream::Tls(s) => s.read_buf(buf).await,
             Stream::TlsToServer(s) => s.read_buf(buf).await,
             Stream::Gone => Err(std::io::ErrorKind::NotConnected.into()),
         }
     }
 
-    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Unix(s) => s.write_all(bytes).await,
             Stream::Tls(s) => {
                 s.write_all(bytes).await?;
                 // rustls buffers a record until flushed.

@@ -18,6 +18,7 @@ pub mod prepared;
 pub mod probe;
 pub mod scram;
 mod scram_client;
+mod secret;
 mod session;
 mod split;
 mod startup;

@@ -8,6 +8,7 @@ use throome_pgwire::{Startup, build, msg, scan_startup};
 
 use super::io::{Wire, WireError};
 use super::scram::{self, Exchange, Verifier};
+use super::secret::{self, Kind};
 use crate::config::AuthMethod;
 use crate::snapshot::ServiceRuntime;
 
@@ -27,9 +28,21 @@ pub struct Login {
 pub enum Credential {
     /// The user's password from `auth.users`.
     Password(String),
+    /// The user's md5 hash (`md5...`, as in `pg_authid`): answers md5 challenges only.
+    Md5Hash(String),
     /// The ClientKey the user's SCRAM proof revealed, for a user whose `auth.users` entry is
     /// a SCRAM verifier (see `scram_client`).
     ClientKey(scram::ClientKey),
+}
+
+impl Credential {
+    /// A configured secret used to log in: an md5 hash as such, anything else as a password.
+    pub fn from_secret(secret: &str) -> Credential {
+        match secret::kind(secret) {
+            Kind::Md5Hash => Credential::Md5Hash(secret.to_string()),
+            _ => Credential::Password(secret.to_string()),
+        }
+    }
 }
 
 pub enum Opening {
@@ -191,49 +204,49 @@ async fn authenticate(
         && let Some(query) = &auth.query
     {
         match super::auth_query::lookup(service, query, user, database).await {
-            // Only a SCRAM verifier is taken from the server (an md5 hash is not a password).
-            Ok(found) => secret = found.filter(|s| Verifier::parse(s).is_some()),
+            Ok(found) => secret = found,
             Err(e) => return Ok(Authenticated::Unknowable(e.to_string())),
         }
     }
-    // A configured password serves for server logins too; a stored verifier only through
-    // the key a SCRAM proof reveals.
-    let password = secret
-        .clone()
-        .filter(|s| Verifier::parse(s).is_none())
-        .map(Credential::Password);
-    let result = match auth.method.unwrap_or_default() {
+    let kind = secret.as_deref().map(secret::kind);
+    // As PgBouncer: under md5 a user whose secret is a SCRAM verifier is asked for SCRAM
+    // (md5 cannot be checked against a verifier); under SCRAM an md5 hash cannot serve.
+    let method = match (auth.method.unwrap_or_default(), kind) {
+        (AuthMethod::Md5, Some(Kind::Scram)) => AuthMethod::ScramSha256,
+        (m, _) => m,
+    };
+    let result = match method {
         AuthMethod::Trust => Authenticated::Yes(None),
         AuthMethod::Md5 => {
             let mut salt = [0u8; 4];
             let _ = getrandom::fill(&mut salt);
             client.send(&build::auth_md5(salt)).await?;
             let answer = password_message(client).await?;
-            let ok = secret.is_some_and(|s| {
-                let want = postgres_protocol::authentication::md5_hash(
-                    user.as_bytes(),
-                    s.as_bytes(),
-                    salt,
-                );
-                answer.strip_suffix(b"\0") == Some(want.as_bytes())
+            let want = secret.as_deref().map(|s| match secret::kind(s) {
+                Kind::Md5Hash => secret::md5_answer(s, salt),
+                _ => secret::md5_answer(&secret::md5_hash(user, s), salt),
             });
-            match ok {
-                true => Authenticated::Yes(password),
+            match want.is_some_and(|w| answer.strip_suffix(b"\0") == Some(w.as_bytes())) {
+                true => Authenticated::Yes(secret.as_deref().map(Credential::from_secret)),
                 false => Authenticated::No,
             }
         }
         AuthMethod::ScramSha256 => {
-            // An unknown user goes through the exchange too, against a random verifier, so
-            // the answer does not tell which users exist.
-            let verifier = match &secret {
-                Some(s) => scram::cached(s),
-                None => scram::cached("throome: no such user"),
-            };
+            // An unknown user (or one with only an md5 hash) goes through the exchange too,
+            // against a random verifier, so the answer does not tell which users exist.
+            let usable = secret.as_deref().filter(|_| kind != Some(Kind::Md5Hash));
+            let verifier = scram::cached(usable.unwrap_or("throome: no such user"));
             match scram_exchange(client, &verifier).await? {
-                Some(key) if secret.is_some() => {
-                    Authenticated::Yes(password.or(Some(Credential::ClientKey(key))))
-                }
-                _ => Authenticated::No,
+                // A configured password serves for server logins too; a stored verifier
+                // only through the key the proof revealed.
+                Some(key) => match usable.map(|s| (s, secret::kind(s))) {
+                    Some((s, Kind::Password)) => {
+                        Authenticated::Yes(Some(Credential::Password(s.to_string())))
+                    }
+                    Some(_) => Authenticated::Yes(Some(Credential::ClientKey(key))),
+                    None => Authenticated::No,
+                },
+                None => Authenticated::No,
             }
         }
     };

@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use throome_pgwire::{build, msg};
 
 use super::io::{Stream, Wire, WireError};
 use super::prepared::Prepared;
 use super::scram_client::KeyLogin;
+use super::secret;
 use super::startup::Credential;
 use crate::backend::BackendState;
 use crate::config::ServerTlsMode;
@@ -75,7 +76,7 @@ pub fn login_credential(
     client: Option<&Credential>,
 ) -> Option<Credential> {
     match (&service.spec.password, &service.spec.username) {
-        (Some(p), _) => Some(Credential::Password(p.expose().to_string())),
+        (Some(p), _) => Some(Credential::from_secret(p.expose())),
         (None, Some(_)) => None,
         (None, None) => client.cloned(),
     }
@@ -91,16 +92,11 @@ pub async fn connect(
     credential: Option<&Credential>,
 ) -> Result<Server, ServerError> {
     let addr = backend.address();
-    let connect = tokio::time::timeout(
-        service.spec.connect_timeout,
-        TcpStream::connect((backend.host.as_str(), backend.port)),
-    );
-    let stream = match connect.await {
+    let stream = match tokio::time::timeout(service.spec.connect_timeout, dial(&backend)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(ServerError::Connect(addr, e.to_string())),
         Err(_) => return Err(ServerError::Connect(addr, "timed out".into())),
     };
-    let _ = stream.set_nodelay(true);
     let secure = tokio::time::timeout(
         service.spec.connect_timeout,
         secure(service, &backend.host, stream),
@@ -138,16 +134,34 @@ pub async fn connect(
 
 type Session = (i32, Bytes, Vec<(Bytes, Bytes)>);
 
+/// libpq's rule for `host`: one that starts with `/` names the directory holding the
+/// server's Unix-domain socket `.s.PGSQL.<port>`
+/// (<https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-HOST>).
+pub fn socket_path(host: &str, port: u16) -> Option<std::path::PathBuf> {
+    host.starts_with('/')
+        .then(|| std::path::Path::new(host).join(format!(".s.PGSQL.{port}")))
+}
+
+/// The transport to `backend`, before any TLS: its Unix-domain socket or TCP.
+pub async fn dial(backend: &BackendState) -> std::io::Result<Stream> {
+    if let Some(path) = socket_path(&backend.host, backend.port) {
+        return Ok(Stream::Unix(UnixStream::connect(path).await?));
+    }
+    let tcp = TcpStream::connect((backend.host.as_str(), backend.port)).await?;
+    let _ = tcp.set_nodelay(true);
+    Ok(Stream::Plain(tcp))
+}
+
 /// With `server_tls`, asks the server for TLS (SSLRequest) and runs the handshake, verifying
 /// the certificate for `host` when the mode says so; a server that declines is used in clear
 /// only under `prefer`.
-async fn secure(
-    service: &ServiceRuntime,
-    host: &str,
-    mut tcp: TcpStream,
-) -> Result<Stream, String> {
+async fn secure(service: &ServiceRuntime, host: &str, stream: Stream) -> Result<Stream, String> {
     let Some(config) = &service.spec.server_tls else {
-        return Ok(Stream::Plain(tcp));
+        return Ok(stream);
+    };
+    // libpq never asks for TLS over a Unix-domain socket; neither do we.
+    let Stream::Plain(mut tcp) = stream else {
+        return Ok(stream);
     };
     let mut request = 8u32.to_be_bytes().to_vec();
     request.extend_from_slice(&throome_pgwire::SSL_REQUEST.to_be_bytes());
@@ -204,6 +218,11 @@ async fn handshake(
                         "the server wants a password; Throome has this user's SCRAM key only"
                             .into(),
                     )),
+                    Some(Credential::Md5Hash(_)) => Err(ServerError::Auth(
+                        "the server wants a password or SCRAM; Throome has this user's md5 \
+                         hash only"
+                            .into(),
+                    )),
                     None => Err(ServerError::Auth("the server wants a password".into())),
                 };
                 let reply = match code {
@@ -217,11 +236,10 @@ async fn handshake(
                         let salt: [u8; 4] = data
                             .try_into()
                             .map_err(|_| ServerError::Auth("bad md5 salt".into()))?;
-                        let hash = postgres_protocol::authentication::md5_hash(
-                            user.as_bytes(),
-                            need()?.as_bytes(),
-                            salt,
-                        );
+                        let hash = match &credential {
+                            Some(Credential::Md5Hash(h)) => secret::md5_answer(h, salt),
+                            _ => secret::md5_answer(&secret::md5_hash(user, &need()?), salt),
+                        };
                         let mut p = hash.into_bytes();
                         p.push(0);
                         build::password(&p)

@@ -96,7 +96,7 @@ impl Drop for RedisServer {
 pub struct Postgres {
     pub port: u16,
     child: Option<Child>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 pub fn pg_bin(name: &str) -> PathBuf {
@@ -205,8 +205,13 @@ impl Postgres {
         Postgres {
             port,
             child: Some(child),
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// The directory of the server's Unix-domain socket (`.s.PGSQL.<port>`).
+    pub fn socket_dir(&self) -> String {
+        self.dir.path().display().to_string()
     }
 }
 
