@@ -50,10 +50,10 @@ impl Accepted {
     }
 }
 
-/// AsyncRead (and, unless `read:`, AsyncWrite) for an enum whose two variants each hold an
+/// AsyncRead (and, unless `read:`, AsyncWrite) for an enum whose variants each hold an
 /// Unpin stream: every call goes to the variant's own.
 macro_rules! either_io {
-    (read: $t:ty, $a:path, $b:path) => {
+    (read: $t:ty, $($v:path),+) => {
         impl tokio::io::AsyncRead for $t {
             fn poll_read(
                 self: std::pin::Pin<&mut Self>,
@@ -61,14 +61,13 @@ macro_rules! either_io {
                 buf: &mut tokio::io::ReadBuf<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
                 match self.get_mut() {
-                    $a(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-                    $b(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+                    $($v(s) => std::pin::Pin::new(s).poll_read(cx, buf),)+
                 }
             }
         }
     };
-    ($t:ty, $a:path, $b:path) => {
-        $crate::accepted::either_io!(read: $t, $a, $b);
+    ($t:ty, $($v:path),+) => {
+        $crate::accepted::either_io!(read: $t, $($v),+);
         impl tokio::io::AsyncWrite for $t {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
@@ -76,8 +75,7 @@ macro_rules! either_io {
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 match self.get_mut() {
-                    $a(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-                    $b(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+                    $($v(s) => std::pin::Pin::new(s).poll_write(cx, buf),)+
                 }
             }
 
@@ -86,8 +84,7 @@ macro_rules! either_io {
                 cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
                 match self.get_mut() {
-                    $a(s) => std::pin::Pin::new(s).poll_flush(cx),
-                    $b(s) => std::pin::Pin::new(s).poll_flush(cx),
+                    $($v(s) => std::pin::Pin::new(s).poll_flush(cx),)+
                 }
             }
 
@@ -96,8 +93,7 @@ macro_rules! either_io {
                 cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
                 match self.get_mut() {
-                    $a(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-                    $b(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+                    $($v(s) => std::pin::Pin::new(s).poll_shutdown(cx),)+
                 }
             }
         }

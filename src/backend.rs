@@ -75,7 +75,9 @@ impl BackendState {
     }
 
     pub fn address(&self) -> String {
-        if self.host.contains(':') {
+        if self.host.starts_with('/') && self.port == 0 {
+            self.host.clone()
+        } else if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
             format!("{}:{}", self.host, self.port)

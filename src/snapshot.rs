@@ -276,10 +276,10 @@ fn resolve(
     };
     let over = svc.routing.clone().unwrap_or_default();
     let backends = match (&svc.host, svc.port) {
-        (Some(host), Some(port)) => {
+        (Some(host), port) => {
             vec![BackendConfig {
                 host: host.clone(),
-                port,
+                port: port.unwrap_or(0),
                 weight: 1,
                 role: Role::Primary,
             }]

@@ -19,13 +19,19 @@ struct Twemproxy {
 
 impl Twemproxy {
     fn start(backends: &[u16]) -> Twemproxy {
+        let servers: Vec<String> = backends.iter().map(|b| format!("127.0.0.1:{b}")).collect();
+        Twemproxy::start_over(&servers)
+    }
+
+    /// Over `servers` as twemproxy writes them (`host:port` or `/path/to/socket`), weight 1.
+    fn start_over(servers: &[String]) -> Twemproxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut conf = format!(
             "pool:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n  distribution: ketama\n  hash_tag: \"{{}}\"\n  servers:\n"
         );
-        for b in backends {
-            conf.push_str(&format!("    - 127.0.0.1:{b}:1\n"));
+        for server in servers {
+            conf.push_str(&format!("    - {server}:1\n"));
         }
         let path = dir.path().join("nutcracker.yml");
         std::fs::write(&path, conf).unwrap();
@@ -239,4 +245,57 @@ fn hash_tags_keep_related_keys_together_and_other_spans_get_crossslot() {
     let err = redis::cmd("SCAN").arg(0).query::<()>(&mut c).unwrap_err();
     assert!(err.to_string().contains("SCAN is not supported"), "{err}");
     assert_eq!(redis::cmd("PING").query::<String>(&mut c).unwrap(), "PONG");
+}
+
+/// Backends on Unix-domain sockets (`host: /path/redis.sock`, redis's `unixsocket`) shard as
+/// twemproxy's `/path/redis.sock:1` servers do: keys written through twemproxy are read back
+/// through Throome, which reaches every shard over its socket.
+#[test]
+fn unix_socket_shards_match_twemproxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let sockets: Vec<String> = (0..3)
+        .map(|i| {
+            dir.path()
+                .join(format!("redis{i}.sock"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let _servers: Vec<RedisServer> = sockets
+        .iter()
+        .map(|path| {
+            let server = RedisServer::start_with(free_port(), &["--unixsocket", path]);
+            assert!(eventually(Duration::from_secs(10), || {
+                std::path::Path::new(path).exists()
+            }));
+            server
+        })
+        .collect();
+    let twem = Twemproxy::start_over(&sockets);
+    let listen = free_port();
+    let mut yaml = format!(
+        "cluster_id: ux\nname: ux\nservices:\n  cache:\n    type: redis\n    listen: \"127.0.0.1:{listen}\"\n    sharding: ketama\n    backends:\n"
+    );
+    for path in &sockets {
+        yaml.push_str(&format!("      - {{ host: \"{path}\" }}\n"));
+    }
+    let _gw = Throome::start(&[("ux", &yaml)]);
+    let (mut via_twem, mut via_throome) = (con(twem.port), con(listen));
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(key(i))
+            .arg(i)
+            .query(&mut via_twem)
+            .unwrap();
+    }
+    for i in 0..200 {
+        let v: Option<i64> = redis::cmd("GET")
+            .arg(key(i))
+            .query(&mut via_throome)
+            .unwrap();
+        assert_eq!(v, Some(i), "{} is not where twemproxy put it", key(i));
+    }
+    // Every shard holds some of them, so every socket was used.
+    let sizes: Vec<i64> = _servers.iter().map(|s| dbsize(s.port)).collect();
+    assert!(sizes.iter().all(|&n| n > 20), "{sizes:?}");
 }

@@ -224,7 +224,11 @@ pub struct AuthQuery {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
+    /// A name or address; one that starts with `/` is a Unix-domain socket (see
+    /// `validate_backend_address`).
     pub host: String,
+    /// Optional only for a Redis socket file.
+    #[serde(default)]
     pub port: u16,
     #[serde(default = "default_weight")]
     pub weight: u32,

@@ -257,3 +257,26 @@ fn json_bodies_parse_too() {
     .unwrap();
     assert_eq!(c.cluster_id.value, "j");
 }
+
+#[test]
+fn unix_socket_backends_per_protocol() {
+    let with = |kind: &str, backend: &str| {
+        format!(
+            "cluster_id: a\nname: b\nservices:\n  s:\n    type: {kind}\n    backends: [{backend}]\n"
+        )
+    };
+    // Redis: the socket file, no port; PostgreSQL: the directory and the server's port.
+    assert!(parse_cluster(&with("redis", "{host: /run/redis.sock}")).is_ok());
+    assert!(parse_cluster(&with("postgres", "{host: /run/postgresql, port: 5432}")).is_ok());
+    let no_port = parse_cluster(&with("postgres", "{host: /run/postgresql}")).unwrap_err();
+    assert!(no_port.message.contains(".s.PGSQL.<port>"), "{no_port:?}");
+    let kafka = parse_cluster(&with("kafka", "{host: /run/k.sock}")).unwrap_err();
+    assert!(kafka.message.contains("Unix-domain socket"), "{kafka:?}");
+    // A network host still needs its port.
+    let tcp = parse_cluster(&with("redis", "{host: cache.internal}")).unwrap_err();
+    assert!(tcp.message.contains("non-zero port"), "{tcp:?}");
+    // The shorthand too.
+    let short =
+        "cluster_id: a\nname: b\nservices:\n  s:\n    type: redis\n    host: /run/redis.sock\n";
+    assert!(parse_cluster(short).is_ok());
+}

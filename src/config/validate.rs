@@ -52,9 +52,43 @@ pub fn validate_cluster(cluster: &ClusterConfig) -> Result<(), Located> {
     Ok(())
 }
 
+/// A backend `host` that starts with `/` is a Unix-domain socket: Redis's `unixsocket` file,
+/// or PostgreSQL's socket directory (libpq's rule).
+fn is_socket_path(host: &str) -> bool {
+    host.starts_with('/')
+}
+
+fn validate_backend_address(
+    name: &str,
+    kind: ServiceKind,
+    host: &str,
+    port: u16,
+) -> Result<(), String> {
+    if host.trim().is_empty() {
+        return Err(format!("service `{name}`: every backend needs a host"));
+    }
+    match (is_socket_path(host), kind) {
+        (false, _) if port == 0 => Err(format!(
+            "service `{name}`: backend {host} needs a non-zero port"
+        )),
+        (false, _) | (true, ServiceKind::Redis) => Ok(()),
+        (true, ServiceKind::Postgres) if port == 0 => Err(format!(
+            "service `{name}`: backend {host} is a socket directory and needs the server's \
+             `port` (the socket is {host}/.s.PGSQL.<port>)"
+        )),
+        (true, ServiceKind::Postgres) => Ok(()),
+        (true, other) => Err(format!(
+            "service `{name}`: backend {host} is a Unix-domain socket, which `type: {}` \
+             does not reach (redis and postgres do)",
+            other.as_str()
+        )),
+    }
+}
+
 fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
     match (&s.host, s.port, s.backends.is_empty()) {
         (Some(_), Some(_), true) | (None, None, false) => {}
+        (Some(h), None, true) if is_socket_path(h) => {}
         (Some(_), None, _) | (None, Some(_), _) => {
             return Err(format!("service `{name}`: `host` and `port` go together"));
         }
@@ -69,17 +103,11 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             ));
         }
     }
-    if s.port == Some(0) {
-        return Err(format!(
-            "service `{name}`: port 0 is not a valid backend port"
-        ));
+    if let Some(host) = &s.host {
+        validate_backend_address(name, s.kind, host, s.port.unwrap_or(0))?;
     }
     for b in &s.backends {
-        if b.host.trim().is_empty() || b.port == 0 {
-            return Err(format!(
-                "service `{name}`: every backend needs a host and a non-zero port"
-            ));
-        }
+        validate_backend_address(name, s.kind, &b.host, b.port)?;
         if b.weight == 0 || b.weight > MAX_WEIGHT {
             return Err(format!(
                 "service `{name}`: backend {}:{} weight must be 1..={MAX_WEIGHT}",

@@ -72,9 +72,13 @@ pub fn hash_tag(key: &[u8], tag: Option<[u8; 2]>) -> &[u8] {
     }
 }
 
-/// The twemproxy name of a backend.
+/// The twemproxy name of a backend. A Unix socket (`/path:weight` in twemproxy) is named
+/// `/path:`: its `conf_add_server` takes the address and one byte more, the colon, as it
+/// would take `:port`.
 pub fn server_name(host: &str, port: u16) -> String {
-    if port == 11211 {
+    if host.starts_with('/') && port == 0 {
+        format!("{host}:")
+    } else if port == 11211 {
         host.to_string()
     } else {
         format!("{host}:{port}")

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{Notify, oneshot};
 
 use throome_resp::{ProtocolError, Reply, ReplyLimits, ReplyScanner};
@@ -201,8 +201,15 @@ pub async fn open(
     addr: (&str, u16),
     resp3: bool,
 ) -> Result<RedisStream, UpstreamError> {
-    let name = format!("{}:{}", addr.0, addr.1);
+    let name = match addr {
+        (path, 0) if path.starts_with('/') => path.to_string(),
+        (host, port) => format!("{host}:{port}"),
+    };
     let connect = async {
+        if addr.0.starts_with('/') {
+            // Redis's `unixsocket`: a local server, so never TLS.
+            return Ok(RedisStream::Unix(UnixStream::connect(addr.0).await?));
+        }
         let tcp = TcpStream::connect(addr).await?;
         let _ = tcp.set_nodelay(true);
         stream::secure(service, addr.0, tcp).await

@@ -1,12 +1,12 @@
-//! A connection to a Redis backend: plain TCP, or TLS (Redis 6+ `tls-port`, managed Redis
-//! with encryption in transit) when the service has `server_tls`. Either reads and writes
+//! A connection to a Redis backend: plain TCP, TLS (Redis 6+ `tls-port`, managed Redis
+//! with encryption in transit) when the service has `server_tls`, or a Unix-domain socket
+//! (`unixsocket`) when the backend's host is a path. Either reads and writes
 //! the same; a shared connection is split in halves for its reader and writer tasks.
 
 use std::io;
 
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpStream, UnixStream, tcp, unix};
 use tokio_rustls::client::TlsStream;
 
 use crate::snapshot::ServiceRuntime;
@@ -14,6 +14,7 @@ use crate::snapshot::ServiceRuntime;
 pub enum RedisStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    Unix(UnixStream),
 }
 
 /// TLS over `tcp` to `host` when the service asks for it (verified for `host` under
@@ -42,18 +43,24 @@ impl RedisStream {
                 let (r, w) = tokio::io::split(*s);
                 (ReadSide::Tls(r), WriteSide::Tls(w))
             }
+            RedisStream::Unix(s) => {
+                let (r, w) = s.into_split();
+                (ReadSide::Unix(r), WriteSide::Unix(w))
+            }
         }
     }
 }
 
 pub enum ReadSide {
-    Plain(OwnedReadHalf),
+    Plain(tcp::OwnedReadHalf),
     Tls(ReadHalf<TlsStream<TcpStream>>),
+    Unix(unix::OwnedReadHalf),
 }
 
 pub enum WriteSide {
-    Plain(OwnedWriteHalf),
+    Plain(tcp::OwnedWriteHalf),
     Tls(WriteHalf<TlsStream<TcpStream>>),
+    Unix(unix::OwnedWriteHalf),
 }
 
 impl WriteSide {
@@ -61,6 +68,7 @@ impl WriteSide {
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             WriteSide::Plain(w) => w.write_all(bytes).await,
+            WriteSide::Unix(w) => w.write_all(bytes).await,
             WriteSide::Tls(w) => {
                 w.write_all(bytes).await?;
                 w.flush().await
@@ -71,11 +79,18 @@ impl WriteSide {
     /// Lets go without a half-close: Redis drops a client whose read side ends, even one
     /// blocked in BLPOP. (Dropping a TLS half closes nothing either.)
     pub fn forget(self) {
-        if let WriteSide::Plain(w) = self {
-            w.forget();
+        match self {
+            WriteSide::Plain(w) => w.forget(),
+            WriteSide::Unix(w) => w.forget(),
+            WriteSide::Tls(_) => {}
         }
     }
 }
 
-crate::accepted::either_io!(RedisStream, RedisStream::Plain, RedisStream::Tls);
-crate::accepted::either_io!(read: ReadSide, ReadSide::Plain, ReadSide::Tls);
+crate::accepted::either_io!(
+    RedisStream,
+    RedisStream::Plain,
+    RedisStream::Tls,
+    RedisStream::Unix
+);
+crate::accepted::either_io!(read: ReadSide, ReadSide::Plain, ReadSide::Tls, ReadSide::Unix);
