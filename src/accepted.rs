@@ -1,10 +1,10 @@
-//! A client connection as accepted: plain TCP, or TLS when the service's listener has
-//! `tls` (the handshake done here). Reads and writes the same either way; writes to a TLS
+//! A client connection as accepted: plain TCP, TLS when the service's listener has `tls`
+//! (the handshake done here), or a Unix-domain socket (local, never TLS). Reads and writes the same either way; writes to a TLS
 //! side are flushed by the caller (`flush` is free on plain TCP).
 
 use std::io;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::server::TlsStream;
 
 use crate::config::TlsConfig;
@@ -12,6 +12,7 @@ use crate::config::TlsConfig;
 pub enum Accepted {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    Unix(UnixStream),
 }
 
 impl Accepted {
@@ -19,8 +20,12 @@ impl Accepted {
     /// counted (`client_tls`) and gives `None`.
     pub async fn for_session(
         session: &crate::session::Session,
-        tcp: TcpStream,
+        client: crate::session::ClientConn,
     ) -> Option<Accepted> {
+        let tcp = match client {
+            crate::session::ClientConn::Tcp(tcp) => tcp,
+            crate::session::ClientConn::Unix(unix) => return Some(Accepted::Unix(unix)),
+        };
         let service = &session.service;
         let limit = service.spec.connect_timeout;
         match Accepted::accept(tcp, service.spec.tls.as_ref(), limit).await {
@@ -101,4 +106,4 @@ macro_rules! either_io {
 }
 pub(crate) use either_io;
 
-either_io!(Accepted, Accepted::Plain, Accepted::Tls);
+either_io!(Accepted, Accepted::Plain, Accepted::Tls, Accepted::Unix);

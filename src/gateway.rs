@@ -4,7 +4,6 @@
 //! or a port that cannot be bound leaves everything as it was.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +14,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, ConfigErrors, GatewayConfig};
-use crate::listener::{self, Listener, ServiceKey, Shared};
+use crate::listener::{self, Endpoint, Listener, ServiceKey, Shared};
 use crate::metrics::Metrics;
 use crate::snapshot::{ServiceRuntime, Snapshot};
 
@@ -25,7 +24,7 @@ pub enum ReloadError {
     Config(#[from] ConfigErrors),
     #[error("cannot listen on {addr} for service {cluster}/{service}: {source}")]
     Bind {
-        addr: SocketAddr,
+        addr: Endpoint,
         cluster: String,
         service: String,
         source: std::io::Error,
@@ -52,7 +51,7 @@ pub struct Gateway {
 
 #[derive(Default)]
 struct Running {
-    listeners: HashMap<SocketAddr, Listener>,
+    listeners: HashMap<Endpoint, Listener>,
     health: HashMap<ServiceKey, (Arc<ServiceRuntime>, CancellationToken)>,
 }
 
@@ -96,13 +95,13 @@ impl Gateway {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Open client connections per listen address.
-    pub async fn connections(&self) -> HashMap<SocketAddr, usize> {
+    /// Open client connections per listen address and socket.
+    pub async fn connections(&self) -> HashMap<Endpoint, usize> {
         let running = self.running.lock().await;
         running
             .listeners
             .iter()
-            .map(|(a, l)| (*a, l.connections()))
+            .map(|(a, l)| (a.clone(), l.connections()))
             .collect()
     }
 
@@ -128,17 +127,21 @@ impl Gateway {
         let old = self.shared.snapshot.load_full();
         let new = Snapshot::build(&loaded, self.config.gateway.enable_ai, &old);
 
-        // Every listen address the new snapshot wants, and for which service.
-        let mut wanted: HashMap<SocketAddr, ServiceKey> = HashMap::new();
+        // Every listen address and socket the new snapshot wants, and for which service.
+        let mut wanted: HashMap<Endpoint, ServiceKey> = HashMap::new();
+        let mut modes: HashMap<Endpoint, u32> = HashMap::new();
         for s in new.services() {
+            let key = ServiceKey {
+                cluster: s.cluster.clone(),
+                service: s.name.clone(),
+            };
             if let Some(addr) = s.spec.listen {
-                wanted.insert(
-                    addr,
-                    ServiceKey {
-                        cluster: s.cluster.clone(),
-                        service: s.name.clone(),
-                    },
-                );
+                wanted.insert(Endpoint::Tcp(addr), key.clone());
+            }
+            if let Some((path, mode)) = &s.spec.unix_socket {
+                let endpoint = Endpoint::Unix(path.clone());
+                modes.insert(endpoint.clone(), *mode);
+                wanted.insert(endpoint, key);
             }
         }
         // Bind what is new before changing anything, so a busy port rejects the whole reload.
@@ -147,30 +150,36 @@ impl Gateway {
             if running.listeners.contains_key(addr) {
                 continue;
             }
-            let tcp = listener::bind(*addr).map_err(|source| ReloadError::Bind {
-                addr: *addr,
+            let socket = match addr {
+                Endpoint::Tcp(a) => listener::bind(*a),
+                Endpoint::Unix(path) => {
+                    listener::bind_unix(path, modes.get(addr).copied().unwrap_or(0o777))
+                }
+            };
+            let socket = socket.map_err(|source| ReloadError::Bind {
+                addr: addr.clone(),
                 cluster: key.cluster.clone(),
                 service: key.service.clone(),
                 source,
             })?;
-            bound.push((tcp, key.clone()));
+            bound.push((socket, key.clone()));
         }
 
         let summary = summarize(&old, &new);
         let new = Arc::new(new);
         self.shared.snapshot.store(new.clone());
 
-        for (tcp, key) in bound {
-            let l = Listener::start(tcp, key, self.shared.clone());
+        for (socket, key) in bound {
+            let l = Listener::start(socket, key, self.shared.clone());
             tracing::info!(addr = %l.addr, cluster = %l.target().cluster, service = %l.target().service, "listening");
-            running.listeners.insert(l.addr, l);
+            running.listeners.insert(l.addr.clone(), l);
         }
         let drain = self.config.gateway.drain_timeout.0;
-        let stale: Vec<SocketAddr> = running
+        let stale: Vec<Endpoint> = running
             .listeners
             .keys()
             .filter(|a| !wanted.contains_key(a))
-            .copied()
+            .cloned()
             .collect();
         for addr in stale {
             if let Some(l) = running.listeners.remove(&addr) {

@@ -5,17 +5,56 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServiceKind;
 use crate::metrics::{Metrics, ServiceLabels};
 use crate::snapshot::ServiceRuntime;
 
+/// A client connection as accepted.
+pub enum ClientConn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// Who connected: a TCP peer, or a local process on a Unix-domain socket.
+#[derive(Clone, Copy, Debug)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    Unix,
+}
+
+impl Peer {
+    /// The address as PgBouncer's SHOW CLIENTS gives it (`unix` for a socket).
+    pub fn host(&self) -> String {
+        match self {
+            Peer::Tcp(a) => a.ip().to_string(),
+            Peer::Unix => "unix".into(),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            Peer::Tcp(a) => a.port(),
+            Peer::Unix => 0,
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Tcp(a) => a.fmt(f),
+            Peer::Unix => f.write_str("unix"),
+        }
+    }
+}
+
 pub struct Session {
     pub service: Arc<ServiceRuntime>,
     pub metrics: Arc<Metrics>,
-    pub peer: SocketAddr,
+    pub peer: Peer,
     /// Cancelled when a drain deadline passes: the adapter drops the connection.
     pub hard_stop: CancellationToken,
     /// The gateway, for a reload asked for in-protocol (the Postgres console's RELOAD).
@@ -27,11 +66,13 @@ pub struct Session {
     pub kafka_node: Option<i32>,
 }
 
-pub async fn run(session: Session, client: TcpStream) {
+pub async fn run(session: Session, client: ClientConn) {
     let labels = ServiceLabels::of(&session.service);
     let gauge = session.metrics.active.get_or_create(&labels).clone();
     gauge.inc();
-    let _ = client.set_nodelay(true);
+    if let ClientConn::Tcp(tcp) = &client {
+        let _ = tcp.set_nodelay(true);
+    }
     tracing::debug!(cluster = %labels.cluster, service = %labels.service, peer = %session.peer, "client connected");
     match session.service.spec.kind {
         ServiceKind::Tcp => crate::tcp::serve(session, client).await,

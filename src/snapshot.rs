@@ -34,6 +34,8 @@ pub struct ClusterRuntime {
 pub struct ServiceSpec {
     pub kind: ServiceKind,
     pub listen: Option<std::net::SocketAddr>,
+    /// A Unix-domain socket to listen on too, and its permissions.
+    pub unix_socket: Option<(std::path::PathBuf, u32)>,
     pub strategy: Strategy,
     pub failover: bool,
     pub backends: Vec<BackendConfig>,
@@ -291,6 +293,10 @@ fn resolve(
     ServiceSpec {
         kind: svc.kind,
         listen: svc.listen.as_ref().map(|l| l.value.0),
+        unix_socket: svc.unix_socket.as_ref().map(|p| {
+            let mode = crate::config::unix_socket_mode(svc).unwrap_or(0o777);
+            (std::path::PathBuf::from(&p.value), mode)
+        }),
         strategy: over
             .strategy
             .or(cluster.routing.strategy)

@@ -13,7 +13,7 @@ use crate::upstream;
 
 const BUF: usize = 16 * 1024;
 
-pub async fn serve(session: Session, mut client: TcpStream) {
+pub async fn serve(session: Session, client: crate::session::ClientConn) {
     let service = &session.service;
     let labels = crate::metrics::ServiceLabels::of(service);
     let request = crate::metrics::RequestLabels {
@@ -30,14 +30,26 @@ pub async fn serve(session: Session, mut client: TcpStream) {
             session.metrics.error(service, e.kind());
             // Reset rather than close: to the client this looks like a refused connection,
             // the closest TCP has to "no backend".
-            let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+            if let crate::session::ClientConn::Tcp(tcp) = &client {
+                let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
+            }
             return;
         }
     };
     let bytes_in = session.metrics.bytes_in.get_or_create(&labels).clone();
     let bytes_out = session.metrics.bytes_out.get_or_create(&labels).clone();
+    let copy = async {
+        match client {
+            crate::session::ClientConn::Tcp(mut tcp) => {
+                splice(&mut tcp, &mut upstream, &bytes_in, &bytes_out).await
+            }
+            crate::session::ClientConn::Unix(unix) => {
+                splice_with(unix, &mut upstream, &bytes_in, &bytes_out).await
+            }
+        }
+    };
     let result = tokio::select! {
-        r = splice(&mut client, &mut upstream, &bytes_in, &bytes_out) => r,
+        r = copy => r,
         () = session.hard_stop.cancelled() => Ok(()),
     };
     let backend = guard.backend();

@@ -2,12 +2,12 @@
 //! serializes as `***`) plus live state per backend.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::config::ClusterConfig;
+use crate::listener::Endpoint;
 use crate::snapshot::{ClusterRuntime, ServiceRuntime};
 
 #[derive(Serialize)]
@@ -25,6 +25,8 @@ pub struct ServiceView<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_socket: Option<String>,
     pub exposed: bool,
     pub strategy: &'static str,
     pub failover_enabled: bool,
@@ -48,7 +50,7 @@ pub struct BackendView {
     pub latency_ms: f64,
 }
 
-pub fn cluster<'a>(c: &'a ClusterRuntime, conns: &HashMap<SocketAddr, usize>) -> ClusterView<'a> {
+pub fn cluster<'a>(c: &'a ClusterRuntime, conns: &HashMap<Endpoint, usize>) -> ClusterView<'a> {
     ClusterView {
         id: &c.id,
         name: &c.config.name,
@@ -58,22 +60,34 @@ pub fn cluster<'a>(c: &'a ClusterRuntime, conns: &HashMap<SocketAddr, usize>) ->
     }
 }
 
-fn service<'a>(s: &'a ServiceRuntime, conns: &HashMap<SocketAddr, usize>) -> ServiceView<'a> {
+/// Where a service's clients connect.
+fn endpoints(s: &ServiceRuntime) -> Vec<Endpoint> {
+    let tcp = s.spec.listen.map(Endpoint::Tcp);
+    let unix = s
+        .spec
+        .unix_socket
+        .as_ref()
+        .map(|(p, _)| Endpoint::Unix(p.clone()));
+    tcp.into_iter().chain(unix).collect()
+}
+
+fn service<'a>(s: &'a ServiceRuntime, conns: &HashMap<Endpoint, usize>) -> ServiceView<'a> {
     let now = Instant::now();
     let cooldown = s.probe_thresholds().cooldown;
     ServiceView {
         name: &s.name,
         kind: s.spec.kind.as_str(),
         listen: s.spec.listen.map(|a| a.to_string()),
-        exposed: s.spec.listen.is_some(),
+        unix_socket: s
+            .spec
+            .unix_socket
+            .as_ref()
+            .map(|(p, _)| p.display().to_string()),
+        exposed: s.spec.listen.is_some() || s.spec.unix_socket.is_some(),
         strategy: s.spec.strategy.as_str(),
         failover_enabled: s.spec.failover,
         health_checks: s.spec.health_enabled,
-        client_connections: s
-            .spec
-            .listen
-            .and_then(|a| conns.get(&a).copied())
-            .unwrap_or(0),
+        client_connections: endpoints(s).iter().filter_map(|e| conns.get(e)).sum(),
         backends: s
             .backends
             .iter()

@@ -57,6 +57,13 @@ pub struct ServiceConfig {
     pub backends: Vec<BackendConfig>,
     /// Where clients connect. A service without it loads but is not exposed.
     pub listen: Option<Spanned<ListenAddr>>,
+    /// Also (or only) listen on this Unix-domain socket, an absolute path (PgBouncer's
+    /// `unix_socket_dir`, twemproxy's `listen: /path`; for psql name it
+    /// `<dir>/.s.PGSQL.<port>`). redis, postgres and tcp services.
+    pub unix_socket: Option<Spanned<String>>,
+    /// Permissions of `unix_socket`, octal (default `"0777"`, as PostgreSQL and PgBouncer:
+    /// clients still authenticate; restrict access with the directory's permissions or here).
+    pub unix_socket_mode: Option<String>,
     /// Per-service override of the cluster's `routing`.
     pub routing: Option<ServiceRouting>,
     /// Upper bound for one upstream TCP connect, in seconds (default 3).

@@ -18,7 +18,7 @@ pub use cluster::{
 };
 pub use gateway::GatewayConfig;
 pub use types::{ListenAddr, Seconds, Secret};
-pub use validate::{validate_cluster, validate_set};
+pub use validate::{unix_socket_mode, validate_cluster, validate_set};
 
 /// Largest config file we read: a guard against pointing the gateway at the wrong file.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;

@@ -218,7 +218,7 @@ fn duplicate_ids_and_listens_across_files() {
         LoadedCluster {
         path: file.into(),
         config: parse_cluster(&format!(
-            "cluster_id: {id}\nname: n\nservices:\n  s:\n    type: tcp\n    host: x\n    port: 1\n    listen: \"{listen}\"\n"
+            "cluster_id: {id}\nname: n\nservices:\n  s:\n    type: tcp\n    host: x\n    port: 1\n    listen: \"{listen}\"\n    unix_socket: /run/t.sock\n"
         ))
         .unwrap(),
     }
@@ -228,13 +228,17 @@ fn duplicate_ids_and_listens_across_files() {
         mk("a", "127.0.0.1:1", "b.yaml"),
     ];
     let errs: Vec<String> = validate_set(&set).iter().map(ToString::to_string).collect();
-    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(
         errs[0].starts_with("b.yaml:1:13: cluster_id `a` is already used"),
         "{errs:?}"
     );
     assert!(
-        errs[1].starts_with("b.yaml:8:13: listen address 127.0.0.1:1"),
+        errs[1].starts_with("b.yaml:9:18: unix_socket /run/t.sock is already used"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].starts_with("b.yaml:8:13: listen address 127.0.0.1:1"),
         "{errs:?}"
     );
 }
@@ -279,4 +283,42 @@ fn unix_socket_backends_per_protocol() {
     let short =
         "cluster_id: a\nname: b\nservices:\n  s:\n    type: redis\n    host: /run/redis.sock\n";
     assert!(parse_cluster(short).is_ok());
+}
+
+#[test]
+fn unix_socket_listeners() {
+    let with = |kind: &str, extra: &str| {
+        format!(
+            "cluster_id: a\nname: b\nservices:\n  s:\n    type: {kind}\n    host: x\n    port: 1\n{extra}"
+        )
+    };
+    let ok = with(
+        "postgres",
+        "    unix_socket: /run/throome/.s.PGSQL.6432\n    unix_socket_mode: \"0770\"\n",
+    );
+    assert!(parse_cluster(&ok).is_ok());
+    let kafka = parse_cluster(&with("kafka", "    unix_socket: /run/k.sock\n")).unwrap_err();
+    assert!(
+        kafka
+            .message
+            .contains("cannot listen on a Unix-domain socket"),
+        "{kafka:?}"
+    );
+    let relative = parse_cluster(&with("redis", "    unix_socket: run/r.sock\n")).unwrap_err();
+    assert!(relative.message.contains("absolute path"), "{relative:?}");
+    let mode = parse_cluster(&with(
+        "redis",
+        "    unix_socket: /r.sock\n    unix_socket_mode: \"0999\"\n",
+    ))
+    .unwrap_err();
+    assert!(mode.message.contains("octal"), "{mode:?}");
+    let alone = parse_cluster(&with("redis", "    unix_socket_mode: \"0700\"\n")).unwrap_err();
+    assert!(alone.message.contains("without unix_socket"), "{alone:?}");
+    let long = format!("    unix_socket: /{}\n", "d".repeat(120));
+    assert!(
+        parse_cluster(&with("redis", &long))
+            .unwrap_err()
+            .message
+            .contains("107")
+    );
 }

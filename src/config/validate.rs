@@ -85,6 +85,55 @@ fn validate_backend_address(
     }
 }
 
+fn validate_unix_socket(name: &str, s: &ServiceConfig) -> Result<(), String> {
+    if s.unix_socket_mode.is_some() && s.unix_socket.is_none() {
+        return Err(format!(
+            "service `{name}`: unix_socket_mode without unix_socket"
+        ));
+    }
+    let Some(path) = &s.unix_socket else {
+        return Ok(());
+    };
+    if !matches!(
+        s.kind,
+        ServiceKind::Tcp | ServiceKind::Redis | ServiceKind::Postgres
+    ) {
+        return Err(format!(
+            "service `{name}`: type `{}` cannot listen on a Unix-domain socket (its clients \
+             are sent to host:port addresses)",
+            s.kind.as_str()
+        ));
+    }
+    if !path.value.starts_with('/') {
+        return Err(format!(
+            "service `{name}`: unix_socket must be an absolute path, not `{}`",
+            path.value
+        ));
+    }
+    // sun_path holds 108 bytes with the terminating NUL.
+    if path.value.len() > 107 {
+        return Err(format!(
+            "service `{name}`: unix_socket path is {} bytes; the limit is 107",
+            path.value.len()
+        ));
+    }
+    unix_socket_mode(s).map(|_| ())
+}
+
+/// The permissions for a service's `unix_socket` (default 0777).
+pub fn unix_socket_mode(s: &ServiceConfig) -> Result<u32, String> {
+    let Some(text) = &s.unix_socket_mode else {
+        return Ok(0o777);
+    };
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!(
+            "unix_socket_mode `{text}` is not octal permissions such as \"0770\""
+        )),
+    }
+}
+
 fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
     match (&s.host, s.port, s.backends.is_empty()) {
         (Some(_), Some(_), true) | (None, None, false) => {}
@@ -128,6 +177,7 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             listen.value
         ));
     }
+    validate_unix_socket(name, s)?;
     if let Some(tag) = &s.hash_tag
         && !(tag.is_empty() || tag.len() == 2 && tag.is_ascii())
     {
@@ -302,6 +352,7 @@ pub fn validate_set(clusters: &[LoadedCluster]) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let mut ids: HashMap<&str, &LoadedCluster> = HashMap::new();
     let mut listens: HashMap<std::net::SocketAddr, (&LoadedCluster, &str)> = HashMap::new();
+    let mut sockets: HashMap<&str, (&LoadedCluster, &str)> = HashMap::new();
     for c in clusters {
         let id = &c.config.cluster_id;
         if let Some(first) = ids.insert(&id.value, c) {
@@ -318,6 +369,21 @@ pub fn validate_set(clusters: &[LoadedCluster]) -> Vec<ConfigError> {
             );
         }
         for (name, service) in &c.config.services {
+            if let Some(path) = &service.value.unix_socket
+                && let Some((first, first_name)) = sockets.insert(&path.value, (c, name))
+            {
+                errors.push(
+                    Located::at(
+                        path.referenced,
+                        format!(
+                            "unix_socket {} is already used by service `{first_name}` in {}",
+                            path.value,
+                            first.path.display()
+                        ),
+                    )
+                    .in_file(&c.path),
+                );
+            }
             let Some(listen) = &service.value.listen else {
                 continue;
             };

@@ -147,7 +147,12 @@ impl BrokerPorts {
         let services = self.services.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<(i32, SocketAddr)> = services
             .get(&key_of(service))
-            .map(|p| p.nodes.iter().map(|(n, b)| (*n, b.listener.addr)).collect())
+            .map(|p| {
+                p.nodes
+                    .iter()
+                    .filter_map(|(n, b)| Some((*n, b.listener.tcp_addr()?)))
+                    .collect()
+            })
             .unwrap_or_default();
         out.sort();
         out

@@ -9,7 +9,6 @@ use std::time::Instant;
 use bytes::BytesMut;
 use throome_kafka::{FrameScanner, FrameSplitter, KafkaError, Piece};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::connect::{BrokerStream, open_upstream};
@@ -50,7 +49,7 @@ pub enum ConnError {
     Rewrite(String),
 }
 
-pub async fn serve(session: Session, client: TcpStream) {
+pub async fn serve(session: Session, client: crate::session::ClientConn) {
     let service = session.service.clone();
     let Some(client) = Accepted::for_session(&session, client).await else {
         return;
@@ -90,6 +89,7 @@ async fn run(session: &Session, client: Accepted, upstream: BrokerStream) -> Res
     match client {
         Accepted::Plain(c) => to_broker(session, c.into_split(), upstream).await,
         Accepted::Tls(c) => to_broker(session, tokio::io::split(*c), upstream).await,
+        Accepted::Unix(c) => to_broker(session, c.into_split(), upstream).await,
     }
 }
 

@@ -29,7 +29,7 @@ pub struct ClientInfo {
     pub service: String,
     pub user: String,
     pub database: String,
-    pub peer: std::net::SocketAddr,
+    pub peer: crate::session::Peer,
     pub since: std::time::SystemTime,
 }
 

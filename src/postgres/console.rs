@@ -209,7 +209,7 @@ fn show_clients(service: &ServiceRuntime, out: &mut BytesMut) {
                 c.info.user.clone(),
                 c.info.database.clone(),
                 if c.server.is_some() { "active" } else { "idle" }.into(),
-                c.info.peer.ip().to_string(),
+                c.info.peer.host(),
                 c.info.peer.port().to_string(),
                 since.to_string(),
                 c.pid.to_string(),

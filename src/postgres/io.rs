@@ -22,7 +22,8 @@ pub enum WireError {
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-    /// A server connection over a Unix-domain socket (`host: /dir`, as libpq).
+    /// A Unix-domain socket: a client on the service's `unix_socket`, or a server at
+    /// `host: /dir` (as libpq).
     Unix(UnixStream),
     /// A server connection over TLS.
     TlsToServer(Box<tokio_rustls::client::TlsStream<TcpStream>>),
@@ -78,14 +79,6 @@ pub struct Wire {
 }
 
 impl Wire {
-    pub fn new(stream: TcpStream, max_message: usize) -> Wire {
-        Wire::with_buffer(stream, BytesMut::with_capacity(8 * 1024), max_message)
-    }
-
-    pub fn with_buffer(stream: TcpStream, buf: BytesMut, max_message: usize) -> Wire {
-        Wire::over(Stream::Plain(stream), buf, max_message)
-    }
-
     pub fn over(stream: Stream, buf: BytesMut, max_message: usize) -> Wire {
         Wire {
             stream,
@@ -111,6 +104,10 @@ impl Wire {
 
     pub fn is_tls(&self) -> bool {
         matches!(self.stream, Stream::Tls(_))
+    }
+
+    pub fn is_unix(&self) -> bool {
+        matches!(self.stream, Stream::Unix(_))
     }
 
     /// A whole message already in the buffer.

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::io::Stream;
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 
 use throome_pgwire::{build, msg};
 
@@ -26,11 +26,18 @@ use crate::snapshot::ServiceRuntime;
 
 const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub async fn serve(session: Session, stream: TcpStream) {
+pub async fn serve(session: Session, stream: crate::session::ClientConn) {
     let service = session.service.clone();
     let pools = PgPools::of(&service);
-    let _ = stream.set_nodelay(true);
-    let mut client = Wire::new(stream, throome_pgwire::DEFAULT_MAX_MESSAGE);
+    let stream = match stream {
+        crate::session::ClientConn::Tcp(tcp) => Stream::Plain(tcp),
+        crate::session::ClientConn::Unix(unix) => Stream::Unix(unix),
+    };
+    let mut client = Wire::over(
+        stream,
+        BytesMut::with_capacity(8 * 1024),
+        throome_pgwire::DEFAULT_MAX_MESSAGE,
+    );
     let _slot = ClientSlot::take(&pools);
     if pools.clients.load(Ordering::Relaxed) > service.spec.pg.max_client_conn {
         session.metrics.error(&service, "max_client_conn");

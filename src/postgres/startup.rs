@@ -73,7 +73,9 @@ pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening
             }
         };
         match startup {
-            Startup::Ssl if !client.is_tls() => {
+            // Over a Unix-domain socket PostgreSQL answers `N` (there is nothing to protect
+            // from the network); so does the proxy.
+            Startup::Ssl if !client.is_tls() && !client.is_unix() => {
                 match tls_acceptor(service) {
                     Some(acceptor) => {
                         client.send(b"S").await?;
@@ -94,7 +96,8 @@ pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening
                 minor,
                 params,
             } => {
-                if service.spec.tls.as_ref().is_some_and(|t| t.required) && !client.is_tls() {
+                let required = service.spec.tls.as_ref().is_some_and(|t| t.required);
+                if required && !client.is_tls() && !client.is_unix() {
                     return Ok(fatal(
                         "28000",
                         "this service requires TLS: connect with sslmode=require",

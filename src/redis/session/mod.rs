@@ -16,7 +16,6 @@ use std::time::Instant;
 use crate::latency::Latency;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use throome_resp::commands::flag;
@@ -123,7 +122,7 @@ enum Flow {
     Raw(Bytes),
 }
 
-pub async fn serve(session: Session, client: TcpStream) {
+pub async fn serve(session: Session, client: crate::session::ClientConn) {
     let service = session.service.clone();
     let Some(client) = Accepted::for_session(&session, client).await else {
         return;
@@ -157,6 +156,7 @@ pub async fn serve(session: Session, client: TcpStream) {
             match client {
                 Accepted::Plain(tcp) => c.run(tcp).await,
                 Accepted::Tls(tls) => c.run(*tls).await,
+                Accepted::Unix(unix) => c.run(unix).await,
             }
         } => {}
         () = session.hard_stop.cancelled() => {}
