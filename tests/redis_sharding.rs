@@ -299,3 +299,44 @@ fn unix_socket_shards_match_twemproxy() {
     let sizes: Vec<i64> = _servers.iter().map(|s| dbsize(s.port)).collect();
     assert!(sizes.iter().all(|&n| n > 20), "{sizes:?}");
 }
+
+/// Inline commands (telnet, `nc`) are split as Redis splits them before they are routed: a
+/// key typed with escapes (`"obj\x2d..."`) goes to the shard of the key Redis stores
+/// (`obj-...`), where a multibulk GET finds it.
+#[test]
+fn inline_commands_route_by_the_key_redis_stores() {
+    use std::io::{Read, Write};
+    let servers = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    let backends: Vec<(u16, &str, u32)> = servers.iter().map(|s| (s.port, "primary", 1)).collect();
+    let listen = free_port();
+    let yaml = cluster_of(
+        "redis",
+        "il",
+        "cache",
+        listen,
+        &backends,
+        "    sharding: ketama\n",
+        "",
+    );
+    let _gw = Throome::start(&[("il", &yaml)]);
+    let mut telnet = std::net::TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    let n = 30;
+    let mut lines = String::new();
+    for i in 0..n {
+        let escaped = key(i).replace('-', "\\x2d");
+        lines.push_str(&format!("SET \"{escaped}\" 'v\\'{i}'\r\n"));
+    }
+    telnet.write_all(lines.as_bytes()).unwrap();
+    let mut replies = vec![0u8; 5 * n as usize];
+    telnet.read_exact(&mut replies).unwrap();
+    assert_eq!(replies, b"+OK\r\n".repeat(n as usize));
+    let mut c = con(listen);
+    for i in 0..n {
+        let v: Option<String> = redis::cmd("GET").arg(key(i)).query(&mut c).unwrap();
+        assert_eq!(v, Some(format!("v'{i}")), "{}", key(i));
+    }
+}

@@ -1,6 +1,6 @@
-//! Client requests: RESP multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`) and inline commands
-//! (`PING\r\n`), framed without allocating and without re-scanning a partial frame from its
-//! start when more bytes arrive. <https://redis.io/docs/latest/develop/reference/protocol-spec/#sending-commands-to-a-redis-server>
+//! Client requests: RESP multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`), framed without
+//! allocating and without re-scanning a partial frame from its start when more bytes arrive,
+//! and inline commands (`PING\r\n`), split as Redis splits them and re-encoded as multibulk. <https://redis.io/docs/latest/develop/reference/protocol-spec/#sending-commands-to-a-redis-server>
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,7 +33,10 @@ impl Default for Limits {
     }
 }
 
-/// One whole request: its original bytes (forwarded as they are) and how to read its args.
+mod inline;
+
+/// One whole request: its original bytes (forwarded as they are; an inline command in the
+/// multibulk form Redis parses it to) and how to read its args.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     frame: Bytes,
@@ -171,14 +174,14 @@ impl RequestScanner {
                 Ok(Scan::More)
             };
         };
-        let line = buf.split_to(nl + 1).freeze();
-        let argc = InlineArgs::new(&line).try_count()?;
-        Ok(if argc == 0 {
+        let line = buf.split_to(nl + 1);
+        let args = inline::split(&line[..nl])?;
+        Ok(if args.is_empty() {
             Scan::Skip
         } else {
             Scan::Done(Request {
-                frame: line,
-                argc,
+                frame: inline::encode(&args).freeze(),
+                argc: args.len(),
                 inline: true,
             })
         })
@@ -192,7 +195,7 @@ enum Scan {
 }
 
 impl Request {
-    /// The request exactly as the client sent it.
+    /// The request as the client sent it (an inline command: its multibulk form).
     pub fn frame(&self) -> &Bytes {
         &self.frame
     }
@@ -211,19 +214,15 @@ impl Request {
 
     /// The arguments, command name first, as slices of the frame.
     pub fn args(&self) -> Args<'_> {
-        if self.inline {
-            Args::Inline(InlineArgs::new(&self.frame))
-        } else {
-            let start = self
-                .frame
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(self.frame.len(), |p| p + 1);
-            Args::Multibulk {
-                frame: &self.frame,
-                pos: start,
-                left: self.argc,
-            }
+        let start = self
+            .frame
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(self.frame.len(), |p| p + 1);
+        Args {
+            frame: &self.frame,
+            pos: start,
+            left: self.argc,
         }
     }
 
@@ -242,85 +241,27 @@ impl Request {
 }
 
 /// Iterator over a validated request's arguments.
-pub enum Args<'a> {
-    Multibulk {
-        frame: &'a [u8],
-        pos: usize,
-        left: usize,
-    },
-    Inline(InlineArgs<'a>),
+pub struct Args<'a> {
+    frame: &'a [u8],
+    pos: usize,
+    left: usize,
 }
 
 impl<'a> Iterator for Args<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        match self {
-            Args::Inline(i) => i.next().and_then(Result::ok),
-            Args::Multibulk { frame, pos, left } => {
-                if *left == 0 {
-                    return None;
-                }
-                // The scanner validated the frame: `$len\r\n<len bytes>\r\n` at `pos`.
-                let eol = find_crlf(frame, *pos + 1, MAX_COUNT_LINE)?;
-                let len = usize::try_from(parse_count(&frame[*pos + 1..eol])?).ok()?;
-                let data = frame.get(eol + 2..eol + 2 + len)?;
-                *pos = eol + 2 + len + 2;
-                *left -= 1;
-                Some(data)
-            }
+        if self.left == 0 {
+            return None;
         }
-    }
-}
-
-/// Inline arguments: separated by spaces or tabs; `"..."` and `'...'` group (escape
-/// sequences inside quotes are passed through uninterpreted).
-pub struct InlineArgs<'a> {
-    line: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> InlineArgs<'a> {
-    fn new(frame: &'a [u8]) -> Self {
-        let mut line = frame;
-        while let [rest @ .., b'\r' | b'\n'] = line {
-            line = rest;
-        }
-        InlineArgs { line, pos: 0 }
-    }
-
-    fn try_count(self) -> Result<usize, ProtocolError> {
-        let mut n = 0;
-        for a in self {
-            a?;
-            n += 1;
-        }
-        Ok(n)
-    }
-}
-
-impl<'a> Iterator for InlineArgs<'a> {
-    type Item = Result<&'a [u8], ProtocolError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let line = self.line;
-        while self.pos < line.len() && matches!(line[self.pos], b' ' | b'\t') {
-            self.pos += 1;
-        }
-        let start = self.pos;
-        let &first = line.get(start)?;
-        if first == b'"' || first == b'\'' {
-            let Some(close) = line[start + 1..].iter().position(|&b| b == first) else {
-                self.pos = line.len();
-                return Some(Err(ProtocolError::UnbalancedQuotes));
-            };
-            self.pos = start + 1 + close + 1;
-            return Some(Ok(&line[start + 1..start + 1 + close]));
-        }
-        while self.pos < line.len() && !matches!(line[self.pos], b' ' | b'\t') {
-            self.pos += 1;
-        }
-        Some(Ok(&line[start..self.pos]))
+        // The scanner validated (or built) the frame: `$len\r\n<len bytes>\r\n` at `pos`.
+        let frame = self.frame;
+        let eol = find_crlf(frame, self.pos + 1, MAX_COUNT_LINE)?;
+        let len = usize::try_from(parse_count(&frame[self.pos + 1..eol])?).ok()?;
+        let data = frame.get(eol + 2..eol + 2 + len)?;
+        self.pos = eol + 2 + len + 2;
+        self.left -= 1;
+        Some(data)
     }
 }
 

@@ -32,6 +32,12 @@ fn requests(name: &str) -> (Vec<String>, Vec<Vec<String>>) {
         while bytes[at..].starts_with(b"\r\n") && !bytes[at..].starts_with(r.frame()) {
             at += 2;
         }
+        if r.is_inline() {
+            // Forwarded in its multibulk form; the input line is consumed whole.
+            let line = bytes[at..].iter().position(|&b| b == b'\n');
+            at += line.map_or(bytes.len() - at, |n| n + 1);
+            continue;
+        }
         assert!(
             bytes[at..].starts_with(r.frame()),
             "{name}: frame {} is not the next input",

@@ -125,3 +125,31 @@ proptest! {
         while let Ok(Some(_)) = s.scan(&mut buf) {}
     }
 }
+
+/// An inline line with every argument double-quoted and every byte escaped (`\xHH`, or
+/// `\"`, `\\` and plain printable bytes), as a careful telnet user would type it.
+fn inline_line(args: &[Vec<u8>]) -> Vec<u8> {
+    let mut line = Vec::new();
+    for a in args {
+        line.extend_from_slice(b" \"");
+        for &b in a {
+            match b {
+                b'"' | b'\\' => line.extend_from_slice(&[b'\\', b]),
+                b'a'..=b'z' | b'0'..=b'9' => line.push(b),
+                _ => line.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            }
+        }
+        line.push(b'"');
+    }
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
+proptest! {
+    #[test]
+    fn quoted_inline_commands_give_back_their_arguments(cmds in commands(), cuts in prop::collection::vec(any::<usize>(), 0..6)) {
+        let input: Vec<u8> = cmds.iter().flat_map(|c| inline_line(c)).collect();
+        prop_assume!(input.len() < 60 * 1024);
+        prop_assert_eq!(scan_chunked(&input, &cuts), cmds);
+    }
+}

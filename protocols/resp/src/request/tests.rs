@@ -123,3 +123,44 @@ fn arg_bytes_share_the_frame() {
     assert_eq!(r.name(), b"GET");
     assert!(r.arg(2).is_none());
 }
+
+/// sdssplitargs' rules, case by case (redis-cli and telnet users type these).
+#[test]
+fn inline_quotes_and_escapes_split_as_redis_does() {
+    let one = |line: &str| scan_all(format!("{line}\r\n").as_bytes());
+    let ok = |line: &str| one(line).unwrap().remove(0);
+    assert_eq!(ok(r#"SET k "a\x41\n""#), strs(&["SET", "k", "aA\n"]));
+    assert_eq!(ok(r#"SET k "a\"b\\""#), strs(&["SET", "k", "a\"b\\"]));
+    assert_eq!(ok(r#"SET k "\t\r\b\a\q""#)[2], b"\t\r\x08\x07q".to_vec());
+    assert_eq!(ok(r#"SET k "\xZZ""#)[2], b"xZZ".to_vec());
+    assert_eq!(ok(r"SET k 'it\'s'"), strs(&["SET", "k", "it's"]));
+    assert_eq!(ok(r"SET k 'a\nb'"), strs(&["SET", "k", r"a\nb"]));
+    assert_eq!(ok(r#"SET k a"b c""#), strs(&["SET", "k", "ab c"]));
+    assert_eq!(ok(r#"SET k """#), strs(&["SET", "k", ""]));
+    assert_eq!(ok("SET\tk \x0bv"), strs(&["SET", "k", "v"]));
+    assert_eq!(
+        scan_all(b"GET k\0 ignored\r\n").unwrap(),
+        vec![strs(&["GET", "k"])]
+    );
+    for bad in [
+        r#"SET k "ab"c"#,
+        r"SET k 'ab'c",
+        r#"SET k "open"#,
+        r"SET k 'open",
+    ] {
+        assert_eq!(one(bad), Err(ProtocolError::UnbalancedQuotes), "{bad}");
+    }
+}
+
+#[test]
+fn inline_commands_travel_as_multibulk() {
+    let mut s = RequestScanner::new(Limits::default());
+    let mut buf = BytesMut::from(&b"set k \"a b\"\n"[..]);
+    let r = s.scan(&mut buf).unwrap().unwrap();
+    assert!(r.is_inline());
+    assert_eq!(
+        r.frame().as_ref(),
+        b"*3\r\n$3\r\nset\r\n$1\r\nk\r\n$3\r\na b\r\n"
+    );
+    assert_eq!(r.name(), b"set");
+}
