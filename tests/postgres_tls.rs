@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::servers::{give_to_server_user, pg_bin};
-use common::tls::{ca_and_leaf, openssl};
+use common::tls::{ca_and_leaf, openssl, signed};
 use common::{Postgres, Throome};
 
 /// A self-signed certificate for `localhost` in `dir`: (cert.pem, key.pem). (libpq takes a
@@ -235,5 +235,60 @@ fn client_certificates_are_required_with_client_ca() {
     assert!(
         !out.status.success(),
         "a certificate the client CA did not sign got in"
+    );
+}
+
+/// `auth.method: cert` (PgBouncer's `auth_type = cert`): the Common Name of the certificate
+/// the client presents is its user name; no password is asked, and servers are logged in
+/// to with the service's credentials.
+#[test]
+fn client_certificates_name_the_user_with_cert_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(dir.path());
+    let clients = tempfile::tempdir().unwrap();
+    let (client_ca, _, _) = ca_and_leaf(clients.path());
+    let (alice_cert, alice_key) = signed(clients.path(), "alice", "alice");
+    let pg = Postgres::start();
+    let extra = format!(
+        "    username: postgres\n    auth:\n      method: cert\n    tls: {{ cert: \"{cert}\", key: \"{key}\", client_ca: \"{client_ca}\" }}\n"
+    );
+    let (_gw, listen) = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(common::pg::service(
+            "c",
+            &[(pg.port, "primary", 1)],
+            &extra,
+            "",
+        ));
+    let as_user = |user: &str, options: &str| {
+        let dsn = format!(
+            "host=localhost hostaddr=127.0.0.1 port={listen} user={user} dbname=postgres {options}"
+        );
+        Command::new(pg_bin("psql"))
+            .args([&dsn, "-XAt", "-c", "SELECT current_user"])
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .unwrap()
+    };
+    let alice =
+        format!("sslmode=verify-full sslrootcert={ca} sslcert={alice_cert} sslkey={alice_key}");
+    let out = as_user("alice", &alice);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "postgres");
+
+    // Alice's certificate does not make its holder bob.
+    let out = as_user("bob", &alice);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("certificate authentication failed for user \"bob\""),
+        "{}",
+        text(&out)
+    );
+    // Without TLS there is no certificate to go by.
+    let out = as_user("alice", "sslmode=disable");
+    assert!(
+        text(&out).contains("connection requires a valid client certificate"),
+        "{}",
+        text(&out)
     );
 }

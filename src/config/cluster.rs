@@ -152,6 +152,10 @@ pub enum AuthMethod {
     Md5,
     #[serde(rename = "trust")]
     Trust,
+    /// The client's TLS certificate (signed by `tls.client_ca`) names the user in its
+    /// Common Name (PgBouncer's `auth_type = cert`, PostgreSQL's `cert`).
+    #[serde(rename = "cert")]
+    Cert,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

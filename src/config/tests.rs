@@ -322,3 +322,10 @@ fn unix_socket_listeners() {
             .contains("107")
     );
 }
+
+#[test]
+fn cert_auth_needs_a_client_ca() {
+    let text = "cluster_id: a\nname: b\nservices:\n  d:\n    type: postgres\n    host: x\n    port: 1\n    auth: { method: cert }\n";
+    let err = parse_cluster(text).unwrap_err();
+    assert!(err.message.contains("client_ca"), "{err:?}");
+}

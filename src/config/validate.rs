@@ -278,6 +278,16 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             return Err(format!("service `{name}`: server_tls: {e}"));
         }
     }
+    let cert_auth = s
+        .auth
+        .as_ref()
+        .is_some_and(|a| a.method == Some(crate::config::AuthMethod::Cert));
+    if cert_auth && s.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() {
+        return Err(format!(
+            "service `{name}`: auth.method cert needs tls with client_ca (the CA that signs \
+             the client certificates)"
+        ));
+    }
     if s.max_prepared_statements == Some(0) {
         return Err(format!(
             "service `{name}`: max_prepared_statements must be at least 1"

@@ -106,6 +106,18 @@ impl Wire {
         matches!(self.stream, Stream::Tls(_))
     }
 
+    /// The Common Name of the certificate a TLS client presented (checked against the
+    /// service's `client_ca` in the handshake).
+    pub fn peer_common_name(&self) -> Option<String> {
+        let Stream::Tls(tls) = &self.stream else {
+            return None;
+        };
+        let der = tls.get_ref().1.peer_certificates()?.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        let cn = cert.subject().iter_common_name().next()?;
+        cn.as_str().ok().map(str::to_string)
+    }
+
     pub fn is_unix(&self) -> bool {
         matches!(self.stream, Stream::Unix(_))
     }

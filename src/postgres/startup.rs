@@ -158,6 +158,12 @@ async fn login(
     let database = get("database").unwrap_or_else(|| user.clone());
     let credential = match authenticate(client, service, &user, &database).await? {
         Authenticated::Yes(credential) => credential,
+        Authenticated::Denied(text) => {
+            return Ok(Opening::AuthFailed {
+                error: build::error("FATAL", "28000", &text),
+                user,
+            });
+        }
         Authenticated::No => {
             let text = format!("password authentication failed for user \"{user}\"");
             return Ok(Opening::AuthFailed {
@@ -186,7 +192,10 @@ async fn login(
 
 enum Authenticated {
     Yes(Option<Credential>),
+    /// A wrong password or unknown user (28P01).
     No,
+    /// Refused for another reason, with PostgreSQL's words (28000).
+    Denied(String),
     /// The auth query could not run.
     Unknowable(String),
 }
@@ -203,7 +212,9 @@ async fn authenticate(
         return Ok(Authenticated::Yes(None));
     };
     let mut secret = auth.users.get(user).map(|s| s.expose().to_string());
+    let cert = auth.method == Some(AuthMethod::Cert);
     if secret.is_none()
+        && !cert
         && let Some(query) = &auth.query
     {
         match super::auth_query::lookup(service, query, user, database).await {
@@ -220,6 +231,7 @@ async fn authenticate(
     };
     let result = match method {
         AuthMethod::Trust => Authenticated::Yes(None),
+        AuthMethod::Cert => certificate(client, user),
         AuthMethod::Md5 => {
             let mut salt = [0u8; 4];
             let _ = getrandom::fill(&mut salt);
@@ -257,6 +269,19 @@ async fn authenticate(
         client.send(&build::auth_ok()).await?;
     }
     Ok(result)
+}
+
+/// `cert`: the user is the Common Name of the client's certificate, as PostgreSQL's `cert`
+/// method without a user map (<https://www.postgresql.org/docs/current/auth-cert.html>).
+/// Servers are logged in to with the service's credentials.
+fn certificate(client: &Wire, user: &str) -> Authenticated {
+    match client.peer_common_name() {
+        Some(cn) if cn == user => Authenticated::Yes(None),
+        Some(_) => Authenticated::Denied(format!(
+            "certificate authentication failed for user \"{user}\""
+        )),
+        None => Authenticated::Denied("connection requires a valid client certificate".into()),
+    }
 }
 
 /// The SCRAM exchange; the client's key when its proof is right.

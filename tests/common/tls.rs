@@ -20,33 +20,44 @@ pub fn openssl(args: &[&str]) {
 /// its own trust anchor.)
 pub fn ca_and_leaf(dir: &Path) -> (String, String, String) {
     let at = |name: &str| dir.join(name).display().to_string();
-    let (ca, ca_key, leaf, key, csr, ext) = (
-        at("ca.pem"),
-        at("ca.key"),
-        at("leaf.pem"),
-        at("leaf.key"),
-        at("leaf.csr"),
-        at("leaf.ext"),
-    );
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
+    let (ca, ca_key) = (at("ca.pem"), at("ca.key"));
     openssl(
         &[
             &["req", "-x509", "-days", "1", "-subj", "/CN=test-ca"][..],
-            &ec,
+            &EC,
             &["-keyout", &ca_key, "-out", &ca],
         ]
         .concat(),
     );
+    let (leaf, key) = signed(dir, "localhost", "leaf");
+    (ca, leaf, key)
+}
+
+const EC: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// A certificate with Common Name `cn` (and localhost names) signed by the CA that
+/// `ca_and_leaf` made in `dir`: (`<name>.pem`, `<name>.key`, the key readable by its owner
+/// alone, as libpq wants).
+pub fn signed(dir: &Path, cn: &str, name: &str) -> (String, String) {
+    let at = |file: String| dir.join(file).display().to_string();
+    let (ca, ca_key) = (at("ca.pem".into()), at("ca.key".into()));
+    let (leaf, key, csr, ext) = (
+        at(format!("{name}.pem")),
+        at(format!("{name}.key")),
+        at(format!("{name}.csr")),
+        at(format!("{name}.ext")),
+    );
+    let subject = format!("/CN={cn}");
     openssl(
         &[
-            &["req", "-subj", "/CN=localhost"][..],
-            &ec,
+            &["req", "-subj", &subject][..],
+            &EC,
             &["-keyout", &key, "-out", &csr],
         ]
         .concat(),
@@ -73,5 +84,7 @@ pub fn ca_and_leaf(dir: &Path) -> (String, String, String) {
         "-out",
         &leaf,
     ]);
-    (ca, leaf, key)
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (leaf, key)
 }
