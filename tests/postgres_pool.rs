@@ -196,3 +196,58 @@ async fn a_server_keeps_only_its_most_recently_used_statements() {
     });
     assert_eq!(count.as_deref(), Some("2"));
 }
+
+/// A client with `options` (here `-c search_path=...`, as libpq's PGOPTIONS sends) as a
+/// startup parameter.
+async fn connect_with_options(
+    port: u16,
+    options: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("alice")
+        .password("wonderland")
+        .dbname("postgres")
+        .options(options);
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// Startup settings beyond the reported parameters (`options`' `-c` settings, which
+/// PgBouncer refuses unless told to ignore them) follow each client onto whichever server
+/// it gets, even when clients with different values share one server.
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_options_follow_each_client_across_a_shared_server() {
+    let pg = Postgres::start();
+    let (_gw, listen) = pg_gateway(&[(pg.port, "primary", 1)], "    pool_size: 1\n").await;
+    let a = connect_with_options(
+        listen,
+        "-c search_path=schema_a,public --statement-timeout=1234",
+    )
+    .await
+    .unwrap();
+    let b = connect_with_options(listen, "-c search_path=schema_b")
+        .await
+        .unwrap();
+    let plain = connect(listen, "alice", "wonderland").await.unwrap();
+    let default_path = show(&direct(pg.port).await, "search_path").await;
+    for _ in 0..3 {
+        assert_eq!(show(&a, "search_path").await, "schema_a,public");
+        assert_eq!(show(&a, "statement_timeout").await, "1234ms");
+        assert_eq!(show(&b, "search_path").await, "schema_b");
+        // A client without options gets the server's default, not what others set.
+        assert_eq!(show(&plain, "search_path").await, default_path);
+    }
+    // A setting the server does not know fails the login with the server's own error; a
+    // switch other than -c, or a replication connection, is refused by the proxy.
+    let err = connect_with_options(listen, "-c no_such_setting=1")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(&SqlState::UNDEFINED_OBJECT), "{err:?}");
+    let err = connect_with_options(listen, "-d 5").await.err().unwrap();
+    assert_eq!(err.code(), Some(&SqlState::PROTOCOL_VIOLATION), "{err:?}");
+}

@@ -287,3 +287,33 @@ fn psql_ctrl_c_cancels_the_running_query() {
         "cancelled, not finished"
     );
 }
+
+/// PGOPTIONS (libpq's `options`) reaches the server through the pool; a replication
+/// connection (pg_basebackup, logical decoding clients) is refused with a clear error.
+#[test]
+fn psql_with_pgoptions_and_a_refused_replication_connection() {
+    let pg = Postgres::start();
+    let (_gw, listen) = gateway(&pg, 1);
+    let out = client("psql", listen, "alice", "wonderland")
+        .args(["-d", "postgres", "-XAt", "-c", "SHOW work_mem"])
+        .env("PGOPTIONS", "-c work_mem=7MB")
+        .output()
+        .unwrap();
+    assert_eq!(text(&out).trim(), "7MB");
+    let out = client("psql", listen, "alice", "wonderland")
+        .args([
+            "-d",
+            "dbname=postgres replication=database",
+            "-XAt",
+            "-c",
+            "IDENTIFY_SYSTEM",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("replication connections are not supported"),
+        "{}",
+        text(&out)
+    );
+}

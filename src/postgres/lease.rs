@@ -66,9 +66,11 @@ impl PgSession {
         )
         .await?;
         self.user_metrics.wait.observe(waited);
-        let sql = params::set_sql(&self.wanted, &lease.server.params);
+        let server = &mut lease.server;
+        let sql = params::set_sql(&self.wanted, &server.params, &server.applied);
         if !sql.is_empty() {
-            super::hidden::run(&mut lease.server, &sql).await?;
+            super::hidden::run(server, &sql).await?;
+            server.record_applied(&self.wanted);
         }
         self.cancel.set(Some(Target {
             backend: lease.server.backend.clone(),
@@ -174,6 +176,7 @@ impl PgSession {
                 return;
             }
             lease.server.prepared.clear();
+            lease.server.applied.clear();
         }
         lease.release();
     }

@@ -19,18 +19,92 @@ pub fn is_tracked(name: &[u8]) -> bool {
     TRACKED.iter().any(|t| t.as_bytes() == name)
 }
 
-/// `SET` statements that make a server's values match `wanted`; empty when they do.
-pub fn set_sql(wanted: &[(Bytes, Bytes)], server: &[(Bytes, Bytes)]) -> String {
-    let mut sql = String::new();
+/// Statements that make a server's values match `wanted`; empty when they do. `reported`
+/// holds what the server reported (ParameterStatus), `applied` what the proxy set there
+/// for parameters it does not report: those the client does not want are RESET to the
+/// server's own default, so one client's settings never reach another. `set_config` takes
+/// the value as a startup packet does (a list such as `search_path = 'a, b'` stays a
+/// list), and `E'...'` literals escape the same whatever `standard_conforming_strings` is.
+pub fn set_sql(
+    wanted: &[(Bytes, Bytes)],
+    reported: &[(Bytes, Bytes)],
+    applied: &[(Bytes, Bytes)],
+) -> String {
+    let mut calls = Vec::new();
     for (name, value) in wanted {
-        let current = server.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        let current = reported
+            .iter()
+            .chain(applied)
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v);
         if current != Some(value) {
+            calls.push(format!(
+                "set_config({}, {}, false)",
+                literal(name),
+                literal(value)
+            ));
+        }
+    }
+    let mut sql = match calls.is_empty() {
+        true => String::new(),
+        false => format!("SELECT {};", calls.join(", ")),
+    };
+    for (name, _) in applied {
+        if !wanted.iter().any(|(n, _)| n == name) {
             let name = String::from_utf8_lossy(name).replace('"', "\"\"");
-            let value = String::from_utf8_lossy(value).replace('\'', "''");
-            sql.push_str(&format!("SET \"{name}\" TO '{value}';"));
+            sql.push_str(&format!("RESET \"{name}\";"));
         }
     }
     sql
+}
+
+fn literal(text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(text)
+        .replace('\\', "\\\\")
+        .replace('\'', "\\'");
+    format!("E'{text}'")
+}
+
+/// The parameters in a startup packet's `options` (`-c name=value` or `--name=value`,
+/// separated by blanks, a backslash escaping the next byte), named as PostgreSQL names them
+/// (`-` in a name is `_`); any other switch is refused, as the proxy cannot pass it on.
+/// <https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-OPTIONS>
+pub fn parse_options(options: &str) -> Result<Vec<(String, String)>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_ascii_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut out = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(w) = words.next() {
+        let setting = if w == "-c" {
+            words.next().ok_or("-c without a setting")?
+        } else if let Some(rest) = w.strip_prefix("-c").filter(|r| !r.is_empty()) {
+            rest.to_string()
+        } else if let Some(rest) = w.strip_prefix("--") {
+            rest.to_string()
+        } else {
+            return Err(format!("unsupported switch \"{w}\" in options"));
+        };
+        let Some((name, value)) = setting.split_once('=') else {
+            return Err(format!("\"{setting}\" in options needs a value"));
+        };
+        out.push((name.replace('-', "_"), value.to_string()));
+    }
+    Ok(out)
 }
 
 /// ParameterStatus messages for every parameter.
@@ -49,16 +123,56 @@ mod tests {
         let b = |s: &'static str| Bytes::from_static(s.as_bytes());
         let wanted = vec![
             (b("TimeZone"), b("Europe/Paris")),
-            (b("application_name"), b("it's")),
+            (b("application_name"), b("it's \\")),
+            (b("search_path"), b("a, b")),
         ];
-        let server = vec![
+        let reported = vec![
             (b("TimeZone"), b("Europe/Paris")),
             (b("application_name"), b("x")),
         ];
+        let applied = vec![(b("search_path"), b("a, b"))];
         assert_eq!(
-            set_sql(&wanted, &server),
-            "SET \"application_name\" TO 'it''s';"
+            set_sql(&wanted, &reported, &applied),
+            "SELECT set_config(E'application_name', E'it\\'s \\\\', false);"
         );
-        assert_eq!(set_sql(&wanted[..1], &server), "");
+        assert_eq!(
+            set_sql(&wanted[2..], &reported, &[]),
+            "SELECT set_config(E'search_path', E'a, b', false);"
+        );
+        assert_eq!(
+            set_sql(&wanted, &reported[..1], &applied)
+                .matches("set_config")
+                .count(),
+            1
+        );
+        // What the proxy set for someone else goes back to the server's default.
+        assert_eq!(
+            set_sql(&wanted[..1], &reported, &applied),
+            "RESET \"search_path\";"
+        );
+        assert_eq!(set_sql(&wanted[..1], &reported, &[]), "");
+    }
+
+    #[test]
+    fn options_as_postgres_reads_them() {
+        let got = parse_options(
+            r"-c search_path=app\,public --statement-timeout=5s -cwork_mem=64MB -c x=a\ b",
+        )
+        .unwrap();
+        let want = [
+            ("search_path", "app,public"),
+            ("statement_timeout", "5s"),
+            ("work_mem", "64MB"),
+            ("x", "a b"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        assert!(parse_options("-d 5").unwrap_err().contains("-d"));
+        assert!(parse_options("-c").is_err());
+        assert!(parse_options("--geqo").is_err());
+        assert_eq!(parse_options("  ").unwrap(), vec![]);
     }
 }

@@ -206,14 +206,22 @@ impl PgSession {
     /// BackendKeyData and ReadyForQuery. A first server connection supplies the parameters
     /// (and proves the database exists).
     async fn welcome(&mut self, client: &mut Wire) -> bool {
-        for (k, v) in &self.login.params {
-            if params::is_tracked(k.as_bytes()) {
-                self.wanted
-                    .push((Bytes::from(k.clone()), Bytes::from(v.clone())));
-            }
-        }
+        let startup = self
+            .login
+            .params
+            .iter()
+            .map(|(k, v)| (Bytes::from(k.clone()), Bytes::from(v.clone())));
+        let (tracked, extra): (Vec<_>, Vec<_>) = startup.partition(|(k, _)| params::is_tracked(k));
+        // All of them on the first server, so a setting the server refuses fails the login.
+        self.wanted = tracked.iter().chain(&extra).cloned().collect();
         let (user, database) = self.server_login();
-        let server_params = match self.pools.welcome(&user, &database) {
+        // A client with settings of its own checks them on a server now: one the server
+        // refuses fails the login, not every statement after it.
+        let cached = match extra.is_empty() {
+            true => self.pools.welcome(&user, &database),
+            false => None,
+        };
+        let server_params = match cached {
             Some(p) => p,
             None => {
                 if let Err(e) = self.acquire(None).await {
@@ -237,10 +245,14 @@ impl PgSession {
         }
         let mut out = BytesMut::new();
         params::announce(&shown, &mut out);
+        // Tracked values as announced, then the client's other startup parameters
+        // (`search_path`, `options`' settings, JDBC's `extra_float_digits`, ...), which are
+        // set on every server it gets but never announced (PostgreSQL does not report them).
         self.wanted = shown
             .iter()
             .filter(|(n, _)| params::is_tracked(n))
             .cloned()
+            .chain(extra)
             .collect();
         out.extend_from_slice(&build::backend_key_data(self.cancel.pid, &self.cancel.key));
         out.extend_from_slice(&build::ready_for_query(b'I'));

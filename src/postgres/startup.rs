@@ -178,16 +178,36 @@ async fn login(
             ));
         }
     };
-    let rest = params
-        .into_iter()
-        .filter(|(k, _)| k != "user" && k != "database" && !k.starts_with("_pq_."))
-        .collect();
+    let rest = match session_params(params) {
+        Ok(p) => p,
+        Err(why) => return Ok(fatal("08P01", &why)),
+    };
     Ok(Opening::Login(Login {
         user,
         database,
         params: rest,
         credential,
     }))
+}
+
+/// The startup parameters that are session settings: `options` read into its `-c`
+/// settings, without user, database and protocol extensions. A replication connection is
+/// refused: its protocol is not pooled.
+fn session_params(params: Vec<(String, String)>) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (k, v) in params {
+        match k.as_str() {
+            "user" | "database" => {}
+            "replication" if !matches!(v.as_str(), "false" | "off" | "no" | "0") => {
+                return Err("replication connections are not supported by Throome".into());
+            }
+            "replication" => {}
+            "options" => out.extend(super::params::parse_options(&v)?),
+            k if k.starts_with("_pq_.") => {}
+            _ => out.push((k, v)),
+        }
+    }
+    Ok(out)
 }
 
 enum Authenticated {

@@ -45,6 +45,9 @@ pub struct Server {
     pub key: Bytes,
     /// What the server reported with ParameterStatus, in order.
     pub params: Vec<(Bytes, Bytes)>,
+    /// What the proxy set here for clients' parameters the server does not report
+    /// (`search_path`, `extra_float_digits`, ...); forgotten at DISCARD ALL.
+    pub applied: Vec<(Bytes, Bytes)>,
     /// Statements prepared on this connection by the proxy (server-side names).
     pub prepared: Prepared,
     /// Transaction status from the last ReadyForQuery.
@@ -61,6 +64,17 @@ impl Server {
                 .params
                 .push((Bytes::copy_from_slice(name), Bytes::copy_from_slice(value))),
         }
+    }
+
+    /// After the proxy made this server's settings match `wanted`: reported ones came back
+    /// as ParameterStatus; the others are what `applied` now holds (the rest were RESET).
+    pub fn record_applied(&mut self, wanted: &[(Bytes, Bytes)]) {
+        let applied = wanted
+            .iter()
+            .filter(|(name, _)| self.param(name).is_none())
+            .cloned()
+            .collect();
+        self.applied = applied;
     }
 
     pub fn param(&self, name: &[u8]) -> Option<&Bytes> {
@@ -125,6 +139,7 @@ pub async fn connect(
         pid,
         key,
         params,
+        applied: Vec::new(),
         prepared: Prepared::new(service.spec.pg.max_prepared_statements),
         status: b'I',
         created: now,
