@@ -179,23 +179,47 @@ fn the_admin_console_shows_pools_and_pauses() {
     let out = text(&pools);
     assert!(pools.status.success(), "{out}");
     assert!(
-        out.contains("database,user,cl_active,cl_waiting,sv_active,sv_idle,server,pool_mode"),
-        "{out}"
-    );
-    assert!(
         out.contains(&format!(
-            "postgres,postgres,0,0,0,1,127.0.0.1:{},transaction",
+            "postgres,postgres,0,0,0,1,transaction,127.0.0.1:{}",
             pg.port
         )),
         "{out}"
     );
     let config = text(&console(&["-c", "SHOW CONFIG"]));
-    assert!(config.contains("pool_size,3,yes"), "{config}");
+    assert!(config.contains("default_pool_size,3,yes"), "{config}");
     let stats = text(&console(&["-c", "SHOW STATS"]));
+    let row: Vec<u64> = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("db,"))
+        .unwrap_or_else(|| panic!("{stats}"))
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    // One transaction and one query; bytes both ways and time holding the server.
+    assert_eq!(row[..2], [1, 1], "{stats}");
+    assert!(row[2] > 0 && row[3] > 0 && row[4] > 0, "{stats}");
+    let databases = text(&console(&["-c", "SHOW DATABASES"]));
     assert!(
-        stats.contains("db,1,1"),
-        "one transaction, one query: {stats}"
+        databases.contains(&format!(
+            "db,127.0.0.1,{},,postgres,3,0,transaction,1,0",
+            pg.port
+        )),
+        "{databases}"
     );
+    let lists = text(&console(&["-c", "SHOW LISTS"]));
+    assert!(
+        lists.contains("pools,1") && lists.contains("free_servers,1"),
+        "{lists}"
+    );
+    assert!(text(&console(&["-c", "SHOW USERS"])).contains("alice,transaction"));
+    // PgBouncer's monitoring tools ask for the database `pgbouncer`.
+    let version = tool(
+        "psql",
+        listen,
+        &["-d", "pgbouncer", "-XAt", "-c", "SHOW VERSION"],
+        "",
+    );
+    assert!(text(&version).starts_with("Throome "), "{}", text(&version));
     let bad = text(&console(&["-c", "DROP TABLE x"]));
     assert!(bad.contains("unknown console command"), "{bad}");
     // SHOW CLIENTS and SHOW SERVERS while a client runs a query: linked to each other.
@@ -208,12 +232,12 @@ fn the_admin_console_shows_pools_and_pauses() {
         )
     });
     let active = common::eventually(std::time::Duration::from_secs(10), || {
-        text(&console(&["-c", "SHOW CLIENTS"])).contains(",alice,postgres,active,127.0.0.1,")
+        text(&console(&["-c", "SHOW CLIENTS"])).contains("C,alice,postgres,active,127.0.0.1,")
     });
     assert!(active, "{}", text(&console(&["-c", "SHOW CLIENTS"])));
     let servers = text(&console(&["-c", "SHOW SERVERS"]));
     assert!(
-        servers.contains(&format!("S,alice,postgres,active,127.0.0.1:{},", pg.port)),
+        servers.contains(&format!("S,alice,postgres,active,127.0.0.1,{},", pg.port)),
         "{servers}"
     );
     assert!(sleeper.join().unwrap().status.success());
@@ -238,11 +262,11 @@ fn the_admin_console_shows_pools_and_pauses() {
     let reload = console(&["-c", "RELOAD"]);
     assert!(text(&reload).contains("RELOAD"), "{}", text(&reload));
     let config = text(&console(&["-c", "SHOW CONFIG"]));
-    assert!(config.contains("pool_size,5,yes"), "{config}");
+    assert!(config.contains("default_pool_size,5,yes"), "{config}");
     gw.write_cluster("p", &yaml.replace("pool_size: 3", "pool_size: many"));
     let broken = text(&console(&["-c", "RELOAD"]));
     assert!(broken.contains("reload failed"), "{broken}");
-    assert!(text(&console(&["-c", "SHOW CONFIG"])).contains("pool_size,5,yes"));
+    assert!(text(&console(&["-c", "SHOW CONFIG"])).contains("default_pool_size,5,yes"));
     // Only admin users get in.
     let mut bob = client("psql", listen, "bob", "builder")
         .args(["-d", "throome", "-c", "SHOW POOLS"])
@@ -316,4 +340,67 @@ fn psql_with_pgoptions_and_a_refused_replication_connection() {
         "{}",
         text(&out)
     );
+}
+
+/// Column names and order of PgBouncer 1.18's console (read off the Debian package's
+/// `psql -d pgbouncer -c 'SHOW ...'`), which monitoring tools look columns up by.
+const PGBOUNCER_COLUMNS: [(&str, &str); 9] = [
+    (
+        "STATS",
+        "database,total_xact_count,total_query_count,total_received,total_sent,total_xact_time,total_query_time,total_wait_time,avg_xact_count,avg_query_count,avg_recv,avg_sent,avg_xact_time,avg_query_time,avg_wait_time",
+    ),
+    (
+        "POOLS",
+        "database,user,cl_active,cl_waiting,cl_active_cancel_req,cl_waiting_cancel_req,sv_active,sv_active_cancel,sv_being_canceled,sv_idle,sv_used,sv_tested,sv_login,maxwait,maxwait_us,pool_mode",
+    ),
+    (
+        "DATABASES",
+        "name,host,port,database,force_user,pool_size,min_pool_size,reserve_pool,pool_mode,max_connections,current_connections,paused,disabled",
+    ),
+    ("LISTS", "list,items"),
+    (
+        "CLIENTS",
+        "type,user,database,state,addr,port,local_addr,local_port,connect_time,request_time,wait,wait_us,close_needed,ptr,link,remote_pid,tls,application_name",
+    ),
+    (
+        "SERVERS",
+        "type,user,database,state,addr,port,local_addr,local_port,connect_time,request_time,wait,wait_us,close_needed,ptr,link,remote_pid,tls,application_name",
+    ),
+    ("CONFIG", "key,value,default,changeable"),
+    ("USERS", "name,pool_mode"),
+    ("VERSION", "version"),
+];
+
+/// Every console table's columns are PgBouncer's, in PgBouncer's order (Throome leaves out
+/// the ones it has no true value for and adds `server` to POOLS and `pid` to CLIENTS, last).
+#[test]
+fn console_columns_are_pgbouncers() {
+    let pg = Postgres::start();
+    // (continues the `auth:` block alice_gateway opens)
+    let (_gw, listen) = common::pg::alice_gateway(pg.port, "      admin_users: [alice]\n");
+    for (command, theirs) in PGBOUNCER_COLUMNS {
+        let out = tool(
+            "psql",
+            listen,
+            &[
+                "-d",
+                "pgbouncer",
+                "-X",
+                "-A",
+                "-F",
+                ",",
+                "-c",
+                &format!("SHOW {command}"),
+            ],
+            "",
+        );
+        let header = text(&out).lines().next().unwrap_or_default().to_string();
+        let ours: Vec<&str> = header
+            .split(',')
+            .filter(|c| !matches!((command, *c), ("POOLS", "server") | ("CLIENTS", "pid")))
+            .collect();
+        let mut theirs = theirs.split(',');
+        let in_order = ours.iter().all(|c| theirs.any(|t| t == *c));
+        assert!(in_order, "SHOW {command}: {header}");
+    }
 }

@@ -12,7 +12,7 @@ use super::cancel::Target;
 use super::flow::Flow;
 use super::params;
 use super::pool::{self, LeaseError};
-use super::session::PgSession;
+use super::session::{PgSession, Traffic};
 use super::upstream::{ServerError, login_credential};
 use crate::config::PoolMode;
 
@@ -28,7 +28,8 @@ impl PgSession {
                 if std::mem::take(&mut self.served) {
                     self.count("transaction");
                 }
-                lease.release();
+                let held = lease.release();
+                self.add_held(held);
             }
         }
     }
@@ -66,6 +67,7 @@ impl PgSession {
         )
         .await?;
         self.user_metrics.wait.observe(waited);
+        self.traffic.wait_us += (waited * 1e6) as u64;
         let server = &mut lease.server;
         let sql = params::set_sql(&self.wanted, &server.params, &server.applied);
         if !sql.is_empty() {
@@ -161,6 +163,7 @@ impl PgSession {
     /// mode); one mid-transaction or mid-reply is closed, so nothing leaks to the next client.
     pub(super) async fn finish(&mut self) {
         self.cancel.set(None);
+        self.flush_traffic();
         let Some(mut lease) = self.lease.take() else {
             return;
         };
@@ -178,7 +181,28 @@ impl PgSession {
             lease.server.prepared.clear();
             lease.server.applied.clear();
         }
-        lease.release();
+        let held = lease.release();
+        self.add_held(held);
+    }
+
+    /// `held`: how long the client just held a server.
+    fn add_held(&mut self, held: std::time::Duration) {
+        self.pools.totals.add(0, 0, held.as_micros() as u64, 0);
+        self.user_metrics.server_time.inc_by(held.as_secs_f64());
+    }
+
+    /// Adds the bytes this client moved and the time it waited, since the last call, to
+    /// the service's totals and its user's counters (between transactions, once the
+    /// answer went out).
+    pub(super) fn flush_traffic(&mut self) {
+        let Traffic {
+            received,
+            sent,
+            wait_us,
+        } = std::mem::take(&mut self.traffic);
+        self.pools.totals.add(received, sent, 0, wait_us);
+        self.user_metrics.received.inc_by(received);
+        self.user_metrics.sent.inc_by(sent);
     }
 }
 

@@ -1,10 +1,12 @@
 //! Per-user PostgreSQL metrics (PgBouncer's SHOW STATS, per user): transactions, queries,
-//! time spent waiting for a server connection, authentication failures.
+//! time spent waiting for and holding a server connection, bytes each way, authentication
+//! failures.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
 
 use crate::latency::Latency;
 use crate::snapshot::ServiceRuntime;
@@ -32,6 +34,9 @@ pub struct PgMetrics {
     pub queries: Family<UserLabels, Counter>,
     pub wait: Family<UserLabels, Latency>,
     pub auth_failures: Family<UserLabels, Counter>,
+    pub received: Family<UserLabels, Counter>,
+    pub sent: Family<UserLabels, Counter>,
+    pub server_time: Family<UserLabels, Counter<f64, AtomicU64>>,
 }
 
 impl PgMetrics {
@@ -57,6 +62,24 @@ impl PgMetrics {
             "Failed client authentications per user",
             m.auth_failures.clone(),
         );
+        registry.register_with_unit(
+            "throome_pg_received",
+            "Bytes received from clients per user (PgBouncer's total_received)",
+            Unit::Bytes,
+            m.received.clone(),
+        );
+        registry.register_with_unit(
+            "throome_pg_sent",
+            "Bytes sent to clients per user (PgBouncer's total_sent)",
+            Unit::Bytes,
+            m.sent.clone(),
+        );
+        registry.register_with_unit(
+            "throome_pg_server_time",
+            "Time clients held a server connection, per user (PgBouncer's total_xact_time)",
+            Unit::Seconds,
+            m.server_time.clone(),
+        );
         m
     }
 }
@@ -66,6 +89,9 @@ pub struct ClientMetrics {
     pub transactions: Counter,
     pub queries: Counter,
     pub wait: Latency,
+    pub received: Counter,
+    pub sent: Counter,
+    pub server_time: Counter<f64, AtomicU64>,
 }
 
 impl ClientMetrics {
@@ -74,6 +100,9 @@ impl ClientMetrics {
             transactions: m.transactions.get_or_create(labels).clone(),
             queries: m.queries.get_or_create(labels).clone(),
             wait: m.wait.get_or_create(labels).clone(),
+            received: m.received.get_or_create(labels).clone(),
+            sent: m.sent.get_or_create(labels).clone(),
+            server_time: m.server_time.get_or_create(labels).clone(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! connections in use; a client waits for a free one up to `query_wait_timeout`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -102,6 +102,42 @@ pub struct PgPools {
     /// The parameters a server reported at login, per (user, database): later clients are
     /// welcomed with them without waiting for a server (PgBouncer does the same).
     welcome: Mutex<HashMap<(String, String), Params>>,
+    /// Totals for the console's SHOW STATS.
+    pub totals: Totals,
+}
+
+/// Service-wide totals behind SHOW STATS (PgBouncer's `total_*` columns).
+#[derive(Default)]
+pub struct Totals {
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+    /// Microseconds clients held servers.
+    pub xact_us: AtomicU64,
+    /// Microseconds clients waited for servers.
+    pub wait_us: AtomicU64,
+}
+
+impl Totals {
+    /// Adds one client's share: bytes received and sent, time holding and waiting for
+    /// servers.
+    pub fn add(&self, received: u64, sent: u64, xact_us: u64, wait_us: u64) {
+        for (counter, n) in [
+            (&self.received, received),
+            (&self.sent, sent),
+            (&self.xact_us, xact_us),
+            (&self.wait_us, wait_us),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// (received, sent, xact_us, wait_us)
+    pub fn read(&self) -> [u64; 4] {
+        [&self.received, &self.sent, &self.xact_us, &self.wait_us]
+            .map(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 impl PgPools {
@@ -140,6 +176,10 @@ impl PgPools {
         self.paused.send_replace(on);
     }
 
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
     /// Waits while the pools are paused, up to `limit`; false if still paused then.
     async fn resumed(&self, limit: std::time::Duration) -> bool {
         let mut rx = self.paused.subscribe();
@@ -173,6 +213,8 @@ pub struct Lease {
     pub server: Server,
     _permit: OwnedSemaphorePermit,
     pool: Arc<Pool>,
+    /// When it was lent (a clock reading the lease took anyway).
+    since: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,11 +256,12 @@ pub async fn lease(
         }
     };
     let waited = |slow: Option<Instant>| slow.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    if let Some(server) = take_idle(service, &pool) {
+    if let Some((server, now)) = take_idle(service, &pool) {
         let lease = Lease {
             server,
             _permit: permit,
             pool,
+            since: now,
         };
         return Ok((lease, waited(slow)));
     }
@@ -233,6 +276,7 @@ pub async fn lease(
                 server,
                 _permit: permit,
                 pool,
+                since: now,
             };
             Ok((lease, waited(slow)))
         }
@@ -245,8 +289,9 @@ pub async fn lease(
     }
 }
 
-/// The newest idle connection that is still open and within its lifetime.
-fn take_idle(service: &ServiceRuntime, pool: &Pool) -> Option<Server> {
+/// The newest idle connection that is still open and within its lifetime, and the time
+/// it was taken.
+fn take_idle(service: &ServiceRuntime, pool: &Pool) -> Option<(Server, Instant)> {
     let now = Instant::now();
     let pg = &service.spec.pg;
     let mut idle = pool.idle.lock().ok()?;
@@ -257,7 +302,7 @@ fn take_idle(service: &ServiceRuntime, pool: &Pool) -> Option<Server> {
         // one idle longer is checked for a close by the server.
         let recent = now.duration_since(server.idle_since) < CHECK_AFTER;
         if !expired && (recent || is_open(&server)) {
-            return Some(server);
+            return Some((server, now));
         }
     }
     None
@@ -275,13 +320,19 @@ fn is_open(server: &Server) -> bool {
 
 impl Lease {
     /// Gives the connection back for reuse (only when it is idle and in a clean state).
-    pub fn release(self) {
+    /// Returns how long the client held it (PgBouncer's `xact_time` in transaction mode).
+    pub fn release(self) -> std::time::Duration {
         let Lease {
-            mut server, pool, ..
+            mut server,
+            pool,
+            since,
+            ..
         } = self;
         server.idle_since = Instant::now();
+        let held = server.idle_since.duration_since(since);
         if let Ok(mut idle) = pool.idle.lock() {
             idle.push(server);
         }
+        held
     }
 }

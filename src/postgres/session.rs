@@ -71,7 +71,7 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
             }
             _ => return,
         };
-    if login.database == super::console::DATABASE {
+    if super::console::is_console(&login.database) {
         let admin = service
             .spec
             .auth
@@ -112,6 +112,7 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         skip_to_sync: false,
         lost: false,
         counters: [None, None],
+        traffic: Traffic::default(),
         pool_cache: Vec::new(),
         served: false,
         service,
@@ -123,6 +124,15 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         () = session.hard_stop.cancelled() => {}
     }
     s.finish().await;
+}
+
+/// What a client moved and waited for, for the totals (PgBouncer's SHOW STATS).
+#[derive(Default)]
+pub(super) struct Traffic {
+    pub(super) received: u64,
+    pub(super) sent: u64,
+    /// Microseconds waiting for a server.
+    pub(super) wait_us: u64,
 }
 
 /// Counts the client against `max_client_conn` while it is connected.
@@ -166,6 +176,8 @@ pub(super) struct PgSession {
     pub(super) pool_cache: Vec<Option<Arc<super::pool::Pool>>>,
     /// `throome_requests_total` for queries and transactions.
     pub(super) counters: [Option<prometheus_client::metrics::counter::Counter>; 2],
+    /// Not yet added to the totals (they are between transactions).
+    pub(super) traffic: Traffic,
 }
 
 impl PgSession {
@@ -182,7 +194,11 @@ impl PgSession {
                 if client.send(&self.to_client).await.is_err() {
                     return;
                 }
+                self.traffic.sent += self.to_client.len() as u64;
                 self.to_client.clear();
+                if self.lease.is_none() {
+                    self.flush_traffic();
+                }
             }
             let read = match self.lease.as_mut() {
                 Some(lease) => tokio::select! {
@@ -278,6 +294,7 @@ impl PgSession {
                 }
                 continue;
             }
+            self.traffic.received += frame.bytes().len() as u64;
             if frame.tag() == msg::front::TERMINATE {
                 return Ok(false);
             }

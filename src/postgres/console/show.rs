@@ -1,0 +1,340 @@
+//! The console's SHOW tables, with PgBouncer's column names and order (1.18), keeping the
+//! columns Throome has a true value for.
+
+use std::collections::BTreeSet;
+
+use bytes::BytesMut;
+
+use throome_pgwire::build;
+
+use super::super::cancel;
+use super::super::pool::PgPools;
+use crate::metrics::{Metrics, RequestLabels};
+use crate::snapshot::ServiceRuntime;
+
+/// One row per pool (backend, user, database).
+pub fn pools(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
+    let rows: Vec<Vec<String>> = pools
+        .all()
+        .iter()
+        .map(|p| {
+            let (in_use, idle, waiting) = p.counts();
+            vec![
+                p.key.database.clone(),
+                p.key.user.clone(),
+                in_use.to_string(),
+                waiting.to_string(),
+                in_use.to_string(),
+                idle.to_string(),
+                pool_mode(service).into(),
+                backend_address(service, p.key.backend),
+            ]
+        })
+        .collect();
+    let cols = [
+        "database",
+        "user",
+        "cl_active",
+        "cl_waiting",
+        "sv_active",
+        "sv_idle",
+        "pool_mode",
+        "server",
+    ];
+    table(&cols, &rows, out);
+}
+
+/// The service's totals since it started (times in microseconds, as PgBouncer). PgBouncer's
+/// per-query time and its per-period averages are not measured, so not shown.
+pub fn stats(service: &ServiceRuntime, pools: &PgPools, metrics: &Metrics, out: &mut BytesMut) {
+    let count = |what: &str| {
+        let labels = RequestLabels {
+            cluster: service.cluster.clone(),
+            service: service.name.clone(),
+            command: what.to_string(),
+        };
+        metrics.requests.get_or_create(&labels).get().to_string()
+    };
+    let [received, sent, xact_us, wait_us] = pools.totals.read();
+    let row = vec![
+        service.name.clone(),
+        count("transaction"),
+        count("query"),
+        received.to_string(),
+        sent.to_string(),
+        xact_us.to_string(),
+        wait_us.to_string(),
+    ];
+    let cols = [
+        "database",
+        "total_xact_count",
+        "total_query_count",
+        "total_received",
+        "total_sent",
+        "total_xact_time",
+        "total_wait_time",
+    ];
+    table(&cols, &[row], out);
+}
+
+pub fn config(service: &ServiceRuntime, out: &mut BytesMut) {
+    let pg = &service.spec.pg;
+    let secs = |d: std::time::Duration| d.as_secs_f64().to_string();
+    let rows: Vec<Vec<String>> = [
+        ("pool_mode", pool_mode(service).to_string()),
+        ("default_pool_size", service.spec.pool_size.to_string()),
+        ("min_pool_size", pg.min_pool_size.to_string()),
+        ("max_client_conn", pg.max_client_conn.to_string()),
+        ("query_wait_timeout", secs(pg.query_wait_timeout)),
+        ("server_idle_timeout", secs(pg.server_idle_timeout)),
+        ("server_lifetime", secs(pg.server_lifetime)),
+        (
+            "max_prepared_statements",
+            pg.max_prepared_statements.to_string(),
+        ),
+        ("read_write_split", pg.read_write_split.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| vec![k.to_string(), v, "yes".to_string()])
+    .collect();
+    table(&["key", "value", "changeable"], &rows, out);
+}
+
+/// One row per backend: PgBouncer's `[databases]` entries are Throome's backends.
+pub fn databases(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
+    let all = pools.all();
+    let rows: Vec<Vec<String>> = service
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let current: usize = all
+                .iter()
+                .filter(|p| p.key.backend == i)
+                .map(|p| {
+                    let (in_use, idle, _) = p.counts();
+                    in_use + idle
+                })
+                .sum();
+            vec![
+                service.name.clone(),
+                b.host.clone(),
+                b.port.to_string(),
+                service.spec.database.clone().unwrap_or_default(),
+                service.spec.username.clone().unwrap_or_default(),
+                service.spec.pool_size.to_string(),
+                service.spec.pg.min_pool_size.to_string(),
+                pool_mode(service).into(),
+                current.to_string(),
+                u8::from(pools.is_paused()).to_string(),
+            ]
+        })
+        .collect();
+    let cols = [
+        "name",
+        "host",
+        "port",
+        "database",
+        "force_user",
+        "pool_size",
+        "min_pool_size",
+        "pool_mode",
+        "current_connections",
+        "paused",
+    ];
+    table(&cols, &rows, out);
+}
+
+/// PgBouncer's list sizes that have a Throome counterpart, as (list, items) rows.
+pub fn lists(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
+    let all = pools.all();
+    let (mut used, mut free) = (0, 0);
+    for p in &all {
+        let (in_use, idle, _) = p.counts();
+        used += in_use;
+        free += idle;
+    }
+    let users: BTreeSet<&str> = all.iter().map(|p| p.key.user.as_str()).collect();
+    let clients = cancel::clients_of(&service_key(service)).len();
+    let rows: Vec<Vec<String>> = [
+        ("databases", service.backends.len()),
+        ("users", users.len()),
+        ("pools", all.len()),
+        ("used_clients", clients),
+        ("free_servers", free),
+        ("used_servers", used),
+    ]
+    .into_iter()
+    .map(|(k, v)| vec![k.to_string(), v.to_string()])
+    .collect();
+    table(&["list", "items"], &rows, out);
+}
+
+/// The users that may log in (`auth.users`) and those that have pools.
+pub fn users(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
+    let mut names: BTreeSet<String> = pools.all().iter().map(|p| p.key.user.clone()).collect();
+    if let Some(auth) = &service.spec.auth {
+        names.extend(auth.users.keys().cloned());
+    }
+    let rows: Vec<Vec<String>> = names
+        .into_iter()
+        .map(|n| vec![n, pool_mode(service).into()])
+        .collect();
+    table(&["name", "pool_mode"], &rows, out);
+}
+
+pub fn version(out: &mut BytesMut) {
+    let row = vec![format!("Throome {}", env!("CARGO_PKG_VERSION"))];
+    table(&["version"], &[row], out);
+}
+
+fn backend_address(service: &ServiceRuntime, index: usize) -> String {
+    service
+        .backends
+        .get(index)
+        .map(|b| b.address())
+        .unwrap_or_default()
+}
+
+/// One row per connected client. `link` is the backend pid of the server it holds, `pid`
+/// the pid Throome gave it (a server's `link`).
+pub fn clients(service: &ServiceRuntime, out: &mut BytesMut) {
+    let rows: Vec<Vec<String>> = cancel::clients_of(&service_key(service))
+        .into_iter()
+        .map(|c| {
+            vec![
+                "C".into(),
+                c.info.user.clone(),
+                c.info.database.clone(),
+                if c.server.is_some() { "active" } else { "idle" }.into(),
+                c.info.peer.host(),
+                c.info.peer.port().to_string(),
+                utc(c.info.since),
+                c.server.map(|s| s.pid.to_string()).unwrap_or_default(),
+                c.pid.to_string(),
+            ]
+        })
+        .collect();
+    let cols = [
+        "type",
+        "user",
+        "database",
+        "state",
+        "addr",
+        "port",
+        "connect_time",
+        "link",
+        "pid",
+    ];
+    table(&cols, &rows, out);
+}
+
+/// Server connections: those lent to a client (active, `link` is the client's `pid`) and
+/// the idle ones; `remote_pid` is the server's backend pid.
+pub fn servers(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for c in cancel::clients_of(&service_key(service)) {
+        if let Some(s) = &c.server {
+            rows.push(vec![
+                "S".into(),
+                c.info.user.clone(),
+                c.info.database.clone(),
+                "active".into(),
+                s.backend.host.clone(),
+                s.backend.port.to_string(),
+                c.pid.to_string(),
+                s.pid.to_string(),
+            ]);
+        }
+    }
+    for pool in pools.all() {
+        let Some(backend) = service.backends.get(pool.key.backend) else {
+            continue;
+        };
+        for pid in pool.idle_pids() {
+            rows.push(vec![
+                "S".into(),
+                pool.key.user.clone(),
+                pool.key.database.clone(),
+                "idle".into(),
+                backend.host.clone(),
+                backend.port.to_string(),
+                String::new(),
+                pid.to_string(),
+            ]);
+        }
+    }
+    let cols = [
+        "type",
+        "user",
+        "database",
+        "state",
+        "addr",
+        "port",
+        "link",
+        "remote_pid",
+    ];
+    table(&cols, &rows, out);
+}
+
+/// `2026-11-24 10:05:11 UTC`, as PgBouncer prints times.
+fn utc(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, <http://howardhinnant.github.io/date_algorithms.html#civil_from_days>).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn service_key(service: &ServiceRuntime) -> String {
+    format!("{}/{}", service.cluster, service.name)
+}
+
+fn pool_mode(service: &ServiceRuntime) -> &'static str {
+    match service.spec.pg.pool_mode {
+        crate::config::PoolMode::Session => "session",
+        crate::config::PoolMode::Transaction => "transaction",
+    }
+}
+
+fn table(columns: &[&str], rows: &[Vec<String>], out: &mut BytesMut) {
+    out.extend_from_slice(&build::row_description(columns));
+    for row in rows {
+        let values: Vec<Option<&str>> = row.iter().map(|v| Some(v.as_str())).collect();
+        out.extend_from_slice(&build::data_row(&values));
+    }
+    out.extend_from_slice(&build::command_complete(&format!("SHOW {}", rows.len())));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_as_pgbouncer_prints_them() {
+        let at = |secs: u64| utc(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(at(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(at(1_795_515_911), "2026-11-24 10:25:11 UTC");
+    }
+}
