@@ -251,3 +251,46 @@ async fn startup_options_follow_each_client_across_a_shared_server() {
     let err = connect_with_options(listen, "-d 5").await.err().unwrap();
     assert_eq!(err.code(), Some(&SqlState::PROTOCOL_VIOLATION), "{err:?}");
 }
+
+/// `idle_transaction_timeout` (PgBouncer's): a client that opens a transaction and goes
+/// quiet is disconnected with PostgreSQL's 25P03, its transaction rolled back and its
+/// server free for others; `client_idle_timeout` closes clients idle between transactions
+/// (57P05), while a busy client is never cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_clients_are_closed_after_their_timeouts() {
+    let pg = Postgres::start();
+    let extra =
+        "    pool_size: 1\n    idle_transaction_timeout: 0.5\n    client_idle_timeout: 1.5\n";
+    let (_gw, listen) = pg_gateway(&[(pg.port, "primary", 1)], extra).await;
+    let setup = connect(listen, "alice", "wonderland").await.unwrap();
+    setup
+        .batch_execute("CREATE TABLE held (x int PRIMARY KEY)")
+        .await
+        .unwrap();
+    drop(setup);
+    let idler = connect(listen, "alice", "wonderland").await.unwrap();
+    idler
+        .batch_execute("BEGIN; INSERT INTO held VALUES (1)")
+        .await
+        .unwrap();
+    // The only server is held until the timeout frees it and rolls the insert back.
+    let other = connect(listen, "alice", "wonderland").await.unwrap();
+    let insert = other.execute("INSERT INTO held VALUES (1)", &[]);
+    let inserted = tokio::time::timeout(Duration::from_secs(10), insert)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inserted, 1);
+    let err = idler.batch_execute("COMMIT").await.err().unwrap();
+    assert!(
+        err.is_closed() || err.code() == Some(&SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT),
+        "{err:?}"
+    );
+    // Busy for longer than the idle limit, in short steps: never cut.
+    for _ in 0..4 {
+        other.batch_execute("SELECT pg_sleep(0.5)").await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let err = other.batch_execute("SELECT 1").await.err().unwrap();
+    assert!(err.is_closed(), "{err:?}");
+}

@@ -107,6 +107,13 @@ pub struct ServiceConfig {
     /// Postgres: seconds a client waits for a free server connection before it gets SQLSTATE
     /// 53300 (default 120, as PgBouncer).
     pub query_wait_timeout: Option<Seconds>,
+    /// Postgres: seconds a client may sit idle inside a transaction, holding a server,
+    /// before it is disconnected and the transaction rolled back (PgBouncer's
+    /// `idle_transaction_timeout`; default: no limit).
+    pub idle_transaction_timeout: Option<Seconds>,
+    /// Postgres: seconds a client may sit idle between transactions before it is
+    /// disconnected (PgBouncer's `client_idle_timeout`; default: no limit).
+    pub client_idle_timeout: Option<Seconds>,
     /// Postgres: seconds an idle server connection is kept (default 600).
     pub server_idle_timeout: Option<Seconds>,
     /// Postgres: seconds after which a server connection is closed when next idle

@@ -212,6 +212,11 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         ("max_client_conn", s.max_client_conn.is_some()),
         ("min_pool_size", s.min_pool_size.is_some()),
         ("query_wait_timeout", s.query_wait_timeout.is_some()),
+        (
+            "idle_transaction_timeout",
+            s.idle_transaction_timeout.is_some(),
+        ),
+        ("client_idle_timeout", s.client_idle_timeout.is_some()),
         ("server_idle_timeout", s.server_idle_timeout.is_some()),
         ("server_lifetime", s.server_lifetime.is_some()),
         ("read_write_split", s.read_write_split.is_some()),

@@ -126,6 +126,16 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
     s.finish().await;
 }
 
+/// (SQLSTATE, message) for a client closed for idling.
+type IdleError = (&'static str, &'static str);
+
+/// What the session loop woke up for.
+enum Read {
+    Client(Result<(), WireError>),
+    Server(Result<(), WireError>),
+    Idle(IdleError),
+}
+
 /// What a client moved and waited for, for the totals (PgBouncer's SHOW STATS).
 #[derive(Default)]
 pub(super) struct Traffic {
@@ -200,21 +210,55 @@ impl PgSession {
                     self.flush_traffic();
                 }
             }
-            let read = match self.lease.as_mut() {
-                Some(lease) => tokio::select! {
-                    r = client.fill() => r.map(|()| false),
-                    r = lease.server.wire.fill() => match r {
-                        Ok(()) => Ok(true),
-                        Err(_) => { self.server_lost(); continue; }
+            let limit = self.idle_limit();
+            let read = async {
+                match self.lease.as_mut() {
+                    Some(lease) => tokio::select! {
+                        r = client.fill() => Read::Client(r),
+                        r = lease.server.wire.fill() => Read::Server(r),
                     },
-                },
-                None => client.fill().await.map(|()| false),
+                    None => Read::Client(client.fill().await),
+                }
+            };
+            let read = match limit {
+                Some((limit, why)) => tokio::time::timeout(limit, read)
+                    .await
+                    .unwrap_or(Read::Idle(why)),
+                None => read.await,
             };
             match read {
-                Ok(true) => self.on_server_frames(),
-                Ok(false) => {}
-                Err(_) => return,
+                Read::Server(Ok(())) => self.on_server_frames(),
+                Read::Server(Err(_)) => self.server_lost(),
+                Read::Client(Ok(())) => {}
+                Read::Client(Err(_)) => return,
+                Read::Idle((code, text)) => {
+                    // `finish` then closes a server left mid-transaction (PostgreSQL rolls
+                    // it back) and gives back a clean one.
+                    let _ = client.send(&build::error("FATAL", code, text)).await;
+                    return;
+                }
             }
+        }
+    }
+
+    /// How long the client may stay silent now, when it is the one expected to speak
+    /// (no server answer outstanding): `idle_transaction_timeout` inside a transaction,
+    /// `client_idle_timeout` otherwise; with the error it then gets, worded as
+    /// PostgreSQL's own idle timeouts.
+    fn idle_limit(&self) -> Option<(std::time::Duration, IdleError)> {
+        if !self.flow.is_empty() {
+            return None;
+        }
+        let pg = &self.service.spec.pg;
+        match self.lease.as_ref().map(|l| l.server.status) {
+            Some(b'T' | b'E') => pg.idle_transaction_timeout.map(|t| {
+                let text = "terminating connection due to idle-in-transaction timeout";
+                (t, ("25P03", text))
+            }),
+            _ => pg.client_idle_timeout.map(|t| {
+                let text = "terminating connection due to idle-session timeout";
+                (t, ("57P05", text))
+            }),
         }
     }
 
