@@ -53,6 +53,8 @@ pub struct ServiceSpec {
     pub read_from_replicas: bool,
     pub auth: Option<ClientAuth>,
     pub sharding: Option<crate::config::Sharding>,
+    /// Ketama over the available shards only (twemproxy's `auto_eject_hosts`).
+    pub auto_eject_hosts: bool,
     pub hash_tag: Option<[u8; 2]>,
     pub request_timeout: Option<Duration>,
     /// Redis request limits.
@@ -356,6 +358,7 @@ fn resolve(
         read_from_replicas: svc.read_from_replicas.unwrap_or(false),
         auth: svc.auth.clone(),
         sharding: svc.sharding,
+        auto_eject_hosts: svc.auto_eject_hosts.unwrap_or(false),
         request_timeout: svc.request_timeout.map(|t| t.0),
         limits: {
             let d = throome_resp::Limits::default();

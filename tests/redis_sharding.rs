@@ -20,15 +20,16 @@ struct Twemproxy {
 impl Twemproxy {
     fn start(backends: &[u16]) -> Twemproxy {
         let servers: Vec<String> = backends.iter().map(|b| format!("127.0.0.1:{b}")).collect();
-        Twemproxy::start_over(&servers)
+        Twemproxy::start_over(&servers, "")
     }
 
-    /// Over `servers` as twemproxy writes them (`host:port` or `/path/to/socket`), weight 1.
-    fn start_over(servers: &[String]) -> Twemproxy {
+    /// Over `servers` as twemproxy writes them (`host:port` or `/path/to/socket`), weight 1,
+    /// with `extra` pool settings (indented by two).
+    fn start_over(servers: &[String], extra: &str) -> Twemproxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut conf = format!(
-            "pool:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n  distribution: ketama\n  hash_tag: \"{{}}\"\n  servers:\n"
+            "pool:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n  distribution: ketama\n  hash_tag: \"{{}}\"\n{extra}  servers:\n"
         );
         for server in servers {
             conf.push_str(&format!("    - {server}:1\n"));
@@ -271,7 +272,7 @@ fn unix_socket_shards_match_twemproxy() {
             server
         })
         .collect();
-    let twem = Twemproxy::start_over(&sockets);
+    let twem = Twemproxy::start_over(&sockets, "");
     let listen = free_port();
     let mut yaml = format!(
         "cluster_id: ux\nname: ux\nservices:\n  cache:\n    type: redis\n    listen: \"127.0.0.1:{listen}\"\n    sharding: ketama\n    backends:\n"
@@ -339,4 +340,82 @@ fn inline_commands_route_by_the_key_redis_stores() {
         let v: Option<String> = redis::cmd("GET").arg(key(i)).query(&mut c).unwrap();
         assert_eq!(v, Some(format!("v'{i}")), "{}", key(i));
     }
+}
+
+/// `auto_eject_hosts: true`: while a shard is down its keys go where twemproxy, with the same
+/// setting, sends them (its continuum rebuilt over the live servers), and once it is back
+/// they return to it.
+#[test]
+fn a_down_shard_is_ejected_as_twemproxy_ejects_it() {
+    let mut servers = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let twem = Twemproxy::start_over(
+        &addrs,
+        "  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 600000\n  timeout: 1000\n",
+    );
+    let listen = free_port();
+    let backends: Vec<(u16, &str, u32)> = ports.iter().map(|&p| (p, "primary", 1)).collect();
+    let health =
+        "health: { interval: 0.2, timeout: 0.5, unhealthy_threshold: 1, healthy_threshold: 1 }\n";
+    let yaml = cluster_of(
+        "redis",
+        "ej",
+        "cache",
+        listen,
+        &backends,
+        "    sharding: ketama\n    auto_eject_hosts: true\n",
+        health,
+    );
+    let gw = Throome::start(&[("ej", &yaml)]);
+    servers[1].kill();
+    assert!(eventually(Duration::from_secs(10), || {
+        gw.backend("ej", "cache", ports[1])["healthy"] == false
+    }));
+    // twemproxy ejects a server on a failed request: send until none fails.
+    let mut via_twem = con(twem.port);
+    let settled = eventually(Duration::from_secs(10), || {
+        (0..50).all(|i| {
+            redis::cmd("SET")
+                .arg(format!("probe-{i}"))
+                .arg(1)
+                .query::<()>(&mut via_twem)
+                .is_ok()
+        })
+    });
+    assert!(settled, "twemproxy did not eject the dead server");
+    let mut via_throome = con(listen);
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(key(i))
+            .arg(i)
+            .query(&mut via_twem)
+            .unwrap();
+    }
+    for i in 0..200 {
+        let v: Option<i64> = redis::cmd("GET")
+            .arg(key(i))
+            .query(&mut via_throome)
+            .unwrap();
+        assert_eq!(v, Some(i), "{} is not where twemproxy put it", key(i));
+    }
+    // Back up: its keys route to it again (an empty server: they are gone).
+    servers[1].restart();
+    assert!(eventually(Duration::from_secs(10), || {
+        gw.backend("ej", "cache", ports[1])["healthy"] == true
+    }));
+    let found = (0..200)
+        .filter(|&i| {
+            redis::cmd("GET")
+                .arg(key(i))
+                .query::<Option<i64>>(&mut via_throome)
+                .unwrap()
+                .is_some()
+        })
+        .count();
+    assert!((100..200).contains(&found), "{found} of 200 still found");
 }

@@ -96,6 +96,10 @@ pub struct ServiceConfig {
     /// Redis with sharding: the two characters around the part of a key that is hashed
     /// (default `"{}"`; `""` hashes whole keys).
     pub hash_tag: Option<String>,
+    /// Redis with `sharding: ketama`: while a shard is unavailable (health checks, circuit
+    /// breaker) its keys go to the others, as twemproxy's `auto_eject_hosts: true` (default
+    /// false: they get an error until it returns).
+    pub auto_eject_hosts: Option<bool>,
     /// Postgres: `transaction` (default: a server connection per transaction) or `session`
     /// (one for the client's lifetime, reset with `DISCARD ALL` before reuse).
     pub pool_mode: Option<PoolMode>,

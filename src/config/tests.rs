@@ -329,3 +329,15 @@ fn cert_auth_needs_a_client_ca() {
     let err = parse_cluster(text).unwrap_err();
     assert!(err.message.contains("client_ca"), "{err:?}");
 }
+
+#[test]
+fn auto_eject_hosts_needs_ketama() {
+    let text = |extra: &str| {
+        format!(
+            "cluster_id: a\nname: b\nservices:\n  r:\n    type: redis\n    host: x\n    port: 1\n{extra}"
+        )
+    };
+    assert!(parse_cluster(&text("    sharding: ketama\n    auto_eject_hosts: true\n")).is_ok());
+    let err = parse_cluster(&text("    auto_eject_hosts: true\n")).unwrap_err();
+    assert!(err.message.contains("sharding: ketama"), "{err:?}");
+}

@@ -185,6 +185,16 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "service `{name}`: hash_tag must be two ASCII characters such as \"{{}}\", or \"\""
         ));
     }
+    if s.auto_eject_hosts.is_some() && s.sharding != Some(crate::config::Sharding::Ketama) {
+        return Err(format!(
+            "service `{name}`: auto_eject_hosts applies to sharding: ketama"
+        ));
+    }
+    if s.auto_eject_hosts == Some(true) && s.backends.len() > 64 {
+        return Err(format!(
+            "service `{name}`: auto_eject_hosts takes at most 64 backends"
+        ));
+    }
     if s.sharding.is_some() && s.kind != ServiceKind::Redis {
         return Err(format!(
             "service `{name}`: sharding applies to redis services only"

@@ -12,6 +12,7 @@ mod local;
 mod merge;
 pub(crate) mod pool;
 pub mod probe;
+mod ring;
 mod session;
 pub mod shard;
 mod sharded;

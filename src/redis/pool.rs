@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::cluster::{self, SlotMap};
-use super::shard::{Continuum, server_name};
+use super::ring::Ring;
 use super::upstream::{self, Upstream, UpstreamError};
 use crate::backend::BackendState;
 use crate::config::Sharding;
@@ -20,7 +20,7 @@ pub struct Pools {
     /// (backend address, resp3, slot) -> connection
     conns: Mutex<HashMap<(String, bool, usize), Upstream>>,
     /// With `sharding: ketama`, the ring over the service's backends (in config order).
-    pub ring: Option<Arc<Continuum>>,
+    pub ring: Option<Ring>,
     /// With `sharding: cluster`, the slot map and when it was last read.
     slots: Mutex<Option<(Arc<SlotMap>, Instant)>>,
     /// Cluster nodes learned from the slot map that are not configured backends.
@@ -53,14 +53,7 @@ impl Pools {
     }
 
     fn new(service: &ServiceRuntime) -> Pools {
-        let ring = (service.spec.sharding == Some(Sharding::Ketama)).then(|| {
-            let servers: Vec<(String, u32)> = service
-                .backends
-                .iter()
-                .map(|b| (server_name(&b.host, b.port), b.weight))
-                .collect();
-            Arc::new(Continuum::new(&servers))
-        });
+        let ring = (service.spec.sharding == Some(Sharding::Ketama)).then(|| Ring::new(service));
         Pools {
             conns: Mutex::default(),
             ring,

@@ -19,11 +19,22 @@ impl Continuum {
     /// `servers` are (name, weight); the name is `host:port` unless the port is 11211, as
     /// twemproxy names servers without an explicit name.
     pub fn new(servers: &[(String, u32)]) -> Continuum {
+        let indexed: Vec<(&str, u32, usize)> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, (name, weight))| (name.as_str(), *weight, i))
+            .collect();
+        Continuum::over(&indexed)
+    }
+
+    /// A ring over some of the servers: (name, weight, index the ring answers with), as
+    /// twemproxy's `ketama_update` builds it over its live servers.
+    pub fn over(servers: &[(&str, u32, usize)]) -> Continuum {
         let total: u32 = servers.iter().map(|s| s.1).sum();
         let n = servers.len() as f32;
         let mut points = Vec::new();
-        for (index, (name, weight)) in servers.iter().enumerate() {
-            let pct = *weight as f32 / total.max(1) as f32;
+        for &(name, weight, index) in servers {
+            let pct = weight as f32 / total.max(1) as f32;
             // The same float arithmetic as twemproxy, so rounding matches.
             let per_server =
                 ((pct * POINTS_PER_SERVER as f32 / 4.0 * n + 0.000_000_000_1).floor() * 4.0) as u32;

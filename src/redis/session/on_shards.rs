@@ -45,7 +45,12 @@ impl Client {
             _ => {}
         }
         let started = self.now;
-        let (plan, map) = match self.pools.ring.clone() {
+        let ring = self
+            .pools
+            .ring
+            .as_ref()
+            .map(|r| r.current(&self.service, self.now));
+        let (plan, map) = match ring {
             Some(ring) => {
                 let shards = self.service.backends.len();
                 (
