@@ -376,12 +376,13 @@ fn a_down_shard_is_ejected_as_twemproxy_ejects_it() {
     assert!(eventually(Duration::from_secs(10), || {
         gw.backend("ej", "cache", ports[1])["healthy"] == false
     }));
-    // twemproxy ejects a server on a failed request: send until none fails.
+    // twemproxy ejects a server on a failed request: send (keys spread over every shard)
+    // until none fails.
     let mut via_twem = con(twem.port);
     let settled = eventually(Duration::from_secs(10), || {
         (0..50).all(|i| {
             redis::cmd("SET")
-                .arg(format!("probe-{i}"))
+                .arg(key(10_000 + i))
                 .arg(1)
                 .query::<()>(&mut via_twem)
                 .is_ok()
