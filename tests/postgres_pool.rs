@@ -294,3 +294,18 @@ async fn idle_clients_are_closed_after_their_timeouts() {
     let err = other.batch_execute("SELECT 1").await.err().unwrap();
     assert!(err.is_closed(), "{err:?}");
 }
+
+/// `query_timeout` (PgBouncer's): a query running longer is cancelled on its server, the
+/// client gets PostgreSQL's 57014 and its connection stays usable.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_queries_are_cancelled_after_query_timeout() {
+    let pg = Postgres::start();
+    let (_gw, listen) = pg_gateway(&[(pg.port, "primary", 1)], "    query_timeout: 0.5\n").await;
+    let c = connect(listen, "alice", "wonderland").await.unwrap();
+    let err = c.batch_execute("SELECT pg_sleep(30)").await.err().unwrap();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err:?}");
+    // Quick queries are untouched, and the connection goes on.
+    for _ in 0..3 {
+        c.batch_execute("SELECT pg_sleep(0.2)").await.unwrap();
+    }
+}

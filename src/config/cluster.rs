@@ -118,6 +118,9 @@ pub struct ServiceConfig {
     /// Postgres: seconds a client may sit idle between transactions before it is
     /// disconnected (PgBouncer's `client_idle_timeout`; default: no limit).
     pub client_idle_timeout: Option<Seconds>,
+    /// Postgres: seconds a query may run before the proxy cancels it (PgBouncer's
+    /// `query_timeout`; default: no limit).
+    pub query_timeout: Option<Seconds>,
     /// Postgres: seconds an idle server connection is kept (default 600).
     pub server_idle_timeout: Option<Seconds>,
     /// Postgres: seconds after which a server connection is closed when next idle

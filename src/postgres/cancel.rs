@@ -113,9 +113,13 @@ pub async fn forward(pid: i32, key: &[u8]) {
         }
         e.target.lock().ok()?.clone()
     });
-    let Some(t) = target else {
-        return;
-    };
+    if let Some(t) = target {
+        send(&t).await;
+    }
+}
+
+/// A CancelRequest for the query `t`'s server runs (the proxy's own `query_timeout` too).
+pub async fn send(t: &Target) {
     let connect = super::upstream::dial(&t.backend);
     if let Ok(Ok(mut s)) = tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
         let _ = s

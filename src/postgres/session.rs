@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::io::Stream;
 use bytes::{Bytes, BytesMut};
 
 use throome_pgwire::{build, msg};
 
-use super::cancel::{ClientInfo, Registration};
+use super::cancel::{ClientInfo, Registration, Target};
 use super::flow::{Action, Flow, Learned};
 use super::frontend::{self, Outcome};
 use super::io::{Wire, WireError};
@@ -113,6 +114,7 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         lost: false,
         counters: [None, None],
         traffic: Traffic::default(),
+        query: None,
         pool_cache: Vec::new(),
         served: false,
         service,
@@ -133,7 +135,15 @@ type IdleError = (&'static str, &'static str);
 enum Read {
     Client(Result<(), WireError>),
     Server(Result<(), WireError>),
-    Idle(IdleError),
+    Timeout(Expired),
+}
+
+/// What a passed time limit does.
+enum Expired {
+    /// The client is closed with this error.
+    Close(IdleError),
+    /// The running query is cancelled.
+    Cancel,
 }
 
 /// What a client moved and waited for, for the totals (PgBouncer's SHOW STATS).
@@ -188,6 +198,9 @@ pub(super) struct PgSession {
     pub(super) counters: [Option<prometheus_client::metrics::counter::Counter>; 2],
     /// Not yet added to the totals (they are between transactions).
     pub(super) traffic: Traffic,
+    /// With `query_timeout`: when the server answer being waited for was asked, and
+    /// whether it was cancelled already.
+    query: Option<(Instant, bool)>,
 }
 
 impl PgSession {
@@ -221,9 +234,9 @@ impl PgSession {
                 }
             };
             let read = match limit {
-                Some((limit, why)) => tokio::time::timeout(limit, read)
+                Some((limit, then)) => tokio::time::timeout(limit, read)
                     .await
-                    .unwrap_or(Read::Idle(why)),
+                    .unwrap_or(Read::Timeout(then)),
                 None => read.await,
             };
             match read {
@@ -231,33 +244,55 @@ impl PgSession {
                 Read::Server(Err(_)) => self.server_lost(),
                 Read::Client(Ok(())) => {}
                 Read::Client(Err(_)) => return,
-                Read::Idle((code, text)) => {
+                Read::Timeout(Expired::Close((code, text))) => {
                     // `finish` then closes a server left mid-transaction (PostgreSQL rolls
                     // it back) and gives back a clean one.
                     let _ = client.send(&build::error("FATAL", code, text)).await;
                     return;
                 }
+                Read::Timeout(Expired::Cancel) => self.cancel_query(),
             }
         }
     }
 
-    /// How long the client may stay silent now, when it is the one expected to speak
-    /// (no server answer outstanding): `idle_transaction_timeout` inside a transaction,
-    /// `client_idle_timeout` otherwise; with the error it then gets, worded as
-    /// PostgreSQL's own idle timeouts.
-    fn idle_limit(&self) -> Option<(std::time::Duration, IdleError)> {
-        if !self.flow.is_empty() {
-            return None;
+    /// `query_timeout` passed: the server gets a CancelRequest (the client then sees
+    /// PostgreSQL's own 57014) once per query.
+    fn cancel_query(&mut self) {
+        if let Some(query) = self.query.as_mut() {
+            query.1 = true;
         }
+        if let Some(lease) = &self.lease {
+            let target = Target {
+                backend: lease.server.backend.clone(),
+                pid: lease.server.pid,
+                key: lease.server.key.clone(),
+            };
+            tokio::spawn(async move { super::cancel::send(&target).await });
+        }
+    }
+
+    /// How long the loop may wait now, and what happens then. With a server answer
+    /// outstanding: `query_timeout` from when the query went out (a cancel). Otherwise the
+    /// client is the one expected to speak: `idle_transaction_timeout` inside a
+    /// transaction, `client_idle_timeout` otherwise (a close, with the error PostgreSQL's
+    /// own idle timeouts give).
+    fn idle_limit(&mut self) -> Option<(std::time::Duration, Expired)> {
         let pg = &self.service.spec.pg;
+        if !self.flow.is_empty() {
+            let limit = pg.query_timeout?;
+            let (started, cancelled) = *self.query.get_or_insert((Instant::now(), false));
+            let left = limit.saturating_sub(started.elapsed());
+            return (!cancelled).then_some((left, Expired::Cancel));
+        }
+        self.query = None;
         match self.lease.as_ref().map(|l| l.server.status) {
             Some(b'T' | b'E') => pg.idle_transaction_timeout.map(|t| {
                 let text = "terminating connection due to idle-in-transaction timeout";
-                (t, ("25P03", text))
+                (t, Expired::Close(("25P03", text)))
             }),
             _ => pg.client_idle_timeout.map(|t| {
                 let text = "terminating connection due to idle-session timeout";
-                (t, ("57P05", text))
+                (t, Expired::Close(("57P05", text)))
             }),
         }
     }
