@@ -23,6 +23,7 @@ mod session;
 mod split;
 mod startup;
 mod statements;
+mod timeouts;
 mod upstream;
 
 pub use session::serve;

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use throome_pgwire::{build, msg};
 
-use super::cancel::{ClientInfo, Registration, Target};
+use super::cancel::{ClientInfo, Registration};
 use super::flow::{Action, Flow, Learned};
 use super::frontend::{self, Outcome};
 use super::io::{Wire, WireError};
@@ -21,6 +21,7 @@ use super::params;
 use super::pool::{Lease, PgPools};
 use super::startup::{self, Login, Opening};
 use super::statements::Statements;
+use super::timeouts::{Expired, Read};
 use crate::metrics::Metrics;
 use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
@@ -128,24 +129,6 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
     s.finish().await;
 }
 
-/// (SQLSTATE, message) for a client closed for idling.
-type IdleError = (&'static str, &'static str);
-
-/// What the session loop woke up for.
-enum Read {
-    Client(Result<(), WireError>),
-    Server(Result<(), WireError>),
-    Timeout(Expired),
-}
-
-/// What a passed time limit does.
-enum Expired {
-    /// The client is closed with this error.
-    Close(IdleError),
-    /// The running query is cancelled.
-    Cancel,
-}
-
 /// What a client moved and waited for, for the totals (PgBouncer's SHOW STATS).
 #[derive(Default)]
 pub(super) struct Traffic {
@@ -200,7 +183,7 @@ pub(super) struct PgSession {
     pub(super) traffic: Traffic,
     /// With `query_timeout`: when the server answer being waited for was asked, and
     /// whether it was cancelled already.
-    query: Option<(Instant, bool)>,
+    pub(super) query: Option<(Instant, bool)>,
 }
 
 impl PgSession {
@@ -252,48 +235,6 @@ impl PgSession {
                 }
                 Read::Timeout(Expired::Cancel) => self.cancel_query(),
             }
-        }
-    }
-
-    /// `query_timeout` passed: the server gets a CancelRequest (the client then sees
-    /// PostgreSQL's own 57014) once per query.
-    fn cancel_query(&mut self) {
-        if let Some(query) = self.query.as_mut() {
-            query.1 = true;
-        }
-        if let Some(lease) = &self.lease {
-            let target = Target {
-                backend: lease.server.backend.clone(),
-                pid: lease.server.pid,
-                key: lease.server.key.clone(),
-            };
-            tokio::spawn(async move { super::cancel::send(&target).await });
-        }
-    }
-
-    /// How long the loop may wait now, and what happens then. With a server answer
-    /// outstanding: `query_timeout` from when the query went out (a cancel). Otherwise the
-    /// client is the one expected to speak: `idle_transaction_timeout` inside a
-    /// transaction, `client_idle_timeout` otherwise (a close, with the error PostgreSQL's
-    /// own idle timeouts give).
-    fn idle_limit(&mut self) -> Option<(std::time::Duration, Expired)> {
-        let pg = &self.service.spec.pg;
-        if !self.flow.is_empty() {
-            let limit = pg.query_timeout?;
-            let (started, cancelled) = *self.query.get_or_insert((Instant::now(), false));
-            let left = limit.saturating_sub(started.elapsed());
-            return (!cancelled).then_some((left, Expired::Cancel));
-        }
-        self.query = None;
-        match self.lease.as_ref().map(|l| l.server.status) {
-            Some(b'T' | b'E') => pg.idle_transaction_timeout.map(|t| {
-                let text = "terminating connection due to idle-in-transaction timeout";
-                (t, Expired::Close(("25P03", text)))
-            }),
-            _ => pg.client_idle_timeout.map(|t| {
-                let text = "terminating connection due to idle-session timeout";
-                (t, Expired::Close(("57P05", text)))
-            }),
         }
     }
 

@@ -1,0 +1,72 @@
+//! Time limits on a client session, PgBouncer's: `query_timeout` cancels a query that runs
+//! too long; `idle_transaction_timeout` and `client_idle_timeout` close a client that sits
+//! silent inside a transaction or between them, with the errors PostgreSQL's own
+//! `idle_in_transaction_session_timeout` and `idle_session_timeout` give.
+
+use std::time::Instant;
+
+use super::cancel::Target;
+use super::io::WireError;
+use super::session::PgSession;
+
+/// (SQLSTATE, message) for a client closed for idling.
+pub(super) type IdleError = (&'static str, &'static str);
+
+/// What the session loop woke up for.
+pub(super) enum Read {
+    Client(Result<(), WireError>),
+    Server(Result<(), WireError>),
+    Timeout(Expired),
+}
+
+/// What a passed time limit does.
+pub(super) enum Expired {
+    /// The client is closed with this error.
+    Close(IdleError),
+    /// The running query is cancelled.
+    Cancel,
+}
+
+impl PgSession {
+    /// `query_timeout` passed: the server gets a CancelRequest (the client then sees
+    /// PostgreSQL's own 57014) once per query.
+    pub(super) fn cancel_query(&mut self) {
+        if let Some(query) = self.query.as_mut() {
+            query.1 = true;
+        }
+        if let Some(lease) = &self.lease {
+            let target = Target {
+                backend: lease.server.backend.clone(),
+                pid: lease.server.pid,
+                key: lease.server.key.clone(),
+            };
+            tokio::spawn(async move { super::cancel::send(&target).await });
+        }
+    }
+
+    /// How long the loop may wait now, and what happens then. With a server answer
+    /// outstanding: `query_timeout` from when the query went out (a cancel). Otherwise the
+    /// client is the one expected to speak: `idle_transaction_timeout` inside a
+    /// transaction, `client_idle_timeout` otherwise (a close, with the error PostgreSQL's
+    /// own idle timeouts give).
+    pub(super) fn idle_limit(&mut self) -> Option<(std::time::Duration, Expired)> {
+        let pg = &self.service.spec.pg;
+        if !self.flow.is_empty() {
+            let limit = pg.query_timeout?;
+            let (started, cancelled) = *self.query.get_or_insert((Instant::now(), false));
+            let left = limit.saturating_sub(started.elapsed());
+            return (!cancelled).then_some((left, Expired::Cancel));
+        }
+        self.query = None;
+        match self.lease.as_ref().map(|l| l.server.status) {
+            Some(b'T' | b'E') => pg.idle_transaction_timeout.map(|t| {
+                let text = "terminating connection due to idle-in-transaction timeout";
+                (t, Expired::Close(("25P03", text)))
+            }),
+            _ => pg.client_idle_timeout.map(|t| {
+                let text = "terminating connection due to idle-session timeout";
+                (t, Expired::Close(("57P05", text)))
+            }),
+        }
+    }
+}
