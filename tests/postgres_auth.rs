@@ -34,6 +34,13 @@ async fn require_passwords(admin: &Client) {
         .unwrap();
 }
 
+/// What the server stores for `role` (`pg_authid.rolpassword`: a SCRAM verifier or an md5
+/// hash).
+async fn secret_of(admin: &Client, role: &str) -> String {
+    let sql = "SELECT rolpassword FROM pg_authid WHERE rolname = $1";
+    admin.query_one(sql, &[&role]).await.unwrap().get(0)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_proxy_logs_in_to_servers_with_scram_and_md5() {
     let pg = Postgres::start();
@@ -74,8 +81,7 @@ async fn clients_log_in_to_servers_as_themselves() {
     let port = pg.port;
     let admin = direct(port).await;
     require_passwords(&admin).await;
-    let sql = "SELECT rolpassword FROM pg_authid WHERE rolname = 'scram_user'";
-    let verifier: String = admin.query_one(sql, &[]).await.unwrap().get(0);
+    let verifier = secret_of(&admin, "scram_user").await;
     let users = |scram: &str| {
         format!(
             "    auth:\n      users:\n        scram_user: \"{scram}\"\n        md5_user: md5-pw\n"
@@ -163,22 +169,10 @@ async fn md5_hashes_check_clients_and_log_in_to_servers() {
     let port = pg.port;
     let admin = direct(port).await;
     require_passwords(&admin).await;
-    let md5: String = admin
-        .query_one(
-            "SELECT rolpassword FROM pg_authid WHERE rolname = 'md5_user'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let scram: String = admin
-        .query_one(
-            "SELECT rolpassword FROM pg_authid WHERE rolname = 'scram_user'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let (md5, scram) = (
+        secret_of(&admin, "md5_user").await,
+        secret_of(&admin, "scram_user").await,
+    );
     assert!(md5.starts_with("md5"), "{md5}");
     let users = format!(
         "    auth:\n      method: md5\n      users:\n        md5_user: \"{md5}\"\n        scram_user: \"{scram}\"\n"

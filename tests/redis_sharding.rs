@@ -77,6 +77,22 @@ fn con(port: u16) -> redis::Connection {
         .unwrap()
 }
 
+/// Writes `key(i)` = i for `range` through `writer` (twemproxy) and checks `reader`
+/// (Throome) finds each where twemproxy put it.
+fn written_there_found_here(
+    writer: &mut redis::Connection,
+    reader: &mut redis::Connection,
+    range: std::ops::Range<i64>,
+) {
+    for i in range.clone() {
+        let _: () = redis::cmd("SET").arg(key(i)).arg(i).query(writer).unwrap();
+    }
+    for i in range {
+        let v: Option<i64> = redis::cmd("GET").arg(key(i)).query(reader).unwrap();
+        assert_eq!(v, Some(i), "{} is not where twemproxy put it", key(i));
+    }
+}
+
 /// Varied key names: twemproxy's `fnv1a_64` (32-bit FNV with a small multiplier) bunches
 /// sequential names such as `key:0..key:299` onto few shards, in twemproxy as in Throome.
 fn key(i: i64) -> String {
@@ -111,20 +127,7 @@ fn keys_land_where_twemproxy_puts_them_and_multi_key_commands_span_shards() {
     let (mut via_twem, mut via_throome) = (con(twem.port), con(listen));
 
     // Written through twemproxy, read through Throome.
-    for i in 0..300 {
-        let _: () = redis::cmd("SET")
-            .arg(key(i))
-            .arg(i)
-            .query(&mut via_twem)
-            .unwrap();
-    }
-    for i in 0..300 {
-        let v: Option<i64> = redis::cmd("GET")
-            .arg(key(i))
-            .query(&mut via_throome)
-            .unwrap();
-        assert_eq!(v, Some(i), "key:{i} is not where twemproxy put it");
-    }
+    written_there_found_here(&mut via_twem, &mut via_throome, 0..300);
     let sizes: Vec<i64> = ports.iter().map(|&p| dbsize(p)).collect();
     assert!(
         sizes.iter().all(|&n| n > 30),
@@ -282,20 +285,7 @@ fn unix_socket_shards_match_twemproxy() {
     }
     let _gw = Throome::start(&[("ux", &yaml)]);
     let (mut via_twem, mut via_throome) = (con(twem.port), con(listen));
-    for i in 0..200 {
-        let _: () = redis::cmd("SET")
-            .arg(key(i))
-            .arg(i)
-            .query(&mut via_twem)
-            .unwrap();
-    }
-    for i in 0..200 {
-        let v: Option<i64> = redis::cmd("GET")
-            .arg(key(i))
-            .query(&mut via_throome)
-            .unwrap();
-        assert_eq!(v, Some(i), "{} is not where twemproxy put it", key(i));
-    }
+    written_there_found_here(&mut via_twem, &mut via_throome, 0..200);
     // Every shard holds some of them, so every socket was used.
     let sizes: Vec<i64> = _servers.iter().map(|s| dbsize(s.port)).collect();
     assert!(sizes.iter().all(|&n| n > 20), "{sizes:?}");
@@ -390,20 +380,7 @@ fn a_down_shard_is_ejected_as_twemproxy_ejects_it() {
     });
     assert!(settled, "twemproxy did not eject the dead server");
     let mut via_throome = con(listen);
-    for i in 0..200 {
-        let _: () = redis::cmd("SET")
-            .arg(key(i))
-            .arg(i)
-            .query(&mut via_twem)
-            .unwrap();
-    }
-    for i in 0..200 {
-        let v: Option<i64> = redis::cmd("GET")
-            .arg(key(i))
-            .query(&mut via_throome)
-            .unwrap();
-        assert_eq!(v, Some(i), "{} is not where twemproxy put it", key(i));
-    }
+    written_there_found_here(&mut via_twem, &mut via_throome, 0..200);
     // Back up: its keys route to it again (an empty server: they are gone).
     servers[1].restart();
     assert!(eventually(Duration::from_secs(10), || {

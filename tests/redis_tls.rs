@@ -108,17 +108,11 @@ fn redis_cli_and_redis_benchmark_reach_the_proxy_over_tls() {
         common::gateway::one_service("redis", "r", &[(server.port, "primary", 1)], &extra);
     let port = listen.to_string();
     let tls_cli = |tool: &str, args: &[&str]| {
-        let out = std::process::Command::new(tool)
-            .args(["--tls", "--cacert", &ca, "-h", "127.0.0.1", "-p", &port])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        common::stdout_of(
+            std::process::Command::new(tool)
+                .args(["--tls", "--cacert", &ca, "-h", "127.0.0.1", "-p", &port])
+                .args(args),
+        )
     };
     assert_eq!(tls_cli("redis-cli", &["SET", "k", "over-tls"]), "OK");
     assert_eq!(tls_cli("redis-cli", &["GET", "k"]), "over-tls");

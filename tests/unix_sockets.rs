@@ -60,24 +60,18 @@ fn psql_and_redis_cli_over_unix_sockets() {
     let gw = Throome::start(&[("ux", &yaml)]);
 
     let psql = |db: &str, sql: &str| {
-        let out = Command::new(pg_bin("psql"))
-            .args([
-                "-h",
-                &dir.path().display().to_string(),
-                "-p",
-                &port.to_string(),
-            ])
-            .args(["-U", "alice", "-d", db, "-X", "-At", "-c", sql])
-            .env("PGPASSWORD", "wonderland")
-            .env("PGCONNECT_TIMEOUT", "10")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        common::stdout_of(
+            Command::new(pg_bin("psql"))
+                .args([
+                    "-h",
+                    &dir.path().display().to_string(),
+                    "-p",
+                    &port.to_string(),
+                ])
+                .args(["-U", "alice", "-d", db, "-X", "-At", "-c", sql])
+                .env("PGPASSWORD", "wonderland")
+                .env("PGCONNECT_TIMEOUT", "10"),
+        )
     };
     assert_eq!(psql("postgres", "SELECT 40 + 2"), "42");
     // The console lists a connected client (an idle psql reading its stdin) as PgBouncer

@@ -122,6 +122,17 @@ pub fn redis_con(port: u16) -> redis::Connection {
         .unwrap()
 }
 
+/// Runs `cmd`, asserts it succeeded (its stderr otherwise) and gives its trimmed stdout.
+pub fn stdout_of(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 pub fn redis_cli(port: u16, args: &[&str]) -> String {
     let out = std::process::Command::new("redis-cli")
         .arg("-p")
