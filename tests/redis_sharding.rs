@@ -99,31 +99,43 @@ fn key(i: i64) -> String {
     format!("obj-{:08x}", (i as u32).wrapping_mul(2_654_435_761))
 }
 
+/// Three redis-servers and a `sharding: ketama` service `cache` over them in cluster `id`,
+/// with `service_extra` and `cluster_extra` lines: (servers, listen port, gateway).
+fn ketama_over_three(
+    id: &str,
+    service_extra: &str,
+    cluster_extra: &str,
+) -> ([RedisServer; 3], u16, Throome) {
+    let servers = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    let backends: Vec<(u16, &str, u32)> = servers.iter().map(|s| (s.port, "primary", 1)).collect();
+    let listen = free_port();
+    let extra = format!("    sharding: ketama\n{service_extra}");
+    let yaml = cluster_of(
+        "redis",
+        id,
+        "cache",
+        listen,
+        &backends,
+        &extra,
+        cluster_extra,
+    );
+    let gw = Throome::start(&[(id, &yaml)]);
+    (servers, listen, gw)
+}
+
 fn dbsize(port: u16) -> i64 {
     redis::cmd("DBSIZE").query(&mut con(port)).unwrap()
 }
 
 #[test]
 fn keys_land_where_twemproxy_puts_them_and_multi_key_commands_span_shards() {
-    let servers = [
-        RedisServer::start(),
-        RedisServer::start(),
-        RedisServer::start(),
-    ];
+    let (servers, listen, _gw) = ketama_over_three("sh", "", "");
     let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
     let twem = Twemproxy::start(&ports);
-    let listen = free_port();
-    let backends: Vec<(u16, &str, u32)> = ports.iter().map(|&p| (p, "primary", 1)).collect();
-    let yaml = cluster_of(
-        "redis",
-        "sh",
-        "cache",
-        listen,
-        &backends,
-        "    sharding: ketama\n",
-        "",
-    );
-    let _gw = Throome::start(&[("sh", &yaml)]);
     let (mut via_twem, mut via_throome) = (con(twem.port), con(listen));
 
     // Written through twemproxy, read through Throome.
@@ -181,23 +193,7 @@ fn keys_land_where_twemproxy_puts_them_and_multi_key_commands_span_shards() {
 
 #[test]
 fn hash_tags_keep_related_keys_together_and_other_spans_get_crossslot() {
-    let servers = [
-        RedisServer::start(),
-        RedisServer::start(),
-        RedisServer::start(),
-    ];
-    let backends: Vec<(u16, &str, u32)> = servers.iter().map(|s| (s.port, "primary", 1)).collect();
-    let listen = free_port();
-    let yaml = cluster_of(
-        "redis",
-        "tag",
-        "cache",
-        listen,
-        &backends,
-        "    sharding: ketama\n",
-        "",
-    );
-    let _gw = Throome::start(&[("tag", &yaml)]);
+    let (servers, listen, _gw) = ketama_over_three("tag", "", "");
     let mut c = con(listen);
     let _: () = redis::cmd("SADD")
         .arg("{u1}:a")
@@ -297,23 +293,7 @@ fn unix_socket_shards_match_twemproxy() {
 #[test]
 fn inline_commands_route_by_the_key_redis_stores() {
     use std::io::{Read, Write};
-    let servers = [
-        RedisServer::start(),
-        RedisServer::start(),
-        RedisServer::start(),
-    ];
-    let backends: Vec<(u16, &str, u32)> = servers.iter().map(|s| (s.port, "primary", 1)).collect();
-    let listen = free_port();
-    let yaml = cluster_of(
-        "redis",
-        "il",
-        "cache",
-        listen,
-        &backends,
-        "    sharding: ketama\n",
-        "",
-    );
-    let _gw = Throome::start(&[("il", &yaml)]);
+    let (_servers, listen, _gw) = ketama_over_three("il", "", "");
     let mut telnet = std::net::TcpStream::connect(("127.0.0.1", listen)).unwrap();
     let n = 30;
     let mut lines = String::new();
@@ -337,31 +317,15 @@ fn inline_commands_route_by_the_key_redis_stores() {
 /// they return to it.
 #[test]
 fn a_down_shard_is_ejected_as_twemproxy_ejects_it() {
-    let mut servers = [
-        RedisServer::start(),
-        RedisServer::start(),
-        RedisServer::start(),
-    ];
+    let health =
+        "health: { interval: 0.2, timeout: 0.5, unhealthy_threshold: 1, healthy_threshold: 1 }\n";
+    let (mut servers, listen, gw) = ketama_over_three("ej", "    auto_eject_hosts: true\n", health);
     let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let twem = Twemproxy::start_over(
         &addrs,
         "  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 600000\n  timeout: 1000\n",
     );
-    let listen = free_port();
-    let backends: Vec<(u16, &str, u32)> = ports.iter().map(|&p| (p, "primary", 1)).collect();
-    let health =
-        "health: { interval: 0.2, timeout: 0.5, unhealthy_threshold: 1, healthy_threshold: 1 }\n";
-    let yaml = cluster_of(
-        "redis",
-        "ej",
-        "cache",
-        listen,
-        &backends,
-        "    sharding: ketama\n    auto_eject_hosts: true\n",
-        health,
-    );
-    let gw = Throome::start(&[("ej", &yaml)]);
     servers[1].kill();
     assert!(eventually(Duration::from_secs(10), || {
         gw.backend("ej", "cache", ports[1])["healthy"] == false
