@@ -191,6 +191,14 @@ impl Gateway {
             if let Some(l) = running.listeners.get(&addr) {
                 l.retarget(key);
             }
+            // A socket kept across the reload takes its (perhaps changed) permissions.
+            if let (Endpoint::Unix(path), Some(mode)) = (&addr, modes.get(&addr)) {
+                use std::os::unix::fs::PermissionsExt;
+                let perms = std::fs::Permissions::from_mode(*mode);
+                if let Err(e) = std::fs::set_permissions(path, perms) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot set unix_socket_mode");
+                }
+            }
         }
         self.restart_health_checks(running, &new);
         self.shared.kafka_ports.prune(&new, drain);

@@ -1,7 +1,7 @@
 //! Services listening on Unix-domain sockets (`unix_socket`, PgBouncer's `unix_socket_dir`,
-//! twemproxy's `listen: /path`): psql and redis-cli connect over them; reloads add and
-//! remove them; a socket file left by a gateway that died is taken over, a live one or a
-//! plain file is not.
+//! twemproxy's `listen: /path`): psql and redis-cli connect over them (redis, postgres and
+//! the tcp pass-through); reloads add and remove them and change their mode; a socket file
+//! left by a gateway that died is taken over, a live one or a plain file is not.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
@@ -178,4 +178,25 @@ fn reloads_add_and_remove_sockets_and_only_stale_files_are_replaced() {
         &socket,
         &["PING"]
     ) == "PONG"));
+    // A changed mode applies to the socket in place.
+    gw.write_cluster(
+        "ux",
+        &redis_on_socket(redis.port, &socket, "    unix_socket_mode: \"0700\"\n"),
+    );
+    let (status, body) = gw.post("/api/v1/reload", "");
+    assert_eq!(status, 200, "{body}");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+/// `type: tcp` (the L4 pass-through) on a Unix socket: bytes go through as they are.
+#[test]
+fn a_tcp_service_passes_bytes_through_from_a_unix_socket() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("l4.sock");
+    let yaml = redis_on_socket(redis.port, &socket, "").replace("type: redis", "type: tcp");
+    let _gw = Throome::start(&[("ux", &yaml)]);
+    assert_eq!(redis_cli_at(&socket, &["SET", "l4", "through"]), "OK");
+    assert_eq!(common::redis_cli(redis.port, &["GET", "l4"]), "through");
 }
