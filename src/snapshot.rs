@@ -95,6 +95,7 @@ pub struct PgSpec {
     pub pool_mode: crate::config::PoolMode,
     pub max_client_conn: usize,
     pub min_pool_size: usize,
+    pub max_server_connections: Option<usize>,
     pub query_wait_timeout: Duration,
     pub idle_transaction_timeout: Option<Duration>,
     pub client_idle_timeout: Option<Duration>,
@@ -339,6 +340,7 @@ fn resolve(
             pool_mode: svc.pool_mode.unwrap_or_default(),
             max_client_conn: svc.max_client_conn.unwrap_or(10_000),
             min_pool_size: svc.min_pool_size.unwrap_or(0),
+            max_server_connections: svc.max_server_connections,
             query_wait_timeout: svc
                 .query_wait_timeout
                 .map_or(Duration::from_secs(120), |t| t.0),

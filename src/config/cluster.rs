@@ -106,6 +106,10 @@ pub struct ServiceConfig {
     /// Postgres: most client connections at once (default 10000); more are refused with
     /// SQLSTATE 53300.
     pub max_client_conn: Option<usize>,
+    /// Postgres: most server connections to one backend across all its pools (users and
+    /// databases), like PgBouncer's `max_db_connections`; idle ones of other pools are
+    /// closed to make room (default: no limit beyond `pool_size` per pool).
+    pub max_server_connections: Option<usize>,
     /// Postgres: server connections each pool keeps open even when idle (default 0).
     pub min_pool_size: Option<usize>,
     /// Postgres: seconds a client waits for a free server connection before it gets SQLSTATE

@@ -341,3 +341,25 @@ fn auto_eject_hosts_needs_ketama() {
     let err = parse_cluster(&text("    auto_eject_hosts: true\n")).unwrap_err();
     assert!(err.message.contains("sharding: ketama"), "{err:?}");
 }
+
+#[test]
+fn max_server_connections_is_postgres_only_and_positive() {
+    let text = |kind: &str, n: u32| {
+        format!(
+            "cluster_id: a\nname: b\nservices:\n  s:\n    type: {kind}\n    host: x\n    port: 1\n    max_server_connections: {n}\n"
+        )
+    };
+    assert!(parse_cluster(&text("postgres", 10)).is_ok());
+    assert!(
+        parse_cluster(&text("postgres", 0))
+            .unwrap_err()
+            .message
+            .contains("at least 1")
+    );
+    assert!(
+        parse_cluster(&text("redis", 10))
+            .unwrap_err()
+            .message
+            .contains("postgres services only")
+    );
+}

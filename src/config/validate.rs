@@ -221,6 +221,7 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         ("pool_mode", s.pool_mode.is_some()),
         ("max_client_conn", s.max_client_conn.is_some()),
         ("min_pool_size", s.min_pool_size.is_some()),
+        ("max_server_connections", s.max_server_connections.is_some()),
         ("query_wait_timeout", s.query_wait_timeout.is_some()),
         (
             "idle_transaction_timeout",
@@ -302,6 +303,11 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         return Err(format!(
             "service `{name}`: auth.method cert needs tls with client_ca (the CA that signs \
              the client certificates)"
+        ));
+    }
+    if s.max_server_connections == Some(0) {
+        return Err(format!(
+            "service `{name}`: max_server_connections must be at least 1"
         ));
     }
     if s.max_prepared_statements == Some(0) {

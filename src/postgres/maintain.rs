@@ -37,7 +37,13 @@ async fn tend(service: &Weak<ServiceRuntime>, pool: &Weak<Pool>) -> bool {
     let Some(backend) = service.backends.get(pool.key.backend).cloned() else {
         return false;
     };
+    let pools = super::pool::PgPools::of(&service);
+    let limit = service.spec.pg.max_server_connections;
     while pool.open_count() < want && backend.is_up() {
+        // Under max_server_connections, only while there is room.
+        let Ok(cap) = super::cap::try_acquire(&pools, limit, pool.key.backend) else {
+            break;
+        };
         let (user, database) = (pool.key.user.as_str(), pool.key.database.as_str());
         let credential = pool.credential();
         let connect = super::upstream::connect(
@@ -48,7 +54,10 @@ async fn tend(service: &Weak<ServiceRuntime>, pool: &Weak<Pool>) -> bool {
             credential.as_ref(),
         );
         match connect.await {
-            Ok(server) => pool.add_idle(server),
+            Ok(mut server) => {
+                server.cap = cap;
+                pool.add_idle(server);
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "min_pool_size: cannot open a server connection");
                 break;

@@ -4,6 +4,7 @@
 
 mod auth_query;
 mod cancel;
+mod cap;
 mod console;
 mod flow;
 mod frontend;

@@ -104,6 +104,8 @@ pub struct PgPools {
     welcome: Mutex<HashMap<(String, String), Params>>,
     /// Totals for the console's SHOW STATS.
     pub totals: Totals,
+    /// `max_server_connections` per backend.
+    caps: super::cap::Caps,
 }
 
 /// Service-wide totals behind SHOW STATS (PgBouncer's `total_*` columns).
@@ -174,6 +176,29 @@ impl PgPools {
 
     pub fn pause(&self, on: bool) {
         self.paused.send_replace(on);
+    }
+
+    /// The cap on `backend`'s server connections, when the service sets one.
+    pub fn cap(&self, limit: Option<usize>, backend: usize) -> Option<Arc<Semaphore>> {
+        self.caps.of(limit?, backend)
+    }
+
+    /// Closes the longest-idle connection to `backend` of any pool; false if none is idle.
+    pub fn close_one_idle(&self, backend: usize) -> bool {
+        for pool in self.all() {
+            if pool.key.backend != backend {
+                continue;
+            }
+            let closed = pool
+                .idle
+                .lock()
+                .ok()
+                .and_then(|mut idle| (!idle.is_empty()).then(|| idle.remove(0)));
+            if closed.is_some() {
+                return true;
+            }
+        }
+        false
     }
 
     pub fn is_paused(&self) -> bool {
@@ -268,8 +293,13 @@ pub async fn lease(
     let now = Instant::now();
     let slow = slow.or(Some(now));
     pool.remember(credential);
+    let limit = service.spec.pg.max_server_connections;
+    let cap = super::cap::acquire(pools, limit, pool.key.backend, now + wait)
+        .await
+        .map_err(|()| LeaseError::WaitTimeout(wait))?;
     match upstream::connect(service, backend.clone(), user, database, credential).await {
-        Ok(server) => {
+        Ok(mut server) => {
+            server.cap = cap;
             backend.record_success(now);
             pools.remember_welcome(user, database, &server);
             let lease = Lease {

@@ -54,6 +54,8 @@ pub struct Server {
     pub status: u8,
     pub created: Instant,
     pub idle_since: Instant,
+    /// This connection's place under `max_server_connections`, freed when it closes.
+    pub cap: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Server {
@@ -144,6 +146,7 @@ pub async fn connect(
         status: b'I',
         created: now,
         idle_since: now,
+        cap: None,
     })
 }
 
