@@ -362,3 +362,31 @@ async fn server_connections_to_a_backend_stay_under_the_cap() {
     assert!(servers <= 2, "{servers} server connections");
     a2.batch_execute("COMMIT").await.unwrap();
 }
+
+/// Console RECONNECT (PgBouncer's): the pool's server connections close as they come back
+/// and new ones serve. DISABLE refuses new clients of a database with PostgreSQL's 55000
+/// while connected ones go on; ENABLE lets them in again.
+#[tokio::test(flavor = "multi_thread")]
+async fn reconnect_and_disable_from_the_console() {
+    let pg = Postgres::start();
+    let extra = "      admin_users: [alice]\n    pool_size: 1\n";
+    let (_gw, listen) = pg_gateway(&[(pg.port, "primary", 1)], extra).await;
+    let c = connect(listen, "alice", "wonderland").await.unwrap();
+    let pid = "SELECT pg_backend_pid()";
+    let before: i32 = c.query_one(pid, &[]).await.unwrap().get(0);
+    let console = connect_to(listen, "throome").await;
+    console.simple_query("RECONNECT").await.unwrap();
+    let after: i32 = c.query_one(pid, &[]).await.unwrap().get(0);
+    assert_ne!(before, after, "a new server connection after RECONNECT");
+
+    console.simple_query("DISABLE postgres").await.unwrap();
+    let err = connect(listen, "alice", "wonderland").await.err().unwrap();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE),
+        "{err:?}"
+    );
+    assert_eq!(c.query_one(pid, &[]).await.unwrap().get::<_, i32>(0), after);
+    console.simple_query("ENABLE postgres").await.unwrap();
+    assert!(connect(listen, "alice", "wonderland").await.is_ok());
+}

@@ -2,7 +2,7 @@
 //! PgBouncer's monitoring tools ask for) as one of the service's `auth.admin_users` gives
 //! PgBouncer's commands over the simple query protocol, with PgBouncer's column names:
 //! `SHOW POOLS|STATS|CONFIG|CLIENTS|SERVERS|DATABASES|LISTS|USERS|VERSION`, `PAUSE`,
-//! `RESUME`, `RELOAD` ([PgBouncer's console](https://www.pgbouncer.org/usage.html#admin-console)).
+//! `RESUME`, `RECONNECT [db]`, `DISABLE [db]`, `ENABLE [db]`, `RELOAD` ([PgBouncer's console](https://www.pgbouncer.org/usage.html#admin-console)).
 
 mod show;
 
@@ -82,6 +82,13 @@ impl Console<'_> {
             .map(str::to_ascii_uppercase)
             .collect();
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        // A database name argument, as written (PgBouncer's `RECONNECT db`).
+        let db = sql
+            .trim()
+            .trim_end_matches(';')
+            .split_whitespace()
+            .nth(1)
+            .map(|d| d.trim_matches('"'));
         match words.as_slice() {
             ["SHOW", "POOLS"] => show::pools(service, pools, out),
             ["SHOW", "STATS"] => show::stats(service, pools, metrics, out),
@@ -99,6 +106,18 @@ impl Console<'_> {
             ["RESUME"] => {
                 pools.pause(false);
                 out.extend_from_slice(&build::command_complete("RESUME"));
+            }
+            ["RECONNECT"] | ["RECONNECT", _] => {
+                pools.reconnect(db);
+                out.extend_from_slice(&build::command_complete("RECONNECT"));
+            }
+            ["DISABLE"] | ["DISABLE", _] => {
+                pools.disable(db, true);
+                out.extend_from_slice(&build::command_complete("DISABLE"));
+            }
+            ["ENABLE"] | ["ENABLE", _] => {
+                pools.disable(db, false);
+                out.extend_from_slice(&build::command_complete("ENABLE"));
             }
             ["RELOAD"] => match self.gateway.upgrade() {
                 Some(gw) => match gw.reload("console").await {
@@ -118,7 +137,8 @@ impl Console<'_> {
                 let text = format!(
                     "unknown console command {sql:?}: try SHOW POOLS, SHOW STATS, SHOW CONFIG, \
                      SHOW CLIENTS, SHOW SERVERS, SHOW DATABASES, SHOW LISTS, SHOW USERS, \
-                     SHOW VERSION, PAUSE, RESUME, RELOAD"
+                     SHOW VERSION, PAUSE, RESUME, RECONNECT [db], DISABLE [db], ENABLE [db], \
+                     RELOAD"
                 );
                 out.extend_from_slice(&build::error("ERROR", "42601", &text));
             }

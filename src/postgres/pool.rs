@@ -1,7 +1,7 @@
 //! Server connection pools, one per (backend, user, database), each capped at `pool_size`
 //! connections in use; a client waits for a free one up to `query_wait_timeout`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -29,6 +29,9 @@ pub struct PoolKey {
 pub struct Pool {
     pub key: PoolKey,
     idle: Mutex<Vec<Server>>,
+    /// Raised by the console's RECONNECT: connections of an older epoch are closed when
+    /// they come back instead of being reused.
+    epoch: AtomicU64,
     permits: Arc<Semaphore>,
     size: usize,
     pub waiting: AtomicUsize,
@@ -68,9 +71,18 @@ impl Pool {
             .unwrap_or_default()
     }
 
-    pub fn add_idle(&self, server: Server) {
+    pub fn add_idle(&self, mut server: Server) {
+        server.epoch = self.epoch.load(Ordering::Acquire);
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(server);
+        }
+    }
+
+    /// RECONNECT: idle connections close now, lent ones when they come back.
+    pub fn reconnect(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
         }
     }
 
@@ -106,6 +118,8 @@ pub struct PgPools {
     pub totals: Totals,
     /// `max_server_connections` per backend.
     caps: super::cap::Caps,
+    /// Databases the console's DISABLE closed to new clients (`None`: all of them).
+    disabled: Mutex<HashSet<Option<String>>>,
 }
 
 /// Service-wide totals behind SHOW STATS (PgBouncer's `total_*` columns).
@@ -201,6 +215,36 @@ impl PgPools {
         false
     }
 
+    /// DISABLE (`true`) or ENABLE new clients of `database`, or of all with `None`.
+    pub fn disable(&self, database: Option<&str>, on: bool) {
+        if let Ok(mut d) = self.disabled.lock() {
+            match (database, on) {
+                (db, true) => {
+                    d.insert(db.map(str::to_string));
+                }
+                (None, false) => d.clear(),
+                (Some(db), false) => {
+                    d.remove(&Some(db.to_string()));
+                }
+            }
+        }
+    }
+
+    pub fn is_disabled(&self, database: &str) -> bool {
+        self.disabled
+            .lock()
+            .is_ok_and(|d| d.contains(&None) || d.contains(&Some(database.to_string())))
+    }
+
+    /// RECONNECT of the pools of `database` (all with `None`).
+    pub fn reconnect(&self, database: Option<&str>) {
+        for pool in self.all() {
+            if database.is_none_or(|db| db == pool.key.database) {
+                pool.reconnect();
+            }
+        }
+    }
+
     pub fn is_paused(&self) -> bool {
         *self.paused.borrow()
     }
@@ -225,6 +269,7 @@ fn new_pool(key: &PoolKey, size: usize) -> Pool {
     Pool {
         key: key.clone(),
         idle: Mutex::new(Vec::new()),
+        epoch: AtomicU64::new(0),
         permits: Arc::new(Semaphore::new(size)),
         size,
         waiting: AtomicUsize::new(0),
@@ -300,6 +345,7 @@ pub async fn lease(
     match upstream::connect(service, backend.clone(), user, database, credential).await {
         Ok(mut server) => {
             server.cap = cap;
+            server.epoch = pool.epoch.load(Ordering::Acquire);
             backend.record_success(now);
             pools.remember_welcome(user, database, &server);
             let lease = Lease {
@@ -360,6 +406,9 @@ impl Lease {
         } = self;
         server.idle_since = Instant::now();
         let held = server.idle_since.duration_since(since);
+        if server.epoch != pool.epoch.load(Ordering::Acquire) {
+            return held;
+        }
         if let Ok(mut idle) = pool.idle.lock() {
             idle.push(server);
         }

@@ -93,6 +93,14 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         }
         return;
     }
+    if pools.is_disabled(&login.database) {
+        let text = format!(
+            "database \"{}\" is not currently accepting connections",
+            login.database
+        );
+        let _ = client.send(&build::error("FATAL", "55000", &text)).await;
+        return;
+    }
     let user_metrics =
         ClientMetrics::of(&session.metrics.pg, &UserLabels::of(&service, &login.user));
     let mut s = PgSession {

@@ -56,6 +56,8 @@ pub struct Server {
     pub idle_since: Instant,
     /// This connection's place under `max_server_connections`, freed when it closes.
     pub cap: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Its pool's epoch when it joined (see `Pool::reconnect`).
+    pub epoch: u64,
 }
 
 impl Server {
@@ -147,6 +149,7 @@ pub async fn connect(
         created: now,
         idle_since: now,
         cap: None,
+        epoch: 0,
     })
 }
 
