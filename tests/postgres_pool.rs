@@ -378,6 +378,14 @@ async fn reconnect_and_disable_from_the_console() {
     console.simple_query("RECONNECT").await.unwrap();
     let after: i32 = c.query_one(pid, &[]).await.unwrap().get(0);
     assert_ne!(before, after, "a new server connection after RECONNECT");
+    // A server lent out during RECONNECT finishes its transaction, then closes.
+    c.batch_execute("BEGIN").await.unwrap();
+    let lent: i32 = c.query_one(pid, &[]).await.unwrap().get(0);
+    console.simple_query("RECONNECT postgres").await.unwrap();
+    assert_eq!(c.query_one(pid, &[]).await.unwrap().get::<_, i32>(0), lent);
+    c.batch_execute("COMMIT").await.unwrap();
+    let after: i32 = c.query_one(pid, &[]).await.unwrap().get(0);
+    assert_ne!(after, lent, "closed when it came back");
 
     console.simple_query("DISABLE postgres").await.unwrap();
     let err = connect(listen, "alice", "wonderland").await.err().unwrap();

@@ -363,3 +363,10 @@ fn max_server_connections_is_postgres_only_and_positive() {
             .contains("postgres services only")
     );
 }
+
+#[test]
+fn replica_reads_are_refused_on_sharded_services() {
+    let text = "cluster_id: a\nname: b\nservices:\n  r:\n    type: redis\n    host: x\n    port: 1\n    sharding: cluster\n    read_from_replicas: true\n";
+    let err = parse_cluster(text).unwrap_err();
+    assert!(err.message.contains("read_from_replicas"), "{err:?}");
+}

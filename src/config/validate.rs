@@ -185,6 +185,12 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "service `{name}`: hash_tag must be two ASCII characters such as \"{{}}\", or \"\""
         ));
     }
+    if s.read_from_replicas == Some(true) && s.sharding.is_some() {
+        return Err(format!(
+            "service `{name}`: read_from_replicas applies to a primary with replicas, not to \
+             sharding (a sharded service reads from each shard's master)"
+        ));
+    }
     if s.auto_eject_hosts.is_some() && s.sharding != Some(crate::config::Sharding::Ketama) {
         return Err(format!(
             "service `{name}`: auto_eject_hosts applies to sharding: ketama"
