@@ -396,5 +396,23 @@ async fn reconnect_and_disable_from_the_console() {
     );
     assert_eq!(c.query_one(pid, &[]).await.unwrap().get::<_, i32>(0), after);
     console.simple_query("ENABLE postgres").await.unwrap();
-    assert!(connect(listen, "alice", "wonderland").await.is_ok());
+    let d = connect(listen, "alice", "wonderland").await.unwrap();
+
+    // A client waiting for the pool's one server shows in SHOW POOLS, with how long.
+    c.batch_execute("BEGIN").await.unwrap();
+    let waiting = tokio::spawn(async move { d.batch_execute("SELECT 1").await });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let pools = console.simple_query("SHOW POOLS").await.unwrap();
+    let row = pools
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(row.get("cl_waiting"), Some("1"));
+    let max_wait: u64 = row.get("maxwait").unwrap().parse().unwrap();
+    assert!(max_wait >= 1, "waited over a second: {max_wait}");
+    c.batch_execute("COMMIT").await.unwrap();
+    waiting.await.unwrap().unwrap();
 }

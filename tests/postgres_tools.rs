@@ -180,7 +180,7 @@ fn the_admin_console_shows_pools_and_pauses() {
     assert!(pools.status.success(), "{out}");
     assert!(
         out.contains(&format!(
-            "postgres,postgres,0,0,0,1,transaction,127.0.0.1:{}",
+            "postgres,postgres,0,0,0,1,0,0,transaction,127.0.0.1:{}",
             pg.port
         )),
         "{out}"

@@ -35,6 +35,8 @@ pub struct Pool {
     permits: Arc<Semaphore>,
     size: usize,
     pub waiting: AtomicUsize,
+    /// When each waiting client started waiting (for SHOW POOLS' `maxwait`).
+    waiting_since: Mutex<Vec<Instant>>,
     upkeep: std::sync::atomic::AtomicBool,
     /// The last credential a client of this pool's user logged in with, for the
     /// connections upkeep opens without a client.
@@ -55,6 +57,24 @@ impl Pool {
         if let (Some(c), Ok(mut slot)) = (credential, self.credential.lock()) {
             *slot = Some(c.clone());
         }
+    }
+
+    /// How long the longest-waiting client has waited (PgBouncer's `maxwait`).
+    pub fn max_wait(&self) -> std::time::Duration {
+        self.waiting_since
+            .lock()
+            .ok()
+            .and_then(|w| w.iter().min().map(Instant::elapsed))
+            .unwrap_or_default()
+    }
+
+    /// Notes a client waiting since `since` until the guard drops (a timeout or a dropped
+    /// client included).
+    fn wait_from(&self, since: Instant) -> Waiter<'_> {
+        if let Ok(mut w) = self.waiting_since.lock() {
+            w.push(since);
+        }
+        Waiter { pool: self, since }
     }
 
     /// Connections open: lent out plus idle.
@@ -273,8 +293,24 @@ fn new_pool(key: &PoolKey, size: usize) -> Pool {
         permits: Arc::new(Semaphore::new(size)),
         size,
         waiting: AtomicUsize::new(0),
+        waiting_since: Mutex::new(Vec::new()),
         upkeep: std::sync::atomic::AtomicBool::new(false),
         credential: Mutex::new(None),
+    }
+}
+
+struct Waiter<'a> {
+    pool: &'a Pool,
+    since: Instant,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.pool.waiting_since.lock()
+            && let Some(i) = w.iter().position(|t| *t == self.since)
+        {
+            w.swap_remove(i);
+        }
     }
 }
 
@@ -315,8 +351,10 @@ pub async fn lease(
     let permit = match pool.permits.clone().try_acquire_owned() {
         Ok(p) => p,
         Err(_) => {
-            slow = Some(Instant::now());
+            let since = Instant::now();
+            slow = Some(since);
             pool.waiting.fetch_add(1, Ordering::Relaxed);
+            let _waiter = pool.wait_from(since);
             let permit = tokio::time::timeout(wait, pool.permits.clone().acquire_owned()).await;
             pool.waiting.fetch_sub(1, Ordering::Relaxed);
             match permit {

@@ -19,6 +19,7 @@ pub fn pools(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
         .iter()
         .map(|p| {
             let (in_use, idle, waiting) = p.counts();
+            let max_wait = p.max_wait();
             vec![
                 p.key.database.clone(),
                 p.key.user.clone(),
@@ -26,6 +27,8 @@ pub fn pools(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
                 waiting.to_string(),
                 in_use.to_string(),
                 idle.to_string(),
+                max_wait.as_secs().to_string(),
+                max_wait.subsec_micros().to_string(),
                 pool_mode(service).into(),
                 backend_address(service, p.key.backend),
             ]
@@ -38,6 +41,8 @@ pub fn pools(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
         "cl_waiting",
         "sv_active",
         "sv_idle",
+        "maxwait",
+        "maxwait_us",
         "pool_mode",
         "server",
     ];
