@@ -17,6 +17,17 @@ pub struct Target {
     pub key: Bytes,
 }
 
+impl Target {
+    /// The server connection a cancel for its current query goes to.
+    pub fn of(server: &super::upstream::Server) -> Target {
+        Target {
+            backend: server.backend.clone(),
+            pid: server.pid,
+            key: server.key.clone(),
+        }
+    }
+}
+
 struct Entry {
     key: [u8; 4],
     target: Arc<Mutex<Option<Target>>>,

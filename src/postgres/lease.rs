@@ -74,11 +74,7 @@ impl PgSession {
             super::hidden::run(server, &sql).await?;
             server.record_applied(&self.wanted);
         }
-        self.cancel.set(Some(Target {
-            backend: lease.server.backend.clone(),
-            pid: lease.server.pid,
-            key: lease.server.key.clone(),
-        }));
+        self.cancel.set(Some(Target::of(&lease.server)));
         self.lease = Some(lease);
         Ok(())
     }

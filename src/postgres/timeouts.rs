@@ -35,11 +35,7 @@ impl PgSession {
             query.1 = true;
         }
         if let Some(lease) = &self.lease {
-            let target = Target {
-                backend: lease.server.backend.clone(),
-                pid: lease.server.pid,
-                key: lease.server.key.clone(),
-            };
+            let target = Target::of(&lease.server);
             tokio::spawn(async move { super::cancel::send(&target).await });
         }
     }
