@@ -100,6 +100,7 @@ pub struct PgSpec {
     pub idle_transaction_timeout: Option<Duration>,
     pub client_idle_timeout: Option<Duration>,
     pub query_timeout: Option<Duration>,
+    pub stats_period: Duration,
     pub server_idle_timeout: Duration,
     pub server_lifetime: Duration,
     pub read_write_split: bool,
@@ -347,6 +348,7 @@ fn resolve(
             idle_transaction_timeout: svc.idle_transaction_timeout.map(|t| t.0),
             client_idle_timeout: svc.client_idle_timeout.map(|t| t.0),
             query_timeout: svc.query_timeout.map(|t| t.0),
+            stats_period: svc.stats_period.map_or(Duration::from_secs(60), |t| t.0),
             server_idle_timeout: svc
                 .server_idle_timeout
                 .map_or(Duration::from_secs(600), |t| t.0),

@@ -52,6 +52,13 @@ async fn scram_login_queries_and_wrong_password() {
     assert!(value("throome_pg_queries_total", "alice") >= 5.0);
     assert!(value("throome_pg_transactions_total", "alice") >= 4.0);
     assert!(value("throome_pg_wait_seconds_count", "alice") >= 4.0);
+    // Time servers spent on alice's queries, within the time she held them.
+    let query_time = value("throome_pg_query_time_seconds_total", "alice");
+    let held = value("throome_pg_server_time_seconds_total", "alice");
+    assert!(
+        query_time > 0.0 && query_time <= held,
+        "{query_time} {held}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -147,7 +147,7 @@ fn pgbench_in_every_query_mode_through_four_server_connections() {
 fn the_admin_console_shows_pools_and_pauses() {
     let pg = Postgres::start();
     let listen = free_port();
-    let extra = "    username: postgres\n    pool_size: 3\n    auth:\n      users: { alice: wonderland, bob: builder }\n      admin_users: [alice]\n";
+    let extra = "    username: postgres\n    pool_size: 3\n    stats_period: 1\n    auth:\n      users: { alice: wonderland, bob: builder }\n      admin_users: [alice]\n";
     let yaml = cluster_of(
         "postgres",
         "p",
@@ -198,6 +198,7 @@ fn the_admin_console_shows_pools_and_pauses() {
     // One transaction and one query; bytes both ways and time holding the server.
     assert_eq!(row[..2], [1, 1], "{stats}");
     assert!(row[2] > 0 && row[3] > 0 && row[4] > 0, "{stats}");
+    stats_over_a_period(listen, &console);
     let databases = text(&console(&["-c", "SHOW DATABASES"]));
     assert!(
         databases.contains(&format!(
@@ -342,9 +343,46 @@ fn psql_with_pgoptions_and_a_refused_replication_connection() {
     );
 }
 
+/// After a 0.2 s query (and the one before): the time servers spent on queries, and once
+/// `stats_period` (1 s) has passed, averages over it.
+fn stats_over_a_period(listen: u16, console: &dyn Fn(&[&str]) -> Output) {
+    let sleep = tool(
+        "psql",
+        listen,
+        &["-d", "postgres", "-X", "-c", "SELECT pg_sleep(0.2)"],
+        "",
+    );
+    assert!(sleep.status.success(), "{}", text(&sleep));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let row = |command: &str| -> Vec<u64> {
+        let out = text(&console(&["-c", command]));
+        out.lines()
+            .find_map(|l| l.strip_prefix("db,"))
+            .unwrap_or_else(|| panic!("{out}"))
+            .split(',')
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    let stats = row("SHOW STATS");
+    let [xacts, queries, _, _, xact_us, query_us, _] = stats[..7] else {
+        panic!("{stats:?}")
+    };
+    assert_eq!((xacts, queries), (2, 2), "{stats:?}");
+    assert!(
+        (200_000..=xact_us).contains(&query_us),
+        "query time within the held time: {stats:?}"
+    );
+    // avg_recv, avg_sent, avg_xact_time, avg_query_time: the whole run is the first period.
+    let avg = &stats[7..];
+    assert!(avg[2] > 0 && avg[3] > 0, "{stats:?}");
+    assert!(avg[4] >= 100_000 && avg[5] >= 100_000, "{stats:?}");
+    assert_eq!(row("SHOW STATS_TOTALS"), stats[..7], "{stats:?}");
+    assert_eq!(row("SHOW STATS_AVERAGES"), stats[7..], "{stats:?}");
+}
+
 /// Column names and order of PgBouncer 1.18's console (read off the Debian package's
 /// `psql -d pgbouncer -c 'SHOW ...'`), which monitoring tools look columns up by.
-const PGBOUNCER_COLUMNS: [(&str, &str); 9] = [
+const PGBOUNCER_COLUMNS: [(&str, &str); 11] = [
     (
         "STATS",
         "database,total_xact_count,total_query_count,total_received,total_sent,total_xact_time,total_query_time,total_wait_time,avg_xact_count,avg_query_count,avg_recv,avg_sent,avg_xact_time,avg_query_time,avg_wait_time",
@@ -358,6 +396,14 @@ const PGBOUNCER_COLUMNS: [(&str, &str); 9] = [
         "name,host,port,database,force_user,pool_size,min_pool_size,reserve_pool,pool_mode,max_connections,current_connections,paused,disabled",
     ),
     ("LISTS", "list,items"),
+    (
+        "STATS_TOTALS",
+        "database,xact_count,query_count,bytes_received,bytes_sent,xact_time,query_time,wait_time",
+    ),
+    (
+        "STATS_AVERAGES",
+        "database,xact_count,query_count,bytes_received,bytes_sent,xact_time,query_time,wait_time",
+    ),
     (
         "CLIENTS",
         "type,user,database,state,addr,port,local_addr,local_port,connect_time,request_time,wait,wait_us,close_needed,ptr,link,remote_pid,tls,application_name",

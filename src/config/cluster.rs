@@ -125,6 +125,9 @@ pub struct ServiceConfig {
     /// Postgres: seconds a query may run before the proxy cancels it (PgBouncer's
     /// `query_timeout`; default: no limit).
     pub query_timeout: Option<Seconds>,
+    /// Postgres: seconds over which the admin console's SHOW STATS `avg_*` columns are
+    /// averaged (PgBouncer's `stats_period`; default 60).
+    pub stats_period: Option<Seconds>,
     /// Postgres: seconds an idle server connection is kept (default 600).
     pub server_idle_timeout: Option<Seconds>,
     /// Postgres: seconds after which a server connection is closed when next idle

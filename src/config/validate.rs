@@ -235,6 +235,7 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         ),
         ("client_idle_timeout", s.client_idle_timeout.is_some()),
         ("query_timeout", s.query_timeout.is_some()),
+        ("stats_period", s.stats_period.is_some()),
         ("server_idle_timeout", s.server_idle_timeout.is_some()),
         ("server_lifetime", s.server_lifetime.is_some()),
         ("read_write_split", s.read_write_split.is_some()),

@@ -1,7 +1,7 @@
 //! The admin console: connecting to the virtual database `throome` (or `pgbouncer`, the name
 //! PgBouncer's monitoring tools ask for) as one of the service's `auth.admin_users` gives
 //! PgBouncer's commands over the simple query protocol, with PgBouncer's column names:
-//! `SHOW POOLS|STATS|CONFIG|CLIENTS|SERVERS|DATABASES|LISTS|USERS|VERSION`, `PAUSE`,
+//! `SHOW POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CONFIG|CLIENTS|SERVERS|DATABASES|LISTS|USERS|VERSION`, `PAUSE`,
 //! `RESUME`, `RECONNECT [db]`, `DISABLE [db]`, `ENABLE [db]`, `RELOAD` ([PgBouncer's console](https://www.pgbouncer.org/usage.html#admin-console)).
 
 mod show;
@@ -12,7 +12,6 @@ use throome_pgwire::{build, msg};
 
 use super::io::Wire;
 use super::pool::PgPools;
-use crate::metrics::Metrics;
 use crate::snapshot::ServiceRuntime;
 
 /// The console's database names: ours, and PgBouncer's for its monitoring tools.
@@ -24,7 +23,6 @@ pub fn is_console(database: &str) -> bool {
 pub struct Console<'a> {
     pub service: &'a ServiceRuntime,
     pub pools: &'a PgPools,
-    pub metrics: &'a Metrics,
     pub gateway: &'a std::sync::Weak<crate::gateway::Gateway>,
 }
 
@@ -74,7 +72,7 @@ impl Console<'_> {
     }
 
     async fn answer(&self, sql: &str, out: &mut BytesMut) {
-        let (service, pools, metrics) = (self.service, self.pools, self.metrics);
+        let (service, pools) = (self.service, self.pools);
         let words: Vec<String> = sql
             .trim()
             .trim_end_matches(';')
@@ -91,7 +89,9 @@ impl Console<'_> {
             .map(|d| d.trim_matches('"'));
         match words.as_slice() {
             ["SHOW", "POOLS"] => show::pools(service, pools, out),
-            ["SHOW", "STATS"] => show::stats(service, pools, metrics, out),
+            ["SHOW", "STATS"] => show::stats(service, pools, out),
+            ["SHOW", "STATS_TOTALS"] => show::stats_half(service, pools, false, out),
+            ["SHOW", "STATS_AVERAGES"] => show::stats_half(service, pools, true, out),
             ["SHOW", "CONFIG"] => show::config(service, out),
             ["SHOW", "CLIENTS"] => show::clients(service, out),
             ["SHOW", "SERVERS"] => show::servers(service, pools, out),

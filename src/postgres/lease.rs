@@ -12,7 +12,7 @@ use super::cancel::Target;
 use super::flow::Flow;
 use super::params;
 use super::pool::{self, LeaseError};
-use super::session::{PgSession, Traffic};
+use super::session::PgSession;
 use super::upstream::{ServerError, login_credential};
 use crate::config::PoolMode;
 
@@ -159,7 +159,11 @@ impl PgSession {
     /// mode); one mid-transaction or mid-reply is closed, so nothing leaks to the next client.
     pub(super) async fn finish(&mut self) {
         self.cancel.set(None);
+        self.give_back().await;
         self.flush_traffic();
+    }
+
+    async fn give_back(&mut self) {
         let Some(mut lease) = self.lease.take() else {
             return;
         };
@@ -183,7 +187,7 @@ impl PgSession {
 
     /// `held`: how long the client just held a server.
     fn add_held(&mut self, held: std::time::Duration) {
-        self.pools.totals.add(0, 0, held.as_micros() as u64, 0);
+        self.traffic.xact_us += held.as_micros() as u64;
         self.user_metrics.server_time.inc_by(held.as_secs_f64());
     }
 
@@ -191,14 +195,15 @@ impl PgSession {
     /// the service's totals and its user's counters (between transactions, once the
     /// answer went out).
     pub(super) fn flush_traffic(&mut self) {
-        let Traffic {
-            received,
-            sent,
-            wait_us,
-        } = std::mem::take(&mut self.traffic);
-        self.pools.totals.add(received, sent, 0, wait_us);
-        self.user_metrics.received.inc_by(received);
-        self.user_metrics.sent.inc_by(sent);
+        let tally = std::mem::take(&mut self.traffic);
+        self.pools.totals.add(tally);
+        self.user_metrics.received.inc_by(tally.received);
+        self.user_metrics.sent.inc_by(tally.sent);
+        if tally.query_us > 0 {
+            self.user_metrics
+                .query_time
+                .inc_by(tally.query_us as f64 / 1e6);
+        }
     }
 }
 

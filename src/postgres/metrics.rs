@@ -37,6 +37,7 @@ pub struct PgMetrics {
     pub received: Family<UserLabels, Counter>,
     pub sent: Family<UserLabels, Counter>,
     pub server_time: Family<UserLabels, Counter<f64, AtomicU64>>,
+    pub query_time: Family<UserLabels, Counter<f64, AtomicU64>>,
 }
 
 impl PgMetrics {
@@ -80,6 +81,12 @@ impl PgMetrics {
             Unit::Seconds,
             m.server_time.clone(),
         );
+        registry.register_with_unit(
+            "throome_pg_query_time",
+            "Time servers spent answering clients' queries, per user (PgBouncer's total_query_time)",
+            Unit::Seconds,
+            m.query_time.clone(),
+        );
         m
     }
 }
@@ -92,6 +99,7 @@ pub struct ClientMetrics {
     pub received: Counter,
     pub sent: Counter,
     pub server_time: Counter<f64, AtomicU64>,
+    pub query_time: Counter<f64, AtomicU64>,
 }
 
 impl ClientMetrics {
@@ -103,6 +111,7 @@ impl ClientMetrics {
             received: m.received.get_or_create(labels).clone(),
             sent: m.sent.get_or_create(labels).clone(),
             server_time: m.server_time.get_or_create(labels).clone(),
+            query_time: m.query_time.get_or_create(labels).clone(),
         }
     }
 }

@@ -24,6 +24,7 @@ mod session;
 mod split;
 mod startup;
 mod statements;
+pub mod stats;
 mod timeouts;
 mod upstream;
 

@@ -135,45 +135,11 @@ pub struct PgPools {
     /// welcomed with them without waiting for a server (PgBouncer does the same).
     welcome: Mutex<HashMap<(String, String), Params>>,
     /// Totals for the console's SHOW STATS.
-    pub totals: Totals,
+    pub totals: super::stats::Totals,
     /// `max_server_connections` per backend.
     caps: super::cap::Caps,
     /// Databases the console's DISABLE closed to new clients (`None`: all of them).
     disabled: Mutex<HashSet<Option<String>>>,
-}
-
-/// Service-wide totals behind SHOW STATS (PgBouncer's `total_*` columns).
-#[derive(Default)]
-pub struct Totals {
-    pub received: AtomicU64,
-    pub sent: AtomicU64,
-    /// Microseconds clients held servers.
-    pub xact_us: AtomicU64,
-    /// Microseconds clients waited for servers.
-    pub wait_us: AtomicU64,
-}
-
-impl Totals {
-    /// Adds one client's share: bytes received and sent, time holding and waiting for
-    /// servers.
-    pub fn add(&self, received: u64, sent: u64, xact_us: u64, wait_us: u64) {
-        for (counter, n) in [
-            (&self.received, received),
-            (&self.sent, sent),
-            (&self.xact_us, xact_us),
-            (&self.wait_us, wait_us),
-        ] {
-            if n > 0 {
-                counter.fetch_add(n, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// (received, sent, xact_us, wait_us)
-    pub fn read(&self) -> [u64; 4] {
-        [&self.received, &self.sent, &self.xact_us, &self.wait_us]
-            .map(|c| c.load(Ordering::Relaxed))
-    }
 }
 
 impl PgPools {

@@ -21,6 +21,7 @@ use super::params;
 use super::pool::{Lease, PgPools};
 use super::startup::{self, Login, Opening};
 use super::statements::Statements;
+use super::stats::Tally;
 use super::timeouts::{Expired, Read};
 use crate::metrics::Metrics;
 use crate::session::Session;
@@ -83,7 +84,6 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
             let console = super::console::Console {
                 service: &service,
                 pools: &pools,
-                metrics: &session.metrics,
                 gateway: &session.gateway,
             };
             console.serve(&mut client).await;
@@ -122,7 +122,7 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         skip_to_sync: false,
         lost: false,
         counters: [None, None],
-        traffic: Traffic::default(),
+        traffic: Tally::default(),
         query: None,
         pool_cache: Vec::new(),
         served: false,
@@ -135,15 +135,6 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         () = session.hard_stop.cancelled() => {}
     }
     s.finish().await;
-}
-
-/// What a client moved and waited for, for the totals (PgBouncer's SHOW STATS).
-#[derive(Default)]
-pub(super) struct Traffic {
-    pub(super) received: u64,
-    pub(super) sent: u64,
-    /// Microseconds waiting for a server.
-    pub(super) wait_us: u64,
 }
 
 /// Counts the client against `max_client_conn` while it is connected.
@@ -188,9 +179,9 @@ pub(super) struct PgSession {
     /// `throome_requests_total` for queries and transactions.
     pub(super) counters: [Option<prometheus_client::metrics::counter::Counter>; 2],
     /// Not yet added to the totals (they are between transactions).
-    pub(super) traffic: Traffic,
-    /// With `query_timeout`: when the server answer being waited for was asked, and
-    /// whether it was cancelled already.
+    pub(super) traffic: Tally,
+    /// While a server answer is outstanding: when it was asked (for SHOW STATS'
+    /// `total_query_time` and `query_timeout`), and whether it was cancelled already.
     pub(super) query: Option<(Instant, bool)>,
 }
 
@@ -204,6 +195,7 @@ impl PgSession {
                 Ok(true) => {}
                 Ok(false) | Err(_) => return,
             }
+            self.clock_query();
             if !self.to_client.is_empty() {
                 if client.send(&self.to_client).await.is_err() {
                     return;
@@ -487,6 +479,8 @@ impl PgSession {
                 Learned::StillPrepared(name) => lease.server.prepared.restore(name),
             }
         }
+        // The answer is in: its time ends before the server's lease does.
+        self.clock_query();
         self.maybe_release();
     }
 
@@ -495,8 +489,14 @@ impl PgSession {
     pub(super) fn count(&mut self, what: &'static str) {
         let slot = usize::from(what == "transaction");
         match slot {
-            1 => self.user_metrics.transactions.inc(),
-            _ => self.user_metrics.queries.inc(),
+            1 => {
+                self.traffic.xacts += 1;
+                self.user_metrics.transactions.inc()
+            }
+            _ => {
+                self.traffic.queries += 1;
+                self.user_metrics.queries.inc()
+            }
         };
         let counter = self.counters[slot].get_or_insert_with(|| {
             let labels = crate::metrics::RequestLabels {

@@ -40,6 +40,20 @@ impl PgSession {
         }
     }
 
+    /// Starts the query clock when an answer becomes outstanding and adds the time to the
+    /// client's totals when none is (PgBouncer's `total_query_time`: the server busy on
+    /// this client's behalf, a pipelined run counting as one stretch).
+    pub(super) fn clock_query(&mut self) {
+        match (self.flow.is_empty(), self.query) {
+            (false, None) => self.query = Some((Instant::now(), false)),
+            (true, Some((started, _))) => {
+                self.traffic.query_us += started.elapsed().as_micros() as u64;
+                self.query = None;
+            }
+            _ => {}
+        }
+    }
+
     /// How long the loop may wait now, and what happens then. With a server answer
     /// outstanding: `query_timeout` from when the query went out (a cancel). Otherwise the
     /// client is the one expected to speak: `idle_transaction_timeout` inside a
@@ -49,11 +63,10 @@ impl PgSession {
         let pg = &self.service.spec.pg;
         if !self.flow.is_empty() {
             let limit = pg.query_timeout?;
-            let (started, cancelled) = *self.query.get_or_insert((Instant::now(), false));
+            let (started, cancelled) = self.query?;
             let left = limit.saturating_sub(started.elapsed());
             return (!cancelled).then_some((left, Expired::Cancel));
         }
-        self.query = None;
         match self.lease.as_ref().map(|l| l.server.status) {
             Some(b'T' | b'E') => pg.idle_transaction_timeout.map(|t| {
                 let text = "terminating connection due to idle-in-transaction timeout";

@@ -9,7 +9,7 @@ use throome_pgwire::build;
 
 use super::super::cancel;
 use super::super::pool::PgPools;
-use crate::metrics::{Metrics, RequestLabels};
+use super::super::stats::Tally;
 use crate::snapshot::ServiceRuntime;
 
 /// One row per pool (backend, user, database).
@@ -49,27 +49,12 @@ pub fn pools(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
     table(&cols, &rows, out);
 }
 
-/// The service's totals since it started (times in microseconds, as PgBouncer). PgBouncer's
-/// per-query time and its per-period averages are not measured, so not shown.
-pub fn stats(service: &ServiceRuntime, pools: &PgPools, metrics: &Metrics, out: &mut BytesMut) {
-    let count = |what: &str| {
-        let labels = RequestLabels {
-            cluster: service.cluster.clone(),
-            service: service.name.clone(),
-            command: what.to_string(),
-        };
-        metrics.requests.get_or_create(&labels).get().to_string()
-    };
-    let [received, sent, xact_us, wait_us] = pools.totals.read();
-    let row = vec![
-        service.name.clone(),
-        count("transaction"),
-        count("query"),
-        received.to_string(),
-        sent.to_string(),
-        xact_us.to_string(),
-        wait_us.to_string(),
-    ];
+/// PgBouncer's SHOW STATS for the service: totals since it started, then averages over the
+/// last `stats_period` (times in microseconds).
+pub fn stats(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
+    let (totals, averages) = tallies(service, pools);
+    let mut row = vec![service.name.clone()];
+    row.extend(columns(totals).into_iter().chain(columns(averages)));
     let cols = [
         "database",
         "total_xact_count",
@@ -77,9 +62,49 @@ pub fn stats(service: &ServiceRuntime, pools: &PgPools, metrics: &Metrics, out: 
         "total_received",
         "total_sent",
         "total_xact_time",
+        "total_query_time",
         "total_wait_time",
+        "avg_xact_count",
+        "avg_query_count",
+        "avg_recv",
+        "avg_sent",
+        "avg_xact_time",
+        "avg_query_time",
+        "avg_wait_time",
     ];
     table(&cols, &[row], out);
+}
+
+/// SHOW STATS_TOTALS (`averages` false) and SHOW STATS_AVERAGES: one half of SHOW STATS
+/// each, under shorter names.
+pub fn stats_half(service: &ServiceRuntime, pools: &PgPools, averages: bool, out: &mut BytesMut) {
+    let (totals, avg) = tallies(service, pools);
+    let mut row = vec![service.name.clone()];
+    row.extend(columns(if averages { avg } else { totals }));
+    let cols = [
+        "database",
+        "xact_count",
+        "query_count",
+        "bytes_received",
+        "bytes_sent",
+        "xact_time",
+        "query_time",
+        "wait_time",
+    ];
+    table(&cols, &[row], out);
+}
+
+fn tallies(service: &ServiceRuntime, pools: &PgPools) -> (Tally, Tally) {
+    let averages = pools.totals.averages(service.spec.pg.stats_period);
+    (pools.totals.read(), averages)
+}
+
+/// SHOW STATS' seven figures in PgBouncer's order.
+fn columns(t: Tally) -> [String; 7] {
+    [
+        t.xacts, t.queries, t.received, t.sent, t.xact_us, t.query_us, t.wait_us,
+    ]
+    .map(|n| n.to_string())
 }
 
 pub fn config(service: &ServiceRuntime, out: &mut BytesMut) {
@@ -91,6 +116,7 @@ pub fn config(service: &ServiceRuntime, out: &mut BytesMut) {
         ("min_pool_size", pg.min_pool_size.to_string()),
         ("max_client_conn", pg.max_client_conn.to_string()),
         ("query_wait_timeout", secs(pg.query_wait_timeout)),
+        ("stats_period", secs(pg.stats_period)),
         ("server_idle_timeout", secs(pg.server_idle_timeout)),
         ("server_lifetime", secs(pg.server_lifetime)),
         (
