@@ -198,7 +198,7 @@ fn the_admin_console_shows_pools_and_pauses() {
     // One transaction and one query; bytes both ways and time holding the server.
     assert_eq!(row[..2], [1, 1], "{stats}");
     assert!(row[2] > 0 && row[3] > 0 && row[4] > 0, "{stats}");
-    stats_over_a_period(listen, &console);
+    stats_over_a_period(listen);
     let databases = text(&console(&["-c", "SHOW DATABASES"]));
     assert!(
         databases.contains(&format!(
@@ -343,9 +343,26 @@ fn psql_with_pgoptions_and_a_refused_replication_connection() {
     );
 }
 
+/// The `db` row of a console SHOW, as numbers.
+fn stats_row(listen: u16, command: &str) -> Vec<u64> {
+    let out = tool(
+        "psql",
+        listen,
+        &["-d", "throome", "-XA", "-F", ",", "-c", command],
+        "",
+    );
+    let out = text(&out);
+    out.lines()
+        .find_map(|l| l.strip_prefix("db,"))
+        .unwrap_or_else(|| panic!("{out}"))
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
 /// After a 0.2 s query (and the one before): the time servers spent on queries, and once
 /// `stats_period` (1 s) has passed, averages over it.
-fn stats_over_a_period(listen: u16, console: &dyn Fn(&[&str]) -> Output) {
+fn stats_over_a_period(listen: u16) {
     let sleep = tool(
         "psql",
         listen,
@@ -354,16 +371,7 @@ fn stats_over_a_period(listen: u16, console: &dyn Fn(&[&str]) -> Output) {
     );
     assert!(sleep.status.success(), "{}", text(&sleep));
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let row = |command: &str| -> Vec<u64> {
-        let out = text(&console(&["-c", command]));
-        out.lines()
-            .find_map(|l| l.strip_prefix("db,"))
-            .unwrap_or_else(|| panic!("{out}"))
-            .split(',')
-            .map(|v| v.parse().unwrap())
-            .collect()
-    };
-    let stats = row("SHOW STATS");
+    let stats = stats_row(listen, "SHOW STATS");
     let [xacts, queries, _, _, xact_us, query_us, _] = stats[..7] else {
         panic!("{stats:?}")
     };
@@ -376,8 +384,54 @@ fn stats_over_a_period(listen: u16, console: &dyn Fn(&[&str]) -> Output) {
     let avg = &stats[7..];
     assert!(avg[2] > 0 && avg[3] > 0, "{stats:?}");
     assert!(avg[4] >= 100_000 && avg[5] >= 100_000, "{stats:?}");
-    assert_eq!(row("SHOW STATS_TOTALS"), stats[..7], "{stats:?}");
-    assert_eq!(row("SHOW STATS_AVERAGES"), stats[7..], "{stats:?}");
+    assert_eq!(
+        stats_row(listen, "SHOW STATS_TOTALS"),
+        stats[..7],
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats_row(listen, "SHOW STATS_AVERAGES"),
+        stats[7..],
+        "{stats:?}"
+    );
+}
+
+/// In session mode each transaction is counted and timed from its first message to its
+/// ReadyForQuery (PgBouncer's way), though the client holds its server throughout.
+#[test]
+fn session_mode_stats_count_transactions() {
+    let pg = Postgres::start();
+    let extra = "      admin_users: [alice]\n    pool_mode: session\n";
+    let (_gw, listen) = common::pg::alice_gateway(pg.port, extra);
+    let args = [
+        "-d",
+        "postgres",
+        "-X",
+        "-c",
+        "SELECT 1",
+        "-c",
+        "SELECT pg_sleep(0.1)",
+    ];
+    let mut args = args.to_vec();
+    args.extend([
+        "-c",
+        "BEGIN",
+        "-c",
+        "SELECT 2",
+        "-c",
+        "COMMIT",
+        "-c",
+        "SELECT pg_sleep(0.3)",
+    ]);
+    let run = tool("psql", listen, &args, "");
+    assert!(run.status.success(), "{}", text(&run));
+    let stats = stats_row(listen, "SHOW STATS");
+    let [xacts, queries, _, _, xact_us, query_us, _] = stats[..7] else {
+        panic!("{stats:?}")
+    };
+    // SELECT 1, sleep, BEGIN..COMMIT, sleep: four transactions of six queries.
+    assert_eq!((xacts, queries), (4, 6), "{stats:?}");
+    assert!(query_us >= 400_000 && query_us <= xact_us, "{stats:?}");
 }
 
 /// Column names and order of PgBouncer 1.18's console (read off the Debian package's

@@ -17,19 +17,32 @@ use super::upstream::{ServerError, login_credential};
 use crate::config::PoolMode;
 
 impl PgSession {
-    /// In transaction mode, an idle server goes back to the pool once nothing is owed.
+    /// At the end of a transaction: counted, and in transaction mode the server goes back
+    /// to the pool once nothing is owed. In session mode the server stays and the
+    /// transaction's own time is what SHOW STATS counts (PgBouncer's `total_xact_time`).
     pub(super) fn maybe_release(&mut self) {
         let idle = self.lease.as_ref().is_some_and(|l| {
             l.server.status == b'I' && l.server.wire.buf.is_empty() && self.flow.is_empty()
         });
-        if idle && self.service.spec.pg.pool_mode == PoolMode::Transaction {
-            self.cancel.set(None);
-            if let Some(lease) = self.lease.take() {
-                if std::mem::take(&mut self.served) {
-                    self.count("transaction");
+        if !idle {
+            return;
+        }
+        let served = self.served.take();
+        if served.is_some() {
+            self.count("transaction");
+        }
+        match self.service.spec.pg.pool_mode {
+            PoolMode::Transaction => {
+                self.cancel.set(None);
+                if let Some(lease) = self.lease.take() {
+                    let held = lease.release();
+                    self.add_held(held);
                 }
-                let held = lease.release();
-                self.add_held(held);
+            }
+            PoolMode::Session => {
+                if let Some(began) = served {
+                    self.traffic.xact_us += began.elapsed().as_micros() as u64;
+                }
             }
         }
     }
@@ -130,6 +143,7 @@ impl PgSession {
     pub(super) fn server_lost(&mut self) {
         self.metrics.error(&self.service, "backend_io");
         self.lease = None;
+        self.served = None;
         self.cancel.set(None);
         let owed = self.flow.pending_ready();
         self.flow = Flow::default();
@@ -182,7 +196,13 @@ impl PgSession {
             lease.server.applied.clear();
         }
         let held = lease.release();
-        self.add_held(held);
+        match self.service.spec.pg.pool_mode {
+            PoolMode::Transaction => self.add_held(held),
+            // Its transactions' time is counted already.
+            PoolMode::Session => {
+                self.user_metrics.server_time.inc_by(held.as_secs_f64());
+            }
+        }
     }
 
     /// `held`: how long the client just held a server.

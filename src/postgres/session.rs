@@ -125,7 +125,7 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         traffic: Tally::default(),
         query: None,
         pool_cache: Vec::new(),
-        served: false,
+        served: None,
         service,
         pools,
         login,
@@ -173,7 +173,7 @@ pub(super) struct PgSession {
     /// Per-user counters and wait histogram.
     pub(super) user_metrics: ClientMetrics,
     /// The lease carried client messages (a transaction to count when it is released).
-    pub(super) served: bool,
+    pub(super) served: Option<Instant>,
     /// The pools this client used, by backend index.
     pub(super) pool_cache: Vec<Option<Arc<super::pool::Pool>>>,
     /// `throome_requests_total` for queries and transactions.
@@ -340,7 +340,7 @@ impl PgSession {
             let Some(lease) = self.lease.as_mut() else {
                 continue;
             };
-            self.served = true;
+            self.served.get_or_insert_with(Instant::now);
             let outcome = frontend::translate(
                 frame,
                 &mut lease.server,
