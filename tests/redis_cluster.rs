@@ -10,32 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, Throome, eventually};
+use common::{RedisServer, Throome};
 
 use common::redis_cli as cli;
 
 /// Three masters, all 16384 slots assigned, state ok everywhere.
 fn cluster() -> Vec<RedisServer> {
-    let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_cluster_node()).collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let out = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(eventually(Duration::from_secs(30), || nodes.iter().all(
-        |n| cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
-    )));
-    nodes
+    common::servers::redis_cluster(3, 0)
 }
 
 /// Moves `slots` slots from the first master to the second with `redis-cli --cluster reshard`.

@@ -74,7 +74,8 @@ pub struct ServiceConfig {
     pub database: Option<String>,
     /// Redis: pipelined upstream connections per backend shared by all clients (default 2).
     pub pool_size: Option<usize>,
-    /// Redis: send read-only commands to replicas through the routing strategy.
+    /// Redis: send read-only commands to replicas (through the routing strategy; with
+    /// `sharding: cluster`, to a replica of the slot's master).
     pub read_from_replicas: Option<bool>,
     /// Credentials clients must present to the proxy (checked by Throome, independent of the
     /// backend credentials above).

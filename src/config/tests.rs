@@ -365,8 +365,13 @@ fn max_server_connections_is_postgres_only_and_positive() {
 }
 
 #[test]
-fn replica_reads_are_refused_on_sharded_services() {
-    let text = "cluster_id: a\nname: b\nservices:\n  r:\n    type: redis\n    host: x\n    port: 1\n    sharding: cluster\n    read_from_replicas: true\n";
-    let err = parse_cluster(text).unwrap_err();
+fn replica_reads_are_refused_on_ketama_but_not_on_a_cluster() {
+    let text = |sharding: &str| {
+        format!(
+            "cluster_id: a\nname: b\nservices:\n  r:\n    type: redis\n    host: x\n    port: 1\n    sharding: {sharding}\n    read_from_replicas: true\n"
+        )
+    };
+    let err = parse_cluster(&text("ketama")).unwrap_err();
     assert!(err.message.contains("read_from_replicas"), "{err:?}");
+    assert!(parse_cluster(&text("cluster")).is_ok());
 }

@@ -185,10 +185,10 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "service `{name}`: hash_tag must be two ASCII characters such as \"{{}}\", or \"\""
         ));
     }
-    if s.read_from_replicas == Some(true) && s.sharding.is_some() {
+    if s.read_from_replicas == Some(true) && s.sharding == Some(crate::config::Sharding::Ketama) {
         return Err(format!(
-            "service `{name}`: read_from_replicas applies to a primary with replicas, not to \
-             sharding (a sharded service reads from each shard's master)"
+            "service `{name}`: read_from_replicas applies to a primary with replicas or to \
+             sharding: cluster, not to ketama (each ketama shard is one server)"
         ));
     }
     if s.auto_eject_hosts.is_some() && s.sharding != Some(crate::config::Sharding::Ketama) {

@@ -33,18 +33,28 @@ pub fn slot(key: &[u8]) -> usize {
     usize::from(crc16(super::shard::hash_tag(key, Some(*b"{}")))) % SLOTS
 }
 
-/// Which master serves each slot.
+/// Which master serves each slot, and its replicas.
 #[derive(Debug, Clone)]
 pub struct SlotMap {
     /// Index into `nodes` per slot; `usize::MAX` where no node serves it.
     pub owner: Vec<usize>,
     /// Master addresses (host, port).
     pub nodes: Vec<(String, u16)>,
+    /// The replicas of each master in `nodes` (same index), as `CLUSTER SLOTS` lists them.
+    pub replicas: Vec<Vec<(String, u16)>>,
 }
 
 impl SlotMap {
     pub fn node_of(&self, slot: usize) -> Option<&(String, u16)> {
         self.owner.get(slot).and_then(|&i| self.nodes.get(i))
+    }
+
+    /// The replicas of the master serving `slot` (none where none are known).
+    pub fn replicas_of(&self, slot: usize) -> &[(String, u16)] {
+        self.owner
+            .get(slot)
+            .and_then(|&i| self.replicas.get(i))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Records a `MOVED slot host:port` redirect.
@@ -53,6 +63,7 @@ impl SlotMap {
             Some(i) => i,
             None => {
                 self.nodes.push((host.to_string(), port));
+                self.replicas.push(Vec::new());
                 self.nodes.len() - 1
             }
         };
@@ -180,39 +191,50 @@ fn parse_slots(frame: &[u8], asked: &str) -> Option<SlotMap> {
     let mut map = SlotMap {
         owner: vec![usize::MAX; SLOTS],
         nodes: Vec::new(),
+        replicas: Vec::new(),
     };
     for range in ranges {
         let Value::Array(fields) = range else {
             return None;
         };
-        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(master)) =
             (fields.first(), fields.get(1), fields.get(2))
         else {
             return None;
         };
-        let (Some(Value::Str(host)), Some(Value::Int(port))) = (master.first(), master.get(1))
-        else {
-            return None;
-        };
-        let host = if host.is_empty() {
-            asked.to_string()
-        } else {
-            host.clone()
-        };
-        let port = u16::try_from(*port).ok()?;
-        let index = match map.nodes.iter().position(|n| n.0 == host && n.1 == port) {
+        let master = address(master, asked)?;
+        let index = match map.nodes.iter().position(|n| *n == master) {
             Some(i) => i,
             None => {
-                map.nodes.push((host, port));
+                map.nodes.push(master);
+                map.replicas.push(Vec::new());
                 map.nodes.len() - 1
             }
         };
+        for replica in &fields[3..] {
+            let replica = address(replica, asked)?;
+            if !map.replicas[index].contains(&replica) {
+                map.replicas[index].push(replica);
+            }
+        }
         let (start, end) = (usize::try_from(*start).ok()?, usize::try_from(*end).ok()?);
         for slot in start..=end.min(SLOTS - 1) {
             map.owner[slot] = index;
         }
     }
     Some(map)
+}
+
+/// A node of a `CLUSTER SLOTS` range: `[host, port, id, ...]`.
+fn address(node: &Value, asked: &str) -> Option<(String, u16)> {
+    let Value::Array(node) = node else {
+        return None;
+    };
+    let (Some(Value::Str(host)), Some(Value::Int(port))) = (node.first(), node.get(1)) else {
+        return None;
+    };
+    let host = if host.is_empty() { asked } else { host };
+    Some((host.to_string(), u16::try_from(*port).ok()?))
 }
 
 #[cfg(test)]
@@ -243,9 +265,12 @@ mod tests {
 
     #[test]
     fn cluster_slots_reply_parses() {
-        let reply = b"*2\r\n*3\r\n:0\r\n:5460\r\n*3\r\n$9\r\n127.0.0.1\r\n:7000\r\n$2\r\nid\r\n*3\r\n:5461\r\n:16383\r\n*3\r\n$0\r\n\r\n:7001\r\n$2\r\nid\r\n";
+        // The second range has a replica on 7002.
+        let reply = b"*2\r\n*3\r\n:0\r\n:5460\r\n*3\r\n$9\r\n127.0.0.1\r\n:7000\r\n$2\r\nid\r\n*4\r\n:5461\r\n:16383\r\n*3\r\n$0\r\n\r\n:7001\r\n$2\r\nid\r\n*3\r\n$9\r\n127.0.0.1\r\n:7002\r\n$2\r\nr1\r\n";
         let map = parse_slots(reply, "10.0.0.9").unwrap();
         assert_eq!(map.node_of(0), Some(&("127.0.0.1".to_string(), 7000)));
         assert_eq!(map.node_of(16383), Some(&("10.0.0.9".to_string(), 7001)));
+        assert!(map.replicas_of(0).is_empty());
+        assert_eq!(map.replicas_of(16383), [("127.0.0.1".to_string(), 7002)]);
     }
 }

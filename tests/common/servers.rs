@@ -85,6 +85,59 @@ impl RedisServer {
     }
 }
 
+/// A Redis Cluster of `masters` masters with `replicas` replicas each (`redis-cli --cluster
+/// create`), all 16384 slots assigned, state ok everywhere and every replica in sync with
+/// its master. Which node got which role: ask `role_of`.
+pub fn redis_cluster(masters: usize, replicas: usize) -> Vec<RedisServer> {
+    let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+        .map(|_| RedisServer::start_cluster_node())
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ready = |n: &RedisServer| {
+        let info = super::redis_cli(n.port, &["INFO", "replication"]);
+        super::redis_cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+            && (info.contains("role:master") || info.contains("master_link_status:up"))
+    };
+    assert!(eventually(Duration::from_secs(30), || nodes
+        .iter()
+        .all(ready)));
+    // And every node's CLUSTER SLOTS lists every node (replicas are learned by gossip).
+    let listed = |n: &RedisServer| {
+        let slots = super::redis_cli(n.port, &["CLUSTER", "SLOTS"]);
+        let ports: Vec<&str> = slots.lines().collect();
+        nodes
+            .iter()
+            .all(|m| ports.contains(&m.port.to_string().as_str()))
+    };
+    assert!(eventually(Duration::from_secs(30), || nodes
+        .iter()
+        .all(listed)));
+    nodes
+}
+
+/// `master` or `slave`, from `INFO replication`.
+pub fn role_of(port: u16) -> String {
+    let info = super::redis_cli(port, &["INFO", "replication"]);
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("role:"))
+        .unwrap_or_default()
+        .to_string()
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();

@@ -1,6 +1,7 @@
 //! Requests on a sharded service: a ketama ring over the backends, or a Redis Cluster whose
 //! slot map Throome reads and whose MOVED/ASK redirects it follows, so clients never see them.
 
+use throome_resp::commands::flag;
 use throome_resp::{CommandSpec, Request};
 use tokio::sync::oneshot;
 
@@ -80,7 +81,8 @@ impl Client {
                 self.reply(err);
             }
             Plan::One(group) => {
-                let target = target(map.as_deref(), group, false);
+                let target = self.for_read(map.as_deref(), spec, group, false);
+                let fallback = target.fallback();
                 match self.target_conn(target).await {
                     Ok(conn) => {
                         let latency = self.count(spec.name);
@@ -89,6 +91,7 @@ impl Client {
                         let replay = map.is_some().then(|| Replay {
                             bytes: req.frame().clone(),
                             slot: Some(group),
+                            fallback,
                         });
                         self.pending.push_back(Pending::Wait {
                             rx,
@@ -111,16 +114,19 @@ impl Client {
                 let latency = self.count(spec.name);
                 let mut receivers = Vec::with_capacity(parts.len());
                 for (group, bytes, positions) in parts {
-                    let rx = match self
-                        .target_conn(target(map.as_deref(), group, every_shard))
-                        .await
-                    {
+                    let target = self.for_read(map.as_deref(), spec, group, every_shard);
+                    let fallback = target.fallback();
+                    let rx = match self.target_conn(target).await {
                         Ok(conn) => self.enqueue_bytes(&conn, &bytes).await,
                         Err(e) => failed(e),
                     };
                     // A part of a fan-out (DBSIZE, KEYS) is a node's, not a slot's.
                     let slot = (!every_shard).then_some(group);
-                    let replay = map.is_some().then_some(Replay { bytes, slot });
+                    let replay = map.is_some().then_some(Replay {
+                        bytes,
+                        slot,
+                        fallback,
+                    });
                     receivers.push(SplitPart {
                         rx,
                         positions,
@@ -142,6 +148,45 @@ impl Client {
         Flow::Continue
     }
 
+    /// Where a planned group goes: its shard or slot owner, or with `read_from_replicas` on
+    /// a cluster, a read-only command's slot goes to one of the owner's replicas that is
+    /// available (the client's id picks which, so its reads of a slot stay on one replica),
+    /// with the owner to fall back on.
+    fn for_read(
+        &self,
+        map: Option<&SlotMap>,
+        spec: &CommandSpec,
+        group: usize,
+        every_shard: bool,
+    ) -> Target {
+        let owner = target(map, group, every_shard);
+        let read = self.service.spec.read_from_replicas
+            && spec.has(flag::READONLY)
+            && !spec.is_write()
+            && !every_shard;
+        let (Some(map), true, Target::Node(host, port)) = (map, read, &owner) else {
+            return owner;
+        };
+        let cooldown = self.service.spec.thresholds.cooldown;
+        let available: Vec<&(String, u16)> = map
+            .replicas_of(group)
+            .iter()
+            .filter(|(h, p)| {
+                let node = self.pools.node(&self.service, h, *p);
+                node.is_available(self.now, cooldown)
+            })
+            .collect();
+        if available.is_empty() {
+            return owner;
+        }
+        let pick = usize::try_from(self.state.id).unwrap_or_default() % available.len();
+        let (replica_host, replica_port) = available[pick].clone();
+        Target::Replica {
+            replica: (replica_host, replica_port),
+            owner: (host.clone(), *port),
+        }
+    }
+
     /// The client's shared connection to a shard or cluster node.
     async fn target_conn(&mut self, target: Target) -> Result<Upstream, UpstreamError> {
         let (host, port) = match target {
@@ -150,6 +195,12 @@ impl Client {
                 None => return Err(self.no_backend()),
             },
             Target::Node(host, port) => (host, port),
+            Target::Replica { replica, owner } => {
+                return match self.node_conn(&replica.0, replica.1).await {
+                    Ok(conn) => Ok(conn),
+                    Err(_) => self.node_conn(&owner.0, owner.1).await,
+                };
+            }
             Target::Unserved => {
                 return Err(UpstreamError::Handshake(
                     "CLUSTERDOWN Hash slot not served".into(),
@@ -189,7 +240,22 @@ impl Client {
 enum Target {
     Shard(usize),
     Node(String, u16),
+    /// A read on a replica, or on the slot's owner if the replica cannot be reached.
+    Replica {
+        replica: (String, u16),
+        owner: (String, u16),
+    },
     Unserved,
+}
+
+impl Target {
+    /// For a read on a replica, the slot's owner.
+    fn fallback(&self) -> Option<(String, u16)> {
+        match self {
+            Target::Replica { owner, .. } => Some(owner.clone()),
+            _ => None,
+        }
+    }
 }
 
 fn target(map: Option<&SlotMap>, group: usize, every_shard: bool) -> Target {

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::on_shards::failed;
 use super::{Client, Pending};
 use crate::redis::cluster;
-use crate::redis::upstream::ReplyResult;
+use crate::redis::upstream::{ReplyResult, UpstreamError};
 
 /// Hops (redirects and retries) for one request before the client gets the last answer: a
 /// slot being moved answers ASK once and MOVED once per topology change; TRYAGAIN lasts
@@ -35,6 +35,21 @@ const QUICK_HOPS: u8 = 2;
 pub(super) struct Replay {
     pub bytes: Bytes,
     pub slot: Option<usize>,
+    /// A read sent to a replica: the slot's owner, where it goes again (once) if the
+    /// replica's connection is lost before it answers. Reads are safe to send twice.
+    pub fallback: Option<(String, u16)>,
+}
+
+impl Replay {
+    /// The hop to the slot's owner for a read whose replica went away without answering;
+    /// the replay then has no fallback left.
+    pub(super) fn after_lost(&mut self, result: &Result<ReplyResult, ()>) -> Option<Hop> {
+        if !matches!(result, Err(()) | Ok(Err(UpstreamError::Lost))) {
+            return None;
+        }
+        let (host, port) = self.fallback.take()?;
+        Some(Hop::Owner(host, port))
+    }
 }
 
 /// Where a redirected request goes next.
@@ -45,6 +60,8 @@ pub(super) enum Hop {
     Ask(String, u16),
     /// The slot's owner again, after a pause.
     Again(usize),
+    /// The slot's owner, for a read its replica did not answer.
+    Owner(String, u16),
 }
 
 /// The hop a reply asks for, if the reply is one the client must not see.
@@ -127,6 +144,7 @@ impl Client {
                 ("moved", false, host, port)
             }
             Hop::Ask(host, port) => ("ask", true, host, port),
+            Hop::Owner(host, port) => ("replica_lost", false, host, port),
             Hop::Again(slot) => {
                 tokio::time::sleep(PAUSE).await;
                 let owner = match self.pools.slot_map(&self.service).await {
@@ -169,6 +187,7 @@ mod tests {
         Replay {
             bytes: Bytes::from_static(b"*3\r\n$4\r\nMGET\r\n$4\r\n{t}a\r\n$4\r\n{t}b\r\n"),
             slot,
+            fallback: None,
         }
     }
 
@@ -188,5 +207,19 @@ mod tests {
         assert!(hop(b"-ERR wrong number of arguments\r\n").is_none());
         assert!(hop(b"-CROSSSLOT Keys in request don't hash to the same slot\r\n").is_none());
         assert!(hop_of(&Bytes::from_static(again), &replay(None)).is_none());
+    }
+
+    #[test]
+    fn a_read_lost_on_a_replica_goes_to_the_owner_once() {
+        let mut r = replay(Some(7));
+        r.fallback = Some(("127.0.0.1".into(), 7000));
+        let timeout = Ok(Err(UpstreamError::Timeout(std::time::Duration::from_secs(
+            1,
+        ))));
+        assert!(r.after_lost(&timeout).is_none(), "only a lost connection");
+        assert!(
+            matches!(r.after_lost(&Ok(Err(UpstreamError::Lost))), Some(Hop::Owner(h, 7000)) if h == "127.0.0.1")
+        );
+        assert!(r.after_lost(&Err(())).is_none(), "once");
     }
 }

@@ -237,7 +237,13 @@ pub(super) async fn wait_front(
                 if part.reply.is_some() {
                     continue;
                 }
-                match within(limit, *started, &mut part.rx).await {
+                let result = within(limit, *started, &mut part.rx).await;
+                let lost = part.replay.as_mut().and_then(|r| r.after_lost(&result));
+                if let Some(hop) = lost {
+                    *redirect = Some((i, hop));
+                    return;
+                }
+                match result {
                     Ok(Ok(reply)) => {
                         // A cluster part redirected: Client::settle sends it again, then we wait
                         // for the rest.
@@ -343,10 +349,15 @@ fn resolve(
     else {
         return false;
     };
-    if let (Ok(Ok(reply)), Some(replay)) = (&result, replay.as_ref())
+    let hop = match (&result, replay.as_mut()) {
+        (Ok(Ok(reply)), Some(replay)) if reply.is_error() => {
+            super::redirect::hop_of(reply.frame(), replay)
+        }
+        (_, Some(replay)) => replay.after_lost(&result),
+        _ => None,
+    };
+    if let (Some(hop), Some(replay)) = (hop, replay.as_ref())
         && *redirects < super::redirect::MAX_HOPS
-        && reply.is_error()
-        && let Some(hop) = super::redirect::hop_of(reply.frame(), replay)
     {
         *front = Pending::Redirect {
             replay: replay.clone(),

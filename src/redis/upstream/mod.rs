@@ -20,6 +20,7 @@ mod stream;
 pub use stream::RedisStream;
 use stream::WriteSide;
 
+use crate::config::Sharding;
 use crate::snapshot::ServiceRuntime;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -228,6 +229,12 @@ pub async fn open(
     }
     if resp3 {
         setup.push(vec![b"HELLO", b"3"]);
+    }
+    // Reads may go to cluster replicas, which answer them only after READONLY (masters
+    // accept it and are unaffected). Without `read_from_replicas` a node that became a
+    // replica keeps redirecting, so reads never see its lag.
+    if service.spec.read_from_replicas && service.spec.sharding == Some(Sharding::Cluster) {
+        setup.push(vec![b"READONLY"]);
     }
     if setup.is_empty() {
         return Ok(stream);
