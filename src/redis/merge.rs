@@ -16,6 +16,8 @@ pub enum MergeKind {
     AllOk,
     /// Arrays concatenated in shard order (KEYS).
     Concat,
+    /// One shard's SCAN answer, its cursor turned into the client's (`super::scan`).
+    Scan { shard: usize, shards: usize },
 }
 
 /// One shard's reply and, for `Positions`, where its elements go.
@@ -70,6 +72,21 @@ pub fn merge(kind: MergeKind, total: usize, parts: Vec<Part>) -> Bytes {
             }
             out.freeze()
         }
+        MergeKind::Scan { shard, shards } => {
+            let Some([cursor, keys]) = parts
+                .first()
+                .and_then(|p| <[Bytes; 2]>::try_from(elements(p.reply.frame())?).ok())
+            else {
+                return unexpected();
+            };
+            let next = bulk(&cursor)
+                .and_then(|c| c.parse().ok())
+                .and_then(|inner| super::scan::next(shard, shards, inner));
+            match next {
+                Some(next) => super::scan::reply(next, keys),
+                None => unexpected(),
+            }
+        }
         MergeKind::Concat => {
             let mut all = Vec::new();
             for p in &parts {
@@ -94,6 +111,13 @@ fn integer(frame: &[u8]) -> Option<i64> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// The text of a bulk string reply.
+fn bulk(frame: &[u8]) -> Option<&str> {
+    let rest = frame.strip_prefix(b"$")?;
+    let eol = rest.windows(2).position(|w| w == b"\r\n")?;
+    std::str::from_utf8(rest.get(eol + 2..)?.strip_suffix(b"\r\n")?).ok()
 }
 
 /// The elements of an array (or set) reply, each as its own frame.
@@ -179,6 +203,23 @@ mod tests {
             },
         ];
         assert_eq!(merge(MergeKind::Sum, 0, parts).as_ref(), b"-ERR boom\r\n");
+    }
+
+    #[test]
+    fn a_scan_answer_gets_the_clients_cursor() {
+        let parts = vec![Part {
+            reply: reply(b"*2\r\n$1\r\n0\r\n*1\r\n$1\r\na\r\n"),
+            positions: vec![],
+        }];
+        let kind = MergeKind::Scan {
+            shard: 0,
+            shards: 2,
+        };
+        // Shard 0 is done: the client's next call starts shard 1 (cursor 1).
+        assert_eq!(
+            merge(kind, 0, parts).as_ref(),
+            b"*2\r\n$1\r\n1\r\n*1\r\n$1\r\na\r\n"
+        );
     }
 
     #[test]

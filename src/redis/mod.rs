@@ -13,6 +13,7 @@ mod merge;
 pub(crate) mod pool;
 pub mod probe;
 mod ring;
+mod scan;
 mod session;
 pub mod shard;
 mod sharded;

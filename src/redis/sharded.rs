@@ -1,7 +1,8 @@
 //! Requests on a sharded service (`sharding: ketama`): each key's shard comes from the ring;
 //! a command whose keys all live on one shard goes there as it is; MGET, MSET, DEL, UNLINK,
 //! EXISTS and TOUCH are split per shard and merged; DBSIZE, KEYS, FLUSHALL and FLUSHDB go to
-//! every shard; any other command whose keys span shards gets Redis Cluster's `-CROSSSLOT`.
+//! every shard; SCAN walks the shards one after another (`scan`); any other command whose
+//! keys span shards gets Redis Cluster's `-CROSSSLOT`.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +56,9 @@ pub fn plan(
         if spec.name == "info" {
             // The proxy's section plus what the first shard says of itself.
             return Plan::One(0);
+        }
+        if spec.name == "scan" {
+            return super::scan::plan(&args, shards);
         }
         let kind = match spec.name {
             "dbsize" => MergeKind::Sum,

@@ -1,0 +1,112 @@
+//! SCAN through a sharded service walks every shard: `redis-cli --scan` (which loops on the
+//! cursor until it is 0) finds every key exactly once over ketama shards and over a real
+//! Redis Cluster, with MATCH and COUNT passed on to each shard.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use common::{RedisServer, redis_cli as cli, redis_con as con};
+
+/// 300 `user:...` and 100 `other:...` keys through the proxy.
+fn write_keys(listen: u16) -> BTreeSet<String> {
+    let mut c = con(listen);
+    let mut all = BTreeSet::new();
+    for i in 0..400 {
+        // Varied names: twemproxy's hash bunches sequential ones onto few shards.
+        let name = (i as u32).wrapping_mul(2_654_435_761);
+        let key = match i < 300 {
+            true => format!("user:{name:08x}"),
+            false => format!("other:{name:08x}"),
+        };
+        let _: () = redis::cmd("SET").arg(&key).arg(i).query(&mut c).unwrap();
+        all.insert(key);
+    }
+    all
+}
+
+/// What `redis-cli --scan` with `args` lists through the proxy; every key once.
+fn scanned(listen: u16, args: &[&str]) -> BTreeSet<String> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &listen.to_string(), "--scan"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let keys: BTreeSet<String> = lines.iter().cloned().collect();
+    assert_eq!(keys.len(), lines.len(), "a key listed twice");
+    keys
+}
+
+/// Every key, and with MATCH only the matching ones, whatever the COUNT.
+fn scan_finds_everything(listen: u16, nodes: &[u16]) {
+    let all = write_keys(listen);
+    for port in nodes {
+        let held: usize = cli(*port, &["DBSIZE"]).parse().unwrap();
+        assert!(held > 0, "every shard holds some of the keys");
+    }
+    assert_eq!(scanned(listen, &[]), all);
+    let users: BTreeSet<String> = all
+        .iter()
+        .filter(|k| k.starts_with("user:"))
+        .cloned()
+        .collect();
+    assert_eq!(scanned(listen, &["--pattern", "user:*"]), users);
+    // The scan loop by hand with COUNT (this redis-cli has no --count): many calls, each
+    // answered by one shard, together every user key once.
+    let mut c = con(listen);
+    let (mut cursor, mut calls, mut found) = (0u64, 0, Vec::new());
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("user:*")
+            .arg("COUNT")
+            .arg(7)
+            .query(&mut c)
+            .unwrap();
+        found.extend(keys);
+        calls += 1;
+        cursor = next;
+        if cursor == 0 || calls > 1000 {
+            break;
+        }
+    }
+    // About 400 keys / COUNT 7 calls; three would do if the shards ignored COUNT.
+    assert!(calls > 20, "{calls} calls");
+    assert_eq!(found.len(), users.len());
+    assert_eq!(found.into_iter().collect::<BTreeSet<_>>(), users);
+    let err = redis::cmd("SCAN")
+        .arg("nope")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid cursor"), "{err}");
+}
+
+#[test]
+fn scan_walks_every_ketama_shard() {
+    let servers = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    let backends: Vec<(u16, &str, u32)> = servers.iter().map(|s| (s.port, "primary", 1)).collect();
+    let (_gw, listen) =
+        common::gateway::one_service("redis", "sk", &backends, "    sharding: ketama\n");
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    scan_finds_everything(listen, &ports);
+}
+
+#[test]
+fn scan_walks_every_cluster_master() {
+    let nodes = common::servers::redis_cluster(3, 0);
+    let backends = [(nodes[0].port, "primary", 1)];
+    let (_gw, listen) =
+        common::gateway::one_service("redis", "sc", &backends, "    sharding: cluster\n");
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    scan_finds_everything(listen, &ports);
+}
