@@ -27,6 +27,8 @@ pub enum ProxyError {
     BackendIo(io::Error),
     #[error("service is no longer configured")]
     ServiceGone,
+    #[error("SASL login to {0} failed: {1}")]
+    Login(String, String),
 }
 
 impl ProxyError {
@@ -38,6 +40,7 @@ impl ProxyError {
             ProxyError::ClientIo(_) => "client_io",
             ProxyError::BackendIo(_) => "backend_io",
             ProxyError::ServiceGone => "internal",
+            ProxyError::Login(..) => "backend_auth",
         }
     }
 

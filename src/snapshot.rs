@@ -76,6 +76,9 @@ pub struct KafkaSpec {
     pub port_base: u16,
     pub ports: BTreeMap<i32, u16>,
     pub max_frame: usize,
+    /// The proxy's own SASL login to brokers, from `sasl_mechanism`, `username` and
+    /// `password`.
+    pub login: Option<(crate::config::SaslMechanism, String, crate::config::Secret)>,
 }
 
 impl KafkaSpec {
@@ -402,6 +405,10 @@ fn kafka_spec(svc: &crate::config::ServiceConfig) -> KafkaSpec {
             .map_or(throome_kafka::DEFAULT_MAX_FRAME, |n| {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
+        login: match (&svc.sasl_mechanism, &svc.username, &svc.password) {
+            (Some(m), Some(user), Some(password)) => Some((*m, user.clone(), password.clone())),
+            _ => None,
+        },
     }
 }
 

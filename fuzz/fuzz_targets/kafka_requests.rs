@@ -1,5 +1,6 @@
-//! Client side: framing, request headers, the Produce acks check and the KIP-511 client
-//! software fields on arbitrary bytes: never panics, never yields a frame over the limit.
+//! Client side: framing, request headers, the Produce acks check, the KIP-511 client
+//! software fields and the SASL requests the proxy answers itself (and the broker answers
+//! to its own login) on arbitrary bytes: never panics, never yields a frame over the limit.
 //! The cut-through splitter, fed the same bytes in reads of varying size and passing or
 //! holding each big frame as the input decides, gives back exactly the bytes it was fed
 //! (up to the first framing error), in order.
@@ -9,7 +10,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use throome_kafka::{
     FrameScanner, FrameSplitter, Piece, RequestHeader, expects_response,
-    needs_api_versions_fallback,
+    needs_api_versions_fallback, sasl,
 };
 
 const MAX: usize = 256 * 1024;
@@ -22,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(h) = RequestHeader::parse(&f) {
             let _ = expects_response(&h, &f);
             let _ = needs_api_versions_fallback(&h, &f);
+            let _ = sasl::handshake_mechanism(&h, &f);
+            let _ = sasl::authenticate_bytes(&h, &f);
         }
+        let _ = sasl::read_response(sasl::SASL_AUTHENTICATE, &f);
     }
     split(data);
 });

@@ -154,6 +154,30 @@ pub struct ServiceConfig {
     /// Kafka: largest request or response frame in bytes (Kafka's
     /// `socket.request.max.bytes`, default 100 MiB); a bigger one closes the connection.
     pub max_frame_bytes: Option<u64>,
+    /// Kafka: with `username` and `password`, the proxy logs in to every broker connection
+    /// itself with this SASL mechanism (clients' own SASL then ends at the proxy).
+    pub sasl_mechanism: Option<SaslMechanism>,
+}
+
+/// A Kafka SASL mechanism, by its Kafka name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -205,6 +229,10 @@ pub struct ClientAuth {
     pub admin_users: Vec<String>,
     /// Postgres: how users missing from `users` are looked up (PgBouncer's `auth_query`).
     pub query: Option<AuthQuery>,
+    /// Kafka: the SASL mechanisms clients may authenticate to the proxy with (Kafka's
+    /// `sasl.enabled.mechanisms`; default SCRAM-SHA-256 and SCRAM-SHA-512).
+    #[serde(default)]
+    pub mechanisms: Vec<SaslMechanism>,
 }
 
 /// A PEM certificate chain and private key (paths absolute or relative to Throome's working

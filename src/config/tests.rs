@@ -375,3 +375,26 @@ fn replica_reads_are_refused_on_ketama_but_not_on_a_cluster() {
     assert!(err.message.contains("read_from_replicas"), "{err:?}");
     assert!(parse_cluster(&text("cluster")).is_ok());
 }
+
+#[test]
+fn kafka_sasl_settings_are_checked() {
+    let kafka = |extra: &str| {
+        format!(
+            "cluster_id: a\nname: b\nservices:\n  k:\n    type: kafka\n    host: x\n    port: 1\n{extra}"
+        )
+    };
+    let login = "    username: u\n    password: p\n    sasl_mechanism: SCRAM-SHA-512\n";
+    let users = "    auth:\n      users: { alice: x }\n      mechanisms: [PLAIN]\n";
+    assert!(parse_cluster(&kafka(&format!("{login}{users}"))).is_ok());
+    let half = parse_cluster(&kafka("    username: u\n    password: p\n")).unwrap_err();
+    assert!(half.message.contains("sasl_mechanism"), "{half:?}");
+    let shared = parse_cluster(&kafka("    auth: { password: x }\n")).unwrap_err();
+    assert!(shared.message.contains("auth.users"), "{shared:?}");
+    let bad = parse_cluster(&kafka(
+        "    username: u\n    password: p\n    sasl_mechanism: GSSAPI\n",
+    ));
+    assert!(bad.is_err());
+    let redis = "cluster_id: a\nname: b\nservices:\n  r:\n    type: redis\n    host: x\n    port: 1\n    sasl_mechanism: PLAIN\n";
+    let err = parse_cluster(redis).unwrap_err();
+    assert!(err.message.contains("kafka services only"), "{err:?}");
+}

@@ -339,12 +339,47 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
     validate_kafka(name, s)
 }
 
+/// SASL at the proxy: client users need a password each and the proxy's own broker login
+/// needs all three of `username`, `password` and `sasl_mechanism`.
+fn validate_kafka_sasl(name: &str, s: &ServiceConfig) -> Result<(), String> {
+    if let Some(auth) = &s.auth {
+        if auth.password.is_some() {
+            return Err(format!(
+                "service `{name}`: auth.password: kafka clients authenticate as named users \
+                 (auth.users)"
+            ));
+        }
+        if auth.users.is_empty() && !auth.mechanisms.is_empty() {
+            return Err(format!(
+                "service `{name}`: auth.mechanisms needs auth.users"
+            ));
+        }
+    }
+    let login = [
+        s.username.is_some(),
+        s.password.is_some(),
+        s.sasl_mechanism.is_some(),
+    ];
+    if login.contains(&true) && login.contains(&false) {
+        return Err(format!(
+            "service `{name}`: the proxy's broker login needs username, password and \
+             sasl_mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) together"
+        ));
+    }
+    Ok(())
+}
+
 fn validate_kafka(name: &str, s: &ServiceConfig) -> Result<(), String> {
     let kafka_only = [
         ("advertised_host", s.advertised_host.is_some()),
         ("broker_port_base", s.broker_port_base.is_some()),
         ("broker_ports", !s.broker_ports.is_empty()),
         ("max_frame_bytes", s.max_frame_bytes.is_some()),
+        ("sasl_mechanism", s.sasl_mechanism.is_some()),
+        (
+            "auth.mechanisms",
+            s.auth.as_ref().is_some_and(|a| !a.mechanisms.is_empty()),
+        ),
     ];
     if s.kind != ServiceKind::Kafka {
         return match kafka_only.iter().find(|(_, set)| *set) {
@@ -364,6 +399,7 @@ fn validate_kafka(name: &str, s: &ServiceConfig) -> Result<(), String> {
             listen.value
         ));
     }
+    validate_kafka_sasl(name, s)?;
     if s.advertised_host
         .as_deref()
         .is_some_and(|h| h.trim().is_empty())

@@ -6,6 +6,7 @@
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::sasl::login::login;
 use crate::error::ProxyError;
 use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
@@ -18,6 +19,35 @@ pub enum BrokerStream {
 pub type Opened = (BrokerStream, Option<crate::backend::ActiveGuard>);
 
 pub async fn open_upstream(session: &Session) -> Result<Opened, ProxyError> {
+    let (mut stream, guard) = connect(session).await?;
+    let service = &session.service;
+    if let Some((mechanism, user, password)) = &service.spec.kafka.login {
+        let host = match &guard {
+            Some(g) => g.backend().address(),
+            None => format!("broker node {:?}", session.kafka_node),
+        };
+        let login = async {
+            match &mut stream {
+                BrokerStream::Plain(s) => login(s, *mechanism, user, password.expose()).await,
+                BrokerStream::Tls(s) => login(s, *mechanism, user, password.expose()).await,
+            }
+        };
+        let after = service.spec.connect_timeout;
+        match tokio::time::timeout(after, login).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ProxyError::Login(host, e.to_string())),
+            Err(_) => {
+                return Err(ProxyError::ConnectTimeout {
+                    backend: host,
+                    after,
+                });
+            }
+        }
+    }
+    Ok((stream, guard))
+}
+
+async fn connect(session: &Session) -> Result<Opened, ProxyError> {
     let service = &session.service;
     let Some(node) = session.kafka_node else {
         let (s, g) = crate::upstream::connect(service).await?;

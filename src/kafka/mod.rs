@@ -9,6 +9,7 @@ mod exchange;
 pub mod metrics;
 mod ports;
 pub mod probe;
+mod sasl;
 mod session;
 
 pub use ports::{BrokerPorts, PortError, Upstream};

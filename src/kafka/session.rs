@@ -7,12 +7,13 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
-use throome_kafka::{FrameScanner, FrameSplitter, KafkaError, Piece};
+use throome_kafka::{FrameScanner, FrameSplitter, KafkaError, Piece, RequestHeader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::connect::{BrokerStream, open_upstream};
 use super::exchange::{Exchange, Pending, big_request, whole_request};
+use super::sasl::{Gate, Verdict};
 use crate::accepted::Accepted;
 use crate::error::ProxyError;
 use crate::session::Session;
@@ -47,6 +48,8 @@ pub enum ConnError {
     Unmatched { got: i32, expected: Option<i32> },
     #[error("cannot rewrite broker addresses: {0}")]
     Rewrite(String),
+    #[error("request (api key {0}) before SASL authentication")]
+    Unauthenticated(i16),
 }
 
 pub async fn serve(session: Session, client: crate::session::ClientConn) {
@@ -74,6 +77,7 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
             ConnError::ClientFrame(_) => "client_protocol",
             ConnError::BrokerFrame(_) | ConnError::Unmatched { .. } => "backend_protocol",
             ConnError::Rewrite(_) => "rewrite",
+            ConnError::Unauthenticated(_) => "client_auth",
         };
         session.metrics.error(&service, kind);
         if let (ConnError::Io(ProxyError::BackendIo(_)), Some(g)) = (&e, &guard) {
@@ -145,6 +149,7 @@ async fn forward_requests(
     scanner: FrameScanner,
 ) -> Result<(), ConnError> {
     let mut splitter = FrameSplitter::new(scanner);
+    let mut gate = Gate::of(&session.service);
     let bytes_in = session
         .metrics
         .bytes_in
@@ -165,6 +170,19 @@ async fn forward_requests(
             let bytes = match piece {
                 Piece::Rest(part) => part,
                 Piece::Whole(frame) => {
+                    if let Some(gate) = gate.as_mut() {
+                        let h = RequestHeader::parse(&frame).map_err(ConnError::ClientFrame)?;
+                        match gate.check(&h, &frame) {
+                            Verdict::Pass => {}
+                            Verdict::Answer(answer) => {
+                                if tx.send(Pending::Local(answer)).await.is_err() {
+                                    return Ok(());
+                                }
+                                continue;
+                            }
+                            Verdict::Close => return Err(ConnError::Unauthenticated(h.api_key)),
+                        }
+                    }
                     let pending = whole_request(&frame)?;
                     let local = matches!(pending, Pending::Local(_));
                     if tx.send(pending).await.is_err() {
@@ -176,6 +194,10 @@ async fn forward_requests(
                     frame
                 }
                 Piece::Big { total } => {
+                    if gate.as_ref().is_some_and(|g| !g.authenticated()) {
+                        // SASL tokens are small: a big request is not one of them.
+                        return Err(ConnError::Unauthenticated(-1));
+                    }
                     let Some(pending) = big_request(&buf) else {
                         splitter.hold(&mut buf, total);
                         continue;

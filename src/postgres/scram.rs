@@ -182,7 +182,7 @@ impl std::fmt::Debug for ClientKey {
 }
 
 /// The value of `name=` in a comma-separated SCRAM message.
-pub(super) fn attribute(message: &str, name: char) -> Option<&str> {
+pub(crate) fn attribute(message: &str, name: char) -> Option<&str> {
     message.split(',').find_map(|part| {
         let mut chars = part.chars();
         (chars.next() == Some(name) && chars.next() == Some('=')).then(|| &part[2..])
@@ -199,7 +199,7 @@ pub(super) fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

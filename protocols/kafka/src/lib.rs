@@ -12,6 +12,7 @@ mod error;
 mod frame;
 mod header;
 mod rewrite;
+pub mod sasl;
 mod split;
 mod versions;
 mod wire;
