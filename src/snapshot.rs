@@ -100,6 +100,8 @@ pub struct PgSpec {
     pub min_pool_size: usize,
     pub max_server_connections: Option<usize>,
     pub query_wait_timeout: Duration,
+    pub reserve_pool_size: usize,
+    pub reserve_pool_timeout: Duration,
     pub idle_transaction_timeout: Option<Duration>,
     pub client_idle_timeout: Option<Duration>,
     pub query_timeout: Option<Duration>,
@@ -348,6 +350,10 @@ fn resolve(
             query_wait_timeout: svc
                 .query_wait_timeout
                 .map_or(Duration::from_secs(120), |t| t.0),
+            reserve_pool_size: svc.reserve_pool_size.unwrap_or(0),
+            reserve_pool_timeout: svc
+                .reserve_pool_timeout
+                .map_or(Duration::from_secs(5), |t| t.0),
             idle_transaction_timeout: svc.idle_transaction_timeout.map(|t| t.0),
             client_idle_timeout: svc.client_idle_timeout.map(|t| t.0),
             query_timeout: svc.query_timeout.map(|t| t.0),

@@ -202,7 +202,7 @@ fn the_admin_console_shows_pools_and_pauses() {
     let databases = text(&console(&["-c", "SHOW DATABASES"]));
     assert!(
         databases.contains(&format!(
-            "db,127.0.0.1,{},,postgres,3,0,transaction,1,0",
+            "db,127.0.0.1,{},,postgres,3,0,0,transaction,1,0",
             pg.port
         )),
         "{databases}"

@@ -116,6 +116,11 @@ pub struct ServiceConfig {
     /// Postgres: seconds a client waits for a free server connection before it gets SQLSTATE
     /// 53300 (default 120, as PgBouncer).
     pub query_wait_timeout: Option<Seconds>,
+    /// Postgres: extra server connections a pool may open for clients that waited
+    /// `reserve_pool_timeout` (PgBouncer's `reserve_pool_size`; default 0).
+    pub reserve_pool_size: Option<usize>,
+    /// Postgres: seconds a client waits before the reserve is used (default 5).
+    pub reserve_pool_timeout: Option<Seconds>,
     /// Postgres: seconds a client may sit idle inside a transaction, holding a server,
     /// before it is disconnected and the transaction rolled back (PgBouncer's
     /// `idle_transaction_timeout`; default: no limit).

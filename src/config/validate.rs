@@ -216,6 +216,11 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "service `{name}`: pool_size must be 1..={max_pool}"
         ));
     }
+    if s.reserve_pool_size.is_some_and(|n| n > 10_000) {
+        return Err(format!(
+            "service `{name}`: reserve_pool_size must be at most 10000"
+        ));
+    }
     if let (Some(min), size) = (s.min_pool_size, s.pool_size.unwrap_or(20))
         && min > size
     {
@@ -229,6 +234,8 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         ("min_pool_size", s.min_pool_size.is_some()),
         ("max_server_connections", s.max_server_connections.is_some()),
         ("query_wait_timeout", s.query_wait_timeout.is_some()),
+        ("reserve_pool_size", s.reserve_pool_size.is_some()),
+        ("reserve_pool_timeout", s.reserve_pool_timeout.is_some()),
         (
             "idle_transaction_timeout",
             s.idle_transaction_timeout.is_some(),

@@ -49,7 +49,7 @@ pub async fn lookup(
         user: query.user.clone(),
         database: database.to_string(),
     };
-    let pool = pools.pool(&key, service.spec.pool_size);
+    let pool = pools.pool(&key, service);
     let credential = query
         .password
         .as_ref()

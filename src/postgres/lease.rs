@@ -103,7 +103,7 @@ impl PgSession {
             user,
             database,
         };
-        let p = self.pools.pool(&key, self.service.spec.pool_size);
+        let p = self.pools.pool(&key, &self.service);
         super::maintain::start(&self.service, &p);
         if self.pool_cache.len() <= index {
             self.pool_cache.resize(index + 1, None);

@@ -34,6 +34,9 @@ pub struct Pool {
     epoch: AtomicU64,
     permits: Arc<Semaphore>,
     size: usize,
+    /// `reserve_pool_size` more slots, for clients that waited `reserve_pool_timeout`.
+    reserve: Arc<Semaphore>,
+    reserve_size: usize,
     pub waiting: AtomicUsize,
     /// When each waiting client started waiting (for SHOW POOLS' `maxwait`).
     waiting_since: Mutex<Vec<Instant>>,
@@ -119,8 +122,37 @@ impl Pool {
     /// (in use, idle, waiting clients), for the admin console and metrics.
     pub fn counts(&self) -> (usize, usize, usize) {
         let idle = self.idle.lock().map_or(0, |i| i.len());
-        let in_use = self.size - self.permits.available_permits();
+        let in_use = self.size - self.permits.available_permits()
+            + (self.reserve_size - self.reserve.available_permits());
         (in_use, idle, self.waiting.load(Ordering::Relaxed))
+    }
+
+    /// Waits up to `wait` for a slot: one of `pool_size`, or after `reserve_after` one of
+    /// the reserve too (PgBouncer's `reserve_pool_timeout`), whichever frees first.
+    async fn wait_for_slot(
+        &self,
+        wait: std::time::Duration,
+        reserve_after: std::time::Duration,
+    ) -> Option<OwnedSemaphorePermit> {
+        let main = self.permits.clone().acquire_owned();
+        tokio::pin!(main);
+        if self.reserve_size == 0 || reserve_after >= wait {
+            return tokio::time::timeout(wait, main).await.ok()?.ok();
+        }
+        if let Ok(p) = tokio::time::timeout(reserve_after, &mut main).await {
+            return p.ok();
+        }
+        let reserve = self.reserve.clone().acquire_owned();
+        let either = async {
+            tokio::select! {
+                p = &mut main => p.ok(),
+                p = reserve => p.ok(),
+            }
+        };
+        tokio::time::timeout(wait - reserve_after, either)
+            .await
+            .ok()
+            .flatten()
     }
 }
 
@@ -151,14 +183,16 @@ impl PgPools {
         any.downcast::<PgPools>().unwrap_or_default()
     }
 
-    /// The pool for `key`, made on first use with `size` slots.
-    pub fn pool(&self, key: &PoolKey, size: usize) -> Arc<Pool> {
+    /// The pool for `key`, made on first use with the service's `pool_size` slots and
+    /// `reserve_pool_size` reserve slots.
+    pub fn pool(&self, key: &PoolKey, service: &ServiceRuntime) -> Arc<Pool> {
+        let sizes = (service.spec.pool_size, service.spec.pg.reserve_pool_size);
         let Ok(mut pools) = self.pools.lock() else {
-            return Arc::new(new_pool(key, size));
+            return Arc::new(new_pool(key, sizes));
         };
         pools
             .entry(key.clone())
-            .or_insert_with(|| Arc::new(new_pool(key, size)))
+            .or_insert_with(|| Arc::new(new_pool(key, sizes)))
             .clone()
     }
 
@@ -251,13 +285,15 @@ impl PgPools {
     }
 }
 
-fn new_pool(key: &PoolKey, size: usize) -> Pool {
+fn new_pool(key: &PoolKey, (size, reserve_size): (usize, usize)) -> Pool {
     Pool {
         key: key.clone(),
         idle: Mutex::new(Vec::new()),
         epoch: AtomicU64::new(0),
         permits: Arc::new(Semaphore::new(size)),
         size,
+        reserve: Arc::new(Semaphore::new(reserve_size)),
+        reserve_size,
         waiting: AtomicUsize::new(0),
         waiting_since: Mutex::new(Vec::new()),
         upkeep: std::sync::atomic::AtomicBool::new(false),
@@ -321,12 +357,10 @@ pub async fn lease(
             slow = Some(since);
             pool.waiting.fetch_add(1, Ordering::Relaxed);
             let _waiter = pool.wait_from(since);
-            let permit = tokio::time::timeout(wait, pool.permits.clone().acquire_owned()).await;
+            let reserve_after = service.spec.pg.reserve_pool_timeout;
+            let permit = pool.wait_for_slot(wait, reserve_after).await;
             pool.waiting.fetch_sub(1, Ordering::Relaxed);
-            match permit {
-                Ok(Ok(p)) => p,
-                _ => return Err(LeaseError::WaitTimeout(wait)),
-            }
+            permit.ok_or(LeaseError::WaitTimeout(wait))?
         }
     };
     let waited = |slow: Option<Instant>| slow.map_or(0.0, |t| t.elapsed().as_secs_f64());
