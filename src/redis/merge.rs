@@ -17,7 +17,22 @@ pub enum MergeKind {
     /// Arrays concatenated in shard order (KEYS).
     Concat,
     /// One shard's SCAN answer, its cursor turned into the client's (`super::scan`).
-    Scan { shard: usize, shards: usize },
+    Scan {
+        shard: usize,
+        shards: usize,
+    },
+    /// Every shard succeeded: the first shard's reply (SCRIPT LOAD's SHA is the same on all).
+    AllSucceeded,
+    /// The first reply that is not an error, else the first error (SCRIPT KILL).
+    OneSucceeded,
+    /// The smallest / largest integer reply.
+    Min,
+    Max,
+    /// Arrays of 0/1 combined element by element (SCRIPT EXISTS).
+    And,
+    Or,
+    /// The first reply that is not nil (RANDOMKEY).
+    AnyValue,
 }
 
 /// One shard's reply and, for `Positions`, where its elements go.
@@ -27,10 +42,33 @@ pub struct Part {
 }
 
 pub fn merge(kind: MergeKind, total: usize, parts: Vec<Part>) -> Bytes {
+    if kind == MergeKind::OneSucceeded
+        && let Some(ok) = parts.iter().find(|p| !p.reply.is_error())
+    {
+        return ok.reply.frame().clone();
+    }
     if let Some(err) = parts.iter().find(|p| p.reply.is_error()) {
         return err.reply.frame().clone();
     }
     match kind {
+        MergeKind::AllSucceeded | MergeKind::OneSucceeded => parts
+            .first()
+            .map_or_else(unexpected, |p| p.reply.frame().clone()),
+        MergeKind::AnyValue => parts
+            .iter()
+            .map(|p| p.reply.frame())
+            .find(|f| !is_nil(f))
+            .or(parts.first().map(|p| p.reply.frame()))
+            .map_or_else(unexpected, Bytes::clone),
+        MergeKind::Min | MergeKind::Max => {
+            let ints: Option<Vec<i64>> = parts.iter().map(|p| integer(p.reply.frame())).collect();
+            let pick = match kind {
+                MergeKind::Min => ints.and_then(|v| v.into_iter().min()),
+                _ => ints.and_then(|v| v.into_iter().max()),
+            };
+            pick.map_or_else(unexpected, |n| Bytes::from(format!(":{n}\r\n")))
+        }
+        MergeKind::And | MergeKind::Or => logical(kind == MergeKind::And, &parts),
         MergeKind::Sum => {
             let mut sum: i64 = 0;
             for p in &parts {
@@ -100,6 +138,46 @@ pub fn merge(kind: MergeKind, total: usize, parts: Vec<Part>) -> Bytes {
             out.freeze()
         }
     }
+}
+
+/// SCRIPT EXISTS on every shard: a script exists if it does on all (And) / any (Or).
+fn logical(and: bool, parts: &[Part]) -> Bytes {
+    let mut combined: Option<Vec<i64>> = None;
+    for p in parts {
+        let Some(items) = elements(p.reply.frame()) else {
+            return unexpected();
+        };
+        let Some(values) = items
+            .iter()
+            .map(|i| integer(i))
+            .collect::<Option<Vec<i64>>>()
+        else {
+            return unexpected();
+        };
+        combined = Some(match combined {
+            None => values,
+            Some(c) if c.len() == values.len() => c
+                .iter()
+                .zip(&values)
+                .map(|(a, b)| match and {
+                    true => i64::from(*a != 0 && *b != 0),
+                    false => i64::from(*a != 0 || *b != 0),
+                })
+                .collect(),
+            Some(_) => return unexpected(),
+        });
+    }
+    let values = combined.unwrap_or_default();
+    let mut out = BytesMut::from(format!("*{}\r\n", values.len()).as_bytes());
+    values
+        .iter()
+        .for_each(|v| out.extend_from_slice(format!(":{v}\r\n").as_bytes()));
+    out.freeze()
+}
+
+/// RESP2's nil bulk and array, RESP3's null.
+fn is_nil(frame: &[u8]) -> bool {
+    matches!(frame, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
 }
 
 fn unexpected() -> Bytes {
@@ -220,6 +298,38 @@ mod tests {
             merge(kind, 0, parts).as_ref(),
             b"*2\r\n$1\r\n1\r\n*1\r\n$1\r\na\r\n"
         );
+    }
+
+    #[test]
+    fn fan_out_replies_combine_by_redis_policy() {
+        let part = |bytes: &'static [u8]| Part {
+            reply: reply(bytes),
+            positions: vec![],
+        };
+        let exists = vec![part(b"*2\r\n:1\r\n:0\r\n"), part(b"*2\r\n:1\r\n:1\r\n")];
+        assert_eq!(
+            merge(MergeKind::And, 0, exists).as_ref(),
+            b"*2\r\n:1\r\n:0\r\n"
+        );
+        let exists = vec![part(b"*2\r\n:1\r\n:0\r\n"), part(b"*2\r\n:0\r\n:0\r\n")];
+        assert_eq!(
+            merge(MergeKind::Or, 0, exists).as_ref(),
+            b"*2\r\n:1\r\n:0\r\n"
+        );
+        let sha = || vec![part(b"$3\r\nabc\r\n"), part(b"$3\r\nabc\r\n")];
+        assert_eq!(
+            merge(MergeKind::AllSucceeded, 0, sha()).as_ref(),
+            b"$3\r\nabc\r\n"
+        );
+        let random = vec![part(b"$-1\r\n"), part(b"$1\r\nk\r\n")];
+        assert_eq!(
+            merge(MergeKind::AnyValue, 0, random).as_ref(),
+            b"$1\r\nk\r\n"
+        );
+        let kill = vec![part(b"-NOTBUSY No scripts\r\n"), part(b"+OK\r\n")];
+        assert_eq!(merge(MergeKind::OneSucceeded, 0, kill).as_ref(), b"+OK\r\n");
+        let acks = vec![part(b":2\r\n"), part(b":0\r\n")];
+        assert_eq!(merge(MergeKind::Min, 0, acks).as_ref(), b":0\r\n");
     }
 
     #[test]

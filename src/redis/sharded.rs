@@ -29,11 +29,52 @@ pub enum Plan {
 }
 
 /// Commands that carry connection state or have no key to route by.
-fn unsupported(name: &str) -> Bytes {
+fn unsupported(args: &[&[u8]]) -> Bytes {
+    let name = match args {
+        [top, sub, ..] if throome_resp::lookup(top).is_some_and(|c| !c.subcommands.is_empty()) => {
+            format!(
+                "{} {}",
+                String::from_utf8_lossy(top),
+                String::from_utf8_lossy(sub)
+            )
+        }
+        [top, ..] => String::from_utf8_lossy(top).into_owned(),
+        [] => String::new(),
+    };
     super::encode::error(&format!(
         "ERR Throome: {} is not supported on a sharded service",
         name.to_uppercase()
     ))
+}
+
+/// How a keyless command goes to every shard and its replies combine, by the
+/// `request_policy` and `response_policy` tips Redis publishes for it (COMMAND DOCS; what
+/// Redis Cluster clients follow): SCRIPT LOAD/EXISTS/FLUSH, FUNCTION LOAD/DELETE/FLUSH,
+/// DBSIZE, FLUSHALL, KEYS, RANDOMKEY, SLOWLOG LEN/RESET, CONFIG SET, ... `None`: refused
+/// (blocking commands, which would hold shared connections, and "special" replies).
+fn fan_out(spec: &CommandSpec) -> Option<MergeKind> {
+    use throome_resp::commands::{RequestPolicy as Req, ResponsePolicy as Resp};
+    if spec.has(throome_resp::commands::flag::BLOCKING) {
+        return None;
+    }
+    match (spec.request_policy?, spec.response_policy) {
+        (Req::AllShards | Req::AllNodes, Some(policy)) => Some(match policy {
+            Resp::AllSucceeded => MergeKind::AllSucceeded,
+            Resp::OneSucceeded => MergeKind::OneSucceeded,
+            Resp::AggSum => MergeKind::Sum,
+            Resp::AggMin => MergeKind::Min,
+            Resp::AggMax => MergeKind::Max,
+            Resp::AggLogicalAnd => MergeKind::And,
+            Resp::AggLogicalOr => MergeKind::Or,
+            Resp::Special => return None,
+        }),
+        (Req::AllShards, None) => match spec.name {
+            "keys" => Some(MergeKind::Concat),
+            "randomkey" => Some(MergeKind::AnyValue),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The group of a key on a ketama ring.
@@ -60,11 +101,8 @@ pub fn plan(
         if spec.name == "scan" {
             return super::scan::plan(&args, shards);
         }
-        let kind = match spec.name {
-            "dbsize" => MergeKind::Sum,
-            "flushall" | "flushdb" => MergeKind::AllOk,
-            "keys" => MergeKind::Concat,
-            name => return Plan::Refuse(unsupported(name)),
+        let Some(kind) = fan_out(spec) else {
+            return Plan::Refuse(unsupported(&args));
         };
         let parts = (0..shards)
             .map(|s| (s, req.frame().clone(), Vec::new()))

@@ -1,6 +1,8 @@
-//! SCAN through a sharded service walks every shard: `redis-cli --scan` (which loops on the
-//! cursor until it is 0) finds every key exactly once over ketama shards and over a real
-//! Redis Cluster, with MATCH and COUNT passed on to each shard.
+//! Keyless commands through a sharded service, over ketama shards and over a real Redis
+//! Cluster: SCAN walks every shard (`redis-cli --scan`, which loops on the cursor until it
+//! is 0, finds every key exactly once, with MATCH and COUNT passed on to each shard), and
+//! SCRIPT, FUNCTION and RANDOMKEY go to every shard with their replies combined as Redis's
+//! command tips say.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
@@ -85,6 +87,56 @@ fn scan_finds_everything(listen: u16, nodes: &[u16]) {
         .query::<()>(&mut c)
         .unwrap_err();
     assert!(err.to_string().contains("invalid cursor"), "{err}");
+    scripts_reach_every_shard(&mut c, &all);
+}
+
+/// A script loaded once through the proxy runs by its SHA on keys of every shard; SCRIPT
+/// EXISTS and FLUSH see all shards; a function library too; RANDOMKEY finds a key.
+fn scripts_reach_every_shard(c: &mut redis::Connection, keys: &BTreeSet<String>) {
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg("return redis.call('GET', KEYS[1])")
+        .query(c)
+        .unwrap();
+    for key in keys {
+        let v: Option<i64> = redis::cmd("EVALSHA")
+            .arg(&sha)
+            .arg(1)
+            .arg(key)
+            .query(c)
+            .unwrap();
+        assert!(v.is_some(), "{key}");
+    }
+    let exists = |c: &mut redis::Connection| -> Vec<i64> {
+        redis::cmd("SCRIPT")
+            .arg("EXISTS")
+            .arg(&sha)
+            .arg("0000000000000000000000000000000000000000")
+            .query(c)
+            .unwrap()
+    };
+    assert_eq!(exists(c), [1, 0]);
+    let library = "#!lua name=proxied\nredis.register_function('getit', function(keys) return redis.call('GET', keys[1]) end)";
+    let name: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(library)
+        .query(c)
+        .unwrap();
+    assert_eq!(name, "proxied");
+    for key in keys.iter().take(50) {
+        let v: Option<i64> = redis::cmd("FCALL")
+            .arg("getit")
+            .arg(1)
+            .arg(key)
+            .query(c)
+            .unwrap();
+        assert!(v.is_some(), "{key}");
+    }
+    let random: Option<String> = redis::cmd("RANDOMKEY").query(c).unwrap();
+    assert!(random.is_some_and(|k| keys.contains(&k)));
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(c).unwrap();
+    assert_eq!(exists(c), [0, 0]);
+    let _: () = redis::cmd("FUNCTION").arg("FLUSH").query(c).unwrap();
 }
 
 #[test]
