@@ -270,11 +270,20 @@ impl PgPools {
     }
 
     /// Waits while the pools are paused, up to `limit`; false if still paused then.
-    async fn resumed(&self, limit: std::time::Duration) -> bool {
+    /// Waits up to `limit` while the console has the pools paused, counted among `pool`'s
+    /// waiting clients (PgBouncer shows them as `cl_waiting`). Not paused: no wait, no
+    /// subscription.
+    async fn resumed(&self, pool: &Pool, limit: std::time::Duration) -> bool {
+        if !*self.paused.borrow() {
+            return true;
+        }
         let mut rx = self.paused.subscribe();
-        tokio::time::timeout(limit, rx.wait_for(|paused| !paused))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        pool.waiting.fetch_add(1, Ordering::Relaxed);
+        let waiter = pool.wait_from(Instant::now());
+        let resumed = tokio::time::timeout(limit, rx.wait_for(|paused| !paused)).await;
+        drop(waiter);
+        pool.waiting.fetch_sub(1, Ordering::Relaxed);
+        resumed.is_ok_and(|r| r.is_ok())
     }
 
     pub fn all(&self) -> Vec<Arc<Pool>> {
@@ -347,7 +356,7 @@ pub async fn lease(
     let (user, database) = (pool.key.user.as_str(), pool.key.database.as_str());
     let pool = pool.clone();
     let wait = service.spec.pg.query_wait_timeout;
-    if !pools.resumed(wait).await {
+    if !pools.resumed(&pool, wait).await {
         return Err(LeaseError::WaitTimeout(wait));
     }
     let permit = match pool.permits.clone().try_acquire_owned() {
