@@ -255,7 +255,10 @@ fn the_admin_console_shows_pools_and_pauses() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(!waiting.is_finished(), "paused: the query waits");
     let pools = text(&console(&["-c", "SHOW POOLS"]));
-    assert!(pools.contains("postgres,postgres,0,1,"), "counted as waiting: {pools}");
+    assert!(
+        pools.contains("postgres,postgres,0,1,"),
+        "counted as waiting: {pools}"
+    );
     assert!(console(&["-c", "RESUME"]).status.success());
     let done = waiting.join().unwrap();
     assert!(text(&done).contains("after resume"), "{}", text(&done));

@@ -368,3 +368,31 @@ fn a_down_shard_is_ejected_as_twemproxy_ejects_it() {
         .count();
     assert!((100..200).contains(&found), "{found} of 200 still found");
 }
+
+/// `database: 3` is twemproxy's `redis_db: 3`: keys written through twemproxy into database
+/// 3 of each shard are found through Throome, and none land in database 0.
+#[test]
+fn a_configured_database_matches_twemproxys_redis_db() {
+    let (servers, listen, _gw) = ketama_over_three("db", "    database: 3\n", "");
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let twem = Twemproxy::start_over(&addrs, "  redis_db: 3\n");
+    let (mut via_twem, mut via_throome) = (con(twem.port), con(listen));
+    written_there_found_here(&mut via_twem, &mut via_throome, 0..100);
+    let _: () = redis::cmd("SET")
+        .arg(key(500))
+        .arg(500)
+        .query(&mut via_throome)
+        .unwrap();
+    let in_db = |db: &str| -> i64 {
+        ports
+            .iter()
+            .map(|p| {
+                common::redis_cli(*p, &["-n", db, "DBSIZE"])
+                    .parse::<i64>()
+                    .unwrap()
+            })
+            .sum()
+    };
+    assert_eq!((in_db("3"), in_db("0")), (101, 0));
+}

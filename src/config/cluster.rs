@@ -71,6 +71,8 @@ pub struct ServiceConfig {
     /// Backend credentials (used by protocol adapters, never printed).
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// Postgres: the database servers are logged in to. Redis: the database number every
+    /// backend connection SELECTs (twemproxy's `redis_db`).
     pub database: Option<String>,
     /// Redis: pipelined upstream connections per backend shared by all clients (default 2).
     pub pool_size: Option<usize>,

@@ -398,3 +398,18 @@ fn kafka_sasl_settings_are_checked() {
     let err = parse_cluster(redis).unwrap_err();
     assert!(err.message.contains("kafka services only"), "{err:?}");
 }
+
+#[test]
+fn a_redis_database_is_a_number() {
+    let redis = |extra: &str| {
+        format!(
+            "cluster_id: a\nname: b\nservices:\n  r:\n    type: redis\n    host: x\n    port: 1\n{extra}"
+        )
+    };
+    let ok = parse_cluster(&redis("    database: 3\n")).unwrap();
+    assert_eq!(ok.services["r"].value.database.as_deref(), Some("3"));
+    let err = parse_cluster(&redis("    database: app\n")).unwrap_err();
+    assert!(err.message.contains("database number"), "{err:?}");
+    let err = parse_cluster(&redis("    database: 2\n    sharding: cluster\n")).unwrap_err();
+    assert!(err.message.contains("database 0 only"), "{err:?}");
+}

@@ -178,6 +178,7 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         ));
     }
     validate_unix_socket(name, s)?;
+    validate_redis_db(name, s)?;
     if let Some(tag) = &s.hash_tag
         && !(tag.is_empty() || tag.len() == 2 && tag.is_ascii())
     {
@@ -371,6 +372,28 @@ fn validate_kafka_sasl(name: &str, s: &ServiceConfig) -> Result<(), String> {
         return Err(format!(
             "service `{name}`: the proxy's broker login needs username, password and \
              sasl_mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) together"
+        ));
+    }
+    Ok(())
+}
+
+/// A Redis `database` is a number (twemproxy's `redis_db`); Redis Cluster has only 0.
+fn validate_redis_db(name: &str, s: &ServiceConfig) -> Result<(), String> {
+    let Some(db) = s
+        .database
+        .as_deref()
+        .filter(|_| s.kind == ServiceKind::Redis)
+    else {
+        return Ok(());
+    };
+    if db.parse::<u32>().is_err() {
+        return Err(format!(
+            "service `{name}`: database for redis is a database number (0, 1, ...), not {db:?}"
+        ));
+    }
+    if s.sharding == Some(crate::config::Sharding::Cluster) && db != "0" {
+        return Err(format!(
+            "service `{name}`: Redis Cluster has database 0 only"
         ));
     }
     Ok(())

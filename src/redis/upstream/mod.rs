@@ -230,6 +230,11 @@ pub async fn open(
     if resp3 {
         setup.push(vec![b"HELLO", b"3"]);
     }
+    // twemproxy's `redis_db`: every connection works in the configured database.
+    let db = service.spec.database.as_deref().filter(|d| *d != "0");
+    if let Some(db) = db {
+        setup.push(vec![b"SELECT", db.as_bytes()]);
+    }
     // Reads may go to cluster replicas, which answer them only after READONLY (masters
     // accept it and are unaffected). Without `read_from_replicas` a node that became a
     // replica keeps redirecting, so reads never see its lag.
