@@ -16,6 +16,16 @@ pub enum Accepted {
 }
 
 impl Accepted {
+    /// Writes `bytes` (a refusal) and closes, whatever the stream.
+    pub async fn refuse(self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let _ = match self {
+            Accepted::Plain(mut s) => s.write_all(bytes).await.and(s.shutdown().await),
+            Accepted::Tls(mut s) => s.write_all(bytes).await.and(s.shutdown().await),
+            Accepted::Unix(mut s) => s.write_all(bytes).await.and(s.shutdown().await),
+        };
+    }
+
     /// The handshake for a session's client as its service asks; a failure is logged and
     /// counted (`client_tls`) and gives `None`.
     pub async fn for_session(

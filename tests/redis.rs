@@ -538,36 +538,6 @@ fn a_backend_that_does_not_answer_times_out_instead_of_hanging() {
 }
 
 #[test]
-fn request_limits_are_enforced_with_a_protocol_error_then_close() {
-    use std::io::Read;
-    let backend = RedisServer::start();
-    let (_gw, listen) = redis_gateway(
-        &[(backend.port, "primary", 1)],
-        "    proto_max_bulk_len: 1024\n    max_multibulk_length: 8\n",
-    );
-    let big = "x".repeat(2000);
-    for (request, message) in [
-        (
-            format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{big}\r\n", big.len()),
-            "-ERR Protocol error: invalid bulk length\r\n",
-        ),
-        (
-            "*9\r\n".to_string(),
-            "-ERR Protocol error: invalid multibulk length\r\n",
-        ),
-    ] {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", listen)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
-        assert_eq!(reply, message);
-    }
-    // Within the limits all is well.
-    assert_eq!(cli(listen, &["SET", "k", &"y".repeat(1000)]), "OK");
-}
-
-#[test]
 fn a_multi_threaded_gateway_serves_the_same() {
     let backend = RedisServer::start();
     let listen = free_port();

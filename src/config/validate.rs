@@ -231,7 +231,10 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
     }
     let postgres_only = [
         ("pool_mode", s.pool_mode.is_some()),
-        ("max_client_conn", s.max_client_conn.is_some()),
+        (
+            "max_client_conn",
+            s.max_client_conn.is_some() && s.kind != ServiceKind::Redis,
+        ),
         ("min_pool_size", s.min_pool_size.is_some()),
         ("max_server_connections", s.max_server_connections.is_some()),
         ("query_wait_timeout", s.query_wait_timeout.is_some()),
@@ -340,8 +343,12 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
     if s.kind != ServiceKind::Postgres
         && let Some((key, _)) = postgres_only.iter().find(|(_, set)| *set)
     {
+        let which = match *key {
+            "max_client_conn" => "postgres and redis",
+            _ => "postgres",
+        };
         return Err(format!(
-            "service `{name}`: {key} applies to postgres services only"
+            "service `{name}`: {key} applies to {which} services only"
         ));
     }
     validate_kafka(name, s)

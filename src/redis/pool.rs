@@ -28,6 +28,17 @@ pub struct Pools {
     /// Open connections dedicated to one client (transactions, blocking commands, raw
     /// hand-overs), counted by `Dedicated` guards.
     dedicated: Arc<std::sync::atomic::AtomicI64>,
+    /// Clients connected, against `max_client_conn`.
+    clients: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts one connected client while it lives.
+pub struct ClientSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Counts one dedicated upstream connection while it lives.
@@ -60,7 +71,18 @@ impl Pools {
             slots: Mutex::default(),
             discovered: Mutex::default(),
             dedicated: Arc::default(),
+            clients: Arc::default(),
         }
+    }
+
+    /// A slot for one more client, `None` past `limit` (Redis's `maxclients`, twemproxy's
+    /// `client_connections`).
+    pub fn client_slot(&self, limit: usize) -> Option<ClientSlot> {
+        let slot = ClientSlot(self.clients.clone());
+        let before = self
+            .clients
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (before < limit).then_some(slot)
     }
 
     /// Counts a connection dedicated to one client until the guard drops.

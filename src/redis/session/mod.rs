@@ -127,10 +127,18 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
     let Some(client) = Accepted::for_session(&session, client).await else {
         return;
     };
+    let pools = Pools::of(&service);
+    let Some(_slot) = pools.client_slot(service.spec.pg.max_client_conn) else {
+        session.metrics.error(&service, "max_client_conn");
+        client
+            .refuse(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut c = Client {
         state: ClientState::new(id, service.spec.auth.as_ref()),
-        pools: Pools::of(&service),
+        pools,
         service,
         metrics: session.metrics.clone(),
         pending: VecDeque::new(),
