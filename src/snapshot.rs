@@ -56,6 +56,8 @@ pub struct ServiceSpec {
     /// Ketama over the available shards only (twemproxy's `auto_eject_hosts`).
     pub auto_eject_hosts: bool,
     pub hash_tag: Option<[u8; 2]>,
+    /// twemproxy's key hash for ketama and modula sharding.
+    pub key_hash: crate::config::KeyHash,
     pub request_timeout: Option<Duration>,
     /// Redis request limits.
     pub limits: throome_resp::Limits,
@@ -386,6 +388,7 @@ fn resolve(
                 ..d
             }
         },
+        key_hash: svc.hash.unwrap_or_default(),
         hash_tag: match svc.hash_tag.as_deref().map(str::as_bytes) {
             None => Some(*b"{}"),
             Some(&[open, close]) => Some([open, close]),

@@ -26,10 +26,15 @@ impl Twemproxy {
     /// Over `servers` as twemproxy writes them (`host:port` or `/path/to/socket`), weight 1,
     /// with `extra` pool settings (indented by two).
     fn start_over(servers: &[String], extra: &str) -> Twemproxy {
+        Twemproxy::start_hashed(servers, "fnv1a_64", "ketama", extra)
+    }
+
+    /// With twemproxy's `hash` and `distribution`.
+    fn start_hashed(servers: &[String], hash: &str, distribution: &str, extra: &str) -> Twemproxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut conf = format!(
-            "pool:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n  distribution: ketama\n  hash_tag: \"{{}}\"\n{extra}  servers:\n"
+            "pool:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: {hash}\n  distribution: {distribution}\n  hash_tag: \"{{}}\"\n{extra}  servers:\n"
         );
         for server in servers {
             conf.push_str(&format!("    - {server}:1\n"));
@@ -395,4 +400,86 @@ fn a_configured_database_matches_twemproxys_redis_db() {
             .sum()
     };
     assert_eq!((in_db("3"), in_db("0")), (101, 0));
+}
+
+/// Keys with bytes of 0x80 and above (UTF-8 names, binary keys) hash as twemproxy hashes
+/// them: its hash functions read the key as C `char`, signed on x86, so such bytes are
+/// sign-extended before they are mixed in.
+#[test]
+fn non_ascii_keys_land_where_twemproxy_puts_them() {
+    let (servers, listen, _gw) = ketama_over_three("na", "", "");
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let twem = Twemproxy::start(&ports);
+    let (mut via_twem, mut via_throome) = (con(twem.port), con(listen));
+    for i in 0..200 {
+        let k = format!("ключ-{i}-é\u{ff}");
+        let _: () = redis::cmd("SET")
+            .arg(&k)
+            .arg(i)
+            .query(&mut via_twem)
+            .unwrap();
+    }
+    for i in 0..200 {
+        let k = format!("ключ-{i}-é\u{ff}");
+        let v: Option<i64> = redis::cmd("GET").arg(&k).query(&mut via_throome).unwrap();
+        assert_eq!(v, Some(i), "{k} is not where twemproxy put it");
+    }
+}
+
+/// Every twemproxy `hash` Throome knows, under `distribution: ketama` and `modula`: keys
+/// (ASCII and not) written through nutcracker are found through Throome.
+#[test]
+fn every_twemproxy_hash_and_distribution_places_keys_alike() {
+    let servers = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    let addrs: Vec<String> = servers
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    let backends: Vec<(u16, &str, u32)> = servers.iter().map(|s| (s.port, "primary", 1)).collect();
+    let hashes = [
+        "fnv1a_64",
+        "fnv1_64",
+        "fnv1a_32",
+        "fnv1_32",
+        "md5",
+        "murmur",
+        "one_at_a_time",
+        "crc16",
+        "crc32",
+        "crc32a",
+    ];
+    for distribution in ["ketama", "modula"] {
+        for hash in hashes {
+            for s in &servers {
+                common::redis_cli(s.port, &["FLUSHALL"]);
+            }
+            let twem = Twemproxy::start_hashed(&addrs, hash, distribution, "");
+            let listen = free_port();
+            let extra = format!("    sharding: {distribution}\n    hash: {hash}\n");
+            let yaml = cluster_of("redis", "hh", "cache", listen, &backends, &extra, "");
+            let _gw = Throome::start(&[("hh", &yaml)]);
+            let (mut via_twem, mut via_throome) = (con(twem.port), con(listen));
+            for i in 0..60 {
+                let k = format!("{}-{i}-ключ", key(i));
+                let _: () = redis::cmd("SET")
+                    .arg(&k)
+                    .arg(i)
+                    .query(&mut via_twem)
+                    .unwrap();
+            }
+            for i in 0..60 {
+                let k = format!("{}-{i}-ключ", key(i));
+                let v: Option<i64> = redis::cmd("GET").arg(&k).query(&mut via_throome).unwrap();
+                assert_eq!(
+                    v,
+                    Some(i),
+                    "{distribution}/{hash}: {k} is not where twemproxy put it"
+                );
+            }
+        }
+    }
 }

@@ -99,6 +99,8 @@ pub struct ServiceConfig {
     /// Redis with sharding: the two characters around the part of a key that is hashed
     /// (default `"{}"`; `""` hashes whole keys).
     pub hash_tag: Option<String>,
+    /// Redis with `sharding: ketama` or `modula`: twemproxy's key hash (default fnv1a_64).
+    pub hash: Option<KeyHash>,
     /// Redis with `sharding: ketama`: while a shard is unavailable (health checks, circuit
     /// breaker) its keys go to the others, as twemproxy's `auto_eject_hosts: true` (default
     /// false: they get an error until it returns).
@@ -214,11 +216,34 @@ pub enum AuthMethod {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sharding {
-    /// Consistent hashing as twemproxy's `distribution: ketama` with `hash: fnv1a_64`.
+    /// Consistent hashing as twemproxy's `distribution: ketama` (with its `hash`).
     Ketama,
+    /// twemproxy's `distribution: modula`: the key's hash modulo the total weight.
+    Modula,
     /// The backends are (seed nodes of) a Redis Cluster: slots from `CLUSTER SLOTS`,
     /// MOVED and ASK followed inside the proxy.
     Cluster,
+}
+
+/// twemproxy's key hash functions (its `hash:`), by twemproxy's names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyHash {
+    #[default]
+    #[serde(rename = "fnv1a_64")]
+    Fnv1a64,
+    #[serde(rename = "fnv1_64")]
+    Fnv164,
+    #[serde(rename = "fnv1a_32")]
+    Fnv1a32,
+    #[serde(rename = "fnv1_32")]
+    Fnv132,
+    Md5,
+    Murmur,
+    OneAtATime,
+    Crc16,
+    Crc32,
+    Crc32a,
 }
 
 /// Client authentication at the proxy: a `requirepass`-style password for the `default`

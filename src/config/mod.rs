@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 
 pub use cluster::{
     AuthMethod, AuthQuery, BackendConfig, CircuitBreakerConfig, ClientAuth, ClusterConfig,
-    HealthConfig, PoolMode, Role, RoutingConfig, SaslMechanism, ServerTlsConfig, ServerTlsMode,
-    ServiceConfig, ServiceKind, Sharding, Strategy, TlsConfig,
+    HealthConfig, KeyHash, PoolMode, Role, RoutingConfig, SaslMechanism, ServerTlsConfig,
+    ServerTlsMode, ServiceConfig, ServiceKind, Sharding, Strategy, TlsConfig,
 };
 pub use gateway::GatewayConfig;
 pub use types::{ListenAddr, Seconds, Secret};

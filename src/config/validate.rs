@@ -186,15 +186,24 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "service `{name}`: hash_tag must be two ASCII characters such as \"{{}}\", or \"\""
         ));
     }
-    if s.read_from_replicas == Some(true) && s.sharding == Some(crate::config::Sharding::Ketama) {
+    let hashed = matches!(
+        s.sharding,
+        Some(crate::config::Sharding::Ketama | crate::config::Sharding::Modula)
+    );
+    if s.read_from_replicas == Some(true) && hashed {
         return Err(format!(
             "service `{name}`: read_from_replicas applies to a primary with replicas or to \
-             sharding: cluster, not to ketama (each ketama shard is one server)"
+             sharding: cluster, not to ketama or modula (each shard is one server)"
         ));
     }
-    if s.auto_eject_hosts.is_some() && s.sharding != Some(crate::config::Sharding::Ketama) {
+    if s.auto_eject_hosts.is_some() && !hashed {
         return Err(format!(
-            "service `{name}`: auto_eject_hosts applies to sharding: ketama"
+            "service `{name}`: auto_eject_hosts applies to sharding: ketama or modula"
+        ));
+    }
+    if s.hash.is_some() && !hashed {
+        return Err(format!(
+            "service `{name}`: hash applies to sharding: ketama or modula"
         ));
     }
     if s.auto_eject_hosts == Some(true) && s.backends.len() > 64 {

@@ -8,6 +8,7 @@
 
 pub mod cluster;
 mod encode;
+pub mod hash;
 mod local;
 mod merge;
 pub(crate) mod pool;

@@ -64,7 +64,11 @@ impl Pools {
     }
 
     fn new(service: &ServiceRuntime) -> Pools {
-        let ring = (service.spec.sharding == Some(Sharding::Ketama)).then(|| Ring::new(service));
+        let hashed = matches!(
+            service.spec.sharding,
+            Some(Sharding::Ketama | Sharding::Modula)
+        );
+        let ring = hashed.then(|| Ring::new(service));
         Pools {
             conns: Mutex::default(),
             ring,

@@ -1,4 +1,4 @@
-//! The ketama ring of a sharded service. With `auto_eject_hosts`, routing uses a ring over
+//! The ketama ring (or modula table) of a sharded service. With `auto_eject_hosts`, routing uses a ring over
 //! the shards available right now (health checks, circuit breaker), as twemproxy rebuilds
 //! its continuum over its live servers when one is ejected: the missing shard's keys go to
 //! the others until it is back, the rest stay where they are.
@@ -12,6 +12,8 @@ use crate::snapshot::ServiceRuntime;
 pub struct Ring {
     /// (name, weight) of every backend, in config order.
     servers: Vec<(String, u32)>,
+    /// `sharding: modula` rather than ketama.
+    modula: bool,
     all: Arc<Continuum>,
     auto_eject: bool,
     /// The last ring over a subset: (bitmask of the available backends, ring).
@@ -25,8 +27,15 @@ impl Ring {
             .iter()
             .map(|b| (server_name(&b.host, b.port), b.weight))
             .collect();
-        let all = Arc::new(Continuum::new(&servers));
+        let modula = service.spec.sharding == Some(crate::config::Sharding::Modula);
+        let indexed: Vec<(&str, u32, usize)> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, (name, weight))| (name.as_str(), *weight, i))
+            .collect();
+        let all = Arc::new(build(modula, &indexed));
         Ring {
+            modula,
             servers,
             live: Mutex::new((0, all.clone())),
             all,
@@ -65,8 +74,15 @@ impl Ring {
                 .filter(|(i, _)| mask & (1 << i) != 0)
                 .map(|(i, (name, weight))| (name.as_str(), *weight, i))
                 .collect();
-            *live = (mask, Arc::new(Continuum::over(&up)));
+            *live = (mask, Arc::new(build(self.modula, &up)));
         }
         live.1.clone()
+    }
+}
+
+fn build(modula: bool, servers: &[(&str, u32, usize)]) -> Continuum {
+    match modula {
+        true => Continuum::modula(servers),
+        false => Continuum::over(servers),
     }
 }

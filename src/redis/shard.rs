@@ -1,18 +1,21 @@
-//! Key-based sharding compatible with twemproxy (`distribution: ketama`,
-//! `hash: fnv1a_64`, `hash_tag`), so a deployment can move from twemproxy to Throome without
+//! Key-based sharding compatible with twemproxy (`distribution: ketama` or `modula`, its
+//! `hash` functions, `hash_tag`), so a deployment can move from twemproxy to Throome without
 //! moving keys: the same continuum of 160 points per server (MD5 of `"host:port-N"`, four
-//! points per digest, proportional to weight) and the same key hash.
-//! Reference: twemproxy `src/hashkit/nc_ketama.c` and `nc_fnv.c`.
+//! points per digest, proportional to weight), or for modula each server as many times as
+//! its weight, and the same key hash (`super::hash`).
+//! Reference: twemproxy `src/hashkit/nc_ketama.c` and `nc_modula.c`.
 
 use md5::{Digest, Md5};
 
 const POINTS_PER_SERVER: u32 = 160;
 const POINTERS_PER_HASH: u32 = 4;
 
-/// The ring: sorted (point, server index).
+/// The ring: sorted (point, server index); or for `modula`, each server index as many
+/// times as its weight, in config order.
 #[derive(Debug, Clone)]
 pub struct Continuum {
     points: Vec<(u32, usize)>,
+    modula: bool,
 }
 
 impl Continuum {
@@ -47,27 +50,37 @@ impl Continuum {
             }
         }
         points.sort_by_key(|p| p.0);
-        Continuum { points }
+        Continuum {
+            points,
+            modula: false,
+        }
     }
 
-    /// The server for a key hash: the first point at or after it, wrapping around.
+    /// twemproxy's `modula_update`: the servers (name, weight, index), each `weight` times.
+    pub fn modula(servers: &[(&str, u32, usize)]) -> Continuum {
+        let points = servers
+            .iter()
+            .flat_map(|&(_, weight, index)| std::iter::repeat_n((0, index), weight as usize))
+            .collect();
+        Continuum {
+            points,
+            modula: true,
+        }
+    }
+
+    /// The server for a key hash: the first point at or after it, wrapping around (modula:
+    /// the hash modulo the number of points, as twemproxy's `modula_dispatch`).
     pub fn server(&self, hash: u32) -> Option<usize> {
+        if self.modula {
+            let n = u32::try_from(self.points.len()).ok().filter(|n| *n > 0)?;
+            return self.points.get((hash % n) as usize).map(|p| p.1);
+        }
         let i = self.points.partition_point(|p| p.0 < hash);
         self.points
             .get(i)
             .or_else(|| self.points.first())
             .map(|p| p.1)
     }
-}
-
-/// twemproxy's `fnv1a_64`: FNV-1a with the 64-bit constants truncated to 32 bits.
-pub fn fnv1a_64(key: &[u8]) -> u32 {
-    let mut hash: u32 = 0xcbf2_9ce4_8422_2325_u64 as u32;
-    for &b in key {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3_u64 as u32);
-    }
-    hash
 }
 
 /// The part of the key that is hashed: between the first `open` and the next `close` when
@@ -101,14 +114,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fnv1a_64_matches_twemproxy_truncation() {
-        // Reference values computed with twemproxy's 32-bit arithmetic.
-        assert_eq!(fnv1a_64(b""), 0x8422_2325);
-        let manual = (b"a"[0] as u32 ^ 0x8422_2325).wrapping_mul(0x1b3);
-        assert_eq!(fnv1a_64(b"a"), manual);
-    }
-
-    #[test]
     fn hash_tags() {
         let t = Some(*b"{}");
         assert_eq!(hash_tag(b"user:{42}:name", t), b"42");
@@ -126,7 +131,8 @@ mod tests {
         assert_eq!(c.points.len(), 480);
         let mut counts = [0; 3];
         for i in 0..3000 {
-            counts[c.server(fnv1a_64(format!("key:{i}").as_bytes())).unwrap()] += 1;
+            let h = super::super::hash::hash(Default::default(), format!("key:{i}").as_bytes());
+            counts[c.server(h).unwrap()] += 1;
         }
         assert!(counts.iter().all(|&n| n > 700), "{counts:?}");
     }

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use throome_resp::{CommandSpec, Request};
 
+use super::hash::{KeyHash, hash};
 use super::merge::MergeKind;
-use super::shard::{Continuum, fnv1a_64, hash_tag};
+use super::shard::{Continuum, hash_tag};
 
 /// What to do with one request.
 pub enum Plan {
@@ -77,9 +78,13 @@ fn fan_out(spec: &CommandSpec) -> Option<MergeKind> {
     }
 }
 
-/// The group of a key on a ketama ring.
-pub fn ketama_group(ring: &Continuum, tag: Option<[u8; 2]>) -> impl Fn(&[u8]) -> usize + '_ {
-    move |k| ring.server(fnv1a_64(hash_tag(k, tag))).unwrap_or(0)
+/// The group of a key on a ketama ring or modula table.
+pub fn ketama_group(
+    ring: &Continuum,
+    kind: KeyHash,
+    tag: Option<[u8; 2]>,
+) -> impl Fn(&[u8]) -> usize + '_ {
+    move |k| ring.server(hash(kind, hash_tag(k, tag))).unwrap_or(0)
 }
 
 /// `shard_of` gives a key's group; keys in one group may share one command. `shards` is how

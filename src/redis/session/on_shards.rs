@@ -56,7 +56,11 @@ impl Client {
                 let shards = self.service.backends.len();
                 (
                     sharded::plan(
-                        sharded::ketama_group(&ring, self.service.spec.hash_tag),
+                        sharded::ketama_group(
+                            &ring,
+                            self.service.spec.key_hash,
+                            self.service.spec.hash_tag,
+                        ),
                         shards,
                         spec,
                         &req,
