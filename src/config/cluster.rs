@@ -244,6 +244,8 @@ pub enum KeyHash {
     Crc16,
     Crc32,
     Crc32a,
+    Hsieh,
+    Jenkins,
 }
 
 /// Client authentication at the proxy: a `requirepass`-style password for the `default`

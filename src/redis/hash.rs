@@ -1,6 +1,6 @@
 //! twemproxy's key hashes (`hash:` in its pool config; its `src/hashkit/`), bit for bit, so
-//! a pool moves from twemproxy to Throome with its keys where they are. The FNV family and
-//! one_at_a_time read the key as C `char`, which is signed on x86: a byte of 0x80 and above
+//! a pool moves from twemproxy to Throome with its keys where they are. The FNV family,
+//! one_at_a_time and hsieh (for one byte) read the key as C `char`, which is signed on x86: a byte of 0x80 and above
 //! is sign-extended before it is mixed in. Throome follows the x86 builds (Debian's amd64
 //! nutcracker, which the tests compare against; on ARM, where `char` is unsigned, twemproxy
 //! itself places such keys differently).
@@ -39,6 +39,8 @@ pub fn hash(kind: KeyHash, key: &[u8]) -> u32 {
             KeyHash::Crc16 => crc16(key),
             KeyHash::Crc32 => (!crc32(key) >> 16) & 0x7fff,
             KeyHash::Crc32a => !crc32(key),
+            KeyHash::Hsieh => hsieh(key),
+            KeyHash::Jenkins => jenkins(key),
         }
     }
 }
@@ -82,6 +84,103 @@ fn one_at_a_time(key: &[u8]) -> u32 {
     v = v.wrapping_add(v << 3);
     v ^= v >> 11;
     v.wrapping_add(v << 15)
+}
+
+/// Paul Hsieh's SuperFastHash; 16-bit reads little-endian, and the third byte of a
+/// 3-byte tail read as `char` (sign-extended).
+fn hsieh(key: &[u8]) -> u32 {
+    if key.is_empty() {
+        return 0;
+    }
+    let get16 = |d: &[u8]| u32::from(u16::from_le_bytes([d[0], d[1]]));
+    let mut h: u32 = 0;
+    let mut chunks = key.chunks_exact(4);
+    for c in &mut chunks {
+        h = h.wrapping_add(get16(c));
+        let tmp = (get16(&c[2..]) << 11) ^ h;
+        h = (h << 16) ^ tmp;
+        h = h.wrapping_add(h >> 11);
+    }
+    match chunks.remainder() {
+        [a, b, c] => {
+            h = h.wrapping_add(get16(&[*a, *b]));
+            h ^= h << 16;
+            h ^= signed(*c) << 18;
+            h = h.wrapping_add(h >> 11);
+        }
+        [a, b] => {
+            h = h.wrapping_add(get16(&[*a, *b]));
+            h ^= h << 11;
+            h = h.wrapping_add(h >> 17);
+        }
+        [a] => {
+            h = h.wrapping_add(u32::from(*a));
+            h ^= h << 10;
+            h = h.wrapping_add(h >> 1);
+        }
+        _ => {}
+    }
+    h ^= h << 3;
+    h = h.wrapping_add(h >> 5);
+    h ^= h << 4;
+    h = h.wrapping_add(h >> 17);
+    h ^= h << 25;
+    h.wrapping_add(h >> 6)
+}
+
+/// Bob Jenkins' lookup3 `hashlittle` with twemproxy's initial value (13).
+fn jenkins(key: &[u8]) -> u32 {
+    let init = 0xdead_beef_u32
+        .wrapping_add(key.len() as u32)
+        .wrapping_add(13);
+    let (mut a, mut b, mut c) = (init, init, init);
+    if key.is_empty() {
+        return c;
+    }
+    let word = |k: &[u8]| {
+        let mut w = [0u8; 4];
+        w[..k.len()].copy_from_slice(k);
+        u32::from_le_bytes(w)
+    };
+    let mut rest = key;
+    while rest.len() > 12 {
+        a = a.wrapping_add(word(&rest[0..4]));
+        b = b.wrapping_add(word(&rest[4..8]));
+        c = c.wrapping_add(word(&rest[8..12]));
+        (a, b, c) = mix(a, b, c);
+        rest = &rest[12..];
+    }
+    let part = |from: usize| rest.get(from..(from + 4).min(rest.len())).map_or(0, word);
+    a = a.wrapping_add(part(0));
+    b = b.wrapping_add(part(4));
+    c = c.wrapping_add(part(8));
+    final_mix(a, b, c)
+}
+
+fn mix(mut a: u32, mut b: u32, mut c: u32) -> (u32, u32, u32) {
+    a = a.wrapping_sub(c) ^ c.rotate_left(4);
+    c = c.wrapping_add(b);
+    b = b.wrapping_sub(a) ^ a.rotate_left(6);
+    a = a.wrapping_add(c);
+    c = c.wrapping_sub(b) ^ b.rotate_left(8);
+    b = b.wrapping_add(a);
+    a = a.wrapping_sub(c) ^ c.rotate_left(16);
+    c = c.wrapping_add(b);
+    b = b.wrapping_sub(a) ^ a.rotate_left(19);
+    a = a.wrapping_add(c);
+    c = c.wrapping_sub(b) ^ b.rotate_left(4);
+    b = b.wrapping_add(a);
+    (a, b, c)
+}
+
+fn final_mix(mut a: u32, mut b: u32, mut c: u32) -> u32 {
+    c = (c ^ b).wrapping_sub(b.rotate_left(14));
+    a = (a ^ c).wrapping_sub(c.rotate_left(11));
+    b = (b ^ a).wrapping_sub(a.rotate_left(25));
+    c = (c ^ b).wrapping_sub(b.rotate_left(16));
+    a = (a ^ c).wrapping_sub(c.rotate_left(4));
+    b = (b ^ a).wrapping_sub(a.rotate_left(14));
+    (c ^ b).wrapping_sub(b.rotate_left(24))
 }
 
 /// twemproxy 0.5's `hash_crc16`: the CRC-16/XMODEM table (polynomial 0x1021), but the
