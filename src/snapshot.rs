@@ -298,6 +298,7 @@ fn resolve(
                 port: port.unwrap_or(0),
                 weight: 1,
                 role: Role::Primary,
+                name: None,
             }]
         }
         _ => svc.backends.clone(),

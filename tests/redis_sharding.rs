@@ -37,7 +37,11 @@ impl Twemproxy {
             "pool:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: {hash}\n  distribution: {distribution}\n  hash_tag: \"{{}}\"\n{extra}  servers:\n"
         );
         for server in servers {
-            conf.push_str(&format!("    - {server}:1\n"));
+            // A named server (`host:port:weight name`) is given whole.
+            match server.contains(' ') {
+                true => conf.push_str(&format!("    - {server}\n")),
+                false => conf.push_str(&format!("    - {server}:1\n")),
+            }
         }
         let path = dir.path().join("nutcracker.yml");
         std::fs::write(&path, conf).unwrap();
@@ -482,4 +486,41 @@ fn every_twemproxy_hash_and_distribution_places_keys_alike() {
             }
         }
     }
+}
+
+/// Named servers (`host:port:weight name` in twemproxy, `name:` on a backend here): the ring
+/// is built from the names, and keys written through nutcracker are found through Throome.
+#[test]
+fn named_servers_place_keys_by_name_as_twemproxy_does() {
+    let servers = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    let names = ["alpha", "beta", "gamma"];
+    let named: Vec<String> = servers
+        .iter()
+        .zip(names)
+        .map(|(s, n)| format!("127.0.0.1:{}:1 {n}", s.port))
+        .collect();
+    let twem = Twemproxy::start_over(&named, "");
+    let listen = free_port();
+    // The service's `backends:` list comes last: the named entries follow it.
+    let mut yaml = cluster_of(
+        "redis",
+        "nm",
+        "cache",
+        listen,
+        &[],
+        "    sharding: ketama\n",
+        "",
+    );
+    for (s, n) in servers.iter().zip(names) {
+        yaml.push_str(&format!(
+            "      - {{ host: 127.0.0.1, port: {}, name: {n} }}\n",
+            s.port
+        ));
+    }
+    let _gw = Throome::start(&[("nm", &yaml)]);
+    written_there_found_here(&mut con(twem.port), &mut con(listen), 0..200);
 }

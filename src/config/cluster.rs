@@ -329,6 +329,11 @@ pub struct BackendConfig {
     pub weight: u32,
     #[serde(default)]
     pub role: Role,
+    /// Redis with ketama sharding: the server's name in twemproxy's `servers:` list
+    /// (`host:port:weight name`); the ring is built from names where they are given, so a
+    /// named shard keeps its keys when its address changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 fn default_weight() -> u32 {

@@ -201,6 +201,17 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "service `{name}`: auto_eject_hosts applies to sharding: ketama or modula"
         ));
     }
+    if s.backends.iter().any(|b| b.name.is_some()) && !hashed {
+        return Err(format!(
+            "service `{name}`: backend names apply to sharding: ketama or modula"
+        ));
+    }
+    if s.backends
+        .iter()
+        .any(|b| b.name.as_deref().is_some_and(|n| n.trim().is_empty()))
+    {
+        return Err(format!("service `{name}`: a backend name is empty"));
+    }
     if s.hash.is_some() && !hashed {
         return Err(format!(
             "service `{name}`: hash applies to sharding: ketama or modula"

@@ -23,9 +23,16 @@ pub struct Ring {
 impl Ring {
     pub fn new(service: &ServiceRuntime) -> Ring {
         let servers: Vec<(String, u32)> = service
+            .spec
             .backends
             .iter()
-            .map(|b| (server_name(&b.host, b.port), b.weight))
+            .map(|b| {
+                let name = b.name.clone();
+                (
+                    name.unwrap_or_else(|| server_name(&b.host, b.port)),
+                    b.weight,
+                )
+            })
             .collect();
         let modula = service.spec.sharding == Some(crate::config::Sharding::Modula);
         let indexed: Vec<(&str, u32, usize)> = servers
