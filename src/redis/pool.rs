@@ -217,6 +217,15 @@ pub async fn connect(
     }))
 }
 
+/// A connection of its own to one shard or cluster node (a sharded service's subscriber).
+pub async fn open_to(
+    service: &ServiceRuntime,
+    backend: &Arc<BackendState>,
+    resp3: bool,
+) -> Result<upstream::RedisStream, UpstreamError> {
+    open_recorded(service, backend, resp3).await
+}
+
 /// Opens a connection to `backend`, feeding the outcome to its health and latency.
 async fn open_recorded(
     service: &ServiceRuntime,

@@ -27,6 +27,44 @@ pub enum Plan {
     },
     /// Answer with this error.
     Refuse(Bytes),
+    /// SUBSCRIBE and friends: hand the client over to a connection of its own to the node
+    /// of this group.
+    Subscribe(usize),
+}
+
+/// Pub/sub on a sharded service (`None`: not a pub/sub command to treat apart). PUBLISH
+/// goes to its channel's shard or slot. SUBSCRIBE, PSUBSCRIBE and SSUBSCRIBE get a
+/// connection of their own to where their channels are: on a Redis Cluster, classic
+/// messages reach every node, so any node serves SUBSCRIBE and PSUBSCRIBE; sharded channels
+/// (SSUBSCRIBE) must share a slot. On ketama shards, which share nothing, a subscriber's
+/// channels must live on one shard and patterns cannot be followed.
+pub fn pubsub(
+    group_of: &impl Fn(&[u8]) -> usize,
+    cluster: bool,
+    spec: &CommandSpec,
+    req: &Request,
+) -> Option<Plan> {
+    let args: Vec<&[u8]> = req.args().collect();
+    let channels = args.get(1..).unwrap_or_default();
+    let groups: Vec<usize> = channels.iter().map(|c| group_of(c)).collect();
+    let together = groups.windows(2).all(|w| w[0] == w[1]);
+    let first = groups.first().copied().unwrap_or(0);
+    Some(match spec.name {
+        "publish" => Plan::One(first),
+        "subscribe" | "psubscribe" if cluster => Plan::Subscribe(first),
+        "ssubscribe" if together => Plan::Subscribe(first),
+        "subscribe" if together => Plan::Subscribe(first),
+        "ssubscribe" => Plan::Refuse(Bytes::from_static(
+            b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+        )),
+        "subscribe" => Plan::Refuse(super::encode::error(
+            "ERR Throome: SUBSCRIBE to channels on different shards; use one connection per shard",
+        )),
+        "unsubscribe" | "punsubscribe" | "sunsubscribe" | "psubscribe" => {
+            Plan::Refuse(unsupported(&args))
+        }
+        _ => return None,
+    })
 }
 
 /// Commands that carry connection state or have no key to route by.

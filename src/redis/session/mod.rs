@@ -153,6 +153,7 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
         per_command: HashMap::new(),
         sticky: [None, None],
         shard_conns: HashMap::new(),
+        raw_to: None,
         now: Instant::now(),
         last_command: None,
         last_counted: None,
@@ -194,6 +195,8 @@ struct Client {
     sticky: [Option<(Arc<crate::backend::BackendState>, Upstream)>; 2],
     /// Sharded services: the shared connection to each shard or node this client has used.
     shard_conns: HashMap<(String, u16), Upstream>,
+    /// Sharded services: the node a raw hand-over (SUBSCRIBE and friends) goes to.
+    raw_to: Option<(String, u16)>,
     /// One clock reading per batch of requests read (timestamps are a hot-path cost).
     now: Instant,
     /// The last command seen, by its exact bytes: pipelines mostly repeat one command, so
@@ -477,7 +480,14 @@ impl Client {
             return;
         }
         let _counted = self.pools.dedicated();
-        let mut upstream = match pool::open_dedicated(&self.service, self.state.resp3).await {
+        let opened = match self.raw_to.take() {
+            Some((host, port)) => {
+                let node = self.pools.node(&self.service, &host, port);
+                pool::open_to(&self.service, &node, self.state.resp3).await
+            }
+            None => pool::open_dedicated(&self.service, self.state.resp3).await,
+        };
+        let mut upstream = match opened {
             Ok(s) => s,
             Err(e) => {
                 self.metrics.error(&self.service, e.kind());

@@ -54,25 +54,25 @@ impl Client {
         let (plan, map) = match ring {
             Some(ring) => {
                 let shards = self.service.backends.len();
-                (
-                    sharded::plan(
-                        sharded::ketama_group(
-                            &ring,
-                            self.service.spec.key_hash,
-                            self.service.spec.hash_tag,
-                        ),
-                        shards,
-                        spec,
-                        &req,
-                    ),
-                    None,
-                )
+                let group = sharded::ketama_group(
+                    &ring,
+                    self.service.spec.key_hash,
+                    self.service.spec.hash_tag,
+                );
+                let plan = match sharded::pubsub(&group, false, spec, &req) {
+                    Some(p) => p,
+                    None => sharded::plan(group, shards, spec, &req),
+                };
+                (plan, None)
             }
             None => match self.pools.slot_map(&self.service).await {
-                Ok(map) => (
-                    sharded::plan(cluster::slot, map.nodes.len(), spec, &req),
-                    Some(map),
-                ),
+                Ok(map) => {
+                    let plan = match sharded::pubsub(&cluster::slot, true, spec, &req) {
+                        Some(p) => p,
+                        None => sharded::plan(cluster::slot, map.nodes.len(), spec, &req),
+                    };
+                    (plan, Some(map))
+                }
                 Err(e) => {
                     self.fail(&e);
                     return Flow::Continue;
@@ -80,6 +80,9 @@ impl Client {
             },
         };
         match plan {
+            Plan::Subscribe(group) => {
+                return self.subscribe_on(target(map.as_deref(), group, false), req);
+            }
             Plan::Refuse(err) => {
                 self.count(spec.name);
                 self.reply(err);
@@ -189,6 +192,29 @@ impl Client {
             replica: (replica_host, replica_port),
             owner: (host.clone(), *port),
         }
+    }
+
+    /// A subscriber's connection of its own to the shard or node its channels live on.
+    fn subscribe_on(&mut self, target: Target, req: Request) -> Flow {
+        let node = match target {
+            Target::Shard(i) => self
+                .service
+                .backends
+                .get(i)
+                .map(|b| (b.host.clone(), b.port)),
+            Target::Node(host, port)
+            | Target::Replica {
+                owner: (host, port),
+                ..
+            } => Some((host, port)),
+            Target::Unserved => None,
+        };
+        let Some(node) = node else {
+            self.reply(encode::error("CLUSTERDOWN Hash slot not served"));
+            return Flow::Continue;
+        };
+        self.raw_to = Some(node);
+        Flow::Raw(req.into_frame())
     }
 
     /// The client's shared connection to a shard or cluster node.
