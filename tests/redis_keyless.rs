@@ -132,6 +132,9 @@ fn scripts_reach_every_shard(c: &mut redis::Connection, keys: &BTreeSet<String>)
             .unwrap();
         assert!(v.is_some(), "{key}");
     }
+    // Without keys a script runs on one shard.
+    let n: i64 = redis::cmd("EVAL").arg("return 7").arg(0).query(c).unwrap();
+    assert_eq!(n, 7);
     let random: Option<String> = redis::cmd("RANDOMKEY").query(c).unwrap();
     assert!(random.is_some_and(|k| keys.contains(&k)));
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(c).unwrap();

@@ -137,8 +137,13 @@ pub fn plan(
     let mut keys = Vec::new();
     spec.keys(&args, &mut keys);
     if keys.is_empty() {
-        if spec.name == "info" {
-            // The proxy's section plus what the first shard says of itself.
+        if matches!(
+            spec.name,
+            "info" | "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+        ) {
+            // INFO: the proxy's section plus what the first shard says of itself. A script
+            // or function given no keys may run anywhere (as Redis Cluster clients send it
+            // to any node): the first shard (on a cluster, the node of slot 0).
             return Plan::One(0);
         }
         if spec.name == "scan" {
