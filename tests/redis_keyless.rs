@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{RedisServer, redis_cli as cli, redis_con as con};
+use common::{redis_cli as cli, redis_con as con};
 
 /// 300 `user:...` and 100 `other:...` keys through the proxy.
 fn write_keys(listen: u16) -> BTreeSet<String> {
@@ -144,14 +144,7 @@ fn scripts_reach_every_shard(c: &mut redis::Connection, keys: &BTreeSet<String>)
 
 #[test]
 fn scan_walks_every_ketama_shard() {
-    let servers = [
-        RedisServer::start(),
-        RedisServer::start(),
-        RedisServer::start(),
-    ];
-    let backends: Vec<(u16, &str, u32)> = servers.iter().map(|s| (s.port, "primary", 1)).collect();
-    let (_gw, listen) =
-        common::gateway::one_service("redis", "sk", &backends, "    sharding: ketama\n");
+    let (servers, _gw, listen) = common::gateway::ketama_trio("sk");
     let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
     scan_finds_everything(listen, &ports);
 }

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{RedisServer, redis_cli as cli};
+use common::redis_cli as cli;
 
 /// A raw RESP2 connection that sent `command channels...` and read its confirmations.
 fn subscriber(listen: u16, command: &str, channels: &[&str]) -> TcpStream {
@@ -69,14 +69,7 @@ fn cluster_subscribers_get_messages_from_any_slot() {
 
 #[test]
 fn ketama_channels_live_on_their_shard() {
-    let servers = [
-        RedisServer::start(),
-        RedisServer::start(),
-        RedisServer::start(),
-    ];
-    let backends: Vec<(u16, &str, u32)> = servers.iter().map(|s| (s.port, "primary", 1)).collect();
-    let (_gw, listen) =
-        common::gateway::one_service("redis", "pk", &backends, "    sharding: ketama\n");
+    let (_servers, _gw, listen) = common::gateway::ketama_trio("pk");
     let mut subs: Vec<(String, TcpStream)> = (0..6)
         .map(|i| {
             let channel = format!("channel-{i:x}-{}", i * 7919);

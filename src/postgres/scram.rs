@@ -105,14 +105,8 @@ impl Exchange {
             _ => return Err(ScramError::Malformed),
         };
         let client_nonce = attribute(bare, 'r').ok_or(ScramError::Malformed)?;
-        let mut ours = [0u8; 18];
-        getrandom::fill(&mut ours).map_err(|_| ScramError::Malformed)?;
-        let nonce = format!("{client_nonce}{}", STANDARD.encode(ours));
-        let server_first = format!(
-            "r={nonce},s={},i={}",
-            STANDARD.encode(&verifier.salt),
-            verifier.iterations
-        );
+        let (nonce, server_first) = server_first(client_nonce, &verifier.salt, verifier.iterations)
+            .ok_or(ScramError::Malformed)?;
         Ok(Exchange {
             verifier: verifier.clone(),
             client_first_bare: bare.to_string(),
@@ -179,6 +173,21 @@ impl std::fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ClientKey(..)")
     }
+}
+
+/// (the exchange's nonce, server-first-message) for a client nonce: ours appended to the
+/// client's, then the salt and iteration count (RFC 5802 section 5.1). `None` without
+/// randomness for our part.
+pub(crate) fn server_first(
+    client_nonce: &str,
+    salt: &[u8],
+    iterations: u32,
+) -> Option<(String, String)> {
+    let mut ours = [0u8; 18];
+    getrandom::fill(&mut ours).ok()?;
+    let nonce = format!("{client_nonce}{}", STANDARD.encode(ours));
+    let message = format!("r={nonce},s={},i={iterations}", STANDARD.encode(salt));
+    Some((nonce, message))
 }
 
 /// The value of `name=` in a comma-separated SCRAM message.

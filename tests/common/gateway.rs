@@ -297,6 +297,19 @@ pub fn one_service(
     (Throome::start(&[(id, &yaml)]), listen)
 }
 
+/// Three redis-servers and a `sharding: ketama` service over them: (servers, gateway,
+/// listen port).
+pub fn ketama_trio(id: &str) -> ([super::RedisServer; 3], Throome, u16) {
+    let servers = [
+        super::RedisServer::start(),
+        super::RedisServer::start(),
+        super::RedisServer::start(),
+    ];
+    let backends: Vec<(u16, &str, u32)> = servers.iter().map(|s| (s.port, "primary", 1)).collect();
+    let (gw, listen) = one_service("redis", id, &backends, "    sharding: ketama\n");
+    (servers, gw, listen)
+}
+
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::postgres::scram::{attribute, constant_time_eq};
+use crate::postgres::scram::{attribute, constant_time_eq, server_first};
 
 /// Iterations for credentials made from configured passwords (Kafka's minimum).
 const ITERATIONS: u32 = 4096;
@@ -156,14 +156,9 @@ impl ServerExchange {
     pub fn start(credential: Credential, client_first: &[u8]) -> Result<Self, ScramError> {
         let (gs2, bare) = split_gs2(client_first)?;
         let client_nonce = attribute(bare, 'r').ok_or(ScramError::Malformed)?;
-        let mut ours = [0u8; 18];
-        getrandom::fill(&mut ours).map_err(|_| ScramError::Malformed)?;
-        let nonce = format!("{client_nonce}{}", STANDARD.encode(ours));
-        let server_first = format!(
-            "r={nonce},s={},i={}",
-            STANDARD.encode(&credential.salt),
-            credential.iterations
-        );
+        let c = &credential;
+        let (nonce, server_first) =
+            server_first(client_nonce, &c.salt, c.iterations).ok_or(ScramError::Malformed)?;
         Ok(ServerExchange {
             credential,
             gs2: gs2.to_string(),
