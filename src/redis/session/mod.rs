@@ -7,6 +7,7 @@ mod connection;
 mod on_shards;
 mod redirect;
 mod replies;
+mod shard_tx;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -154,6 +155,7 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
         sticky: [None, None],
         shard_conns: HashMap::new(),
         raw_to: None,
+        shard_tx: None,
         now: Instant::now(),
         last_command: None,
         last_counted: None,
@@ -197,6 +199,8 @@ struct Client {
     shard_conns: HashMap<(String, u16), Upstream>,
     /// Sharded services: the node a raw hand-over (SUBSCRIBE and friends) goes to.
     raw_to: Option<(String, u16)>,
+    /// Sharded services: the transaction being queued since MULTI.
+    shard_tx: Option<shard_tx::ShardTx>,
     /// One clock reading per batch of requests read (timestamps are a hot-path cost).
     now: Instant,
     /// The last command seen, by its exact bytes: pipelines mostly repeat one command, so
@@ -306,6 +310,7 @@ impl Client {
                 format!("{name}|{}", spec.name)
             };
             self.reply(local::wrong_args(&full));
+            self.doom_shard_tx();
             return Flow::Continue;
         }
         let in_tx = self.tx_conn.is_some();

@@ -6,6 +6,7 @@ use throome_resp::{CommandSpec, Request};
 use tokio::sync::oneshot;
 
 use super::redirect::Replay;
+use super::shard_tx::TxStep;
 use super::{Client, Flow, Pending, SplitPart};
 use crate::redis::cluster::{self, SlotMap};
 use crate::redis::encode;
@@ -13,9 +14,9 @@ use crate::redis::sharded::{self, Plan};
 use crate::redis::upstream::{ReplyResult, Upstream, UpstreamError};
 
 impl Client {
-    /// A sharded service: connection commands stay local; state that would need one backend
-    /// connection (transactions, subscriptions, SELECT) is refused; the rest is planned per
-    /// key.
+    /// A sharded service: connection commands stay local; MULTI/EXEC are queued by the proxy
+    /// (`shard_tx`), subscriptions get a connection to their channels' node, WATCH and
+    /// SELECT are refused; the rest is planned per key.
     pub(super) async fn handle_sharded(
         &mut self,
         req: Request,
@@ -27,7 +28,9 @@ impl Client {
                 self.reply(encode::simple("OK"));
                 return Flow::Stop;
             }
-            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select" => {
+            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select"
+                if self.shard_tx.is_none() =>
+            {
                 match self.local(name, &req).await {
                     Some(Flow::Raw(_)) => {
                         let what = String::from_utf8_lossy(
@@ -51,33 +54,46 @@ impl Client {
             .ring
             .as_ref()
             .map(|r| r.current(&self.service, self.now));
-        let (plan, map) = match ring {
-            Some(ring) => {
-                let shards = self.service.backends.len();
-                let group = sharded::ketama_group(
-                    &ring,
-                    self.service.spec.key_hash,
-                    self.service.spec.hash_tag,
-                );
-                let plan = match sharded::pubsub(&group, false, spec, &req) {
-                    Some(p) => p,
-                    None => sharded::plan(group, shards, spec, &req),
-                };
-                (plan, None)
-            }
+        let map = match ring {
+            Some(_) => None,
             None => match self.pools.slot_map(&self.service).await {
-                Ok(map) => {
-                    let plan = match sharded::pubsub(&cluster::slot, true, spec, &req) {
-                        Some(p) => p,
-                        None => sharded::plan(cluster::slot, map.nodes.len(), spec, &req),
-                    };
-                    (plan, Some(map))
-                }
+                Ok(map) => Some(map),
                 Err(e) => {
                     self.fail(&e);
                     return Flow::Continue;
                 }
             },
+        };
+        let on_ring;
+        let group_of: &(dyn Fn(&[u8]) -> usize + Sync) = match &ring {
+            Some(ring) => {
+                on_ring = sharded::ketama_group(
+                    ring,
+                    self.service.spec.key_hash,
+                    self.service.spec.hash_tag,
+                );
+                &on_ring
+            }
+            None => &cluster::slot,
+        };
+        match self.in_shard_tx(name, spec, &req, group_of) {
+            Some(TxStep::Done) => return Flow::Continue,
+            Some(TxStep::Exec(None)) => {
+                self.reply(encode::error("ERR EXEC without MULTI"));
+                return Flow::Continue;
+            }
+            Some(TxStep::Exec(Some(tx))) => {
+                let node = self.node_address(target(map.as_deref(), tx.group(), false));
+                return self.exec_on(tx, node).await;
+            }
+            None => {}
+        }
+        let shards = map
+            .as_ref()
+            .map_or(self.service.backends.len(), |m| m.nodes.len());
+        let plan = match sharded::pubsub(&group_of, map.is_some(), spec, &req) {
+            Some(p) => p,
+            None => sharded::plan(group_of, shards, spec, &req),
         };
         match plan {
             Plan::Subscribe(group) => {
@@ -196,7 +212,17 @@ impl Client {
 
     /// A subscriber's connection of its own to the shard or node its channels live on.
     fn subscribe_on(&mut self, target: Target, req: Request) -> Flow {
-        let node = match target {
+        let Some(node) = self.node_address(target) else {
+            self.reply(encode::error("CLUSTERDOWN Hash slot not served"));
+            return Flow::Continue;
+        };
+        self.raw_to = Some(node);
+        Flow::Raw(req.into_frame())
+    }
+
+    /// The address of a shard or of a slot's owner.
+    fn node_address(&self, target: Target) -> Option<(String, u16)> {
+        match target {
             Target::Shard(i) => self
                 .service
                 .backends
@@ -208,13 +234,7 @@ impl Client {
                 ..
             } => Some((host, port)),
             Target::Unserved => None,
-        };
-        let Some(node) = node else {
-            self.reply(encode::error("CLUSTERDOWN Hash slot not served"));
-            return Flow::Continue;
-        };
-        self.raw_to = Some(node);
-        Flow::Raw(req.into_frame())
+        }
     }
 
     /// The client's shared connection to a shard or cluster node.

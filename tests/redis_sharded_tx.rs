@@ -1,0 +1,91 @@
+//! MULTI/EXEC through sharded services, over ketama shards and a real Redis Cluster: a
+//! transaction whose keys share a shard (a slot on the cluster) runs atomically there; one
+//! that strays gets CROSSSLOT when the stray command is queued and EXECABORT at EXEC, as
+//! Redis Cluster answers; DISCARD, nested MULTI, EXEC without MULTI and arity errors answer
+//! as Redis does. The redis crate's atomic pipeline (MULTI ... EXEC in one write) works.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use common::redis_con as con;
+
+fn cmd(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<redis::Value> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(c)
+}
+
+fn text(v: &redis::Value) -> String {
+    format!("{v:?}")
+}
+
+fn transactions_stay_on_one_shard(listen: u16) {
+    let mut c = con(listen);
+    assert_eq!(text(&cmd(&mut c, &["MULTI"]).unwrap()), "ok");
+    assert!(text(&cmd(&mut c, &["SET", "{u}:a", "1"]).unwrap()).contains("QUEUED"));
+    assert!(text(&cmd(&mut c, &["INCR", "{u}:a"]).unwrap()).contains("QUEUED"));
+    assert!(text(&cmd(&mut c, &["MGET", "{u}:a", "{u}:b"]).unwrap()).contains("QUEUED"));
+    let (set, incr, got): (String, i64, Vec<Option<i64>>) =
+        redis::cmd("EXEC").query(&mut c).unwrap();
+    assert_eq!((set.as_str(), incr, got), ("OK", 2, vec![Some(2), None]));
+
+    // An atomic pipeline from the redis crate.
+    let (a, b): (i64, i64) = redis::pipe()
+        .atomic()
+        .incr("{u}:a", 1)
+        .incr("{u}:a", 1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!((a, b), (3, 4));
+
+    // Keys of many slots: the stray command is refused at once and EXEC aborts.
+    cmd(&mut c, &["MULTI"]).unwrap();
+    cmd(&mut c, &["SET", "{u}:a", "0"]).unwrap();
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    let mut mset = redis::cmd("MSET");
+    keys.iter().for_each(|k| {
+        mset.arg(k).arg(1);
+    });
+    let err = mset.query::<()>(&mut c).unwrap_err();
+    assert_eq!(err.code(), Some("CROSSSLOT"), "{err}");
+    let err = cmd(&mut c, &["EXEC"]).unwrap_err();
+    assert_eq!(err.code(), Some("EXECABORT"), "{err}");
+    let v: i64 = redis::cmd("GET").arg("{u}:a").query(&mut c).unwrap();
+    assert_eq!(v, 4, "the aborted transaction wrote nothing");
+
+    // Queueing errors, DISCARD, nesting, stray EXEC, WATCH.
+    cmd(&mut c, &["MULTI"]).unwrap();
+    assert!(cmd(&mut c, &["GET"]).is_err(), "wrong arity");
+    assert_eq!(
+        cmd(&mut c, &["EXEC"]).unwrap_err().code(),
+        Some("EXECABORT")
+    );
+    cmd(&mut c, &["MULTI"]).unwrap();
+    let nested = cmd(&mut c, &["MULTI"]).unwrap_err();
+    assert!(nested.to_string().contains("nested"), "{nested}");
+    cmd(&mut c, &["INCR", "{u}:a"]).unwrap();
+    assert_eq!(text(&cmd(&mut c, &["DISCARD"]).unwrap()), "ok");
+    let v: i64 = redis::cmd("GET").arg("{u}:a").query(&mut c).unwrap();
+    assert_eq!(v, 4, "discarded");
+    let stray = cmd(&mut c, &["EXEC"]).unwrap_err();
+    assert!(stray.to_string().contains("EXEC without MULTI"), "{stray}");
+    let watch = cmd(&mut c, &["WATCH", "{u}:a"]).unwrap_err();
+    assert!(watch.to_string().contains("not supported"), "{watch}");
+}
+
+#[test]
+fn transactions_on_ketama_shards() {
+    let (_servers, _gw, listen) = common::gateway::ketama_trio("tx");
+    transactions_stay_on_one_shard(listen);
+}
+
+#[test]
+fn transactions_on_a_cluster() {
+    let nodes = common::servers::redis_cluster(3, 0);
+    let backends = [(nodes[0].port, "primary", 1)];
+    let (_gw, listen) =
+        common::gateway::one_service("redis", "tc", &backends, "    sharding: cluster\n");
+    transactions_stay_on_one_shard(listen);
+}
