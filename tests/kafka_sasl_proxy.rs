@@ -46,6 +46,28 @@ fn clients_authenticate_to_the_proxy() {
             mode, &bootstrap, "t", group, mechanism, user, password, "30",
         ]);
     }
+    // Debian's kcat (librdkafka 2.0.2) too, with SCRAM and PLAIN.
+    for mechanism in ["SCRAM-SHA-256", "PLAIN"] {
+        let sasl = [
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            &format!("sasl.mechanisms={mechanism}"),
+            "-X",
+            "sasl.username=alice",
+            "-X",
+            "sasl.password=wonderland",
+        ];
+        let mut args = vec!["-b", bootstrap.as_str(), "-L", "-m", "10"];
+        args.extend(sasl);
+        let listed = kcat(&args, None);
+        let out = String::from_utf8_lossy(&listed.stdout);
+        let err = String::from_utf8_lossy(&listed.stderr);
+        assert!(
+            listed.status.success() && out.contains("\"t\""),
+            "{mechanism}: {out} {err}"
+        );
+    }
     // A wrong password, an unknown user: librdkafka reports an authentication error.
     client(&["denied", &bootstrap, "SCRAM-SHA-256", "alice", "guess"]);
     client(&["denied", &bootstrap, "SCRAM-SHA-512", "mallory", "builder"]);

@@ -245,7 +245,10 @@ fn hash_tags_keep_related_keys_together_and_other_spans_get_crossslot() {
         .unwrap_err();
     assert_eq!(err.code(), Some("CROSSSLOT"), "{err}");
 
-    let err = redis::cmd("WATCH").arg("x").query::<()>(&mut c).unwrap_err();
+    let err = redis::cmd("WATCH")
+        .arg("x")
+        .query::<()>(&mut c)
+        .unwrap_err();
     assert!(
         err.to_string()
             .contains("not supported on a sharded service"),

@@ -172,6 +172,19 @@ impl ServerExchange {
         self.server_first.as_bytes()
     }
 
+    /// The client-final-message's nonce must be the whole nonce of server-first-message
+    /// (RFC 5802 section 5.1). librdkafka before 2.6.1 (confluent-kafka, kcat, ...) puts its
+    /// own nonce in front once more (librdkafka#4895), which Kafka 3.x brokers accepted; that
+    /// exact form is accepted too: it still carries the whole server nonce.
+    fn nonce_matches(&self, got: Option<&str>) -> bool {
+        let Some(got) = got else { return false };
+        if got == self.nonce {
+            return true;
+        }
+        let client_nonce = attribute(&self.client_first_bare, 'r').unwrap_or_default();
+        got.strip_prefix(client_nonce) == Some(self.nonce.as_str())
+    }
+
     /// Checks client-final-message (`c=<gs2 header>,r=nonce,p=proof`); returns
     /// server-final-message.
     pub fn finish(&self, client_final: &[u8]) -> Result<Vec<u8>, ScramError> {
@@ -180,7 +193,7 @@ impl ServerExchange {
         if attribute(without_proof, 'c') != Some(STANDARD.encode(&self.gs2).as_str()) {
             return Err(ScramError::Malformed);
         }
-        if attribute(without_proof, 'r') != Some(self.nonce.as_str()) {
+        if !self.nonce_matches(attribute(without_proof, 'r')) {
             return Err(ScramError::Nonce);
         }
         let proof = STANDARD.decode(proof).map_err(|_| ScramError::Malformed)?;
@@ -316,6 +329,35 @@ mod tests {
         );
         let server_final = b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
         assert_eq!(client.check(server_final), Ok(()));
+    }
+
+    #[test]
+    fn old_librdkafkas_doubled_client_nonce_is_accepted_and_nothing_else() {
+        let sha = Sha::Sha256;
+        let mut client = ClientExchange::new(sha, "u", "pw");
+        let server = ServerExchange::start(Credential::cached(sha, "pw"), &client.first()).unwrap();
+        let right = client.answer(server.server_first()).unwrap();
+        let text = String::from_utf8(right.clone()).unwrap();
+        let cnonce = client.nonce.clone();
+        // What librdkafka < 2.6.1 sends: its nonce once more in front. The proof covers the
+        // message as sent, so it is computed over the doubled form.
+        let doubled_final = |prefix: &str| {
+            let (without, _) = text.rsplit_once(",p=").unwrap();
+            let without = without.replacen("r=", &format!("r={prefix}"), 1);
+            let auth = format!(
+                "{},{},{without}",
+                client.client_first_bare,
+                String::from_utf8_lossy(server.server_first())
+            );
+            let salted = sha.salted(b"pw", &server.credential.salt, 4096);
+            let key = sha.mac(&salted, b"Client Key");
+            let sig = sha.mac(&sha.digest(&key), auth.as_bytes());
+            let proof: Vec<u8> = key.iter().zip(&sig).map(|(k, s)| k ^ s).collect();
+            format!("{without},p={}", STANDARD.encode(proof)).into_bytes()
+        };
+        assert!(server.finish(&right).is_ok());
+        assert!(server.finish(&doubled_final(&cnonce)).is_ok());
+        assert_eq!(server.finish(&doubled_final("x")), Err(ScramError::Nonce));
     }
 
     #[test]
