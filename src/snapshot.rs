@@ -101,6 +101,7 @@ pub struct PgSpec {
     pub max_client_conn: usize,
     pub min_pool_size: usize,
     pub max_server_connections: Option<usize>,
+    pub max_user_connections: Option<usize>,
     pub query_wait_timeout: Duration,
     pub reserve_pool_size: usize,
     pub reserve_pool_timeout: Duration,
@@ -350,6 +351,7 @@ fn resolve(
             max_client_conn: svc.max_client_conn.unwrap_or(10_000),
             min_pool_size: svc.min_pool_size.unwrap_or(0),
             max_server_connections: svc.max_server_connections,
+            max_user_connections: svc.max_user_connections,
             query_wait_timeout: svc
                 .query_wait_timeout
                 .map_or(Duration::from_secs(120), |t| t.0),

@@ -115,6 +115,9 @@ pub struct ServiceConfig {
     /// databases), like PgBouncer's `max_db_connections`; idle ones of other pools are
     /// closed to make room (default: no limit beyond `pool_size` per pool).
     pub max_server_connections: Option<usize>,
+    /// Postgres: most server connections of one user across all its pools (backends and
+    /// databases), PgBouncer's `max_user_connections` (default: no limit).
+    pub max_user_connections: Option<usize>,
     /// Postgres: server connections each pool keeps open even when idle (default 0).
     pub min_pool_size: Option<usize>,
     /// Postgres: seconds a client waits for a free server connection before it gets SQLSTATE

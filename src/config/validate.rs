@@ -257,6 +257,7 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         ),
         ("min_pool_size", s.min_pool_size.is_some()),
         ("max_server_connections", s.max_server_connections.is_some()),
+        ("max_user_connections", s.max_user_connections.is_some()),
         ("query_wait_timeout", s.query_wait_timeout.is_some()),
         ("reserve_pool_size", s.reserve_pool_size.is_some()),
         ("reserve_pool_timeout", s.reserve_pool_timeout.is_some()),
@@ -341,6 +342,11 @@ fn validate_service(name: &str, s: &ServiceConfig) -> Result<(), String> {
         return Err(format!(
             "service `{name}`: auth.method cert needs tls with client_ca (the CA that signs \
              the client certificates)"
+        ));
+    }
+    if s.max_user_connections == Some(0) {
+        return Err(format!(
+            "service `{name}`: max_user_connections must be at least 1"
         ));
     }
     if s.max_server_connections == Some(0) {

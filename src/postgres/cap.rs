@@ -1,8 +1,9 @@
-//! `max_server_connections`: a cap on the server connections to one backend across all of
-//! a service's pools (every user and database), like PgBouncer's `max_db_connections`. Each
-//! open server connection holds a permit until it closes; a new one that finds the cap
-//! reached closes an idle connection of another pool on that backend to make room, or waits
-//! (within the client's `query_wait_timeout`) for one to become idle or close.
+//! Caps on server connections across pools: `max_server_connections` per backend (every
+//! user and database, like PgBouncer's `max_db_connections`) and `max_user_connections` per
+//! user (every backend and database, PgBouncer's). Each open server connection holds a
+//! permit of each cap until it closes; a new one that finds a cap reached closes an idle
+//! connection of another pool under the same cap to make room, or waits (within the
+//! client's `query_wait_timeout`) for one to become idle or close.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,22 +15,38 @@ use super::pool::PgPools;
 /// How often a client waiting at the cap looks again for an idle connection to close.
 const RETRY: Duration = Duration::from_millis(50);
 
-/// A permit for one more server connection to `backend`: `Ok(None)` when the service sets
-/// no cap, `Err(())` when none came free before `deadline`.
+/// What a cap counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum Scope {
+    Backend(usize),
+    User(String),
+}
+
+impl Scope {
+    pub fn covers(&self, key: &super::pool::PoolKey) -> bool {
+        match self {
+            Scope::Backend(b) => key.backend == *b,
+            Scope::User(u) => key.user == *u,
+        }
+    }
+}
+
+/// A permit for one more server connection under `scope`: `Ok(None)` when the service sets
+/// no such cap, `Err(())` when none came free before `deadline`.
 pub async fn acquire(
     pools: &PgPools,
     limit: Option<usize>,
-    backend: usize,
+    scope: &Scope,
     deadline: Instant,
 ) -> Result<Option<OwnedSemaphorePermit>, ()> {
-    let Some(semaphore) = pools.cap(limit, backend) else {
+    let Some(semaphore) = pools.cap(limit, scope) else {
         return Ok(None);
     };
     loop {
         if let Ok(p) = semaphore.clone().try_acquire_owned() {
             return Ok(Some(p));
         }
-        if pools.close_one_idle(backend) {
+        if pools.close_one_idle(scope) {
             continue;
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -47,27 +64,24 @@ pub async fn acquire(
 pub fn try_acquire(
     pools: &PgPools,
     limit: Option<usize>,
-    backend: usize,
+    scope: &Scope,
 ) -> Result<Option<OwnedSemaphorePermit>, ()> {
-    match pools.cap(limit, backend) {
+    match pools.cap(limit, scope) {
         None => Ok(None),
         Some(s) => s.try_acquire_owned().map(Some).map_err(|_| ()),
     }
 }
 
-/// The semaphores, one per backend index, made on first use.
+/// The semaphores, one per scope, made on first use.
 #[derive(Default)]
-pub struct Caps(std::sync::Mutex<Vec<Option<Arc<Semaphore>>>>);
+pub struct Caps(std::sync::Mutex<std::collections::HashMap<Scope, Arc<Semaphore>>>);
 
 impl Caps {
-    pub fn of(&self, limit: usize, backend: usize) -> Option<Arc<Semaphore>> {
+    pub fn of(&self, limit: usize, scope: &Scope) -> Option<Arc<Semaphore>> {
         let mut caps = self.0.lock().ok()?;
-        if caps.len() <= backend {
-            caps.resize(backend + 1, None);
-        }
         Some(
-            caps[backend]
-                .get_or_insert_with(|| Arc::new(Semaphore::new(limit)))
+            caps.entry(scope.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
                 .clone(),
         )
     }

@@ -38,10 +38,16 @@ async fn tend(service: &Weak<ServiceRuntime>, pool: &Weak<Pool>) -> bool {
         return false;
     };
     let pools = super::pool::PgPools::of(&service);
-    let limit = service.spec.pg.max_server_connections;
+    let pg = &service.spec.pg;
+    let scope = super::cap::Scope::Backend(pool.key.backend);
+    let user_scope = super::cap::Scope::User(pool.key.user.clone());
     while pool.open_count() < want && backend.is_up() {
-        // Under max_server_connections, only while there is room.
-        let Ok(cap) = super::cap::try_acquire(&pools, limit, pool.key.backend) else {
+        // Under max_server_connections and max_user_connections, only while there is room.
+        let Ok(cap) = super::cap::try_acquire(&pools, pg.max_server_connections, &scope) else {
+            break;
+        };
+        let Ok(user_cap) = super::cap::try_acquire(&pools, pg.max_user_connections, &user_scope)
+        else {
             break;
         };
         let (user, database) = (pool.key.user.as_str(), pool.key.database.as_str());
@@ -56,6 +62,7 @@ async fn tend(service: &Weak<ServiceRuntime>, pool: &Weak<Pool>) -> bool {
         match connect.await {
             Ok(mut server) => {
                 server.cap = cap;
+                server.user_cap = user_cap;
                 pool.add_idle(server);
             }
             Err(e) => {

@@ -213,14 +213,14 @@ impl PgPools {
     }
 
     /// The cap on `backend`'s server connections, when the service sets one.
-    pub fn cap(&self, limit: Option<usize>, backend: usize) -> Option<Arc<Semaphore>> {
-        self.caps.of(limit?, backend)
+    pub fn cap(&self, limit: Option<usize>, scope: &super::cap::Scope) -> Option<Arc<Semaphore>> {
+        self.caps.of(limit?, scope)
     }
 
-    /// Closes the longest-idle connection to `backend` of any pool; false if none is idle.
-    pub fn close_one_idle(&self, backend: usize) -> bool {
+    /// Closes the longest-idle connection under `scope` of any pool; false if none is idle.
+    pub fn close_one_idle(&self, scope: &super::cap::Scope) -> bool {
         for pool in self.all() {
-            if pool.key.backend != backend {
+            if !scope.covers(&pool.key) {
                 continue;
             }
             let closed = pool
@@ -385,13 +385,19 @@ pub async fn lease(
     let now = Instant::now();
     let slow = slow.or(Some(now));
     pool.remember(credential);
-    let limit = service.spec.pg.max_server_connections;
-    let cap = super::cap::acquire(pools, limit, pool.key.backend, now + wait)
+    let pg = &service.spec.pg;
+    let user_scope = super::cap::Scope::User(pool.key.user.clone());
+    let user_cap = super::cap::acquire(pools, pg.max_user_connections, &user_scope, now + wait)
+        .await
+        .map_err(|()| LeaseError::WaitTimeout(wait))?;
+    let scope = super::cap::Scope::Backend(pool.key.backend);
+    let cap = super::cap::acquire(pools, pg.max_server_connections, &scope, now + wait)
         .await
         .map_err(|()| LeaseError::WaitTimeout(wait))?;
     match upstream::connect(service, backend.clone(), user, database, credential).await {
         Ok(mut server) => {
             server.cap = cap;
+            server.user_cap = user_cap;
             server.epoch = pool.epoch.load(Ordering::Acquire);
             backend.record_success(now);
             pools.remember_welcome(user, database, &server);

@@ -56,6 +56,8 @@ pub struct Server {
     pub idle_since: Instant,
     /// This connection's place under `max_server_connections`, freed when it closes.
     pub cap: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Its permit under `max_user_connections`, held while it is open.
+    pub user_cap: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Its pool's epoch when it joined (see `Pool::reconnect`).
     pub epoch: u64,
 }
@@ -149,6 +151,7 @@ pub async fn connect(
         created: now,
         idle_since: now,
         cap: None,
+        user_cap: None,
         epoch: 0,
     })
 }

@@ -115,6 +115,14 @@ pub fn config(service: &ServiceRuntime, out: &mut BytesMut) {
         ("default_pool_size", service.spec.pool_size.to_string()),
         ("min_pool_size", pg.min_pool_size.to_string()),
         ("max_client_conn", pg.max_client_conn.to_string()),
+        (
+            "max_db_connections",
+            pg.max_server_connections.map_or(0, |n| n).to_string(),
+        ),
+        (
+            "max_user_connections",
+            pg.max_user_connections.map_or(0, |n| n).to_string(),
+        ),
         ("query_wait_timeout", secs(pg.query_wait_timeout)),
         ("reserve_pool_size", pg.reserve_pool_size.to_string()),
         ("reserve_pool_timeout", secs(pg.reserve_pool_timeout)),

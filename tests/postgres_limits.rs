@@ -1,0 +1,90 @@
+//! Pool limits, PgBouncer's, with tokio-postgres against a real PostgreSQL:
+//! `reserve_pool_size`/`reserve_pool_timeout` (a client that waited the timeout for a full
+//! pool gets one of the reserve's extra server connections; once those are taken too, the
+//! next client waits out `query_wait_timeout` and gets 53300) and `max_user_connections`
+//! (one user's server connections across databases stay under the cap).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use common::Postgres;
+use common::pg::{SERVER_CONNECTIONS, connect, direct, pg_gateway};
+use tokio_postgres::error::SqlState;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_waited_gets_a_reserve_connection() {
+    let pg = Postgres::start();
+    let extra = "    pool_size: 1\n    reserve_pool_size: 1\n    reserve_pool_timeout: 0.3\n    query_wait_timeout: 1.5\n";
+    let (_gw, listen) = pg_gateway(&[(pg.port, "primary", 1)], extra).await;
+    let a = connect(listen, "alice", "wonderland").await.unwrap();
+    a.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    // The pool's one server is in a's transaction: b is served from the reserve.
+    let b = connect(listen, "alice", "wonderland").await.unwrap();
+    b.batch_execute("BEGIN; SELECT 2").await.unwrap();
+    let admin = direct(pg.port).await;
+    let servers: i64 = admin
+        .query_one(SERVER_CONNECTIONS, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(servers, 2, "pool_size plus the reserve");
+    // Both taken: c waits for query_wait_timeout and is refused.
+    let c = connect(listen, "alice", "wonderland").await.unwrap();
+    let err = c.batch_execute("SELECT 3").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::TOO_MANY_CONNECTIONS), "{err:?}");
+    // A transaction ends: its server serves the next one.
+    a.batch_execute("COMMIT").await.unwrap();
+    c.batch_execute("SELECT 4").await.unwrap();
+    b.batch_execute("COMMIT").await.unwrap();
+}
+
+/// A client of `database` as alice.
+async fn alice_on(port: u16, database: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=alice password=wonderland dbname={database}"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// `max_user_connections: 2` with `pool_size: 5`: alice holds two servers of database
+/// `postgres` in transactions; her client of `template1` (another pool) waits, and gets a
+/// server once a transaction ends (an idle one of the first pool is closed for it).
+#[tokio::test(flavor = "multi_thread")]
+async fn one_users_servers_stay_under_max_user_connections() {
+    let pg = Postgres::start();
+    let extra = "    pool_size: 5\n    max_user_connections: 2\n";
+    let (_gw, listen) = pg_gateway(&[(pg.port, "primary", 1)], extra).await;
+    let (a1, a2) = (
+        alice_on(listen, "postgres").await,
+        alice_on(listen, "postgres").await,
+    );
+    for a in [&a1, &a2] {
+        a.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    }
+    let waiting = tokio::spawn(async move {
+        let b = alice_on(listen, "template1").await;
+        let row = b.query_one("SELECT current_database()::text", &[]).await;
+        row.map(|r| r.get::<_, String>(0))
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "alice is at her cap: b waits");
+    a1.batch_execute("COMMIT").await.unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, "template1");
+    let admin = direct(pg.port).await;
+    let servers: i64 = admin
+        .query_one(SERVER_CONNECTIONS, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(servers <= 2, "{servers} server connections");
+    a2.batch_execute("COMMIT").await.unwrap();
+}
