@@ -4,6 +4,7 @@
 //! services plan each request per key (`on_shards.rs`).
 
 mod connection;
+mod lanes;
 mod on_shards;
 mod redirect;
 mod replies;
@@ -417,103 +418,6 @@ impl Client {
         };
         self.enqueue(&conn, req, name.unwrap_or("unknown")).await;
         Flow::Continue
-    }
-
-    /// MULTI/WATCH and everything until the transaction ends: the client's own connection.
-    async fn forward_tx(&mut self, req: Request, name: &'static str) -> Flow {
-        let conn = match &self.tx_conn {
-            Some(c) if !c.is_closed() => c.clone(),
-            Some(_) => {
-                // The connection died mid-transaction: the transaction is gone with it.
-                self.tx_conn = None;
-                self.in_multi = false;
-                self.watching = false;
-                self.fail(&UpstreamError::Lost);
-                return Flow::Continue;
-            }
-            None => match self.dedicated_lane().await {
-                Ok(conn) => {
-                    self.tx_conn = Some(conn.clone());
-                    conn
-                }
-                Err(e) => {
-                    self.in_multi = false;
-                    self.watching = false;
-                    self.fail(&e);
-                    return Flow::Continue;
-                }
-            },
-        };
-        self.enqueue(&conn, req, name).await;
-        Flow::Continue
-    }
-
-    /// A new connection of the client's own, after everything sent so far is answered; counted
-    /// in the dedicated-connections gauge while it lives.
-    async fn dedicated_lane(&mut self) -> Result<Upstream, UpstreamError> {
-        self.next_lane += 1;
-        self.switch_lane(Lane::Dedicated(self.next_lane)).await;
-        let stream = pool::open_dedicated(&self.service, self.state.resp3).await?;
-        let guard = self.pools.dedicated();
-        Ok(super::upstream::spawn(stream, move || drop(guard)))
-    }
-
-    /// A blocking command gets a connection for its one reply, so it blocks nobody else.
-    async fn forward_blocking(&mut self, req: Request, name: &'static str) -> Flow {
-        match self.dedicated_lane().await {
-            Ok(conn) => {
-                self.enqueue(&conn, req, name).await;
-                // Dropping the handle closes the connection once the reply is in.
-            }
-            Err(e) => self.fail(&e),
-        }
-        Flow::Continue
-    }
-
-    /// From here on the client talks to a connection of its own, byte for byte.
-    async fn hand_over<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        mut client: S,
-        first: Bytes,
-        rest: BytesMut,
-    ) {
-        self.tx_conn = None;
-        self.drain().await;
-        if !self.out.is_empty()
-            && (client.write_all(&self.out).await.is_err() || client.flush().await.is_err())
-        {
-            return;
-        }
-        let _counted = self.pools.dedicated();
-        let opened = match self.raw_to.take() {
-            Some((host, port)) => {
-                let node = self.pools.node(&self.service, &host, port);
-                pool::open_to(&self.service, &node, self.state.resp3).await
-            }
-            None => pool::open_dedicated(&self.service, self.state.resp3).await,
-        };
-        let mut upstream = match opened {
-            Ok(s) => s,
-            Err(e) => {
-                self.metrics.error(&self.service, e.kind());
-                let _ = client
-                    .write_all(&encode::error(&format!("ERR Throome: {e}")))
-                    .await;
-                return;
-            }
-        };
-        let sent = async {
-            upstream.write_all(&first).await?;
-            upstream.write_all(&rest).await?;
-            upstream.flush().await
-        };
-        if sent.await.is_err() {
-            return;
-        }
-        let labels = crate::metrics::ServiceLabels::of(&self.service);
-        let bytes_in = self.metrics.bytes_in.get_or_create(&labels).clone();
-        let bytes_out = self.metrics.bytes_out.get_or_create(&labels).clone();
-        let _ = crate::tcp::splice_with(client, upstream, &bytes_in, &bytes_out).await;
     }
 }
 
