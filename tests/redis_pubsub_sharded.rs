@@ -62,6 +62,16 @@ fn cluster_subscribers_get_messages_from_any_slot() {
     assert!(read_until(&mut sub, "headline").contains("news"));
     assert!(read_until(&mut psub, "score").contains("sports"));
     assert!(read_until(&mut ssub, "post").contains("smessage"));
+    // PUBSUB introspection sees every node's subscribers.
+    let channels = cli(listen, &["PUBSUB", "CHANNELS"]);
+    assert_eq!(channels, "news");
+    let numsub = cli(listen, &["PUBSUB", "NUMSUB", "news", "sports"]);
+    assert_eq!(
+        numsub.split_whitespace().collect::<Vec<_>>(),
+        ["news", "1", "sports", "0"]
+    );
+    assert_eq!(cli(listen, &["PUBSUB", "NUMPAT"]), "1");
+    assert_eq!(cli(listen, &["PUBSUB", "SHARDCHANNELS"]), "{user1}:feed");
     // Shard channels of different slots cannot share one subscription.
     let out = cli(listen, &["SSUBSCRIBE", "{a}x", "{b}y"]);
     assert!(out.contains("CROSSSLOT"), "{out}");
@@ -87,6 +97,13 @@ fn ketama_channels_live_on_their_shard() {
     for (channel, s) in &mut subs {
         read_until(s, &format!("to-{channel}"));
     }
+    // Each channel's subscriber is counted once, on whichever shard it is.
+    let names: Vec<&str> = subs.iter().map(|(c, _)| c.as_str()).collect();
+    let mut args = vec!["PUBSUB", "NUMSUB"];
+    args.extend(&names);
+    let counts = cli(listen, &args);
+    let counts: Vec<&str> = counts.split_whitespace().skip(1).step_by(2).collect();
+    assert_eq!(counts, ["1"; 6]);
     // Patterns span shards.
     let out = cli(listen, &["PSUBSCRIBE", "channel-*"]);
     assert!(out.contains("not supported"), "{out}");

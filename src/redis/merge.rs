@@ -33,6 +33,10 @@ pub enum MergeKind {
     Or,
     /// The first reply that is not nil (RANDOMKEY).
     AnyValue,
+    /// Arrays joined without repeats, in first-seen order (PUBSUB CHANNELS).
+    Union,
+    /// `[name, count, ...]` arrays added up per name (PUBSUB NUMSUB).
+    PairSum,
 }
 
 /// One shard's reply and, for `Positions`, where its elements go.
@@ -69,6 +73,8 @@ pub fn merge(kind: MergeKind, total: usize, parts: Vec<Part>) -> Bytes {
             pick.map_or_else(unexpected, |n| Bytes::from(format!(":{n}\r\n")))
         }
         MergeKind::And | MergeKind::Or => logical(kind == MergeKind::And, &parts),
+        MergeKind::Union => union(&parts),
+        MergeKind::PairSum => pair_sum(&parts),
         MergeKind::Sum => {
             let mut sum: i64 = 0;
             for p in &parts {
@@ -133,9 +139,7 @@ pub fn merge(kind: MergeKind, total: usize, parts: Vec<Part>) -> Bytes {
                 };
                 all.extend(items);
             }
-            let mut out = BytesMut::from(format!("*{}\r\n", all.len()).as_bytes());
-            all.iter().for_each(|i| out.extend_from_slice(i));
-            out.freeze()
+            array(&all)
         }
     }
 }
@@ -172,6 +176,55 @@ fn logical(and: bool, parts: &[Part]) -> Bytes {
     values
         .iter()
         .for_each(|v| out.extend_from_slice(format!(":{v}\r\n").as_bytes()));
+    out.freeze()
+}
+
+fn union(parts: &[Part]) -> Bytes {
+    let mut all: Vec<Bytes> = Vec::new();
+    for p in parts {
+        let Some(items) = elements(p.reply.frame()) else {
+            return unexpected();
+        };
+        for item in items {
+            if !all.contains(&item) {
+                all.push(item);
+            }
+        }
+    }
+    array(&all)
+}
+
+fn pair_sum(parts: &[Part]) -> Bytes {
+    let mut sums: Vec<(Bytes, i64)> = Vec::new();
+    for p in parts {
+        let Some(items) = elements(p.reply.frame()) else {
+            return unexpected();
+        };
+        for pair in items.chunks(2) {
+            let [name, count] = pair else {
+                return unexpected();
+            };
+            let Some(n) = integer(count) else {
+                return unexpected();
+            };
+            match sums.iter_mut().find(|(s, _)| s == name) {
+                Some(entry) => entry.1 = entry.1.saturating_add(n),
+                None => sums.push((name.clone(), n)),
+            }
+        }
+    }
+    let mut flat = Vec::with_capacity(sums.len() * 2);
+    for (name, n) in sums {
+        flat.push(name);
+        flat.push(Bytes::from(format!(":{n}\r\n")));
+    }
+    array(&flat)
+}
+
+/// An array of already-framed elements.
+fn array(items: &[Bytes]) -> Bytes {
+    let mut out = BytesMut::from(format!("*{}\r\n", items.len()).as_bytes());
+    items.iter().for_each(|i| out.extend_from_slice(i));
     out.freeze()
 }
 
@@ -328,6 +381,22 @@ mod tests {
         );
         let kill = vec![part(b"-NOTBUSY No scripts\r\n"), part(b"+OK\r\n")];
         assert_eq!(merge(MergeKind::OneSucceeded, 0, kill).as_ref(), b"+OK\r\n");
+        let channels = vec![
+            part(b"*1\r\n$1\r\na\r\n"),
+            part(b"*2\r\n$1\r\nb\r\n$1\r\na\r\n"),
+        ];
+        assert_eq!(
+            merge(MergeKind::Union, 0, channels).as_ref(),
+            b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+        let numsub = vec![
+            part(b"*2\r\n$1\r\na\r\n:1\r\n"),
+            part(b"*2\r\n$1\r\na\r\n:2\r\n"),
+        ];
+        assert_eq!(
+            merge(MergeKind::PairSum, 0, numsub).as_ref(),
+            b"*2\r\n$1\r\na\r\n:3\r\n"
+        );
         let acks = vec![part(b":2\r\n"), part(b":0\r\n")];
         assert_eq!(merge(MergeKind::Min, 0, acks).as_ref(), b":0\r\n");
     }

@@ -96,6 +96,9 @@ fn fan_out(spec: &CommandSpec) -> Option<MergeKind> {
     if spec.has(throome_resp::commands::flag::BLOCKING) {
         return None;
     }
+    if let Some(kind) = pubsub_fan_out(spec) {
+        return Some(kind);
+    }
     match (spec.request_policy?, spec.response_policy) {
         (Req::AllShards | Req::AllNodes, Some(policy)) => Some(match policy {
             Resp::AllSucceeded => MergeKind::AllSucceeded,
@@ -112,6 +115,20 @@ fn fan_out(spec: &CommandSpec) -> Option<MergeKind> {
             "randomkey" => Some(MergeKind::AnyValue),
             _ => None,
         },
+        _ => None,
+    }
+}
+
+/// PUBSUB's introspection (its subcommands carry no tips): channels with subscribers on any
+/// shard, subscriber counts added up per channel, pattern counts added up.
+fn pubsub_fan_out(spec: &CommandSpec) -> Option<MergeKind> {
+    if !spec.has(throome_resp::commands::flag::PUBSUB) {
+        return None;
+    }
+    match spec.name {
+        "channels" | "shardchannels" => Some(MergeKind::Union),
+        "numsub" | "shardnumsub" => Some(MergeKind::PairSum),
+        "numpat" => Some(MergeKind::Sum),
         _ => None,
     }
 }
