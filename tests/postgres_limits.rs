@@ -1,14 +1,16 @@
 //! Pool limits, PgBouncer's, with tokio-postgres against a real PostgreSQL:
 //! `reserve_pool_size`/`reserve_pool_timeout` (a client that waited the timeout for a full
 //! pool gets one of the reserve's extra server connections; once those are taken too, the
-//! next client waits out `query_wait_timeout` and gets 53300) and `max_user_connections`
-//! (one user's server connections across databases stay under the cap).
+//! next client waits out `query_wait_timeout` and gets 53300), `max_server_connections`
+//! and `max_user_connections` (server connections across pools stay under the cap).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 
 use common::Postgres;
-use common::pg::{SERVER_CONNECTIONS, connect, direct, pg_gateway};
+use std::time::Duration;
+
+use common::pg::{alice_on, connect, pg_gateway, server_count};
 use tokio_postgres::error::SqlState;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -21,13 +23,7 @@ async fn a_client_that_waited_gets_a_reserve_connection() {
     // The pool's one server is in a's transaction: b is served from the reserve.
     let b = connect(listen, "alice", "wonderland").await.unwrap();
     b.batch_execute("BEGIN; SELECT 2").await.unwrap();
-    let admin = direct(pg.port).await;
-    let servers: i64 = admin
-        .query_one(SERVER_CONNECTIONS, &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(servers, 2, "pool_size plus the reserve");
+    assert_eq!(server_count(pg.port).await, 2, "pool_size plus the reserve");
     // Both taken: c waits for query_wait_timeout and is refused.
     let c = connect(listen, "alice", "wonderland").await.unwrap();
     let err = c.batch_execute("SELECT 3").await.unwrap_err();
@@ -38,26 +34,14 @@ async fn a_client_that_waited_gets_a_reserve_connection() {
     b.batch_execute("COMMIT").await.unwrap();
 }
 
-/// A client of `database` as alice.
-async fn alice_on(port: u16, database: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=alice password=wonderland dbname={database}"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
-/// `max_user_connections: 2` with `pool_size: 5`: alice holds two servers of database
-/// `postgres` in transactions; her client of `template1` (another pool) waits, and gets a
-/// server once a transaction ends (an idle one of the first pool is closed for it).
-#[tokio::test(flavor = "multi_thread")]
-async fn one_users_servers_stay_under_max_user_connections() {
+/// Two server connections at most, by `cap` with `pool_size: 5`: alice holds two servers
+/// of database `postgres` in transactions; her client of `template1` (another pool) waits,
+/// and gets a server once a transaction ends (an idle one of the first pool is closed for
+/// it). PostgreSQL never sees more than two.
+async fn a_second_pool_waits_at_the_cap(cap: &str) {
     let pg = Postgres::start();
-    let extra = "    pool_size: 5\n    max_user_connections: 2\n";
-    let (_gw, listen) = pg_gateway(&[(pg.port, "primary", 1)], extra).await;
+    let extra = format!("    pool_size: 5\n    {cap}: 2\n");
+    let (_gw, listen) = pg_gateway(&[(pg.port, "primary", 1)], &extra).await;
     let (a1, a2) = (
         alice_on(listen, "postgres").await,
         alice_on(listen, "postgres").await,
@@ -65,26 +49,34 @@ async fn one_users_servers_stay_under_max_user_connections() {
     for a in [&a1, &a2] {
         a.batch_execute("BEGIN; SELECT 1").await.unwrap();
     }
+    // Its login already needs a server of its own database.
     let waiting = tokio::spawn(async move {
         let b = alice_on(listen, "template1").await;
         let row = b.query_one("SELECT current_database()::text", &[]).await;
         row.map(|r| r.get::<_, String>(0))
     });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(!waiting.is_finished(), "alice is at her cap: b waits");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "{cap} is reached: b waits");
     a1.batch_execute("COMMIT").await.unwrap();
-    let got = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .unwrap()
         .unwrap()
         .unwrap();
     assert_eq!(got, "template1");
-    let admin = direct(pg.port).await;
-    let servers: i64 = admin
-        .query_one(SERVER_CONNECTIONS, &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(servers <= 2, "{servers} server connections");
+    let servers = server_count(pg.port).await;
+    assert!(servers <= 2, "{cap}: {servers} server connections");
     a2.batch_execute("COMMIT").await.unwrap();
+}
+
+/// `max_server_connections` (PgBouncer's `max_db_connections`): per backend, across pools.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_connections_to_a_backend_stay_under_the_cap() {
+    a_second_pool_waits_at_the_cap("max_server_connections").await;
+}
+
+/// `max_user_connections` (PgBouncer's): per user, across pools.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_users_servers_stay_under_max_user_connections() {
+    a_second_pool_waits_at_the_cap("max_user_connections").await;
 }

@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::Postgres;
-use common::pg::{SERVER_CONNECTIONS, connect, direct, pg_gateway, service, show, until_count};
+use common::pg::{
+    SERVER_CONNECTIONS, alice_on, connect, direct, pg_gateway, service, show, until_count,
+};
 use tokio_postgres::error::SqlState;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -310,59 +312,6 @@ async fn long_queries_are_cancelled_after_query_timeout() {
     }
 }
 
-/// A client of `database` as alice.
-async fn connect_to(port: u16, database: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=alice password=wonderland dbname={database}"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
-/// `max_server_connections` (PgBouncer's `max_db_connections`, per backend): two pools
-/// (two databases) never hold more server connections together than the cap; a client of
-/// the second waits while the first holds them all in transactions, and gets one (an idle
-/// one of the first pool is closed for it) once a transaction ends.
-#[tokio::test(flavor = "multi_thread")]
-async fn server_connections_to_a_backend_stay_under_the_cap() {
-    let pg = Postgres::start();
-    let extra = "    pool_size: 5\n    max_server_connections: 2\n";
-    let (_gw, listen) = pg_gateway(&[(pg.port, "primary", 1)], extra).await;
-    let (a1, a2) = (
-        connect_to(listen, "postgres").await,
-        connect_to(listen, "postgres").await,
-    );
-    for a in [&a1, &a2] {
-        a.batch_execute("BEGIN; SELECT 1").await.unwrap();
-    }
-    // Its login already needs a server of its own database.
-    let waiting = tokio::spawn(async move {
-        let b = connect_to(listen, "template1").await;
-        let row = b.query_one("SELECT current_database()::text", &[]).await;
-        row.map(|r| r.get::<_, String>(0))
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiting.is_finished(), "the cap is reached: b waits");
-    a1.batch_execute("COMMIT").await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), waiting)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, "template1");
-    let admin = direct(pg.port).await;
-    let servers: i64 = admin
-        .query_one(SERVER_CONNECTIONS, &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(servers <= 2, "{servers} server connections");
-    a2.batch_execute("COMMIT").await.unwrap();
-}
-
 /// Console RECONNECT (PgBouncer's): the pool's server connections close as they come back
 /// and new ones serve. DISABLE refuses new clients of a database with PostgreSQL's 55000
 /// while connected ones go on; ENABLE lets them in again.
@@ -374,7 +323,7 @@ async fn reconnect_and_disable_from_the_console() {
     let c = connect(listen, "alice", "wonderland").await.unwrap();
     let pid = "SELECT pg_backend_pid()";
     let before: i32 = c.query_one(pid, &[]).await.unwrap().get(0);
-    let console = connect_to(listen, "throome").await;
+    let console = alice_on(listen, "throome").await;
     console.simple_query("RECONNECT").await.unwrap();
     let after: i32 = c.query_one(pid, &[]).await.unwrap().get(0);
     assert_ne!(before, after, "a new server connection after RECONNECT");

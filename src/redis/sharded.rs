@@ -44,6 +44,10 @@ pub fn pubsub(
     spec: &CommandSpec,
     req: &Request,
 ) -> Option<Plan> {
+    // Checked first: this runs for every request of a sharded service.
+    if !spec.has(throome_resp::commands::flag::PUBSUB) {
+        return None;
+    }
     let args: Vec<&[u8]> = req.args().collect();
     let channels = args.get(1..).unwrap_or_default();
     let groups: Vec<usize> = channels.iter().map(|c| group_of(c)).collect();

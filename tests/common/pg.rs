@@ -66,6 +66,28 @@ pub async fn until_count(admin: &Client, sql: &str, want: i64) -> i64 {
     got
 }
 
+/// A client of `database` as alice.
+pub async fn alice_on(port: u16, database: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=alice password=wonderland dbname={database}"),
+        NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// How many server connections PostgreSQL on `port` has (not counting the one asking).
+pub async fn server_count(port: u16) -> i64 {
+    let admin = direct(port).await;
+    admin
+        .query_one(SERVER_CONNECTIONS, &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// Server connections other than the asking one.
 pub const SERVER_CONNECTIONS: &str = "SELECT count(*) FROM pg_stat_activity \
      WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
