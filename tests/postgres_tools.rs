@@ -441,7 +441,8 @@ fn session_mode_stats_count_transactions() {
 
 /// Column names and order of PgBouncer 1.18's console (read off the Debian package's
 /// `psql -d pgbouncer -c 'SHOW ...'`), which monitoring tools look columns up by.
-const PGBOUNCER_COLUMNS: [(&str, &str); 11] = [
+/// CLIENTS' last two are PgBouncer 1.23's, which added KILL_CLIENT and the `id` it takes.
+const PGBOUNCER_COLUMNS: [(&str, &str); 12] = [
     (
         "STATS",
         "database,total_xact_count,total_query_count,total_received,total_sent,total_xact_time,total_query_time,total_wait_time,avg_xact_count,avg_query_count,avg_recv,avg_sent,avg_xact_time,avg_query_time,avg_wait_time",
@@ -465,7 +466,7 @@ const PGBOUNCER_COLUMNS: [(&str, &str); 11] = [
     ),
     (
         "CLIENTS",
-        "type,user,database,state,addr,port,local_addr,local_port,connect_time,request_time,wait,wait_us,close_needed,ptr,link,remote_pid,tls,application_name",
+        "type,user,database,state,addr,port,local_addr,local_port,connect_time,request_time,wait,wait_us,close_needed,ptr,link,remote_pid,tls,application_name,prepared_statements,id",
     ),
     (
         "SERVERS",
@@ -474,6 +475,7 @@ const PGBOUNCER_COLUMNS: [(&str, &str); 11] = [
     ("CONFIG", "key,value,default,changeable"),
     ("USERS", "name,pool_mode"),
     ("VERSION", "version"),
+    ("STATE", "key,value"),
 ];
 
 /// Every console table's columns are PgBouncer's, in PgBouncer's order (Throome leaves out

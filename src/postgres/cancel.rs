@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
 /// Where a cancel for one client goes right now.
 #[derive(Clone)]
@@ -32,6 +33,8 @@ struct Entry {
     key: [u8; 4],
     target: Arc<Mutex<Option<Target>>>,
     info: Arc<ClientInfo>,
+    /// Ends the client's session (the console's KILL and KILL_CLIENT).
+    kill: CancellationToken,
 }
 
 /// Who a client is, for the admin console's SHOW CLIENTS and SHOW SERVERS.
@@ -69,6 +72,19 @@ pub fn clients_of(service: &str) -> Vec<ClientRow> {
     rows
 }
 
+/// Ends the sessions of `service`'s clients that `pick` selects (by id and who they are);
+/// returns how many. Their server connections are released as on any disconnect: one left
+/// mid-transaction is closed, never handed to another client.
+pub fn kill(service: &str, pick: impl Fn(i32, &ClientInfo) -> bool) -> usize {
+    let Ok(r) = REGISTRY.lock() else {
+        return 0;
+    };
+    r.iter()
+        .filter(|(pid, e)| e.info.service == service && pick(**pid, &e.info))
+        .map(|(_, e)| e.kill.cancel())
+        .count()
+}
+
 static REGISTRY: LazyLock<Mutex<HashMap<i32, Entry>>> = LazyLock::new(Default::default);
 static NEXT_PID: AtomicI32 = AtomicI32::new(1);
 
@@ -80,7 +96,8 @@ pub struct Registration {
 }
 
 impl Registration {
-    pub fn new(info: ClientInfo) -> Registration {
+    /// Registers a client; cancelling `kill` ends its session.
+    pub fn new(info: ClientInfo, kill: CancellationToken) -> Registration {
         let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) & i32::MAX;
         let mut key = [0u8; 4];
         let _ = getrandom::fill(&mut key);
@@ -92,6 +109,7 @@ impl Registration {
                     key,
                     target: target.clone(),
                     info: Arc::new(info),
+                    kill,
                 },
             );
         }

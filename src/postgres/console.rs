@@ -1,8 +1,11 @@
 //! The admin console: connecting to the virtual database `throome` (or `pgbouncer`, the name
 //! PgBouncer's monitoring tools ask for) as one of the service's `auth.admin_users` gives
 //! PgBouncer's commands over the simple query protocol, with PgBouncer's column names:
-//! `SHOW POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CONFIG|CLIENTS|SERVERS|DATABASES|LISTS|USERS|VERSION`, `PAUSE`,
-//! `RESUME`, `RECONNECT [db]`, `DISABLE [db]`, `ENABLE [db]`, `RELOAD` ([PgBouncer's console](https://www.pgbouncer.org/usage.html#admin-console)).
+//! `SHOW POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CONFIG|CLIENTS|SERVERS|DATABASES|LISTS|USERS|VERSION|STATE`,
+//! `PAUSE [db]`, `RESUME [db]`, `KILL [db]`, `KILL_CLIENT id`, `RECONNECT [db]`, `DISABLE [db]`,
+//! `ENABLE [db]`, `RELOAD` ([PgBouncer's console](https://www.pgbouncer.org/usage.html#admin-console)).
+//! Not here: SUSPEND and SHUTDOWN (one console would stop every service of the gateway;
+//! the gateway stops on SIGTERM) and WAIT_CLOSE.
 
 mod show;
 
@@ -99,14 +102,17 @@ impl Console<'_> {
             ["SHOW", "LISTS"] => show::lists(service, pools, out),
             ["SHOW", "USERS"] => show::users(service, pools, out),
             ["SHOW", "VERSION"] => show::version(out),
-            ["PAUSE"] => {
-                pools.pause(true);
+            ["SHOW", "STATE"] => show::state(pools, out),
+            ["PAUSE"] | ["PAUSE", _] => {
+                pools.pause(db, true);
                 out.extend_from_slice(&build::command_complete("PAUSE"));
             }
-            ["RESUME"] => {
-                pools.pause(false);
+            ["RESUME"] | ["RESUME", _] => {
+                pools.pause(db, false);
                 out.extend_from_slice(&build::command_complete("RESUME"));
             }
+            ["KILL"] | ["KILL", _] => self.kill(db, out),
+            ["KILL_CLIENT", _] => self.kill_client(db.unwrap_or_default(), out),
             ["RECONNECT"] | ["RECONNECT", _] => {
                 pools.reconnect(db);
                 out.extend_from_slice(&build::command_complete("RECONNECT"));
@@ -137,11 +143,42 @@ impl Console<'_> {
                 let text = format!(
                     "unknown console command {sql:?}: try SHOW POOLS, SHOW STATS, SHOW CONFIG, \
                      SHOW CLIENTS, SHOW SERVERS, SHOW DATABASES, SHOW LISTS, SHOW USERS, \
-                     SHOW VERSION, PAUSE, RESUME, RECONNECT [db], DISABLE [db], ENABLE [db], \
-                     RELOAD"
+                     SHOW VERSION, SHOW STATE, PAUSE [db], RESUME [db], KILL [db], \
+                     KILL_CLIENT id, RECONNECT [db], DISABLE [db], ENABLE [db], RELOAD"
                 );
                 out.extend_from_slice(&build::error("ERROR", "42601", &text));
             }
+        }
+    }
+}
+
+impl Console<'_> {
+    /// PgBouncer's KILL: the clients of `database` (all with `None`) are disconnected with
+    /// 57P01, its server connections closed, and it stays paused until RESUME: new clients
+    /// may log in, their queries wait.
+    fn kill(&self, database: Option<&str>, out: &mut BytesMut) {
+        self.pools.pause(database, true);
+        let key = show::service_key(self.service);
+        super::cancel::kill(&key, |_, c| database.is_none_or(|db| db == c.database));
+        self.pools.reconnect(database);
+        out.extend_from_slice(&build::command_complete("KILL"));
+    }
+
+    /// PgBouncer's KILL_CLIENT: one client, by the `id` SHOW CLIENTS gives it.
+    fn kill_client(&self, id: &str, out: &mut BytesMut) {
+        let Ok(id) = id.parse::<i32>() else {
+            let text =
+                format!("invalid client id {id:?}: KILL_CLIENT takes an id from SHOW CLIENTS");
+            out.extend_from_slice(&build::error("ERROR", "22023", &text));
+            return;
+        };
+        let key = show::service_key(self.service);
+        match super::cancel::kill(&key, |pid, _| pid == id) {
+            0 => {
+                let text = format!("client {id} not found");
+                out.extend_from_slice(&build::error("ERROR", "42704", &text));
+            }
+            _ => out.extend_from_slice(&build::command_complete("KILL_CLIENT")),
         }
     }
 }

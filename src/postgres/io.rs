@@ -76,6 +76,8 @@ pub struct Wire {
     pub stream: Stream,
     pub buf: BytesMut,
     scanner: FrameScanner,
+    /// A send is under way (still set if its future was dropped part way).
+    writing: bool,
 }
 
 impl Wire {
@@ -84,6 +86,7 @@ impl Wire {
             stream,
             buf,
             scanner: FrameScanner::new(max_message),
+            writing: false,
         }
     }
 
@@ -149,7 +152,15 @@ impl Wire {
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        self.writing = true;
         self.stream.write_all(bytes).await?;
+        self.writing = false;
         Ok(())
+    }
+
+    /// Whether a message may have been cut off part way: a send was stopped (its future
+    /// dropped) or failed, so nothing more can be written that the peer would parse.
+    pub fn cut_off(&self) -> bool {
+        self.writing
     }
 }

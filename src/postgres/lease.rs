@@ -183,6 +183,12 @@ impl PgSession {
         };
         let clean = lease.server.status == b'I' && self.flow.is_empty();
         if !clean {
+            // Closing the connection does not stop a running query (PostgreSQL notices only
+            // when it next writes): cancel it so the server is not busy for nobody.
+            if !self.flow.is_empty() {
+                let target = Target::of(&lease.server);
+                tokio::spawn(async move { super::cancel::send(&target).await });
+            }
             return;
         }
         if self.service.spec.pg.pool_mode == PoolMode::Session {

@@ -161,8 +161,9 @@ impl Pool {
 pub struct PgPools {
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     pub clients: AtomicUsize,
-    /// PAUSE from the console: no server is lent until RESUME.
-    paused: tokio::sync::watch::Sender<bool>,
+    /// Databases the console's PAUSE or KILL stopped (`None`: all of them): no server of
+    /// theirs is lent until RESUME.
+    paused: tokio::sync::watch::Sender<HashSet<Option<String>>>,
     /// The parameters a server reported at login, per (user, database): later clients are
     /// welcomed with them without waiting for a server (PgBouncer does the same).
     welcome: Mutex<HashMap<(String, String), Params>>,
@@ -208,8 +209,11 @@ impl PgPools {
         }
     }
 
-    pub fn pause(&self, on: bool) {
-        self.paused.send_replace(on);
+    /// PAUSE (`true`) or RESUME `database`, or all with `None`. RESUME of all also resumes
+    /// each paused database; RESUME of one leaves a PAUSE of all in force.
+    pub fn pause(&self, database: Option<&str>, on: bool) {
+        self.paused
+            .send_modify(|paused| toggle(paused, database, on));
     }
 
     /// The cap on `backend`'s server connections, when the service sets one.
@@ -238,22 +242,12 @@ impl PgPools {
     /// DISABLE (`true`) or ENABLE new clients of `database`, or of all with `None`.
     pub fn disable(&self, database: Option<&str>, on: bool) {
         if let Ok(mut d) = self.disabled.lock() {
-            match (database, on) {
-                (db, true) => {
-                    d.insert(db.map(str::to_string));
-                }
-                (None, false) => d.clear(),
-                (Some(db), false) => {
-                    d.remove(&Some(db.to_string()));
-                }
-            }
+            toggle(&mut d, database, on);
         }
     }
 
     pub fn is_disabled(&self, database: &str) -> bool {
-        self.disabled
-            .lock()
-            .is_ok_and(|d| d.contains(&None) || d.contains(&Some(database.to_string())))
+        self.disabled.lock().is_ok_and(|d| stopped(&d, database))
     }
 
     /// RECONNECT of the pools of `database` (all with `None`).
@@ -265,8 +259,14 @@ impl PgPools {
         }
     }
 
-    pub fn is_paused(&self) -> bool {
-        *self.paused.borrow()
+    /// Whether a PAUSE of all databases is in force.
+    pub fn is_paused_all(&self) -> bool {
+        self.paused.borrow().contains(&None)
+    }
+
+    /// Whether servers of `database` are lent (a PAUSE of all or of it is not in force).
+    pub fn is_paused(&self, database: &str) -> bool {
+        stopped(&self.paused.borrow(), database)
     }
 
     /// Waits while the pools are paused, up to `limit`; false if still paused then.
@@ -274,13 +274,14 @@ impl PgPools {
     /// waiting clients (PgBouncer shows them as `cl_waiting`). Not paused: no wait, no
     /// subscription.
     async fn resumed(&self, pool: &Pool, limit: std::time::Duration) -> bool {
-        if !*self.paused.borrow() {
+        if self.paused.borrow().is_empty() || !self.is_paused(&pool.key.database) {
             return true;
         }
         let mut rx = self.paused.subscribe();
         pool.waiting.fetch_add(1, Ordering::Relaxed);
         let waiter = pool.wait_from(Instant::now());
-        let resumed = tokio::time::timeout(limit, rx.wait_for(|paused| !paused)).await;
+        let db = pool.key.database.as_str();
+        let resumed = tokio::time::timeout(limit, rx.wait_for(|p| !stopped(p, db))).await;
         drop(waiter);
         pool.waiting.fetch_sub(1, Ordering::Relaxed);
         resumed.is_ok_and(|r| r.is_ok())
@@ -292,6 +293,25 @@ impl PgPools {
             .map(|p| p.values().cloned().collect())
             .unwrap_or_default()
     }
+}
+
+/// Adds `database` (all with `None`) to a set of paused or disabled ones, or takes it out;
+/// taking out all empties the set.
+fn toggle(set: &mut HashSet<Option<String>>, database: Option<&str>, on: bool) {
+    match (database, on) {
+        (db, true) => {
+            set.insert(db.map(str::to_string));
+        }
+        (None, false) => set.clear(),
+        (Some(db), false) => {
+            set.remove(&Some(db.to_string()));
+        }
+    }
+}
+
+/// Whether `database` is in a set of paused or disabled ones (`None` stands for all).
+fn stopped(set: &HashSet<Option<String>>, database: &str) -> bool {
+    !set.is_empty() && (set.contains(&None) || set.contains(&Some(database.to_string())))
 }
 
 fn new_pool(key: &PoolKey, (size, reserve_size): (usize, usize)) -> Pool {

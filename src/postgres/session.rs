@@ -28,6 +28,8 @@ use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
 
 const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a killed client's last error may take to go out.
+const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn serve(session: Session, stream: crate::session::ClientConn) {
     let service = session.service.clone();
@@ -101,18 +103,23 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         let _ = client.send(&build::error("FATAL", "55000", &text)).await;
         return;
     }
+    // The console's KILL and KILL_CLIENT end this session; so does the gateway's hard stop.
+    let kill = session.hard_stop.child_token();
     let user_metrics =
         ClientMetrics::of(&session.metrics.pg, &UserLabels::of(&service, &login.user));
     let mut s = PgSession {
         user_metrics,
         metrics: session.metrics.clone(),
-        cancel: Registration::new(ClientInfo {
-            service: format!("{}/{}", service.cluster, service.name),
-            user: login.user.clone(),
-            database: login.database.clone(),
-            peer: session.peer,
-            since: std::time::SystemTime::now(),
-        }),
+        cancel: Registration::new(
+            ClientInfo {
+                service: format!("{}/{}", service.cluster, service.name),
+                user: login.user.clone(),
+                database: login.database.clone(),
+                peer: session.peer,
+                since: std::time::SystemTime::now(),
+            },
+            kill.clone(),
+        ),
         wanted: Vec::new(),
         statements: Statements::default(),
         flow: Flow::default(),
@@ -130,11 +137,18 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         pools,
         login,
     };
-    tokio::select! {
-        () = s.run(&mut client) => {}
-        () = session.hard_stop.cancelled() => {}
-    }
+    let killed = tokio::select! {
+        () = s.run(&mut client) => false,
+        () = kill.cancelled() => !session.hard_stop.is_cancelled(),
+    };
     s.finish().await;
+    if killed && !client.cut_off() {
+        // PostgreSQL's own words and code for pg_terminate_backend, which drivers know; a
+        // client that reads nothing does not hold its task.
+        let text = "terminating connection due to administrator command";
+        let fatal = build::error("FATAL", "57P01", text);
+        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, client.send(&fatal)).await;
+    }
 }
 
 /// Counts the client against `max_client_conn` while it is connected.

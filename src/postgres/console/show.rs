@@ -168,7 +168,8 @@ pub fn databases(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) 
                 service.spec.pg.reserve_pool_size.to_string(),
                 pool_mode(service).into(),
                 current.to_string(),
-                u8::from(pools.is_paused()).to_string(),
+                u8::from(pools.is_paused(service.spec.database.as_deref().unwrap_or_default()))
+                    .to_string(),
             ]
         })
         .collect();
@@ -226,6 +227,19 @@ pub fn users(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
     table(&["name", "pool_mode"], &rows, out);
 }
 
+/// PgBouncer's SHOW STATE: whether the pools lend servers, and whether all of them are
+/// paused (a PAUSE or KILL of one database shows in SHOW DATABASES instead).
+pub fn state(pools: &PgPools, out: &mut BytesMut) {
+    let all = pools.is_paused_all();
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let rows = [
+        vec!["active".to_string(), yes_no(!all)],
+        vec!["paused".to_string(), yes_no(all)],
+        vec!["suspended".to_string(), yes_no(false)],
+    ];
+    table(&["key", "value"], &rows, out);
+}
+
 pub fn version(out: &mut BytesMut) {
     let row = vec![format!("Throome {}", env!("CARGO_PKG_VERSION"))];
     table(&["version"], &[row], out);
@@ -240,7 +254,8 @@ fn backend_address(service: &ServiceRuntime, index: usize) -> String {
 }
 
 /// One row per connected client. `link` is the backend pid of the server it holds, `pid`
-/// the pid Throome gave it (a server's `link`).
+/// the pid Throome gave it (a server's `link`), and `id` the same number under the name
+/// PgBouncer's KILL_CLIENT takes it by.
 pub fn clients(service: &ServiceRuntime, out: &mut BytesMut) {
     let rows: Vec<Vec<String>> = cancel::clients_of(&service_key(service))
         .into_iter()
@@ -255,6 +270,7 @@ pub fn clients(service: &ServiceRuntime, out: &mut BytesMut) {
                 utc(c.info.since),
                 c.server.map(|s| s.pid.to_string()).unwrap_or_default(),
                 c.pid.to_string(),
+                c.pid.to_string(),
             ]
         })
         .collect();
@@ -268,6 +284,7 @@ pub fn clients(service: &ServiceRuntime, out: &mut BytesMut) {
         "connect_time",
         "link",
         "pid",
+        "id",
     ];
     table(&cols, &rows, out);
 }
@@ -349,7 +366,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn service_key(service: &ServiceRuntime) -> String {
+pub(super) fn service_key(service: &ServiceRuntime) -> String {
     format!("{}/{}", service.cluster, service.name)
 }
 
