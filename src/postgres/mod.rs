@@ -11,6 +11,7 @@ mod frontend;
 mod hidden;
 mod io;
 mod lease;
+mod local;
 mod maintain;
 pub mod metrics;
 mod params;

@@ -5,6 +5,9 @@ use bytes::{Bytes, BytesMut};
 
 use throome_pgwire::build;
 
+use super::io::Wire;
+use super::lease::lease_error;
+
 /// Parameters the server reports (`GUC_REPORT`) and clients act on.
 pub const TRACKED: [&str; 6] = [
     "application_name",
@@ -111,6 +114,77 @@ pub fn parse_options(options: &str) -> Result<Vec<(String, String)>, String> {
 pub fn announce(params: &[(Bytes, Bytes)], out: &mut BytesMut) {
     for (name, value) in params {
         out.extend_from_slice(&build::parameter_status(name, value));
+    }
+}
+
+impl super::session::PgSession {
+    /// Authentication is done: AuthenticationOk went out; now the server parameters, our
+    /// BackendKeyData and ReadyForQuery. A first server connection supplies the parameters
+    /// (and proves the database exists).
+    pub(super) async fn welcome(&mut self, client: &mut Wire) -> bool {
+        let startup = self
+            .login
+            .params
+            .iter()
+            .map(|(k, v)| (Bytes::from(k.clone()), Bytes::from(v.clone())));
+        let (tracked, extra): (Vec<_>, Vec<_>) = startup.partition(|(k, _)| is_tracked(k));
+        // All of them on the first server, so a setting the server refuses fails the login.
+        self.wanted = tracked.iter().chain(&extra).cloned().collect();
+        let (user, database) = self.server_login();
+        // A client with settings of its own checks them on a server now: one the server
+        // refuses fails the login, not every statement after it.
+        let cached = match extra.is_empty() {
+            true => self.pools.welcome(&user, &database),
+            false => None,
+        };
+        let server_params = match cached {
+            Some(p) => p,
+            None => {
+                if let Err(e) = self.acquire(None).await {
+                    let _ = client.send(&lease_error(&e)).await;
+                    return false;
+                }
+                match &self.lease {
+                    Some(lease) => lease.server.params.clone(),
+                    None => return false,
+                }
+            }
+        };
+        // The client's own startup values win over the server's defaults; they are applied
+        // on every server it is given.
+        let mut shown = server_params;
+        for (name, value) in &self.wanted {
+            match shown.iter_mut().find(|(n, _)| n == name) {
+                Some(p) => p.1 = value.clone(),
+                None => shown.push((name.clone(), value.clone())),
+            }
+        }
+        let mut out = BytesMut::new();
+        announce(&shown, &mut out);
+        // Tracked values as announced, then the client's other startup parameters
+        // (`search_path`, `options`' settings, JDBC's `extra_float_digits`, ...), which are
+        // set on every server it gets but never announced (PostgreSQL does not report them).
+        self.wanted = shown
+            .iter()
+            .filter(|(n, _)| is_tracked(n))
+            .cloned()
+            .chain(extra)
+            .collect();
+        out.extend_from_slice(&build::backend_key_data(self.cancel.pid, &self.cancel.key));
+        out.extend_from_slice(&build::ready_for_query(b'I'));
+        self.maybe_release();
+        client.send(&out).await.is_ok()
+    }
+}
+
+/// A tracked parameter the server reports changed (the client ran SET) is the client's now.
+pub(super) fn remember(wanted: &mut Vec<(Bytes, Bytes)>, name: &[u8], value: &[u8]) {
+    if !is_tracked(name) {
+        return;
+    }
+    match wanted.iter_mut().find(|(n, _)| n == name) {
+        Some(p) => p.1 = Bytes::copy_from_slice(value),
+        None => wanted.push((Bytes::copy_from_slice(name), Bytes::copy_from_slice(value))),
     }
 }
 

@@ -17,6 +17,8 @@ use crate::snapshot::ServiceRuntime;
 const CHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Server parameters (ParameterStatus name and value), in the order reported.
+mod controls;
+
 pub type Params = Vec<(bytes::Bytes, bytes::Bytes)>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -209,13 +211,6 @@ impl PgPools {
         }
     }
 
-    /// PAUSE (`true`) or RESUME `database`, or all with `None`. RESUME of all also resumes
-    /// each paused database; RESUME of one leaves a PAUSE of all in force.
-    pub fn pause(&self, database: Option<&str>, on: bool) {
-        self.paused
-            .send_modify(|paused| toggle(paused, database, on));
-    }
-
     /// The cap on `backend`'s server connections, when the service sets one.
     pub fn cap(&self, limit: Option<usize>, scope: &super::cap::Scope) -> Option<Arc<Semaphore>> {
         self.caps.of(limit?, scope)
@@ -239,79 +234,12 @@ impl PgPools {
         false
     }
 
-    /// DISABLE (`true`) or ENABLE new clients of `database`, or of all with `None`.
-    pub fn disable(&self, database: Option<&str>, on: bool) {
-        if let Ok(mut d) = self.disabled.lock() {
-            toggle(&mut d, database, on);
-        }
-    }
-
-    pub fn is_disabled(&self, database: &str) -> bool {
-        self.disabled.lock().is_ok_and(|d| stopped(&d, database))
-    }
-
-    /// RECONNECT of the pools of `database` (all with `None`).
-    pub fn reconnect(&self, database: Option<&str>) {
-        for pool in self.all() {
-            if database.is_none_or(|db| db == pool.key.database) {
-                pool.reconnect();
-            }
-        }
-    }
-
-    /// Whether a PAUSE of all databases is in force.
-    pub fn is_paused_all(&self) -> bool {
-        self.paused.borrow().contains(&None)
-    }
-
-    /// Whether servers of `database` are lent (a PAUSE of all or of it is not in force).
-    pub fn is_paused(&self, database: &str) -> bool {
-        stopped(&self.paused.borrow(), database)
-    }
-
-    /// Waits while the pools are paused, up to `limit`; false if still paused then.
-    /// Waits up to `limit` while the console has the pools paused, counted among `pool`'s
-    /// waiting clients (PgBouncer shows them as `cl_waiting`). Not paused: no wait, no
-    /// subscription.
-    async fn resumed(&self, pool: &Pool, limit: std::time::Duration) -> bool {
-        if self.paused.borrow().is_empty() || !self.is_paused(&pool.key.database) {
-            return true;
-        }
-        let mut rx = self.paused.subscribe();
-        pool.waiting.fetch_add(1, Ordering::Relaxed);
-        let waiter = pool.wait_from(Instant::now());
-        let db = pool.key.database.as_str();
-        let resumed = tokio::time::timeout(limit, rx.wait_for(|p| !stopped(p, db))).await;
-        drop(waiter);
-        pool.waiting.fetch_sub(1, Ordering::Relaxed);
-        resumed.is_ok_and(|r| r.is_ok())
-    }
-
     pub fn all(&self) -> Vec<Arc<Pool>> {
         self.pools
             .lock()
             .map(|p| p.values().cloned().collect())
             .unwrap_or_default()
     }
-}
-
-/// Adds `database` (all with `None`) to a set of paused or disabled ones, or takes it out;
-/// taking out all empties the set.
-fn toggle(set: &mut HashSet<Option<String>>, database: Option<&str>, on: bool) {
-    match (database, on) {
-        (db, true) => {
-            set.insert(db.map(str::to_string));
-        }
-        (None, false) => set.clear(),
-        (Some(db), false) => {
-            set.remove(&Some(db.to_string()));
-        }
-    }
-}
-
-/// Whether `database` is in a set of paused or disabled ones (`None` stands for all).
-fn stopped(set: &HashSet<Option<String>>, database: &str) -> bool {
-    !set.is_empty() && (set.contains(&None) || set.contains(&Some(database.to_string())))
 }
 
 fn new_pool(key: &PoolKey, (size, reserve_size): (usize, usize)) -> Pool {

@@ -15,7 +15,6 @@ use super::cancel::{ClientInfo, Registration};
 use super::flow::{Action, Flow, Learned};
 use super::frontend::{self, Outcome};
 use super::io::{Wire, WireError};
-use super::lease::lease_error;
 use super::metrics::{ClientMetrics, UserLabels};
 use super::params;
 use super::pool::{Lease, PgPools};
@@ -252,64 +251,6 @@ impl PgSession {
         }
     }
 
-    /// Authentication is done: AuthenticationOk went out; now the server parameters, our
-    /// BackendKeyData and ReadyForQuery. A first server connection supplies the parameters
-    /// (and proves the database exists).
-    async fn welcome(&mut self, client: &mut Wire) -> bool {
-        let startup = self
-            .login
-            .params
-            .iter()
-            .map(|(k, v)| (Bytes::from(k.clone()), Bytes::from(v.clone())));
-        let (tracked, extra): (Vec<_>, Vec<_>) = startup.partition(|(k, _)| params::is_tracked(k));
-        // All of them on the first server, so a setting the server refuses fails the login.
-        self.wanted = tracked.iter().chain(&extra).cloned().collect();
-        let (user, database) = self.server_login();
-        // A client with settings of its own checks them on a server now: one the server
-        // refuses fails the login, not every statement after it.
-        let cached = match extra.is_empty() {
-            true => self.pools.welcome(&user, &database),
-            false => None,
-        };
-        let server_params = match cached {
-            Some(p) => p,
-            None => {
-                if let Err(e) = self.acquire(None).await {
-                    let _ = client.send(&lease_error(&e)).await;
-                    return false;
-                }
-                match &self.lease {
-                    Some(lease) => lease.server.params.clone(),
-                    None => return false,
-                }
-            }
-        };
-        // The client's own startup values win over the server's defaults; they are applied
-        // on every server it is given.
-        let mut shown = server_params;
-        for (name, value) in &self.wanted {
-            match shown.iter_mut().find(|(n, _)| n == name) {
-                Some(p) => p.1 = value.clone(),
-                None => shown.push((name.clone(), value.clone())),
-            }
-        }
-        let mut out = BytesMut::new();
-        params::announce(&shown, &mut out);
-        // Tracked values as announced, then the client's other startup parameters
-        // (`search_path`, `options`' settings, JDBC's `extra_float_digits`, ...), which are
-        // set on every server it gets but never announced (PostgreSQL does not report them).
-        self.wanted = shown
-            .iter()
-            .filter(|(n, _)| params::is_tracked(n))
-            .cloned()
-            .chain(extra)
-            .collect();
-        out.extend_from_slice(&build::backend_key_data(self.cancel.pid, &self.cancel.key));
-        out.extend_from_slice(&build::ready_for_query(b'I'));
-        self.maybe_release();
-        client.send(&out).await.is_ok()
-    }
-
     /// Handles every whole client message read so far; false when the client is done.
     async fn on_client_frames(&mut self, client: &mut Wire) -> Result<bool, WireError> {
         while let Some(frame) = match client.try_frame() {
@@ -383,72 +324,6 @@ impl PgSession {
         Ok(true)
     }
 
-    /// Between transactions, preparing a named statement (Parse, Sync: libpq's `PQprepare`,
-    /// pgbench `-M prepared`) and closing one are answered without a server: the statement is
-    /// prepared on a server when first used there. A client that prepares on one connection
-    /// while its other connections sit in transactions (one thread, synchronous calls) does
-    /// not wait for a server that only it could free. A statement with an error reports it
-    /// at first use instead.
-    fn answer_locally(&mut self, frame: &throome_pgwire::Frame) -> bool {
-        let body = frame.body();
-        let reply = match frame.tag() {
-            msg::front::PARSE => match msg::parse(body) {
-                Some((name, query, rest)) if !name.is_empty() => {
-                    if self.statements.parse(name, query, rest).is_none() {
-                        return false;
-                    }
-                    build::parse_complete()
-                }
-                _ => return false,
-            },
-            msg::front::CLOSE => match msg::target(body) {
-                Some((b'S', name)) if !name.is_empty() => {
-                    self.statements.close(name);
-                    build::close_complete()
-                }
-                _ => return false,
-            },
-            msg::front::SYNC => build::ready_for_query(b'I'),
-            msg::front::FLUSH => Bytes::new(),
-            _ => return false,
-        };
-        self.to_client.extend_from_slice(&reply);
-        true
-    }
-
-    /// `DEALLOCATE name` / `DEALLOCATE ALL` in SQL (psycopg sends it when its statement cache
-    /// evicts) for statements the client prepared through the protocol: they exist on servers
-    /// under other names, so the proxy forgets them itself and answers. A name the client
-    /// never prepared that way (a SQL `PREPARE`) goes to the server.
-    fn deallocate(&mut self, frame: &throome_pgwire::Frame) -> bool {
-        if frame.tag() != msg::front::QUERY {
-            return false;
-        }
-        let Some(sql) = msg::query(frame.body()) else {
-            return false;
-        };
-        let Some(target) = super::statements::deallocate_target(sql) else {
-            return false;
-        };
-        let tag = match target {
-            None => {
-                self.statements.clear();
-                "DEALLOCATE ALL"
-            }
-            Some(name) if self.statements.get(&name).is_some() => {
-                self.statements.close(&name);
-                "DEALLOCATE"
-            }
-            Some(_) => return false,
-        };
-        let status = self.lease.as_ref().map_or(b'I', |l| l.server.status);
-        self.to_client
-            .extend_from_slice(&build::command_complete(tag));
-        self.to_client
-            .extend_from_slice(&build::ready_for_query(status));
-        true
-    }
-
     /// Passes on (or drops) the whole server messages read so far; releases the server at
     /// the end of a transaction.
     fn on_server_frames(&mut self) {
@@ -474,7 +349,7 @@ impl PgSession {
                 msg::back::PARAMETER_STATUS => {
                     if let Some((name, value)) = msg::parameter_status(body) {
                         lease.server.set_param(name, value);
-                        remember(&mut self.wanted, name, value);
+                        params::remember(&mut self.wanted, name, value);
                     }
                 }
                 msg::back::READY_FOR_QUERY => {
@@ -521,16 +396,5 @@ impl PgSession {
             self.metrics.requests.get_or_create(&labels).clone()
         });
         counter.inc();
-    }
-}
-
-/// A tracked parameter the server reports changed (the client ran SET) is the client's now.
-fn remember(wanted: &mut Vec<(Bytes, Bytes)>, name: &[u8], value: &[u8]) {
-    if !params::is_tracked(name) {
-        return;
-    }
-    match wanted.iter_mut().find(|(n, _)| n == name) {
-        Some(p) => p.1 = Bytes::copy_from_slice(value),
-        None => wanted.push((Bytes::copy_from_slice(name), Bytes::copy_from_slice(value))),
     }
 }
