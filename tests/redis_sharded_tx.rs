@@ -43,7 +43,11 @@ fn transactions_stay_on_one_shard(listen: u16) {
     // Keys of many slots: the stray command is refused at once and EXEC aborts.
     cmd(&mut c, &["MULTI"]).unwrap();
     cmd(&mut c, &["SET", "{u}:a", "0"]).unwrap();
-    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    // Well-mixed names: twemproxy's fnv1a_64 puts short look-alike keys ("k0".."k39")
+    // on one stretch of the ketama ring, often one shard, whichever ports the servers got.
+    let keys: Vec<String> = (0..40u64)
+        .map(|i| format!("k{:016x}", (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
     let mut mset = redis::cmd("MSET");
     keys.iter().for_each(|k| {
         mset.arg(k).arg(1);

@@ -9,7 +9,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::merge::MergeKind;
-use super::sharded::Plan;
+use super::sharded::{Plan, Split};
 
 /// Bits of the client's cursor that name the shard: up to 1024 shards, and a cursor that
 /// stays valid whatever the shard count (a shard's own cursor fits the rest: Redis cursors
@@ -36,12 +36,12 @@ pub fn plan(args: &[&[u8]], shards: usize) -> Plan {
     cmd[1] = inner.as_bytes();
     let mut bytes = Vec::new();
     super::encode::command(&mut bytes, &cmd);
-    Plan::Split {
+    Plan::Split(Split {
         parts: vec![(shard, Bytes::from(bytes), Vec::new())],
         kind: MergeKind::Scan { shard, shards },
         total: 0,
         every_shard: true,
-    }
+    })
 }
 
 /// (shard, the shard's cursor) of a client's cursor.
@@ -99,7 +99,7 @@ mod tests {
     fn the_shard_gets_its_own_cursor_and_the_options() {
         let cursor = next(1, 3, 42).unwrap().to_string();
         let args: [&[u8]; 4] = [b"SCAN", cursor.as_bytes(), b"MATCH", b"user:*"];
-        let Plan::Split { parts, kind, .. } = plan(&args, 3) else {
+        let Plan::Split(Split { parts, kind, .. }) = plan(&args, 3) else {
             panic!("not split");
         };
         assert_eq!(

@@ -17,19 +17,25 @@ use super::shard::{Continuum, hash_tag};
 pub enum Plan {
     /// Send the original bytes to this shard.
     One(usize),
-    /// Send these commands to these groups and merge the replies. The group is a shard
-    /// (ketama) or a slot (cluster); with `every_shard` it is an index into all shards.
-    Split {
-        parts: Vec<(usize, Bytes, Vec<usize>)>,
-        kind: MergeKind,
-        total: usize,
-        every_shard: bool,
-    },
+    /// Send these commands to these groups and merge the replies.
+    Split(Split),
     /// Answer with this error.
     Refuse(Bytes),
     /// SUBSCRIBE and friends: hand the client over to a connection of its own to the node
     /// of this group.
     Subscribe(usize),
+}
+
+/// A command split over groups. The group is a shard (ketama) or a slot (cluster); with
+/// `every_shard` it is an index into all shards.
+#[derive(Debug)]
+pub struct Split {
+    /// (group, the command for it, positions of its keys in the client's order).
+    pub parts: Vec<(usize, Bytes, Vec<usize>)>,
+    pub kind: MergeKind,
+    /// Keys in the client's command (for positional merges).
+    pub total: usize,
+    pub every_shard: bool,
 }
 
 /// Pub/sub on a sharded service (`None`: not a pub/sub command to treat apart). PUBLISH
@@ -176,12 +182,12 @@ pub fn plan(
         let parts = (0..shards)
             .map(|s| (s, req.frame().clone(), Vec::new()))
             .collect();
-        return Plan::Split {
+        return Plan::Split(Split {
             parts,
             kind,
             total: 0,
             every_shard: true,
-        };
+        });
     }
     let first = shard_of(args[keys[0]]);
     if keys.iter().all(|&k| shard_of(args[k]) == first) {
@@ -214,10 +220,10 @@ pub fn plan(
             (shard, Bytes::from(bytes), positions)
         })
         .collect();
-    Plan::Split {
+    Plan::Split(Split {
         parts,
         kind,
         total: keys.len(),
         every_shard: false,
-    }
+    })
 }

@@ -10,7 +10,7 @@ use super::shard_tx::TxStep;
 use super::{Client, Flow, Pending, SplitPart};
 use crate::redis::cluster::{self, SlotMap};
 use crate::redis::encode;
-use crate::redis::sharded::{self, Plan};
+use crate::redis::sharded::{self, Plan, Split};
 use crate::redis::upstream::{ReplyResult, Upstream, UpstreamError};
 
 impl Client {
@@ -23,30 +23,8 @@ impl Client {
         name: &'static str,
         spec: &'static CommandSpec,
     ) -> Flow {
-        match name {
-            "quit" => {
-                self.reply(encode::simple("OK"));
-                return Flow::Stop;
-            }
-            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select"
-                if self.shard_tx.is_none() =>
-            {
-                match self.local(name, &req).await {
-                    Some(Flow::Raw(_)) => {
-                        let what = String::from_utf8_lossy(
-                            &req.args().take(2).collect::<Vec<_>>().join(&b' '),
-                        )
-                        .to_uppercase();
-                        self.reply(encode::error(&format!(
-                            "ERR Throome: {what} is not supported on a sharded service"
-                        )));
-                        return Flow::Continue;
-                    }
-                    Some(flow) => return flow,
-                    None => {}
-                }
-            }
-            _ => {}
+        if let Some(flow) = self.local_on_shards(name, &req).await {
+            return flow;
         }
         let started = self.now;
         let ring = self
@@ -95,80 +73,123 @@ impl Client {
             Some(p) => p,
             None => sharded::plan(group_of, shards, spec, &req),
         };
+        let map = map.as_deref();
         match plan {
-            Plan::Subscribe(group) => {
-                return self.subscribe_on(target(map.as_deref(), group, false), req);
-            }
+            Plan::Subscribe(group) => return self.subscribe_on(target(map, group, false), req),
             Plan::Refuse(err) => {
                 self.count(spec.name);
                 self.reply(err);
             }
-            Plan::One(group) => {
-                let target = self.for_read(map.as_deref(), spec, group, false);
-                let fallback = target.fallback();
-                match self.target_conn(target).await {
-                    Ok(conn) => {
-                        let latency = self.count(spec.name);
-                        let rx = self.enqueue_bytes(&conn, req.frame()).await;
-                        // On a cluster keep the request: a redirect sends it again.
-                        let replay = map.is_some().then(|| Replay {
-                            bytes: req.frame().clone(),
-                            slot: Some(group),
-                            fallback,
-                        });
-                        self.pending.push_back(Pending::Wait {
-                            rx,
-                            started,
-                            latency,
-                            command: spec.name,
-                            replay,
-                            redirects: 0,
-                        });
-                    }
-                    Err(e) => self.fail(&e),
-                }
-            }
-            Plan::Split {
-                parts,
-                kind,
-                total,
-                every_shard,
-            } => {
-                let latency = self.count(spec.name);
-                let mut receivers = Vec::with_capacity(parts.len());
-                for (group, bytes, positions) in parts {
-                    let target = self.for_read(map.as_deref(), spec, group, every_shard);
-                    let fallback = target.fallback();
-                    let rx = match self.target_conn(target).await {
-                        Ok(conn) => self.enqueue_bytes(&conn, &bytes).await,
-                        Err(e) => failed(e),
-                    };
-                    // A part of a fan-out (DBSIZE, KEYS) is a node's, not a slot's.
-                    let slot = (!every_shard).then_some(group);
-                    let replay = map.is_some().then_some(Replay {
-                        bytes,
-                        slot,
-                        fallback,
-                    });
-                    receivers.push(SplitPart {
-                        rx,
-                        positions,
-                        replay,
-                        redirects: 0,
-                        reply: None,
-                    });
-                }
-                self.pending.push_back(Pending::Merge {
-                    parts: receivers,
-                    kind,
-                    total,
-                    started,
-                    latency,
-                    redirect: None,
-                });
-            }
+            Plan::One(group) => self.send_one(map, spec, group, &req, started).await,
+            Plan::Split(split) => self.send_split(map, spec, split, started).await,
         }
         Flow::Continue
+    }
+
+    /// QUIT and the connection commands the proxy answers itself (outside a queued
+    /// transaction); a form of them that would need one node's connection is refused.
+    async fn local_on_shards(&mut self, name: &'static str, req: &Request) -> Option<Flow> {
+        match name {
+            "quit" => {
+                self.reply(encode::simple("OK"));
+                Some(Flow::Stop)
+            }
+            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select"
+                if self.shard_tx.is_none() =>
+            {
+                match self.local(name, req).await {
+                    Some(Flow::Raw(_)) => {
+                        let what = String::from_utf8_lossy(
+                            &req.args().take(2).collect::<Vec<_>>().join(&b' '),
+                        )
+                        .to_uppercase();
+                        self.reply(encode::error(&format!(
+                            "ERR Throome: {what} is not supported on a sharded service"
+                        )));
+                        Some(Flow::Continue)
+                    }
+                    flow => flow,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The request as the client sent it, to its group's node; kept on a cluster, where a
+    /// redirect sends it again.
+    async fn send_one(
+        &mut self,
+        map: Option<&SlotMap>,
+        spec: &'static CommandSpec,
+        group: usize,
+        req: &Request,
+        started: std::time::Instant,
+    ) {
+        let target = self.for_read(map, spec, group, false);
+        let fallback = target.fallback();
+        match self.target_conn(target).await {
+            Ok(conn) => {
+                let latency = self.count(spec.name);
+                let rx = self.enqueue_bytes(&conn, req.frame()).await;
+                let replay = map.is_some().then(|| Replay {
+                    bytes: req.frame().clone(),
+                    slot: Some(group),
+                    fallback,
+                });
+                self.pending.push_back(Pending::Wait {
+                    rx,
+                    started,
+                    latency,
+                    command: spec.name,
+                    replay,
+                    redirects: 0,
+                });
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// Each part to its group's node; the replies are merged in the client's order when all
+    /// are in.
+    async fn send_split(
+        &mut self,
+        map: Option<&SlotMap>,
+        spec: &'static CommandSpec,
+        split: Split,
+        started: std::time::Instant,
+    ) {
+        let latency = self.count(spec.name);
+        let mut receivers = Vec::with_capacity(split.parts.len());
+        for (group, bytes, positions) in split.parts {
+            let target = self.for_read(map, spec, group, split.every_shard);
+            let fallback = target.fallback();
+            let rx = match self.target_conn(target).await {
+                Ok(conn) => self.enqueue_bytes(&conn, &bytes).await,
+                Err(e) => failed(e),
+            };
+            // A part of a fan-out (DBSIZE, KEYS) is a node's, not a slot's.
+            let slot = (!split.every_shard).then_some(group);
+            let replay = map.is_some().then_some(Replay {
+                bytes,
+                slot,
+                fallback,
+            });
+            receivers.push(SplitPart {
+                rx,
+                positions,
+                replay,
+                redirects: 0,
+                reply: None,
+            });
+        }
+        self.pending.push_back(Pending::Merge {
+            parts: receivers,
+            kind: split.kind,
+            total: split.total,
+            started,
+            latency,
+            redirect: None,
+        });
     }
 
     /// Where a planned group goes: its shard or slot owner, or with `read_from_replicas` on
