@@ -346,32 +346,7 @@ fn resolve(
             crate::config::ServiceKind::Postgres => 20,
             _ => 2,
         }),
-        pg: PgSpec {
-            pool_mode: svc.pool_mode.unwrap_or_default(),
-            max_client_conn: svc.max_client_conn.unwrap_or(10_000),
-            min_pool_size: svc.min_pool_size.unwrap_or(0),
-            max_server_connections: svc.max_server_connections,
-            max_user_connections: svc.max_user_connections,
-            query_wait_timeout: svc
-                .query_wait_timeout
-                .map_or(Duration::from_secs(120), |t| t.0),
-            reserve_pool_size: svc.reserve_pool_size.unwrap_or(0),
-            reserve_pool_timeout: svc
-                .reserve_pool_timeout
-                .map_or(Duration::from_secs(5), |t| t.0),
-            idle_transaction_timeout: svc.idle_transaction_timeout.map(|t| t.0),
-            client_idle_timeout: svc.client_idle_timeout.map(|t| t.0),
-            query_timeout: svc.query_timeout.map(|t| t.0),
-            stats_period: svc.stats_period.map_or(Duration::from_secs(60), |t| t.0),
-            server_idle_timeout: svc
-                .server_idle_timeout
-                .map_or(Duration::from_secs(600), |t| t.0),
-            server_lifetime: svc
-                .server_lifetime
-                .map_or(Duration::from_secs(3600), |t| t.0),
-            read_write_split: svc.read_write_split.unwrap_or(false),
-            max_prepared_statements: svc.max_prepared_statements.unwrap_or(1000),
-        },
+        pg: pg_spec(svc),
         kafka: kafka_spec(svc),
         server_tls: svc.server_tls.clone(),
         tls: svc.tls.clone(),
@@ -380,23 +355,56 @@ fn resolve(
         sharding: svc.sharding,
         auto_eject_hosts: svc.auto_eject_hosts.unwrap_or(false),
         request_timeout: svc.request_timeout.map(|t| t.0),
-        limits: {
-            let d = throome_resp::Limits::default();
-            let cap = |v: Option<u64>, default: usize| {
-                v.map_or(default, |n| usize::try_from(n).unwrap_or(usize::MAX))
-            };
-            throome_resp::Limits {
-                max_bulk_len: cap(svc.proto_max_bulk_len, d.max_bulk_len),
-                max_args: cap(svc.max_multibulk_length, d.max_args),
-                ..d
-            }
-        },
+        limits: resp_limits(svc),
         key_hash: svc.hash.unwrap_or_default(),
         hash_tag: match svc.hash_tag.as_deref().map(str::as_bytes) {
             None => Some(*b"{}"),
             Some(&[open, close]) => Some([open, close]),
             Some(_) => None,
         },
+    }
+}
+
+/// PgBouncer's settings with PgBouncer's defaults.
+fn pg_spec(svc: &crate::config::ServiceConfig) -> PgSpec {
+    PgSpec {
+        pool_mode: svc.pool_mode.unwrap_or_default(),
+        max_client_conn: svc.max_client_conn.unwrap_or(10_000),
+        min_pool_size: svc.min_pool_size.unwrap_or(0),
+        max_server_connections: svc.max_server_connections,
+        max_user_connections: svc.max_user_connections,
+        query_wait_timeout: svc
+            .query_wait_timeout
+            .map_or(Duration::from_secs(120), |t| t.0),
+        reserve_pool_size: svc.reserve_pool_size.unwrap_or(0),
+        reserve_pool_timeout: svc
+            .reserve_pool_timeout
+            .map_or(Duration::from_secs(5), |t| t.0),
+        idle_transaction_timeout: svc.idle_transaction_timeout.map(|t| t.0),
+        client_idle_timeout: svc.client_idle_timeout.map(|t| t.0),
+        query_timeout: svc.query_timeout.map(|t| t.0),
+        stats_period: svc.stats_period.map_or(Duration::from_secs(60), |t| t.0),
+        server_idle_timeout: svc
+            .server_idle_timeout
+            .map_or(Duration::from_secs(600), |t| t.0),
+        server_lifetime: svc
+            .server_lifetime
+            .map_or(Duration::from_secs(3600), |t| t.0),
+        read_write_split: svc.read_write_split.unwrap_or(false),
+        max_prepared_statements: svc.max_prepared_statements.unwrap_or(1000),
+    }
+}
+
+/// Redis's own request limits (`proto-max-bulk-len`, multibulk count) unless set.
+fn resp_limits(svc: &crate::config::ServiceConfig) -> throome_resp::Limits {
+    let d = throome_resp::Limits::default();
+    let cap = |v: Option<u64>, default: usize| {
+        v.map_or(default, |n| usize::try_from(n).unwrap_or(usize::MAX))
+    };
+    throome_resp::Limits {
+        max_bulk_len: cap(svc.proto_max_bulk_len, d.max_bulk_len),
+        max_args: cap(svc.max_multibulk_length, d.max_args),
+        ..d
     }
 }
 

@@ -30,6 +30,8 @@ const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long a killed client's last error may take to go out.
 const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// One client connection from accept to close: admitted and logged in, then either the
+/// admin console or a pooled session.
 pub async fn serve(session: Session, stream: crate::session::ClientConn) {
     let service = session.service.clone();
     let pools = PgPools::of(&service);
@@ -43,56 +45,11 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         throome_pgwire::DEFAULT_MAX_MESSAGE,
     );
     let _slot = ClientSlot::take(&pools);
-    if pools.clients.load(Ordering::Relaxed) > service.spec.pg.max_client_conn {
-        session.metrics.error(&service, "max_client_conn");
-        let _ = client
-            .send(&build::error(
-                "FATAL",
-                "53300",
-                "sorry, too many clients already",
-            ))
-            .await;
+    let Some(login) = admit(&session, &pools, &mut client).await else {
         return;
-    }
-    let login =
-        match tokio::time::timeout(LOGIN_TIMEOUT, startup::open(&mut client, &service)).await {
-            Ok(Ok(Opening::Login(login))) => login,
-            Ok(Ok(Opening::Refused(error))) => {
-                let _ = client.send(&error).await;
-                return;
-            }
-            Ok(Ok(Opening::AuthFailed { user, error })) => {
-                session.metrics.error(&service, "auth_failed");
-                let labels = UserLabels::of(&service, &user);
-                session
-                    .metrics
-                    .pg
-                    .auth_failures
-                    .get_or_create(&labels)
-                    .inc();
-                let _ = client.send(&error).await;
-                return;
-            }
-            _ => return,
-        };
+    };
     if super::console::is_console(&login.database) {
-        let admin = service
-            .spec
-            .auth
-            .as_ref()
-            .is_some_and(|a| a.admin_users.contains(&login.user));
-        if admin {
-            let console = super::console::Console {
-                service: &service,
-                pools: &pools,
-                gateway: &session.gateway,
-            };
-            console.serve(&mut client).await;
-        } else {
-            let text = format!("user \"{}\" may not use the admin console", login.user);
-            let _ = client.send(&build::error("FATAL", "42501", &text)).await;
-        }
-        return;
+        return console(&session, &pools, &login, &mut client).await;
     }
     if pools.is_disabled(&login.database) {
         let text = format!(
@@ -102,7 +59,66 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         let _ = client.send(&build::error("FATAL", "55000", &text)).await;
         return;
     }
-    // The console's KILL and KILL_CLIENT end this session; so does the gateway's hard stop.
+    pooled(session, pools, login, client).await;
+}
+
+/// `max_client_conn`, then the startup phase and authentication (within LOGIN_TIMEOUT);
+/// None when the client was refused (and told why) or left.
+async fn admit(session: &Session, pools: &PgPools, client: &mut Wire) -> Option<Login> {
+    let service = &session.service;
+    if pools.clients.load(Ordering::Relaxed) > service.spec.pg.max_client_conn {
+        session.metrics.error(service, "max_client_conn");
+        let text = "sorry, too many clients already";
+        let _ = client.send(&build::error("FATAL", "53300", text)).await;
+        return None;
+    }
+    match tokio::time::timeout(LOGIN_TIMEOUT, startup::open(client, service)).await {
+        Ok(Ok(Opening::Login(login))) => Some(login),
+        Ok(Ok(Opening::Refused(error))) => {
+            let _ = client.send(&error).await;
+            None
+        }
+        Ok(Ok(Opening::AuthFailed { user, error })) => {
+            session.metrics.error(service, "auth_failed");
+            let labels = UserLabels::of(service, &user);
+            session
+                .metrics
+                .pg
+                .auth_failures
+                .get_or_create(&labels)
+                .inc();
+            let _ = client.send(&error).await;
+            None
+        }
+        _ => None,
+    }
+}
+
+/// The admin console, for `auth.admin_users` only.
+async fn console(session: &Session, pools: &PgPools, login: &Login, client: &mut Wire) {
+    let service = &session.service;
+    let admin = service
+        .spec
+        .auth
+        .as_ref()
+        .is_some_and(|a| a.admin_users.contains(&login.user));
+    if !admin {
+        let text = format!("user \"{}\" may not use the admin console", login.user);
+        let _ = client.send(&build::error("FATAL", "42501", &text)).await;
+        return;
+    }
+    let console = super::console::Console {
+        service,
+        pools,
+        gateway: &session.gateway,
+    };
+    console.serve(client).await;
+}
+
+/// A logged-in client's session until it leaves, the gateway stops, or the console's KILL
+/// or KILL_CLIENT ends it (the client is then told so, as PostgreSQL tells it).
+async fn pooled(session: Session, pools: Arc<PgPools>, login: Login, mut client: Wire) {
+    let service = session.service.clone();
     let kill = session.hard_stop.child_token();
     let user_metrics =
         ClientMetrics::of(&session.metrics.pg, &UserLabels::of(&service, &login.user));

@@ -212,13 +212,15 @@ enum Scram {
     Key(KeyLogin),
 }
 
+/// Logs in to a server as `user` with the proxy's `credential` (whatever method the server
+/// asks), up to ReadyForQuery: the server's process id, cancel key and parameters
+/// ([start-up](https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP)).
 async fn handshake(
     wire: &mut Wire,
     user: &str,
     database: &str,
     credential: Option<&Credential>,
 ) -> Result<Session, ServerError> {
-    let credential = credential.cloned();
     wire.send(&build::startup(&[
         ("user", user),
         ("database", database),
@@ -236,80 +238,9 @@ async fn handshake(
                 let Some((code, data)) = msg::auth_request(body) else {
                     return Err(ServerError::Auth("malformed authentication request".into()));
                 };
-                let need = || match &credential {
-                    Some(Credential::Password(p)) => Ok(p.clone()),
-                    Some(Credential::ClientKey(_)) => Err(ServerError::Auth(
-                        "the server wants a password; Throome has this user's SCRAM key only"
-                            .into(),
-                    )),
-                    Some(Credential::Md5Hash(_)) => Err(ServerError::Auth(
-                        "the server wants a password or SCRAM; Throome has this user's md5 \
-                         hash only"
-                            .into(),
-                    )),
-                    None => Err(ServerError::Auth("the server wants a password".into())),
-                };
-                let reply = match code {
-                    0 => continue,
-                    3 => {
-                        let mut p = need()?.into_bytes();
-                        p.push(0);
-                        build::password(&p)
-                    }
-                    5 => {
-                        let salt: [u8; 4] = data
-                            .try_into()
-                            .map_err(|_| ServerError::Auth("bad md5 salt".into()))?;
-                        let hash = match &credential {
-                            Some(Credential::Md5Hash(h)) => secret::md5_answer(h, salt),
-                            _ => secret::md5_answer(&secret::md5_hash(user, &need()?), salt),
-                        };
-                        let mut p = hash.into_bytes();
-                        p.push(0);
-                        build::password(&p)
-                    }
-                    10 => {
-                        let (s, first) = match &credential {
-                            Some(Credential::ClientKey(key)) => {
-                                let login = KeyLogin::new(key);
-                                let first = login.first();
-                                (Scram::Key(login), first)
-                            }
-                            _ => {
-                                let s = ScramSha256::new(
-                                    need()?.as_bytes(),
-                                    ChannelBinding::unsupported(),
-                                );
-                                let first = s.message().to_vec();
-                                (Scram::Password(s), first)
-                            }
-                        };
-                        scram = Some(s);
-                        build::sasl_initial("SCRAM-SHA-256", &first)
-                    }
-                    11 => {
-                        let next = match scram.as_mut().ok_or(ServerError::AuthMethod(code))? {
-                            Scram::Password(s) => s
-                                .update(data)
-                                .map(|()| s.message().to_vec())
-                                .map_err(|e| ServerError::Auth(e.to_string()))?,
-                            Scram::Key(k) => k
-                                .answer(data)
-                                .map_err(|e| ServerError::Auth(e.to_string()))?,
-                        };
-                        build::password(&next)
-                    }
-                    12 => {
-                        match scram.take().ok_or(ServerError::AuthMethod(code))? {
-                            Scram::Password(mut s) => s.finish(data).map_err(|e| e.to_string()),
-                            Scram::Key(k) => k.check(data).map_err(|e| e.to_string()),
-                        }
-                        .map_err(ServerError::Auth)?;
-                        continue;
-                    }
-                    other => return Err(ServerError::AuthMethod(other)),
-                };
-                wire.send(&reply).await?;
+                if let Some(reply) = auth_reply(code, data, user, credential, &mut scram)? {
+                    wire.send(&reply).await?;
+                }
             }
             msg::back::ERROR_RESPONSE => return Err(ServerError::Refused(frame.into_bytes())),
             msg::back::PARAMETER_STATUS => {
@@ -325,5 +256,92 @@ async fn handshake(
             msg::back::READY_FOR_QUERY => return Ok((key.0, key.1, params)),
             _ => {} // NoticeResponse, NegotiateProtocolVersion
         }
+    }
+}
+
+/// The answer to one authentication request (`code`, as in AuthenticationOk = 0,
+/// CleartextPassword = 3, MD5Password = 5, SASL = 10, SASLContinue = 11, SASLFinal = 12);
+/// `None`: nothing to send.
+fn auth_reply(
+    code: i32,
+    data: &[u8],
+    user: &str,
+    credential: Option<&Credential>,
+    scram: &mut Option<Scram>,
+) -> Result<Option<Bytes>, ServerError> {
+    let reply = match code {
+        0 => return Ok(None),
+        3 => {
+            let mut p = password(credential)?.into_bytes();
+            p.push(0);
+            build::password(&p)
+        }
+        5 => {
+            let salt: [u8; 4] = data
+                .try_into()
+                .map_err(|_| ServerError::Auth("bad md5 salt".into()))?;
+            let hash = match credential {
+                Some(Credential::Md5Hash(h)) => secret::md5_answer(h, salt),
+                _ => secret::md5_answer(&secret::md5_hash(user, &password(credential)?), salt),
+            };
+            let mut p = hash.into_bytes();
+            p.push(0);
+            build::password(&p)
+        }
+        10 => {
+            let (s, first) = match credential {
+                Some(Credential::ClientKey(key)) => {
+                    let login = KeyLogin::new(key);
+                    let first = login.first();
+                    (Scram::Key(login), first)
+                }
+                _ => {
+                    let s = ScramSha256::new(
+                        password(credential)?.as_bytes(),
+                        ChannelBinding::unsupported(),
+                    );
+                    let first = s.message().to_vec();
+                    (Scram::Password(s), first)
+                }
+            };
+            *scram = Some(s);
+            build::sasl_initial("SCRAM-SHA-256", &first)
+        }
+        11 => {
+            let next = match scram.as_mut().ok_or(ServerError::AuthMethod(code))? {
+                Scram::Password(s) => s
+                    .update(data)
+                    .map(|()| s.message().to_vec())
+                    .map_err(|e| ServerError::Auth(e.to_string()))?,
+                Scram::Key(k) => k
+                    .answer(data)
+                    .map_err(|e| ServerError::Auth(e.to_string()))?,
+            };
+            build::password(&next)
+        }
+        12 => {
+            match scram.take().ok_or(ServerError::AuthMethod(code))? {
+                Scram::Password(mut s) => s.finish(data).map_err(|e| e.to_string()),
+                Scram::Key(k) => k.check(data).map_err(|e| e.to_string()),
+            }
+            .map_err(ServerError::Auth)?;
+            return Ok(None);
+        }
+        other => return Err(ServerError::AuthMethod(other)),
+    };
+    Ok(Some(reply))
+}
+
+/// The password a server asked for, which the proxy may not have.
+fn password(credential: Option<&Credential>) -> Result<String, ServerError> {
+    match credential {
+        Some(Credential::Password(p)) => Ok(p.clone()),
+        Some(Credential::ClientKey(_)) => Err(ServerError::Auth(
+            "the server wants a password; Throome has this user's SCRAM key only".into(),
+        )),
+        Some(Credential::Md5Hash(_)) => Err(ServerError::Auth(
+            "the server wants a password or SCRAM; Throome has this user's md5 hash only".into(),
+        )),
+        None => Err(ServerError::Auth("the server wants a password".into())),
     }
 }
