@@ -113,6 +113,8 @@ pub struct PgSpec {
     pub server_lifetime: Duration,
     pub read_write_split: bool,
     pub max_prepared_statements: usize,
+    /// `auth.hba`, parsed (the configuration check refused any line that does not parse).
+    pub hba: Vec<crate::postgres::hba::Rule>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -392,6 +394,12 @@ fn pg_spec(svc: &crate::config::ServiceConfig) -> PgSpec {
             .map_or(Duration::from_secs(3600), |t| t.0),
         read_write_split: svc.read_write_split.unwrap_or(false),
         max_prepared_statements: svc.max_prepared_statements.unwrap_or(1000),
+        hba: svc
+            .auth
+            .iter()
+            .flat_map(|a| &a.hba)
+            .filter_map(|line| crate::postgres::hba::parse(line).ok())
+            .collect(),
     }
 }
 

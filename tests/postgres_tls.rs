@@ -106,6 +106,25 @@ fn required_tls_refuses_clients_in_clear() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// `auth.hba` tells clients in clear (`hostnossl`) from TLS clients (`hostssl`).
+#[test]
+fn hba_rules_tell_tls_clients_from_clients_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let pg = Postgres::start();
+    let lines = format!(
+        "      hba: [\"hostnossl all all all reject\", \"hostssl all all all scram-sha-256\"]\n    tls: {{ cert: \"{cert}\", key: \"{key}\" }}\n"
+    );
+    let (_gw, listen) = gateway(&pg, &lines);
+    let out = psql(listen, "sslmode=disable", "SELECT 1");
+    assert!(!out.status.success());
+    let refused = "pg_hba.conf rejects connection for host \"127.0.0.1\", user \"alice\", \
+                   database \"postgres\", no encryption";
+    assert!(text(&out).contains(refused), "{}", text(&out));
+    let out = psql(listen, "sslmode=require", "SELECT 1");
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// One query straight at a server as the superuser (in clear); its output.
 fn on_server(port: u16, sql: &str) -> String {
     let out = Command::new(pg_bin("psql"))

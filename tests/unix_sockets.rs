@@ -45,7 +45,7 @@ fn psql_and_redis_cli_over_unix_sockets() {
     let pg_socket = dir.path().join(format!(".s.PGSQL.{port}"));
     let redis_socket = dir.path().join("redis.sock");
     let yaml = format!(
-        "cluster_id: ux\nname: ux\nservices:\n  db:\n    type: postgres\n    unix_socket: \"{}\"\n    username: postgres\n    host: 127.0.0.1\n    port: {}\n    auth:\n      admin_users: [alice]\n      users: {{ alice: wonderland }}\n{}",
+        "cluster_id: ux\nname: ux\nservices:\n  db:\n    type: postgres\n    unix_socket: \"{}\"\n    username: postgres\n    host: 127.0.0.1\n    port: {}\n    auth:\n      admin_users: [alice]\n      users: {{ alice: wonderland }}\n      hba: [\"local all all scram-sha-256\", \"host all all all reject\"]\n{}",
         pg_socket.display(),
         pg.port,
         redis_on_socket(
@@ -73,6 +73,7 @@ fn psql_and_redis_cli_over_unix_sockets() {
                 .env("PGCONNECT_TIMEOUT", "10"),
         )
     };
+    // (over the socket, the `local` rule of `auth.hba` is the one that matches)
     assert_eq!(psql("postgres", "SELECT 40 + 2"), "42");
     // The console lists a connected client (an idle psql reading its stdin) as PgBouncer
     // lists a socket client.

@@ -266,6 +266,10 @@ pub struct ClientAuth {
     pub admin_users: Vec<String>,
     /// Postgres: how users missing from `users` are looked up (PgBouncer's `auth_query`).
     pub query: Option<AuthQuery>,
+    /// Postgres: host-based authentication rules in pg_hba.conf's line syntax (PgBouncer's
+    /// `auth_type = hba`): the first rule matching decides the method; none matching refuses.
+    #[serde(default)]
+    pub hba: Vec<String>,
     /// Kafka: the SASL mechanisms clients may authenticate to the proxy with (Kafka's
     /// `sasl.enabled.mechanisms`; default SCRAM-SHA-256 and SCRAM-SHA-512).
     #[serde(default)]

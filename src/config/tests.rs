@@ -138,6 +138,37 @@ fn kafka_services_check_their_broker_ports() {
     );
 }
 
+/// `auth.hba`: rules that parse are taken; a bad line is named with its number and why;
+/// `cert` needs client certificates; `auth.method` beside rules is refused; redis has none.
+#[test]
+fn hba_rules_are_checked_line_by_line() {
+    let pg = "cluster_id: a\nname: b\nservices:\n  d:\n    type: postgres\n    host: x\n    port: 1\n    auth:\n      users: { u: p }\n      hba:\n        - local all all trust\n        - RULE\n";
+    let good = pg.replace("RULE", "host all all 10.0.0.0/8 scram-sha-256");
+    let c = parse_cluster(&good).expect("valid rules");
+    let auth = c.services["d"].value.auth.clone().unwrap_or_default();
+    assert_eq!(auth.hba.len(), 2);
+    for (rule, why) in [
+        ("host all all 10.0.0.0/8 ident", "auth.hba rule 2"),
+        ("host all all 10.0.0.0/8 ident", "method `ident`"),
+        (
+            "host all all 10.0.0.0/8 cert",
+            "cert needs tls with client_ca",
+        ),
+    ] {
+        let err = parse_cluster(&pg.replace("RULE", rule)).unwrap_err();
+        assert!(err.message.contains(why), "{rule}: {err:?}");
+    }
+    let both = good.replace("      users:", "      method: md5\n      users:");
+    let err = parse_cluster(&both).unwrap_err();
+    assert!(err.message.contains("drop auth.method"), "{err:?}");
+    let redis = good.replace("type: postgres", "type: redis");
+    let err = parse_cluster(&redis).unwrap_err();
+    assert!(
+        err.message.contains("auth.hba applies to postgres"),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn postgres_pooling_keys_belong_to_postgres_services() {
     let pg = "cluster_id: a\nname: b\nservices:\n  d:\n    type: postgres\n    host: x\n    port: 1\n    listen: 127.0.0.1:1\n    pool_mode: session\n    pool_size: 500\n    query_wait_timeout: 0.5\n    auth: { method: md5, users: { u: p } }\n";

@@ -8,6 +8,7 @@ mod cap;
 mod console;
 mod flow;
 mod frontend;
+pub(crate) mod hba;
 mod hidden;
 mod io;
 mod lease;

@@ -72,7 +72,7 @@ async fn admit(session: &Session, pools: &PgPools, client: &mut Wire) -> Option<
         let _ = client.send(&build::error("FATAL", "53300", text)).await;
         return None;
     }
-    match tokio::time::timeout(LOGIN_TIMEOUT, startup::open(client, service)).await {
+    match tokio::time::timeout(LOGIN_TIMEOUT, startup::open(client, service, &session.peer)).await {
         Ok(Ok(Opening::Login(login))) => Some(login),
         Ok(Ok(Opening::Refused(error))) => {
             let _ = client.send(&error).await;

@@ -6,10 +6,12 @@ use bytes::Bytes;
 
 use throome_pgwire::{Startup, build, msg, scan_startup};
 
+use super::hba;
 use super::io::{Wire, WireError};
 use super::scram::{self, Exchange, Verifier};
 use super::secret::{self, Kind};
 use crate::config::AuthMethod;
+use crate::session::Peer;
 use crate::snapshot::ServiceRuntime;
 
 pub struct Login {
@@ -63,7 +65,11 @@ fn fatal(code: &str, text: &str) -> Opening {
 }
 
 /// Runs the startup phase up to a successful authentication.
-pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening, WireError> {
+pub async fn open(
+    client: &mut Wire,
+    service: &ServiceRuntime,
+    peer: &Peer,
+) -> Result<Opening, WireError> {
     loop {
         let startup = loop {
             match scan_startup(&mut client.buf) {
@@ -111,7 +117,7 @@ pub async fn open(client: &mut Wire, service: &ServiceRuntime) -> Result<Opening
                         ),
                     ));
                 }
-                return login(client, service, minor, params).await;
+                return login(client, service, peer, (minor, params)).await;
             }
         }
     }
@@ -126,11 +132,14 @@ fn tls_acceptor(service: &ServiceRuntime) -> Option<tokio_rustls::TlsAcceptor> {
         .ok()
 }
 
+/// The StartupMessage's protocol minor version and parameters.
+type Asked = (u16, Vec<(String, String)>);
+
 async fn login(
     client: &mut Wire,
     service: &ServiceRuntime,
-    minor: u16,
-    params: Vec<(String, String)>,
+    peer: &Peer,
+    (minor, params): Asked,
 ) -> Result<Opening, WireError> {
     // Protocol 3.2 and `_pq_.` extensions: say we speak 3.0 without them.
     let unknown: Vec<&str> = params
@@ -156,7 +165,16 @@ async fn login(
         ));
     };
     let database = get("database").unwrap_or_else(|| user.clone());
-    let credential = match authenticate(client, service, &user, &database).await? {
+    let connection = hba::Connection {
+        address: match peer {
+            Peer::Tcp(a) => Some(a.ip()),
+            Peer::Unix => None,
+        },
+        tls: client.is_tls(),
+        database: &database,
+        user: &user,
+    };
+    let credential = match authenticate(client, service, &connection).await? {
         Authenticated::Yes(credential) => credential,
         Authenticated::Denied(text) => {
             return Ok(Opening::AuthFailed {
@@ -220,19 +238,30 @@ enum Authenticated {
     Unknowable(String),
 }
 
-/// Checks the client's password by the service's method.
+/// Checks the client's password by the method the service's `auth.hba` rules pick for
+/// this connection, or else by its `auth.method`.
 async fn authenticate(
     client: &mut Wire,
     service: &ServiceRuntime,
-    user: &str,
-    database: &str,
+    connection: &hba::Connection<'_>,
 ) -> Result<Authenticated, WireError> {
+    let (user, database) = (connection.user, connection.database);
     let Some(auth) = &service.spec.auth else {
         client.send(&build::auth_ok()).await?;
         return Ok(Authenticated::Yes(None));
     };
+    let configured = match service.spec.pg.hba.as_slice() {
+        [] => auth.method.unwrap_or_default(),
+        rules => match hba::decide(rules, connection).map(|r| r.method) {
+            Some(hba::Method::Use(method)) => method,
+            Some(hba::Method::Reject) => {
+                return Ok(Authenticated::Denied(hba::refusal(connection, true)));
+            }
+            None => return Ok(Authenticated::Denied(hba::refusal(connection, false))),
+        },
+    };
     let mut secret = auth.users.get(user).map(|s| s.expose().to_string());
-    let cert = auth.method == Some(AuthMethod::Cert);
+    let cert = configured == AuthMethod::Cert;
     if secret.is_none()
         && !cert
         && let Some(query) = &auth.query
@@ -245,7 +274,7 @@ async fn authenticate(
     let kind = secret.as_deref().map(secret::kind);
     // As PgBouncer: under md5 a user whose secret is a SCRAM verifier is asked for SCRAM
     // (md5 cannot be checked against a verifier); under SCRAM an md5 hash cannot serve.
-    let method = match (auth.method.unwrap_or_default(), kind) {
+    let method = match (configured, kind) {
         (AuthMethod::Md5, Some(Kind::Scram)) => AuthMethod::ScramSha256,
         (m, _) => m,
     };

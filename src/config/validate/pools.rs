@@ -47,7 +47,35 @@ pub(super) fn validate(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "service `{name}`: auth.query.sql must use $1 for the user name"
         ));
     }
-    postgres_only(name, s)
+    postgres_only(name, s)?;
+    hba(name, s)
+}
+
+/// Every `auth.hba` line parses; the rules, not `auth.method`, name the methods; `cert`
+/// needs client certificates.
+fn hba(name: &str, s: &ServiceConfig) -> Result<(), String> {
+    let Some(auth) = s.auth.as_ref().filter(|a| !a.hba.is_empty()) else {
+        return Ok(());
+    };
+    if auth.method.is_some() {
+        return Err(format!(
+            "service `{name}`: auth.method and auth.hba: with hba rules each rule names its \
+             method; drop auth.method"
+        ));
+    }
+    for (i, line) in auth.hba.iter().enumerate() {
+        let rule = crate::postgres::hba::parse(line)
+            .map_err(|e| format!("service `{name}`: auth.hba rule {} ({line:?}): {e}", i + 1))?;
+        let cert =
+            rule.method == crate::postgres::hba::Method::Use(crate::config::AuthMethod::Cert);
+        if cert && s.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() {
+            return Err(format!(
+                "service `{name}`: auth.hba rule {}: cert needs tls with client_ca",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A PgBouncer setting on a service of another type is a mistake worth naming.
@@ -89,6 +117,10 @@ fn postgres_only(name: &str, s: &ServiceConfig) -> Result<(), String> {
         (
             "auth.query",
             s.auth.as_ref().is_some_and(|a| a.query.is_some()),
+        ),
+        (
+            "auth.hba",
+            s.auth.as_ref().is_some_and(|a| !a.hba.is_empty()),
         ),
     ];
     if s.kind != ServiceKind::Postgres
