@@ -15,7 +15,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-const RULES: &str = "      hba:
+const RULES: &str = "      admin_users: [alice]
+      hba:
         - host all bob all reject
         - host all alice 127.0.0.2/32 trust
         - host template1 all 127.0.0.1/32 md5   # md5 for this database
@@ -121,6 +122,15 @@ async fn the_first_matching_rule_picks_the_method_or_refuses() {
     );
     let trusted = login("127.0.0.2", listen, "alice", "anything", "postgres").await;
     trusted.unwrap().simple_query("SELECT 1").await.unwrap();
+    let console = login("127.0.0.1", listen, "alice", "wonderland", "throome").await;
+    let config = console.unwrap().simple_query("SHOW CONFIG").await.unwrap();
+    let auth_type = config.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) if r.get("key") == Some("auth_type") => {
+            r.get("value").map(str::to_string)
+        }
+        _ => None,
+    });
+    assert_eq!(auth_type.as_deref(), Some("hba"));
     for (source, user) in [("127.0.0.1", "bob"), ("127.0.0.3", "alice")] {
         let err = login(source, listen, user, "wonderland", "postgres").await;
         let err = err.err().unwrap();

@@ -187,6 +187,7 @@ fn the_admin_console_shows_pools_and_pauses() {
     );
     let config = text(&console(&["-c", "SHOW CONFIG"]));
     assert!(config.contains("default_pool_size,3,yes"), "{config}");
+    assert!(config.contains("auth_type,scram-sha-256,yes"), "{config}");
     let stats = text(&console(&["-c", "SHOW STATS"]));
     let row: Vec<u64> = stats
         .lines()

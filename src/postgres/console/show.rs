@@ -134,11 +134,29 @@ pub fn config(service: &ServiceRuntime, out: &mut BytesMut) {
             pg.max_prepared_statements.to_string(),
         ),
         ("read_write_split", pg.read_write_split.to_string()),
+        ("auth_type", auth_type(service).to_string()),
     ]
     .into_iter()
     .map(|(k, v)| vec![k.to_string(), v, "yes".to_string()])
     .collect();
     table(&["key", "value", "changeable"], &rows, out);
+}
+
+/// PgBouncer's `auth_type` for the service: `hba` with rules, else its one method.
+fn auth_type(service: &ServiceRuntime) -> &'static str {
+    use crate::config::AuthMethod;
+    let Some(auth) = &service.spec.auth else {
+        return "trust";
+    };
+    if !service.spec.pg.hba.is_empty() {
+        return "hba";
+    }
+    match auth.method.unwrap_or_default() {
+        AuthMethod::ScramSha256 => "scram-sha-256",
+        AuthMethod::Md5 => "md5",
+        AuthMethod::Trust => "trust",
+        AuthMethod::Cert => "cert",
+    }
 }
 
 /// One row per backend: PgBouncer's `[databases]` entries are Throome's backends.
