@@ -153,3 +153,37 @@ async fn kill_of_a_database_pauses_it_until_resume() {
     assert_eq!(state(&console, "paused").await, "no");
     other.simple_query("SELECT 5").await.unwrap();
 }
+
+/// WAIT_CLOSE after RECONNECT waits while a client's transaction holds a server of the old
+/// epoch, gives up with 57014 after `query_wait_timeout`, and answers once that server has
+/// come back (and closed); with nothing to wait for it answers at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_close_waits_for_servers_still_lent() {
+    let pg = Postgres::start();
+    let extra = format!("{ADMIN}    query_wait_timeout: 1\n");
+    let (_gw, listen) = pg_gateway(&[(pg.port, "primary", 1)], &extra).await;
+    let console = std::sync::Arc::new(alice_on(listen, "throome").await);
+    console.simple_query("WAIT_CLOSE").await.unwrap();
+    let c = alice_on(listen, "postgres").await;
+    c.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    console.simple_query("RECONNECT").await.unwrap();
+
+    let err = console.simple_query("WAIT_CLOSE").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err:?}");
+    let waiting = console.clone();
+    let wait = tokio::spawn(async move { waiting.simple_query("WAIT_CLOSE postgres").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !wait.is_finished(),
+        "the transaction still holds its server"
+    );
+    // Another database's pools have nothing to wait for.
+    let other = alice_on(listen, "throome").await;
+    other.simple_query("WAIT_CLOSE template1").await.unwrap();
+    c.batch_execute("COMMIT").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("answers once the server is back")
+        .unwrap()
+        .unwrap();
+}

@@ -16,6 +16,9 @@ pub struct Target {
     pub backend: Arc<crate::backend::BackendState>,
     pub pid: i32,
     pub key: Bytes,
+    /// For a lent server: its pool and the pool's epoch when it joined, which tell the
+    /// console's WAIT_CLOSE whether it is to close when it comes back.
+    pub origin: Option<(Arc<super::pool::Pool>, u64)>,
 }
 
 impl Target {
@@ -25,6 +28,15 @@ impl Target {
             backend: server.backend.clone(),
             pid: server.pid,
             key: server.key.clone(),
+            origin: None,
+        }
+    }
+
+    /// A lent server, with where it came from.
+    pub fn lent(lease: &super::pool::Lease) -> Target {
+        Target {
+            origin: Some((lease.pool().clone(), lease.server.epoch)),
+            ..Target::of(&lease.server)
         }
     }
 }

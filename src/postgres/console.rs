@@ -2,12 +2,15 @@
 //! PgBouncer's monitoring tools ask for) as one of the service's `auth.admin_users` gives
 //! PgBouncer's commands over the simple query protocol, with PgBouncer's column names:
 //! `SHOW POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CONFIG|CLIENTS|SERVERS|DATABASES|LISTS|USERS|VERSION|STATE`,
-//! `PAUSE [db]`, `RESUME [db]`, `KILL [db]`, `KILL_CLIENT id`, `RECONNECT [db]`, `DISABLE [db]`,
-//! `ENABLE [db]`, `RELOAD` ([PgBouncer's console](https://www.pgbouncer.org/usage.html#admin-console)).
+//! `PAUSE [db]`, `RESUME [db]`, `KILL [db]`, `KILL_CLIENT id`, `RECONNECT [db]`,
+//! `WAIT_CLOSE [db]`, `DISABLE [db]`, `ENABLE [db]`, `RELOAD`
+//! ([PgBouncer's console](https://www.pgbouncer.org/usage.html#admin-console)).
 //! Not here: SUSPEND and SHUTDOWN (one console would stop every service of the gateway;
-//! the gateway stops on SIGTERM) and WAIT_CLOSE.
+//! the gateway stops on SIGTERM).
 
 mod show;
+
+use std::sync::Arc;
 
 use bytes::BytesMut;
 
@@ -113,6 +116,7 @@ impl Console<'_> {
             }
             ["KILL"] | ["KILL", _] => self.kill(db, out),
             ["KILL_CLIENT", _] => self.kill_client(db.unwrap_or_default(), out),
+            ["WAIT_CLOSE"] | ["WAIT_CLOSE", _] => self.wait_close(db, out).await,
             ["RECONNECT"] | ["RECONNECT", _] => {
                 pools.reconnect(db);
                 out.extend_from_slice(&build::command_complete("RECONNECT"));
@@ -144,7 +148,8 @@ impl Console<'_> {
                     "unknown console command {sql:?}: try SHOW POOLS, SHOW STATS, SHOW CONFIG, \
                      SHOW CLIENTS, SHOW SERVERS, SHOW DATABASES, SHOW LISTS, SHOW USERS, \
                      SHOW VERSION, SHOW STATE, PAUSE [db], RESUME [db], KILL [db], \
-                     KILL_CLIENT id, RECONNECT [db], DISABLE [db], ENABLE [db], RELOAD"
+                     KILL_CLIENT id, RECONNECT [db], WAIT_CLOSE [db], DISABLE [db], ENABLE [db], \
+                     RELOAD"
                 );
                 out.extend_from_slice(&build::error("ERROR", "42601", &text));
             }
@@ -181,4 +186,41 @@ impl Console<'_> {
             _ => out.extend_from_slice(&build::command_complete("KILL_CLIENT")),
         }
     }
+
+    /// PgBouncer's WAIT_CLOSE: answers once no client holds a server connection that is to
+    /// close when it comes back (after RECONNECT, or from the pools a RELOAD replaced), of
+    /// `database` or of all. Bounded by `query_wait_timeout`, then an error says how many
+    /// are left: a client holding a transaction open must not hold the console forever.
+    async fn wait_close(&self, database: Option<&str>, out: &mut BytesMut) {
+        let key = show::service_key(self.service);
+        let limit = self.service.spec.pg.query_wait_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let current = self.pools.all();
+            let left = super::cancel::clients_of(&key)
+                .iter()
+                .filter_map(|c| c.server.as_ref()?.origin.as_ref())
+                .filter(|(pool, _)| database.is_none_or(|db| db == pool.key.database))
+                .filter(|(pool, epoch)| {
+                    pool.is_stale(*epoch) || !current.iter().any(|p| Arc::ptr_eq(p, pool))
+                })
+                .count();
+            if left == 0 {
+                out.extend_from_slice(&build::command_complete("WAIT_CLOSE"));
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let text = format!(
+                    "WAIT_CLOSE gave up after query_wait_timeout ({limit:?}): {left} server \
+                     connection(s) still lent to clients"
+                );
+                out.extend_from_slice(&build::error("ERROR", "57014", &text));
+                return;
+            }
+            tokio::time::sleep(WAIT_CLOSE_POLL).await;
+        }
+    }
 }
+
+/// How often WAIT_CLOSE looks again.
+const WAIT_CLOSE_POLL: std::time::Duration = std::time::Duration::from_millis(50);

@@ -87,7 +87,7 @@ impl PgSession {
             super::hidden::run(server, &sql).await?;
             server.record_applied(&self.wanted);
         }
-        self.cancel.set(Some(Target::of(&lease.server)));
+        self.cancel.set(Some(Target::lent(&lease)));
         self.lease = Some(lease);
         Ok(())
     }

@@ -103,6 +103,11 @@ impl Pool {
         }
     }
 
+    /// Whether a connection that joined at `epoch` is to close when it comes back.
+    pub fn is_stale(&self, epoch: u64) -> bool {
+        epoch != self.epoch.load(Ordering::Acquire)
+    }
+
     /// RECONNECT: idle connections close now, lent ones when they come back.
     pub fn reconnect(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -396,6 +401,10 @@ fn is_open(server: &Server) -> bool {
 }
 
 impl Lease {
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
     /// Gives the connection back for reuse (only when it is idle and in a clean state).
     /// Returns how long the client held it (PgBouncer's `xact_time` in transaction mode).
     pub fn release(self) -> std::time::Duration {
