@@ -1,0 +1,153 @@
+//! What the session does with one client request: checks (authentication, arity), then
+//! the path its command takes: answered locally, a transaction's or a blocking command's own
+//! connection, pub/sub hand-over, the sharded planner, or the shared multiplexed pool.
+
+use throome_resp::Request;
+use throome_resp::commands::flag;
+
+use super::{Client, Flow, Lane, local};
+use crate::redis::encode;
+use crate::redis::pool;
+
+impl Client {
+    pub(super) async fn handle(&mut self, req: Request) -> Flow {
+        let top = match &self.last_command {
+            Some((raw, spec)) if raw.as_slice() == req.name() => *spec,
+            _ => {
+                let Some(top) = throome_resp::lookup(req.name()) else {
+                    // Unknown to Redis 7 too (or a module command): the backend answers.
+                    return self.forward_shared(req, None, false).await;
+                };
+                if top.subcommands.is_empty() {
+                    self.last_command = Some((req.name().to_vec(), top));
+                }
+                top
+            }
+        };
+        let spec = match top.subcommands.is_empty() {
+            true => top,
+            false => req
+                .arg(1)
+                .and_then(|sub| top.subcommand(sub))
+                .unwrap_or(top),
+        };
+        let name = top.name;
+        if !self.state.authenticated && !matches!(name, "auth" | "hello" | "quit" | "reset") {
+            self.reply(encode::error("NOAUTH Authentication required."));
+            return Flow::Continue;
+        }
+        if !spec.arity_ok(req.argc()) {
+            let full = if std::ptr::eq(spec, top) {
+                name.to_string()
+            } else {
+                format!("{name}|{}", spec.name)
+            };
+            self.reply(local::wrong_args(&full));
+            self.doom_shard_tx();
+            return Flow::Continue;
+        }
+        let in_tx = self.tx_conn.is_some();
+        if self.service.spec.sharding.is_some() {
+            return self.handle_sharded(req, name, spec).await;
+        }
+        match name {
+            "quit" => {
+                self.reply(encode::simple("OK"));
+                return Flow::Stop;
+            }
+            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select"
+                if !self.in_multi =>
+            {
+                if let Some(flow) = self.local(name, &req).await {
+                    return flow;
+                }
+            }
+            "subscribe" | "psubscribe" | "ssubscribe" | "monitor" if !self.in_multi => {
+                return Flow::Raw(req.into_frame());
+            }
+            "multi" | "watch" => {
+                if name == "multi" {
+                    self.in_multi = true;
+                } else {
+                    self.watching = true;
+                }
+                return self.forward_tx(req, spec.name).await;
+            }
+            "exec" | "discard" | "unwatch" if in_tx => {
+                if name == "unwatch" {
+                    self.watching = false;
+                } else {
+                    self.in_multi = false;
+                    self.watching = false;
+                }
+                let flow = self.forward_tx(req, spec.name).await;
+                if !self.in_multi && !self.watching {
+                    self.tx_conn = None;
+                }
+                return flow;
+            }
+            _ => {}
+        }
+        if in_tx {
+            return self.forward_tx(req, spec.name).await;
+        }
+        if is_blocking(spec, &req) {
+            return self.forward_blocking(req, spec.name).await;
+        }
+        let read = spec.has(flag::READONLY) && !spec.is_write();
+        self.forward_shared(req, Some(spec.name), read).await
+    }
+
+    async fn forward_shared(
+        &mut self,
+        req: Request,
+        name: Option<&'static str>,
+        read: bool,
+    ) -> Flow {
+        self.switch_lane(Lane::Shared).await;
+        let class = usize::from(read && self.service.spec.read_from_replicas);
+        let cooldown = self.service.spec.thresholds.cooldown;
+        let cached = self.sticky[class]
+            .as_ref()
+            .filter(|(b, c)| !c.is_closed() && b.is_available(self.now, cooldown))
+            .map(|(_, c)| c.clone());
+        let conn = match cached {
+            Some(c) => c,
+            None => {
+                let slot = usize::try_from(self.state.id).unwrap_or_default();
+                match pool::route(
+                    &self.pools,
+                    &self.service,
+                    class == 1,
+                    self.state.resp3,
+                    slot,
+                )
+                .await
+                {
+                    Ok(routed) => {
+                        let conn = routed.1.clone();
+                        self.sticky[class] = Some(routed);
+                        conn
+                    }
+                    Err(e) => {
+                        self.fail(&e);
+                        return Flow::Continue;
+                    }
+                }
+            }
+        };
+        self.enqueue(&conn, req, name.unwrap_or("unknown")).await;
+        Flow::Continue
+    }
+}
+
+/// BLPOP and friends block; XREAD/XREADGROUP only with BLOCK; WAIT/WAITAOF always.
+fn is_blocking(spec: &throome_resp::CommandSpec, req: &Request) -> bool {
+    if !spec.has(flag::BLOCKING) {
+        return false;
+    }
+    match spec.name {
+        "xread" | "xreadgroup" => req.args().any(|a| a.eq_ignore_ascii_case(b"block")),
+        _ => true,
+    }
+}
