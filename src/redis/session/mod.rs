@@ -3,6 +3,7 @@
 //! connections and writes replies back strictly in request order (`replies.rs`); sharded
 //! services plan each request per key (`on_shards.rs`).
 
+mod batch;
 mod connection;
 mod dispatch;
 mod lanes;

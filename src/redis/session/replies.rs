@@ -1,21 +1,18 @@
-//! Replies owed to the client, in request order, and batching requests per upstream.
+//! Replies owed to the client, in request order: waited for, merged, rendered.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::latency::Latency;
 use bytes::Bytes;
-use throome_resp::Request;
 use tokio::sync::oneshot;
 
-use super::{Batch, Client, MAX_BATCH, MAX_GROUP, Pending};
+use super::{Client, Pending};
 
-/// The largest batch buffer a client keeps between batches.
-const SPARE_CAPACITY: usize = 16 * 1024;
 use crate::metrics::Metrics;
 use crate::redis::encode;
 use crate::redis::merge::{self, Part};
-use crate::redis::upstream::{GroupResult, ReplyResult, Slot, Upstream, UpstreamError};
+use crate::redis::upstream::{GroupResult, ReplyResult, UpstreamError};
 use crate::snapshot::ServiceRuntime;
 
 impl Client {
@@ -81,114 +78,6 @@ impl Client {
                 _ => return,
             }
         }
-    }
-
-    pub(super) async fn flush_batch(&mut self) {
-        if let Some(mut b) = self.batch.take() {
-            b.conn.send_batch(&b.bytes, &mut b.slots).await;
-            // Keep the buffers for the next batch, unless a big one grew them.
-            if b.bytes.capacity() <= SPARE_CAPACITY {
-                b.bytes.clear();
-                self.spare = Some((b.bytes, b.slots));
-            }
-        }
-    }
-
-    /// Adds a request to the batch for `conn` and owes the client its reply. Requests of the
-    /// same command in a row share one group of replies.
-    pub(super) async fn enqueue(&mut self, conn: &Upstream, req: Request, name: &'static str) {
-        if self.batch.as_ref().is_some_and(|b| !b.conn.same(conn)) {
-            self.flush_batch().await;
-        }
-        if self.join_group(&req, name) {
-            self.count_again(name);
-        } else {
-            let latency = self.count(name);
-            let (tx, rx) = oneshot::channel();
-            self.next_group += 1;
-            let id = self.next_group;
-            let batch = self.batch_for(conn);
-            batch.slots.push(Slot::Group(1, tx));
-            // INFO's reply is amended alone.
-            batch.open_group = (name != "info").then_some(id);
-            batch.bytes.extend_from_slice(req.frame());
-            self.pending.push_back(Pending::Group {
-                rx,
-                n: 1,
-                id,
-                started: self.now,
-                latency,
-                command: name,
-            });
-        }
-        if self
-            .batch
-            .as_ref()
-            .is_some_and(|b| b.bytes.len() >= MAX_BATCH)
-        {
-            self.flush_batch().await;
-        }
-    }
-
-    /// Adds the request to the open group when it is the last thing owed and has the same
-    /// command.
-    fn join_group(&mut self, req: &Request, name: &'static str) -> bool {
-        let Some(batch) = self.batch.as_mut() else {
-            return false;
-        };
-        let (Some(open), Some(Slot::Group(n, _))) = (batch.open_group, batch.slots.last_mut())
-        else {
-            return false;
-        };
-        let Some(Pending::Group {
-            n: owed,
-            id,
-            command,
-            ..
-        }) = self.pending.back_mut()
-        else {
-            return false;
-        };
-        if *id != open || !std::ptr::eq(*command, name) || *n >= MAX_GROUP {
-            return false;
-        }
-        *n += 1;
-        *owed += 1;
-        batch.bytes.extend_from_slice(req.frame());
-        true
-    }
-
-    fn batch_for(&mut self, conn: &Upstream) -> &mut Batch {
-        let spare = &mut self.spare;
-        self.batch.get_or_insert_with(|| {
-            let (bytes, slots) = spare.take().unwrap_or_default();
-            Batch {
-                conn: conn.clone(),
-                bytes,
-                slots,
-                open_group: None,
-            }
-        })
-    }
-
-    /// Adds whole request bytes to the batch for `conn`; the receiver gets the reply.
-    pub(super) async fn enqueue_bytes(
-        &mut self,
-        conn: &Upstream,
-        bytes: &[u8],
-    ) -> oneshot::Receiver<ReplyResult> {
-        if self.batch.as_ref().is_some_and(|b| !b.conn.same(conn)) {
-            self.flush_batch().await;
-        }
-        let (tx, rx) = oneshot::channel();
-        let batch = self.batch_for(conn);
-        batch.bytes.extend_from_slice(bytes);
-        batch.slots.push(Slot::One(tx));
-        batch.open_group = None;
-        if batch.bytes.len() >= MAX_BATCH {
-            self.flush_batch().await;
-        }
-        rx
     }
 }
 
