@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod gateway;
+mod security;
 pub mod types;
 mod validate;
 
@@ -12,11 +13,13 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use cluster::{
-    AuthMethod, AuthQuery, BackendConfig, CircuitBreakerConfig, ClientAuth, ClusterConfig,
-    HealthConfig, KeyHash, PoolMode, Role, RoutingConfig, SaslMechanism, ServerTlsConfig,
-    ServerTlsMode, ServiceConfig, ServiceKind, Sharding, Strategy, TlsConfig,
+    BackendConfig, CircuitBreakerConfig, ClusterConfig, HealthConfig, KeyHash, PoolMode, Role,
+    RoutingConfig, ServiceConfig, ServiceKind, Sharding, Strategy,
 };
 pub use gateway::GatewayConfig;
+pub use security::{
+    AuthMethod, AuthQuery, ClientAuth, SaslMechanism, ServerTlsConfig, ServerTlsMode, TlsConfig,
+};
 pub use types::{ListenAddr, Seconds, Secret};
 pub use validate::{unix_socket_mode, validate_cluster, validate_set};
 
