@@ -153,8 +153,10 @@ async fn pooled(session: Session, pools: Arc<PgPools>, login: Login, mut client:
         login,
     };
     let killed = tokio::select! {
-        () = s.run(&mut client) => false,
+        // A killed client is not served one more message first.
+        biased;
         () = kill.cancelled() => !session.hard_stop.is_cancelled(),
+        () = s.run(&mut client) => false,
     };
     s.finish().await;
     if killed && !client.cut_off() {

@@ -154,7 +154,6 @@ pub fn client(state: &mut ClientState, args: &[&[u8]]) -> Option<Bytes> {
         b"no-touch",
         b"pause",
         b"unpause",
-        b"kill",
         b"caching",
     ]
     .iter()

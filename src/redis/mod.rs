@@ -6,6 +6,7 @@
 //! one reply, and SUBSCRIBE, MONITOR, CLIENT TRACKING or SELECT of another database for the
 //! rest of the connection (a raw pass-through from then on).
 
+mod clients;
 pub mod cluster;
 mod encode;
 pub mod hash;

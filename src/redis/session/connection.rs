@@ -2,12 +2,13 @@
 //! metric handles.
 
 use crate::latency::Latency;
+use bytes::Bytes;
 use throome_resp::Request;
 
 use super::{Client, Flow};
 use crate::metrics::RequestLabels;
-use crate::redis::encode;
 use crate::redis::local::{self, ClientState};
+use crate::redis::{clients, encode};
 
 impl Client {
     /// Commands about the client's own connection. `None`: not handled here after all.
@@ -24,6 +25,12 @@ impl Client {
                 let reply = local::hello(&mut self.state, auth.as_ref(), &args);
                 // RESP2 and RESP3 clients use different shared connections.
                 self.sticky = [None, None];
+                let user = args
+                    .iter()
+                    .skip(2)
+                    .position(|a| a.eq_ignore_ascii_case(b"auth"))
+                    .and_then(|i| args.get(i + 3).copied());
+                clients::update(&self.state, user.filter(|_| !reply.starts_with(b"-")));
                 reply
             }
             "auth" => {
@@ -34,20 +41,21 @@ impl Client {
                 match local::check_auth(auth.as_ref(), user, pass) {
                     Ok(()) => {
                         self.state.authenticated = true;
+                        clients::update(&self.state, Some(user.unwrap_or(b"default")));
                         encode::simple("OK")
                     }
                     Err(e) => e,
                 }
             }
-            "client" => match local::client(&mut self.state, &args) {
-                Some(r) => r,
-                None if args
-                    .get(1)
-                    .is_some_and(|s| s.eq_ignore_ascii_case(b"tracking")) =>
-                {
-                    return Some(Flow::Raw(req.frame().clone()));
-                }
-                None => return None,
+            "client" => match args.get(1).map(|s| s.to_ascii_lowercase()).as_deref() {
+                Some(b"list") => clients::list(&self.service_key(), &args),
+                Some(b"info") => clients::info(self.state.id),
+                Some(b"kill") => clients::kill(&self.service_key(), self.state.id, &args),
+                _ => match self.client_command(req, &args) {
+                    Some(Ok(reply)) => reply,
+                    Some(Err(flow)) => return Some(flow),
+                    None => return None,
+                },
             },
             "reset" => {
                 self.tx_conn = None;
@@ -55,6 +63,7 @@ impl Client {
                 self.in_multi = false;
                 self.watching = false;
                 self.state = ClientState::new(self.state.id, auth.as_ref());
+                clients::update(&self.state, Some(b"default"));
                 encode::simple("RESET")
             }
             "select" => match args.get(1).copied() {
@@ -67,6 +76,29 @@ impl Client {
         self.count(name);
         self.reply(reply);
         Some(Flow::Continue)
+    }
+
+    /// The other CLIENT subcommands: a reply from the proxy (SETNAME, GETNAME, ID, ...),
+    /// TRACKING on a connection of the client's own (`Err`), or `None`: a backend's.
+    fn client_command(&mut self, req: &Request, args: &[&[u8]]) -> Option<Result<Bytes, Flow>> {
+        match local::client(&mut self.state, args) {
+            Some(r) => {
+                clients::update(&self.state, None);
+                Some(Ok(r))
+            }
+            None if args
+                .get(1)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"tracking")) =>
+            {
+                Some(Err(Flow::Raw(req.frame().clone())))
+            }
+            None => None,
+        }
+    }
+
+    /// `cluster/service`, as the client registry keys clients.
+    pub(super) fn service_key(&self) -> String {
+        format!("{}/{}", self.service.cluster, self.service.name)
     }
 
     /// Counts one more request of the command counted last, without a histogram handle.

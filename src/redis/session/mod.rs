@@ -139,6 +139,14 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
         return;
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    // CLIENT KILL ends this session; so does the gateway's hard stop.
+    let kill = session.hard_stop.child_token();
+    let _listed = super::clients::Registration::new(
+        id,
+        format!("{}/{}", service.cluster, service.name),
+        session.peer.to_string(),
+        kill.clone(),
+    );
     let mut c = Client {
         state: ClientState::new(id, service.spec.auth.as_ref()),
         pools,
@@ -164,6 +172,9 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
         next_group: 0,
     };
     tokio::select! {
+        // A killed client is not served one more request first.
+        biased;
+        () = kill.cancelled() => {}
         // One copy of the loop per stream type: no dispatch per read and write on plain TCP.
         () = async {
             match client {
@@ -172,7 +183,6 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
                 Accepted::Unix(unix) => c.run(unix).await,
             }
         } => {}
-        () = session.hard_stop.cancelled() => {}
     }
 }
 

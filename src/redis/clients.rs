@@ -1,0 +1,217 @@
+//! The proxy's own clients, as Redis shows and ends its: `CLIENT LIST`, `CLIENT INFO` and
+//! `CLIENT KILL` answer about the clients connected to this service (not about the proxy's
+//! pooled connections to the backends, which is what a backend would list)
+//! ([CLIENT LIST](https://redis.io/docs/latest/commands/client-list/),
+//! [CLIENT KILL](https://redis.io/docs/latest/commands/client-kill/)).
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::encode;
+use super::local::ClientState;
+
+/// What CLIENT LIST shows of one client.
+struct Entry {
+    /// `cluster/service`.
+    service: String,
+    addr: String,
+    since: Instant,
+    name: Option<Vec<u8>>,
+    user: Vec<u8>,
+    resp3: bool,
+    kill: CancellationToken,
+}
+
+static REGISTRY: LazyLock<Mutex<HashMap<u64, Entry>>> = LazyLock::new(Default::default);
+
+/// A connected client, listed until dropped.
+pub struct Registration(u64);
+
+impl Registration {
+    /// Lists client `id` of `service` (from `addr`); cancelling `kill` ends its session.
+    pub fn new(id: u64, service: String, addr: String, kill: CancellationToken) -> Registration {
+        if let Ok(mut r) = REGISTRY.lock() {
+            let entry = Entry {
+                service,
+                addr,
+                since: Instant::now(),
+                name: None,
+                user: b"default".to_vec(),
+                resp3: false,
+                kill,
+            };
+            r.insert(id, entry);
+        }
+        Registration(id)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut r) = REGISTRY.lock() {
+            r.remove(&self.0);
+        }
+    }
+}
+
+/// Takes in what HELLO, AUTH or CLIENT SETNAME changed.
+pub fn update(state: &ClientState, user: Option<&[u8]>) {
+    if let Ok(mut r) = REGISTRY.lock()
+        && let Some(e) = r.get_mut(&state.id)
+    {
+        e.name.clone_from(&state.name);
+        e.resp3 = state.resp3;
+        if let Some(u) = user {
+            e.user = u.to_vec();
+        }
+    }
+}
+
+/// One CLIENT LIST line (Redis's `key=value` fields, those the proxy knows).
+fn line(id: u64, e: &Entry, now: Instant) -> String {
+    format!(
+        "id={id} addr={} name={} age={} user={} resp={}\n",
+        e.addr,
+        String::from_utf8_lossy(e.name.as_deref().unwrap_or_default()),
+        now.duration_since(e.since).as_secs(),
+        String::from_utf8_lossy(&e.user),
+        if e.resp3 { 3 } else { 2 },
+    )
+}
+
+/// `CLIENT LIST [TYPE normal] [ID id ...]`: the service's clients, by id.
+pub fn list(service: &str, args: &[&[u8]]) -> Bytes {
+    let ids = match list_filter(args) {
+        Ok(ids) => ids,
+        Err(e) => return e,
+    };
+    let Ok(r) = REGISTRY.lock() else {
+        return encode::bulk(b"");
+    };
+    let now = Instant::now();
+    let mut rows: Vec<(&u64, &Entry)> = r
+        .iter()
+        .filter(|(id, e)| e.service == service && ids.as_ref().is_none_or(|w| w.contains(id)))
+        .collect();
+    rows.sort_by_key(|(id, _)| **id);
+    let text: String = rows.iter().map(|(id, e)| line(**id, e, now)).collect();
+    encode::bulk(text.as_bytes())
+}
+
+/// CLIENT LIST's options after `LIST`: `TYPE normal` (every proxy client is one) and `ID`
+/// followed by ids; `None` lists all.
+fn list_filter(args: &[&[u8]]) -> Result<Option<Vec<u64>>, Bytes> {
+    let rest = args.get(2..).unwrap_or_default();
+    match rest {
+        [] => Ok(None),
+        [t, kind] if t.eq_ignore_ascii_case(b"type") => {
+            match kind.to_ascii_lowercase().as_slice() {
+                b"normal" => Ok(None),
+                b"replica" | b"master" | b"pubsub" => Ok(Some(Vec::new())),
+                _ => Err(encode::error(&format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(kind)
+                ))),
+            }
+        }
+        [i, ids @ ..] if i.eq_ignore_ascii_case(b"id") && !ids.is_empty() => ids
+            .iter()
+            .map(|id| std::str::from_utf8(id).ok().and_then(|s| s.parse().ok()))
+            .collect::<Option<Vec<u64>>>()
+            .map(Some)
+            .ok_or_else(|| encode::error("ERR Invalid client ID")),
+        _ => Err(encode::error("ERR syntax error")),
+    }
+}
+
+/// `CLIENT INFO`: the calling client's own line.
+pub fn info(id: u64) -> Bytes {
+    let text = REGISTRY
+        .lock()
+        .ok()
+        .and_then(|r| r.get(&id).map(|e| line(id, e, Instant::now())))
+        .unwrap_or_default();
+    encode::bulk(text.as_bytes())
+}
+
+/// `CLIENT KILL addr:port` (the old form: `+OK` or an error) or `CLIENT KILL <filter>
+/// <value> ...` with `ID`, `ADDR`, `USER`, `TYPE normal` and `SKIPME yes|no` (the number
+/// of clients ended). The caller is `me`; a killed client's connection is closed.
+pub fn kill(service: &str, me: u64, args: &[&[u8]]) -> Bytes {
+    let rest = args.get(2..).unwrap_or_default();
+    if let [addr] = rest {
+        return match end(service, |_, e| e.addr.as_bytes() == *addr) {
+            0 => encode::error("ERR No such client"),
+            _ => encode::simple("OK"),
+        };
+    }
+    if rest.is_empty() || rest.len() % 2 != 0 {
+        return encode::error("ERR syntax error");
+    }
+    let mut filter = KillFilter {
+        skip_me: true,
+        ..KillFilter::default()
+    };
+    for pair in rest.chunks(2) {
+        if let Err(e) = filter.add(pair[0], pair[1]) {
+            return e;
+        }
+    }
+    let n = end(service, |id, e| filter.matches(id, e, me));
+    encode::integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+#[derive(Default)]
+struct KillFilter {
+    id: Option<u64>,
+    addr: Option<Vec<u8>>,
+    user: Option<Vec<u8>>,
+    skip_me: bool,
+}
+
+impl KillFilter {
+    fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), Bytes> {
+        match key.to_ascii_lowercase().as_slice() {
+            b"id" => {
+                let id = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
+                self.id = Some(
+                    id.ok_or_else(|| encode::error("ERR client-id should be greater than 0"))?,
+                );
+            }
+            b"addr" => self.addr = Some(value.to_vec()),
+            b"user" => self.user = Some(value.to_vec()),
+            b"skipme" => {
+                self.skip_me = match value.to_ascii_lowercase().as_slice() {
+                    b"yes" => true,
+                    b"no" => false,
+                    _ => return Err(encode::error("ERR syntax error")),
+                }
+            }
+            b"type" if value.eq_ignore_ascii_case(b"normal") => {}
+            _ => return Err(encode::error("ERR syntax error")),
+        }
+        Ok(())
+    }
+
+    fn matches(&self, id: u64, e: &Entry, me: u64) -> bool {
+        self.id.is_none_or(|want| want == id)
+            && self.addr.as_deref().is_none_or(|a| a == e.addr.as_bytes())
+            && self.user.as_deref().is_none_or(|u| u == e.user)
+            && !(self.skip_me && id == me)
+    }
+}
+
+/// Ends the sessions of `service`'s clients that `pick` selects; how many.
+fn end(service: &str, pick: impl Fn(u64, &Entry) -> bool) -> usize {
+    let Ok(r) = REGISTRY.lock() else {
+        return 0;
+    };
+    r.iter()
+        .filter(|(id, e)| e.service == service && pick(**id, e))
+        .map(|(_, e)| e.kill.cancel())
+        .count()
+}
