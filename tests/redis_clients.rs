@@ -1,6 +1,6 @@
-//! CLIENT LIST, CLIENT INFO and CLIENT KILL answered by the proxy about its own clients (a
-//! backend would list the proxy's pooled connections instead), with the redis crate and
-//! redis-cli against a real redis-server.
+//! CLIENT LIST, CLIENT INFO, CLIENT KILL and INFO's client count answered by the proxy about
+//! its own clients (a backend would count the proxy's pooled connections instead), with the
+//! redis crate and redis-cli against a real redis-server.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
@@ -54,6 +54,9 @@ fn the_proxy_lists_and_ends_its_own_clients() {
     assert_eq!(info.trim_end(), *a_line);
     let only_a = text(&mut c, &["CLIENT", "LIST", "ID", &a_id.to_string()]).unwrap();
     assert_eq!(only_a.lines().count(), 1, "{only_a}");
+    let info = text(&mut c, &["INFO", "server"]).unwrap();
+    assert!(info.contains("proxy_connected_clients:3\r\n"), "{info}");
+    assert!(info.contains("sharding:none\r\n"), "{info}");
     // redis-cli, a client of its own, sees four.
     assert_eq!(cli(listen, &["CLIENT", "LIST"]).lines().count(), 4);
 

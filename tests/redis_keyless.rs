@@ -147,6 +147,8 @@ fn scan_walks_every_ketama_shard() {
     let (servers, _gw, listen) = common::gateway::ketama_trio("sk");
     let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
     scan_finds_everything(listen, &ports);
+    let info = common::redis_cli(listen, &["INFO", "server"]);
+    assert!(info.contains("sharding:ketama"), "{info}");
 }
 
 #[test]
@@ -157,4 +159,6 @@ fn scan_walks_every_cluster_master() {
         common::gateway::one_service("redis", "sc", &backends, "    sharding: cluster\n");
     let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
     scan_finds_everything(listen, &ports);
+    let info = common::redis_cli(listen, &["INFO", "server"]);
+    assert!(info.contains("sharding:cluster"), "{info}");
 }

@@ -190,18 +190,21 @@ pub fn with_proxy_info(reply: Bytes, service: &crate::snapshot::ServiceRuntime) 
         (&b""[..], body)
     };
     let up = service.backends.iter().filter(|b| b.is_up()).count();
+    let sharding = match service.spec.sharding {
+        None => "none",
+        Some(crate::config::Sharding::Ketama) => "ketama",
+        Some(crate::config::Sharding::Modula) => "modula",
+        Some(crate::config::Sharding::Cluster) => "cluster",
+    };
+    // The proxy's own clients: the backend's `connected_clients` counts pooled connections.
+    let clients = super::pool::Pools::of(service).client_count();
     let section = format!(
-        "# Throome\r\nthroome_version:{}\r\ncluster:{}\r\nservice:{}\r\nbackends:{}\r\nbackends_up:{}\r\nsharding:{}\r\n\r\n",
+        "# Throome\r\nthroome_version:{}\r\ncluster:{}\r\nservice:{}\r\nbackends:{}\r\nbackends_up:{}\r\nsharding:{sharding}\r\nproxy_connected_clients:{clients}\r\n\r\n",
         env!("CARGO_PKG_VERSION"),
         service.cluster,
         service.name,
         service.backends.len(),
         up,
-        if service.spec.sharding.is_some() {
-            "ketama"
-        } else {
-            "none"
-        },
     );
     let mut content = Vec::with_capacity(prefix.len() + section.len() + text.len());
     content.extend_from_slice(prefix);

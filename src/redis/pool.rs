@@ -81,6 +81,11 @@ impl Pools {
 
     /// A slot for one more client, `None` past `limit` (Redis's `maxclients`, twemproxy's
     /// `client_connections`).
+    /// Clients connected to the service now.
+    pub fn client_count(&self) -> usize {
+        self.clients.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn client_slot(&self, limit: usize) -> Option<ClientSlot> {
         let slot = ClientSlot(self.clients.clone());
         let before = self
