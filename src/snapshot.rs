@@ -116,6 +116,8 @@ pub struct PgSpec {
     pub server_lifetime: Duration,
     pub read_write_split: bool,
     pub max_prepared_statements: usize,
+    /// Run on a session-mode server when its client leaves; empty: nothing.
+    pub server_reset_query: String,
     /// `auth.hba`, parsed (the configuration check refused any line that does not parse).
     pub hba: Vec<crate::postgres::hba::Rule>,
 }

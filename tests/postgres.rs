@@ -196,3 +196,46 @@ async fn read_write_split_sends_plain_reads_to_the_replica() {
     assert!(down.await.unwrap(), "the replica is marked down");
     assert_eq!(server_port(&c, "SELECT inet_server_port()").await, p);
 }
+
+/// Session mode: a server goes to the next client only after `server_reset_query` (DISCARD
+/// ALL by default), so one client's settings do not reach the next; set empty, they do (as
+/// PgBouncer's `server_reset_query = ''`). Whatever the reset drops or keeps, the next
+/// client prepares and runs the statement the first one had.
+#[tokio::test(flavor = "multi_thread")]
+async fn session_mode_resets_a_server_before_its_next_client() {
+    let pg = Postgres::start();
+    let seen = "SELECT coalesce(current_setting('my.var', true), '')";
+    for (reset, leaked) in [
+        ("", false),
+        ("    server_reset_query: \"\"\n", true),
+        ("    server_reset_query: RESET ALL\n", false),
+    ] {
+        let extra = format!("    pool_mode: session\n    pool_size: 1\n{reset}");
+        let (_gw, listen) = pg_gateway(&[(pg.port, "primary", 1)], &extra).await;
+        let a = connect(listen, "alice", "wonderland").await.unwrap();
+        a.batch_execute("SET my.var = 'from a'").await.unwrap();
+        let statement = a.prepare("SELECT 40 + $1::int").await.unwrap();
+        assert_eq!(
+            a.query_one(&statement, &[&2])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            42
+        );
+        drop((statement, a));
+        // The pool's one server, once a has left and it was reset.
+        let b = connect(listen, "alice", "wonderland").await.unwrap();
+        let value: String = b.query_one(seen, &[]).await.unwrap().get(0);
+        assert_eq!(value == "from a", leaked, "{reset:?}: {value:?}");
+        // The same statement as a's: the proxy's record of what the server has prepared
+        // must have survived the reset exactly.
+        let statement = b.prepare("SELECT 40 + $1::int").await.unwrap();
+        assert_eq!(
+            b.query_one(&statement, &[&1])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            41
+        );
+    }
+}

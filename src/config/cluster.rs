@@ -154,6 +154,10 @@ pub struct ServiceConfig {
     /// recently used is closed on the server (default 1000, PgBouncer's
     /// `max_prepared_statements`).
     pub max_prepared_statements: Option<usize>,
+    /// Postgres, session mode: what a server runs when its client leaves, before another
+    /// client gets it (default `DISCARD ALL`; empty: nothing), PgBouncer's
+    /// `server_reset_query`.
+    pub server_reset_query: Option<String>,
     /// Kafka: the host clients are told to connect to for the per-broker ports (default: the
     /// `listen` address's IP).
     pub advertised_host: Option<String>,

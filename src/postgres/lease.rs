@@ -192,14 +192,21 @@ impl PgSession {
             return;
         }
         if self.service.spec.pg.pool_mode == PoolMode::Session {
-            if super::hidden::run(&mut lease.server, "DISCARD ALL")
-                .await
-                .is_err()
+            let reset = self.service.spec.pg.server_reset_query.as_str();
+            if !reset.trim().is_empty()
+                && super::hidden::run(&mut lease.server, reset).await.is_err()
             {
                 return;
             }
-            lease.server.prepared.clear();
-            lease.server.applied.clear();
+            // What the proxy knows of the server must stay true: it forgets only what the
+            // reset query dropped.
+            let (prepared, settings) = reset_drops(reset);
+            if prepared {
+                lease.server.prepared.clear();
+            }
+            if settings {
+                lease.server.applied.clear();
+            }
         }
         let held = lease.release();
         match self.service.spec.pg.pool_mode {
@@ -253,5 +260,41 @@ fn lease_error_kind(e: &LeaseError) -> &'static str {
         LeaseError::Server(ServerError::Refused(_)) => "backend_refused",
         LeaseError::Server(ServerError::Auth(_) | ServerError::AuthMethod(_)) => "backend_auth",
         LeaseError::Server(_) => "connect",
+    }
+}
+
+/// Whether a reset query drops the server's prepared statements (`DISCARD ALL`,
+/// `DEALLOCATE ALL`) and its session settings (`DISCARD ALL`, `RESET ALL`).
+fn reset_drops(query: &str) -> (bool, bool) {
+    let q = query.to_ascii_uppercase();
+    let has = |words: &str| {
+        let words: Vec<&str> = words.split(' ').collect();
+        let all: Vec<&str> = q
+            .split(|c: char| c.is_whitespace() || c == ';')
+            .filter(|w| !w.is_empty())
+            .collect();
+        all.windows(words.len()).any(|w| w == words.as_slice())
+    };
+    let discard = has("DISCARD ALL");
+    (
+        discard || has("DEALLOCATE ALL"),
+        discard || has("RESET ALL"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn what_a_reset_query_drops() {
+        assert_eq!(super::reset_drops("DISCARD ALL"), (true, true));
+        assert_eq!(super::reset_drops("discard  all;"), (true, true));
+        assert_eq!(
+            super::reset_drops("RESET ALL; DEALLOCATE ALL"),
+            (true, true)
+        );
+        assert_eq!(super::reset_drops("RESET ALL"), (false, true));
+        assert_eq!(super::reset_drops("DEALLOCATE ALL"), (true, false));
+        assert_eq!(super::reset_drops("SELECT 1"), (false, false));
+        assert_eq!(super::reset_drops(""), (false, false));
     }
 }

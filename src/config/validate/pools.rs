@@ -118,6 +118,7 @@ fn postgres_only(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "auth.query",
             s.auth.as_ref().is_some_and(|a| a.query.is_some()),
         ),
+        ("server_reset_query", s.server_reset_query.is_some()),
         (
             "auth.hba",
             s.auth.as_ref().is_some_and(|a| !a.hba.is_empty()),

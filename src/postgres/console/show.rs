@@ -135,6 +135,7 @@ pub fn config(service: &ServiceRuntime, out: &mut BytesMut) {
         ),
         ("read_write_split", pg.read_write_split.to_string()),
         ("auth_type", auth_type(service).to_string()),
+        ("server_reset_query", pg.server_reset_query.clone()),
     ]
     .into_iter()
     .map(|(k, v)| vec![k.to_string(), v, "yes".to_string()])
