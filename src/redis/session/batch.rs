@@ -24,8 +24,15 @@ impl Client {
     }
 
     /// Adds a request to the batch for `conn` and owes the client its reply. Requests of the
-    /// same command in a row share one group of replies.
-    pub(super) async fn enqueue(&mut self, conn: &Upstream, req: Request, name: &'static str) {
+    /// same command in a row share one group of replies. A `replica_read` is kept to be sent
+    /// to the primary if the replica's connection is lost before it is answered.
+    pub(super) async fn enqueue(
+        &mut self,
+        conn: &Upstream,
+        req: Request,
+        name: &'static str,
+        replica_read: bool,
+    ) {
         if self.batch.as_ref().is_some_and(|b| !b.conn.same(conn)) {
             self.flush_batch().await;
         }
@@ -48,6 +55,7 @@ impl Client {
                 started: self.now,
                 latency,
                 command: name,
+                replay: replica_read.then(|| vec![req.frame().clone()]),
             });
         }
         if self
@@ -73,6 +81,7 @@ impl Client {
             n: owed,
             id,
             command,
+            replay,
             ..
         }) = self.pending.back_mut()
         else {
@@ -84,6 +93,9 @@ impl Client {
         *n += 1;
         *owed += 1;
         batch.bytes.extend_from_slice(req.frame());
+        if let Some(frames) = replay {
+            frames.push(req.frame().clone());
+        }
         true
     }
 
@@ -118,5 +130,61 @@ impl Client {
             self.flush_batch().await;
         }
         rx
+    }
+
+    /// Sends a group of reads whose replica was lost to the primary, as one group in the
+    /// same place of the queue (counted as a `replica_lost` redirect).
+    pub(super) async fn follow_regroup(&mut self) {
+        let Some(Pending::Regroup { .. }) = self.pending.front() else {
+            return;
+        };
+        let Some(Pending::Regroup {
+            frames,
+            started,
+            latency,
+            command,
+        }) = self.pending.pop_front()
+        else {
+            return;
+        };
+        self.metrics
+            .redirects
+            .get_or_create(&crate::metrics::ErrorLabels {
+                cluster: self.service.cluster.clone(),
+                service: self.service.name.clone(),
+                kind: "replica_lost",
+            })
+            .inc();
+        let n = u32::try_from(frames.len()).unwrap_or(u32::MAX);
+        let slot = usize::try_from(self.state.id).unwrap_or_default();
+        let primary =
+            crate::redis::pool::route(&self.pools, &self.service, false, self.state.resp3, slot);
+        let (tx, rx) = oneshot::channel();
+        match primary.await {
+            Ok((_, conn)) => {
+                if self.batch.as_ref().is_some_and(|b| !b.conn.same(&conn)) {
+                    self.flush_batch().await;
+                }
+                let batch = self.batch_for(&conn);
+                batch.slots.push(Slot::Group(n, tx));
+                batch.open_group = None;
+                frames.iter().for_each(|f| batch.bytes.extend_from_slice(f));
+                self.flush_batch().await;
+            }
+            Err(e) => {
+                self.metrics.error(&self.service, e.kind());
+                let _ = tx.send(Err(e));
+            }
+        }
+        self.next_group += 1;
+        self.pending.push_front(Pending::Group {
+            rx,
+            n,
+            id: self.next_group,
+            started,
+            latency,
+            command,
+            replay: None,
+        });
     }
 }

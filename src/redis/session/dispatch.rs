@@ -136,7 +136,8 @@ impl Client {
                 }
             }
         };
-        self.enqueue(&conn, req, name.unwrap_or("unknown")).await;
+        self.enqueue(&conn, req, name.unwrap_or("unknown"), class == 1)
+            .await;
         Flow::Continue
     }
 }

@@ -37,7 +37,7 @@ impl Client {
                 }
             },
         };
-        self.enqueue(&conn, req, name).await;
+        self.enqueue(&conn, req, name, false).await;
         Flow::Continue
     }
 
@@ -55,7 +55,7 @@ impl Client {
     pub(super) async fn forward_blocking(&mut self, req: Request, name: &'static str) -> Flow {
         match self.dedicated_lane().await {
             Ok(conn) => {
-                self.enqueue(&conn, req, name).await;
+                self.enqueue(&conn, req, name, false).await;
                 // Dropping the handle closes the connection once the reply is in.
             }
             Err(e) => self.fail(&e),

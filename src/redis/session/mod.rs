@@ -59,6 +59,17 @@ enum Pending {
         started: Instant,
         latency: Latency,
         command: &'static str,
+        /// Reads sent to a replica (`read_from_replicas`): the requests, sent once more to
+        /// the primary if the replica's connection is lost before they are answered.
+        replay: Option<Vec<Bytes>>,
+    },
+    /// A group of reads whose replica went away unanswered, to send to the primary before
+    /// anything behind it is answered.
+    Regroup {
+        frames: Vec<Bytes>,
+        started: Instant,
+        latency: Latency,
+        command: &'static str,
     },
     Wait {
         rx: oneshot::Receiver<ReplyResult>,

@@ -29,8 +29,12 @@ impl Client {
                         Err(oneshot::error::TryRecvError::Empty) => break,
                         Err(oneshot::error::TryRecvError::Closed) => Err(()),
                     };
+                    if regroup(front, &result) {
+                        break;
+                    }
                     resolve_group(front, result, &self.metrics, &self.service, now)
                 }
+                Pending::Regroup { .. } => break,
                 Pending::Merge { .. } => break,
                 Pending::Redirect { .. } => break,
                 Pending::Wait { rx, .. } => {
@@ -72,6 +76,7 @@ impl Client {
             self.collect_ready();
             match self.pending.front() {
                 Some(Pending::Redirect { .. }) => self.follow_redirect().await,
+                Some(Pending::Regroup { .. }) => self.follow_regroup().await,
                 Some(Pending::Merge {
                     redirect: Some(_), ..
                 }) => self.follow_part_redirect().await,
@@ -92,7 +97,7 @@ pub(super) async fn wait_front(
     };
     let bytes = match front {
         Pending::Ready(_) => return,
-        Pending::Redirect { .. } => return,
+        Pending::Redirect { .. } | Pending::Regroup { .. } => return,
         Pending::Group {
             rx,
             started,
@@ -100,6 +105,9 @@ pub(super) async fn wait_front(
             ..
         } => {
             let result = within(request_limit(service, command), *started, rx).await;
+            if regroup(front, &result) {
+                return;
+            }
             resolve_group(front, result, metrics, service, Instant::now())
         }
         Pending::Wait {
@@ -288,6 +296,34 @@ async fn within<T>(
             Err(_) => Ok(Err(UpstreamError::Timeout(t))),
         },
     }
+}
+
+/// A group of replica reads whose connection was lost before it answered becomes a
+/// `Regroup`, for its requests to go to the primary; true if so.
+fn regroup(front: &mut Pending, result: &Result<GroupResult, ()>) -> bool {
+    if !matches!(result, Err(()) | Ok(Err(UpstreamError::Lost))) {
+        return false;
+    }
+    let Pending::Group {
+        replay,
+        started,
+        latency,
+        command,
+        ..
+    } = front
+    else {
+        return false;
+    };
+    let Some(frames) = replay.take() else {
+        return false;
+    };
+    *front = Pending::Regroup {
+        frames,
+        started: *started,
+        latency: latency.clone(),
+        command,
+    };
+    true
 }
 
 /// The bytes for a finished group: the backend's replies, or one error per request.
