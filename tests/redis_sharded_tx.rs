@@ -59,7 +59,7 @@ fn transactions_stay_on_one_shard(listen: u16) {
     let v: i64 = redis::cmd("GET").arg("{u}:a").query(&mut c).unwrap();
     assert_eq!(v, 4, "the aborted transaction wrote nothing");
 
-    // Queueing errors, DISCARD, nesting, stray EXEC, WATCH.
+    // Queueing errors, DISCARD, nesting, stray EXEC.
     cmd(&mut c, &["MULTI"]).unwrap();
     assert!(cmd(&mut c, &["GET"]).is_err(), "wrong arity");
     assert_eq!(
@@ -75,8 +75,93 @@ fn transactions_stay_on_one_shard(listen: u16) {
     assert_eq!(v, 4, "discarded");
     let stray = cmd(&mut c, &["EXEC"]).unwrap_err();
     assert!(stray.to_string().contains("EXEC without MULTI"), "{stray}");
-    let watch = cmd(&mut c, &["WATCH", "{u}:a"]).unwrap_err();
-    assert!(watch.to_string().contains("not supported"), "{watch}");
+    watch_makes_exec_check_the_keys(listen, &mut c);
+}
+
+/// WATCH: a transaction runs when its watched keys stayed as they were, answers nil when
+/// another client changed one, and not at all after UNWATCH's or DISCARD's end of the watch;
+/// watched keys of several shards, or a transaction straying from the watched shard, get
+/// CROSSSLOT. The redis crate's optimistic `transaction` helper (WATCH, GET, MULTI, EXEC,
+/// retried on nil) counts right with a rival writer.
+fn watch_makes_exec_check_the_keys(listen: u16, c: &mut redis::Connection) {
+    let mut rival = con(listen);
+    let set = |c: &mut redis::Connection, v: &str| cmd(c, &["SET", "{w}:k", v]).unwrap();
+    set(c, "0");
+    assert_eq!(text(&cmd(c, &["WATCH", "{w}:k", "{w}:j"]).unwrap()), "ok");
+    let _ = cmd(c, &["GET", "{w}:k"]).unwrap();
+    cmd(c, &["MULTI"]).unwrap();
+    cmd(c, &["SET", "{w}:k", "1"]).unwrap();
+    let done = cmd(c, &["EXEC"]).unwrap();
+    assert!(
+        matches!(done, redis::Value::Array(ref v) if v.len() == 1),
+        "{done:?}"
+    );
+
+    cmd(c, &["WATCH", "{w}:k"]).unwrap();
+    set(&mut rival, "rival");
+    cmd(c, &["MULTI"]).unwrap();
+    cmd(c, &["SET", "{w}:k", "mine"]).unwrap();
+    assert_eq!(
+        cmd(c, &["EXEC"]).unwrap(),
+        redis::Value::Nil,
+        "the rival's write won"
+    );
+    let v: String = redis::cmd("GET").arg("{w}:k").query(c).unwrap();
+    assert_eq!(v, "rival");
+
+    cmd(c, &["WATCH", "{w}:k"]).unwrap();
+    assert_eq!(text(&cmd(c, &["UNWATCH"]).unwrap()), "ok");
+    set(&mut rival, "again");
+    cmd(c, &["MULTI"]).unwrap();
+    cmd(c, &["SET", "{w}:k", "after unwatch"]).unwrap();
+    assert!(matches!(cmd(c, &["EXEC"]).unwrap(), redis::Value::Array(_)));
+
+    let spread: Vec<String> = (0..40u64)
+        .map(|i| format!("w{:016x}", (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
+    let mut across = redis::cmd("WATCH");
+    spread.iter().for_each(|k| {
+        across.arg(k);
+    });
+    let err = across.query::<()>(c).unwrap_err();
+    assert_eq!(err.code(), Some("CROSSSLOT"), "{err}");
+    cmd(c, &["WATCH", "{w}:k"]).unwrap();
+    cmd(c, &["MULTI"]).unwrap();
+    let mut stray = redis::cmd("MSET");
+    spread.iter().for_each(|k| {
+        stray.arg(k).arg(1);
+    });
+    assert_eq!(stray.query::<()>(c).unwrap_err().code(), Some("CROSSSLOT"));
+    assert_eq!(cmd(c, &["EXEC"]).unwrap_err().code(), Some("EXECABORT"));
+    let inside = {
+        cmd(c, &["MULTI"]).unwrap();
+        let e = cmd(c, &["WATCH", "{w}:k"]).unwrap_err();
+        cmd(c, &["DISCARD"]).unwrap();
+        e
+    };
+    assert!(inside.to_string().contains("inside MULTI"), "{inside}");
+
+    // Optimistic increments, a rival writing in between the first attempts.
+    set(c, "0");
+    let mut tries = 0;
+    for _ in 0..5 {
+        let (n,): (i64,) = redis::transaction(c, &["{w}:k"], |c, pipe| {
+            tries += 1;
+            let now: i64 = redis::cmd("GET").arg("{w}:k").query(c)?;
+            if tries <= 2 {
+                let _: () = redis::cmd("INCRBY")
+                    .arg("{w}:k")
+                    .arg(100)
+                    .query(&mut rival)?;
+            }
+            pipe.set("{w}:k", now + 1).ignore().get("{w}:k").query(c)
+        })
+        .unwrap();
+        assert!(n >= 1);
+    }
+    let v: i64 = redis::cmd("GET").arg("{w}:k").query(c).unwrap();
+    assert_eq!(v, 200 + 5, "two rival writes, five increments");
+    assert_eq!(tries, 7, "the two attempts a rival spoiled were retried");
 }
 
 #[test]

@@ -59,6 +59,8 @@ impl Client {
             },
             "reset" => {
                 self.tx_conn = None;
+                self.shard_tx = None;
+                self.shard_watch = None;
                 self.sticky = [None, None];
                 self.in_multi = false;
                 self.watching = false;

@@ -177,6 +177,7 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
         shard_conns: HashMap::new(),
         raw_to: None,
         shard_tx: None,
+        shard_watch: None,
         now: Instant::now(),
         last_command: None,
         last_counted: None,
@@ -224,6 +225,8 @@ struct Client {
     raw_to: Option<(String, u16)>,
     /// Sharded services: the transaction being queued since MULTI.
     shard_tx: Option<shard_tx::ShardTx>,
+    /// WATCH on a sharded service: the connection the transaction will run on.
+    shard_watch: Option<shard_tx::ShardWatch>,
     /// One clock reading per batch of requests read (timestamps are a hot-path cost).
     now: Instant,
     /// The last command seen, by its exact bytes: pipelines mostly repeat one command, so

@@ -15,8 +15,9 @@ use crate::redis::upstream::{ReplyResult, Upstream, UpstreamError};
 
 impl Client {
     /// A sharded service: connection commands stay local; MULTI/EXEC are queued by the proxy
-    /// (`shard_tx`), subscriptions get a connection to their channels' node, WATCH and
-    /// SELECT are refused; the rest is planned per key.
+    /// and WATCH holds a connection to its keys' shard (`shard_tx`), subscriptions get a
+    /// connection to their channels' node, SELECT of another database is refused; the rest
+    /// is planned per key.
     pub(super) async fn handle_sharded(
         &mut self,
         req: Request,
@@ -63,6 +64,10 @@ impl Client {
             Some(TxStep::Exec(Some(tx))) => {
                 let node = self.node_address(target(map.as_deref(), tx.group(), false));
                 return self.exec_on(tx, node).await;
+            }
+            Some(TxStep::Watch(group)) => {
+                let node = self.node_address(target(map.as_deref(), group, false));
+                return self.watch_on(group, node, &req).await;
             }
             None => {}
         }
