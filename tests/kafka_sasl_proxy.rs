@@ -81,6 +81,25 @@ fn clients_authenticate_to_the_proxy() {
     );
     let m = gw.metrics();
     assert!(m.contains("kind=\"client_auth\""), "{m}");
+    // Requests and bytes per authenticated user; none for the users that were refused.
+    let value = |series: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    for user in ["alice", "bob"] {
+        let labels = format!("cluster=\"k\",service=\"events\",user=\"{user}\"");
+        assert!(
+            value(&format!("throome_kafka_user_requests_total{{{labels}}}")) >= 5,
+            "{user}: {m}"
+        );
+        for direction in ["in", "out"] {
+            let series =
+                format!("throome_kafka_user_bytes_total{{{labels},direction=\"{direction}\"}}");
+            assert!(value(&series) > 1024, "{user} {direction}: {m}");
+        }
+    }
+    assert!(!m.contains("user=\"mallory\""), "{m}");
     // The broker never saw a SASL request: the proxy answered them all.
     assert_eq!(
         common::kafka::api_requests(&m, "events", "SaslHandshake"),

@@ -85,6 +85,8 @@ fn answer_locally(h: &RequestHeader, frame: &[u8]) -> Option<Bytes> {
 
 pub struct Exchange<'s> {
     session: &'s Session,
+    /// The authenticated user's outgoing bytes, once the request side knows the user.
+    user_out: &'s std::sync::OnceLock<Counter>,
     queue: VecDeque<Pending>,
     per_api: HashMap<i16, (Counter, Latency)>,
     bytes_out: Counter,
@@ -93,7 +95,7 @@ pub struct Exchange<'s> {
 }
 
 impl<'s> Exchange<'s> {
-    pub fn new(session: &'s Session) -> Self {
+    pub fn new(session: &'s Session, user_out: &'s std::sync::OnceLock<Counter>) -> Self {
         let bytes_out = session
             .metrics
             .bytes_out
@@ -101,6 +103,7 @@ impl<'s> Exchange<'s> {
             .clone();
         Exchange {
             session,
+            user_out,
             queue: VecDeque::new(),
             per_api: HashMap::new(),
             bytes_out,
@@ -203,6 +206,9 @@ impl<'s> Exchange<'s> {
 
     pub fn sent(&self, n: usize) {
         self.bytes_out.inc_by(n as u64);
+        if let Some(user) = self.user_out.get() {
+            user.inc_by(n as u64);
+        }
     }
 
     /// Counts the requests still waiting when the broker connection was lost.

@@ -1,6 +1,7 @@
 //! Per-API Kafka metrics. Requests and latency per API go to the core
 //! `throome_requests{command=<api>}` and `throome_request_duration_seconds` families; this
-//! adds the requests that got no answer through the proxy, per API and reason.
+//! adds the requests that got no answer through the proxy, per API and reason, and, when
+//! clients authenticate to the proxy (`auth.users`), requests and bytes per user.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,9 +19,62 @@ pub struct ApiErrorLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UserLabels {
+    pub cluster: String,
+    pub service: String,
+    pub user: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UserBytesLabels {
+    pub cluster: String,
+    pub service: String,
+    pub user: String,
+    /// `in` (requests, from the client) or `out` (responses, to it).
+    pub direction: &'static str,
+}
+
 #[derive(Default)]
 pub struct KafkaMetrics {
     pub api_errors: Family<ApiErrorLabels, Counter>,
+    pub user_requests: Family<UserLabels, Counter>,
+    pub user_bytes: Family<UserBytesLabels, Counter>,
+}
+
+/// One authenticated client's counters, looked up once per connection.
+pub struct UserCounters {
+    pub requests: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}
+
+impl UserCounters {
+    pub fn of(
+        metrics: &KafkaMetrics,
+        service: &crate::snapshot::ServiceRuntime,
+        user: &str,
+    ) -> Self {
+        let labels = UserLabels {
+            cluster: service.cluster.clone(),
+            service: service.name.clone(),
+            user: user.to_string(),
+        };
+        let bytes = |direction| {
+            let labels = UserBytesLabels {
+                cluster: service.cluster.clone(),
+                service: service.name.clone(),
+                user: user.to_string(),
+                direction,
+            };
+            metrics.user_bytes.get_or_create(&labels).clone()
+        };
+        UserCounters {
+            requests: metrics.user_requests.get_or_create(&labels).clone(),
+            bytes_in: bytes("in"),
+            bytes_out: bytes("out"),
+        }
+    }
 }
 
 impl KafkaMetrics {
@@ -30,6 +84,16 @@ impl KafkaMetrics {
             "throome_kafka_api_errors",
             "Kafka requests that got no answer through the proxy, per API and reason",
             m.api_errors.clone(),
+        );
+        registry.register(
+            "throome_kafka_user_requests",
+            "Kafka requests per user authenticated at the proxy (SASL requests not counted)",
+            m.user_requests.clone(),
+        );
+        registry.register(
+            "throome_kafka_user_bytes",
+            "Kafka bytes per user authenticated at the proxy, by direction",
+            m.user_bytes.clone(),
         );
         m
     }

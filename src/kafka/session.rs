@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::connect::{BrokerStream, open_upstream};
 use super::exchange::{Exchange, Pending, big_request, whole_request};
+use super::metrics::UserCounters;
 use super::sasl::{Gate, Verdict};
 use crate::accepted::Accepted;
 use crate::error::ProxyError;
@@ -126,8 +127,9 @@ where
 {
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
     let scanner = FrameScanner::new(session.service.spec.kafka.max_frame);
-    let mut exchange = Exchange::new(session);
-    let requests = forward_requests(session, cr, uw, tx, scanner);
+    let user_out = std::sync::OnceLock::new();
+    let mut exchange = Exchange::new(session, &user_out);
+    let requests = forward_requests(session, (cr, uw), tx, scanner, &user_out);
     let responses = forward_responses(&mut exchange, ur, cw, rx, scanner);
     let result = tokio::select! {
         r = requests => r,
@@ -141,13 +143,16 @@ where
 }
 
 /// Client -> broker: frames checked and their headers noted, then passed on as they came.
+/// With SASL at the proxy, the authenticated user's counters, the outgoing one shared with
+/// the response side through `user_out`.
 async fn forward_requests(
     session: &Session,
-    mut cr: impl AsyncRead + Unpin,
-    mut uw: impl AsyncWrite + Unpin,
+    (mut cr, mut uw): (impl AsyncRead + Unpin, impl AsyncWrite + Unpin),
     tx: mpsc::Sender<Pending>,
     scanner: FrameScanner,
+    user_out: &std::sync::OnceLock<prometheus_client::metrics::counter::Counter>,
 ) -> Result<(), ConnError> {
+    let mut user: Option<UserCounters> = None;
     let mut splitter = FrameSplitter::new(scanner);
     let mut gate = Gate::of(&session.service);
     let bytes_in = session
@@ -166,6 +171,9 @@ async fn forward_requests(
             return Ok(());
         }
         bytes_in.inc_by(n as u64);
+        if let Some(u) = &user {
+            u.bytes_in.inc_by(n as u64);
+        }
         while let Some(piece) = splitter.next(&mut buf).map_err(ConnError::ClientFrame)? {
             let bytes = match piece {
                 Piece::Rest(part) => part,
@@ -182,6 +190,17 @@ async fn forward_requests(
                             }
                             Verdict::Close => return Err(ConnError::Unauthenticated(h.api_key)),
                         }
+                        if user.is_none()
+                            && let Some(name) = gate.user()
+                        {
+                            let counters =
+                                UserCounters::of(&session.metrics.kafka, &session.service, name);
+                            let _ = user_out.set(counters.bytes_out.clone());
+                            user = Some(counters);
+                        }
+                    }
+                    if let Some(u) = &user {
+                        u.requests.inc();
                     }
                     let pending = whole_request(&frame)?;
                     let local = matches!(pending, Pending::Local(_));
@@ -202,6 +221,9 @@ async fn forward_requests(
                         splitter.hold(&mut buf, total);
                         continue;
                     };
+                    if let Some(u) = &user {
+                        u.requests.inc();
+                    }
                     if tx.send(pending).await.is_err() {
                         return Ok(());
                     }

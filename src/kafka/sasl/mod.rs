@@ -33,9 +33,10 @@ enum State {
     /// No handshake yet (or the last one named an unknown mechanism).
     Start,
     Handshaken(SaslMechanism),
-    /// SCRAM's first round done.
-    Scram(Box<ServerExchange>),
-    Authenticated,
+    /// SCRAM's first round done, for this user.
+    Scram(Box<ServerExchange>, String),
+    /// As this user (`None`: the proxy's own broker login stands for every client).
+    Authenticated(Option<String>),
     /// The credentials were wrong: only the answer saying so goes out.
     Failed,
 }
@@ -64,7 +65,7 @@ impl Gate {
         };
         // Without client users the proxy's own login stands for everyone.
         let state = match users.is_empty() {
-            true => State::Authenticated,
+            true => State::Authenticated(None),
             false => State::Start,
         };
         Some(Gate {
@@ -75,7 +76,15 @@ impl Gate {
     }
 
     pub fn authenticated(&self) -> bool {
-        matches!(self.state, State::Authenticated)
+        matches!(self.state, State::Authenticated(_))
+    }
+
+    /// The user the client authenticated as, once it has.
+    pub fn user(&self) -> Option<&str> {
+        match &self.state {
+            State::Authenticated(user) => user.as_deref(),
+            _ => None,
+        }
     }
 
     pub fn check(&mut self, h: &RequestHeader, frame: &[u8]) -> Verdict {
@@ -84,7 +93,7 @@ impl Gate {
             api::SASL_HANDSHAKE if h.api_version >= 1 => self.handshake(h, frame),
             SASL_AUTHENTICATE => self.authenticate(h, frame),
             api::API_VERSIONS | api::SASL_HANDSHAKE => Verdict::Pass,
-            _ if matches!(self.state, State::Authenticated) => Verdict::Pass,
+            _ if matches!(self.state, State::Authenticated(_)) => Verdict::Pass,
             _ => Verdict::Close,
         }
     }
@@ -112,9 +121,9 @@ impl Gate {
         let outcome = match std::mem::replace(&mut self.state, State::Failed) {
             State::Handshaken(SaslMechanism::Plain) => self.plain(token),
             State::Handshaken(m) => self.scram_first(sha(m), token),
-            State::Scram(exchange) => exchange
+            State::Scram(exchange, user) => exchange
                 .finish(token)
-                .map(|last| (State::Authenticated, last)),
+                .map(|last| (State::Authenticated(Some(user)), last)),
             _ => {
                 let text = "SaslAuthenticate before a SaslHandshake";
                 let answer = sasl::authenticate_response(
@@ -156,7 +165,7 @@ impl Gate {
         let ok = (authz.is_empty() || authz == user.as_bytes())
             && known.is_some_and(|k| crate::postgres::scram::constant_time_eq(k, password));
         match ok {
-            true => Ok((State::Authenticated, Vec::new())),
+            true => Ok((State::Authenticated(Some(user.to_string())), Vec::new())),
             false => Err(scram::ScramError::Proof),
         }
     }
@@ -170,7 +179,7 @@ impl Gate {
         };
         let exchange = ServerExchange::start(credential, token)?;
         let first = exchange.server_first().to_vec();
-        Ok((State::Scram(Box::new(exchange)), first))
+        Ok((State::Scram(Box::new(exchange), user), first))
     }
 }
 
