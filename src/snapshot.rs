@@ -120,6 +120,26 @@ pub struct PgSpec {
     pub server_reset_query: String,
     /// `auth.hba`, parsed (the configuration check refused any line that does not parse).
     pub hba: Vec<crate::postgres::hba::Rule>,
+    /// Single users' settings over the service's.
+    pub users: BTreeMap<String, crate::config::UserSettings>,
+}
+
+impl PgSpec {
+    /// How the clients of `user` are pooled.
+    pub fn pool_mode_for(&self, user: &str) -> crate::config::PoolMode {
+        self.users
+            .get(user)
+            .and_then(|u| u.pool_mode)
+            .unwrap_or(self.pool_mode)
+    }
+
+    /// Server connections a pool of the login `user` may open (`default`: the service's).
+    pub fn pool_size_for(&self, user: &str, default: usize) -> usize {
+        self.users
+            .get(user)
+            .and_then(|u| u.pool_size)
+            .unwrap_or(default)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

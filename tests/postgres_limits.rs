@@ -2,7 +2,8 @@
 //! `reserve_pool_size`/`reserve_pool_timeout` (a client that waited the timeout for a full
 //! pool gets one of the reserve's extra server connections; once those are taken too, the
 //! next client waits out `query_wait_timeout` and gets 53300), `max_server_connections`
-//! and `max_user_connections` (server connections across pools stay under the cap).
+//! and `max_user_connections` (server connections across pools stay under the cap), and
+//! `user_settings` (a user's own pool mode and pool size).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
@@ -79,4 +80,71 @@ async fn server_connections_to_a_backend_stay_under_the_cap() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_users_servers_stay_under_max_user_connections() {
     a_second_pool_waits_at_the_cap("max_user_connections").await;
+}
+
+/// `user_settings` (PgBouncer's `[users]`) over a transaction-mode service with one server
+/// per pool: bob's clients get session pooling (an idle bob keeps his server, so a second
+/// bob waits it out and gets 53300), carol's login gets a pool of two (two open
+/// transactions at once, where alice's second waits); SHOW USERS and SHOW POOLS say so.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_settings_override_pool_mode_and_size() {
+    let pg = Postgres::start();
+    let admin = common::pg::direct(pg.port).await;
+    admin
+        .batch_execute("CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; CREATE ROLE carol LOGIN")
+        .await
+        .unwrap();
+    let extra = "    pool_size: 1\n    query_wait_timeout: 1\n    auth:\n      users: { alice: a, bob: b, carol: c }\n      admin_users: [alice]\n    user_settings:\n      bob: { pool_mode: session }\n      carol: { pool_size: 2 }\n";
+    let (_gw, listen) = common::pg::service("us", &[(pg.port, "primary", 1)], extra, "").await;
+    let refused = |r: Result<(), tokio_postgres::Error>| {
+        let e = r.unwrap_err();
+        assert_eq!(e.code(), Some(&SqlState::TOO_MANY_CONNECTIONS), "{e:?}");
+    };
+
+    let a1 = connect(listen, "alice", "a").await.unwrap();
+    let a2 = connect(listen, "alice", "a").await.unwrap();
+    a1.batch_execute("SELECT 1").await.unwrap();
+    a2.batch_execute("SELECT 1").await.unwrap();
+    a1.batch_execute("BEGIN").await.unwrap();
+    refused(a2.batch_execute("SELECT 2").await);
+    a1.batch_execute("COMMIT").await.unwrap();
+
+    let c1 = connect(listen, "carol", "c").await.unwrap();
+    let c2 = connect(listen, "carol", "c").await.unwrap();
+    c1.batch_execute("BEGIN").await.unwrap();
+    c2.batch_execute("BEGIN").await.unwrap();
+    c1.batch_execute("COMMIT").await.unwrap();
+    c2.batch_execute("COMMIT").await.unwrap();
+
+    let b1 = connect(listen, "bob", "b").await.unwrap();
+    b1.batch_execute("SELECT 1").await.unwrap();
+    let b2 = connect(listen, "bob", "b").await.unwrap();
+    refused(b2.batch_execute("SELECT 1").await);
+    drop(b1);
+    let b3 = connect(listen, "bob", "b").await.unwrap();
+    b3.batch_execute("SELECT 1").await.unwrap();
+
+    let url = format!("host=127.0.0.1 port={listen} user=alice password=a dbname=throome");
+    let (console, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let users = console.simple_query("SHOW USERS").await.unwrap();
+    let modes: Vec<(String, String)> = users
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((r.get(0)?.to_string(), r.get(1)?.to_string()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        modes.contains(&("bob".into(), "session".into())),
+        "{modes:?}"
+    );
+    assert!(
+        modes.contains(&("carol".into(), "transaction".into())),
+        "{modes:?}"
+    );
 }

@@ -154,6 +154,10 @@ pub struct ServiceConfig {
     /// recently used is closed on the server (default 1000, PgBouncer's
     /// `max_prepared_statements`).
     pub max_prepared_statements: Option<usize>,
+    /// Postgres: settings of single users over the service's (PgBouncer's `[users]`):
+    /// `pool_mode` for that user's clients, `pool_size` for the pools of that login.
+    #[serde(default)]
+    pub user_settings: BTreeMap<String, UserSettings>,
     /// Postgres, session mode: what a server runs when its client leaves, before another
     /// client gets it (default `DISCARD ALL`; empty: nothing), PgBouncer's
     /// `server_reset_query`.
@@ -363,4 +367,12 @@ fn default_interval() -> Seconds {
 }
 fn default_cooldown() -> Seconds {
     Seconds::from_secs(10)
+}
+
+/// One user's settings over the service's (PgBouncer's `[users]` section).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSettings {
+    pub pool_mode: Option<PoolMode>,
+    pub pool_size: Option<usize>,
 }

@@ -169,6 +169,32 @@ fn hba_rules_are_checked_line_by_line() {
     );
 }
 
+/// `user_settings`: a user's pool mode and size; a size out of range or the key on a redis
+/// service is refused.
+#[test]
+fn user_settings_are_checked() {
+    let pg = "cluster_id: a\nname: b\nservices:\n  d:\n    type: postgres\n    host: x\n    port: 1\n    user_settings:\n      bob: { pool_mode: session, pool_size: SIZE }\n";
+    let c = parse_cluster(&pg.replace("SIZE", "3")).expect("valid settings");
+    let bob = &c.services["d"].value.user_settings["bob"];
+    assert_eq!(bob.pool_mode, Some(crate::config::PoolMode::Session));
+    assert_eq!(bob.pool_size, Some(3));
+    let err = parse_cluster(&pg.replace("SIZE", "0")).unwrap_err();
+    assert!(
+        err.message.contains("user_settings.bob.pool_size"),
+        "{err:?}"
+    );
+    let redis = pg
+        .replace("SIZE", "3")
+        .replace("type: postgres", "type: redis");
+    let err = parse_cluster(&redis).unwrap_err();
+    assert!(
+        err.message.contains("user_settings applies to postgres"),
+        "{err:?}"
+    );
+    let unknown = pg.replace("pool_size: SIZE", "pool_sise: 3");
+    assert!(parse_cluster(&unknown).is_err(), "unknown keys are errors");
+}
+
 #[test]
 fn postgres_pooling_keys_belong_to_postgres_services() {
     let pg = "cluster_id: a\nname: b\nservices:\n  d:\n    type: postgres\n    host: x\n    port: 1\n    listen: 127.0.0.1:1\n    pool_mode: session\n    pool_size: 500\n    query_wait_timeout: 0.5\n    auth: { method: md5, users: { u: p } }\n";

@@ -31,7 +31,7 @@ impl PgSession {
         if served.is_some() {
             self.count("transaction");
         }
-        match self.service.spec.pg.pool_mode {
+        match self.pool_mode {
             PoolMode::Transaction => {
                 self.cancel.set(None);
                 if let Some(lease) = self.lease.take() {
@@ -191,7 +191,7 @@ impl PgSession {
             }
             return;
         }
-        if self.service.spec.pg.pool_mode == PoolMode::Session {
+        if self.pool_mode == PoolMode::Session {
             let reset = self.service.spec.pg.server_reset_query.as_str();
             if !reset.trim().is_empty()
                 && super::hidden::run(&mut lease.server, reset).await.is_err()
@@ -209,7 +209,7 @@ impl PgSession {
             }
         }
         let held = lease.release();
-        match self.service.spec.pg.pool_mode {
+        match self.pool_mode {
             PoolMode::Transaction => self.add_held(held),
             // Its transactions' time is counted already.
             PoolMode::Session => {

@@ -191,10 +191,14 @@ impl PgPools {
         any.downcast::<PgPools>().unwrap_or_default()
     }
 
-    /// The pool for `key`, made on first use with the service's `pool_size` slots and
-    /// `reserve_pool_size` reserve slots.
+    /// The pool for `key`, made on first use with `pool_size` slots (the service's, or its
+    /// login user's) and `reserve_pool_size` reserve slots.
     pub fn pool(&self, key: &PoolKey, service: &ServiceRuntime) -> Arc<Pool> {
-        let sizes = (service.spec.pool_size, service.spec.pg.reserve_pool_size);
+        let size = service
+            .spec
+            .pg
+            .pool_size_for(&key.user, service.spec.pool_size);
+        let sizes = (size, service.spec.pg.reserve_pool_size);
         let Ok(mut pools) = self.pools.lock() else {
             return Arc::new(new_pool(key, sizes));
         };

@@ -148,6 +148,7 @@ async fn pooled(session: Session, pools: Arc<PgPools>, login: Login, mut client:
         query: None,
         pool_cache: Vec::new(),
         served: None,
+        pool_mode: service.spec.pg.pool_mode_for(&login.user),
         service,
         pools,
         login,
@@ -186,6 +187,8 @@ impl Drop for ClientSlot {
 
 pub(super) struct PgSession {
     pub(super) service: Arc<ServiceRuntime>,
+    /// The service's `pool_mode`, or the one `user_settings` gives this client's user.
+    pub(super) pool_mode: crate::config::PoolMode,
     pub(super) pools: Arc<PgPools>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) login: Login,

@@ -119,6 +119,7 @@ fn pg_spec(svc: &crate::config::ServiceConfig) -> PgSpec {
             .map_or(Duration::from_secs(3600), |t| t.0),
         read_write_split: svc.read_write_split.unwrap_or(false),
         max_prepared_statements: svc.max_prepared_statements.unwrap_or(1000),
+        users: svc.user_settings.clone(),
         server_reset_query: svc
             .server_reset_query
             .clone()

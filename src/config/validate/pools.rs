@@ -48,6 +48,15 @@ pub(super) fn validate(name: &str, s: &ServiceConfig) -> Result<(), String> {
         ));
     }
     postgres_only(name, s)?;
+    if let Some((user, _)) = s
+        .user_settings
+        .iter()
+        .find(|(_, u)| u.pool_size.is_some_and(|n| n == 0 || n > max_pool))
+    {
+        return Err(format!(
+            "service `{name}`: user_settings.{user}.pool_size must be 1..={max_pool}"
+        ));
+    }
     hba(name, s)
 }
 
@@ -119,6 +128,7 @@ fn postgres_only(name: &str, s: &ServiceConfig) -> Result<(), String> {
             s.auth.as_ref().is_some_and(|a| a.query.is_some()),
         ),
         ("server_reset_query", s.server_reset_query.is_some()),
+        ("user_settings", !s.user_settings.is_empty()),
         (
             "auth.hba",
             s.auth.as_ref().is_some_and(|a| !a.hba.is_empty()),

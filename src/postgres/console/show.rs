@@ -29,7 +29,7 @@ pub fn pools(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
                 idle.to_string(),
                 max_wait.as_secs().to_string(),
                 max_wait.subsec_micros().to_string(),
-                pool_mode(service).into(),
+                pool_mode(service, Some(&p.key.user)).into(),
                 backend_address(service, p.key.backend),
             ]
         })
@@ -111,7 +111,7 @@ pub fn config(service: &ServiceRuntime, out: &mut BytesMut) {
     let pg = &service.spec.pg;
     let secs = |d: std::time::Duration| d.as_secs_f64().to_string();
     let rows: Vec<Vec<String>> = [
-        ("pool_mode", pool_mode(service).to_string()),
+        ("pool_mode", pool_mode(service, None).to_string()),
         ("default_pool_size", service.spec.pool_size.to_string()),
         ("min_pool_size", pg.min_pool_size.to_string()),
         ("max_client_conn", pg.max_client_conn.to_string()),
@@ -185,7 +185,7 @@ pub fn databases(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) 
                 service.spec.pool_size.to_string(),
                 service.spec.pg.min_pool_size.to_string(),
                 service.spec.pg.reserve_pool_size.to_string(),
-                pool_mode(service).into(),
+                pool_mode(service, None).into(),
                 current.to_string(),
                 u8::from(pools.is_paused(service.spec.database.as_deref().unwrap_or_default()))
                     .to_string(),
@@ -241,7 +241,10 @@ pub fn users(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
     }
     let rows: Vec<Vec<String>> = names
         .into_iter()
-        .map(|n| vec![n, pool_mode(service).into()])
+        .map(|n| {
+            let mode = pool_mode(service, Some(&n));
+            vec![n, mode.into()]
+        })
         .collect();
     table(&["name", "pool_mode"], &rows, out);
 }
@@ -389,8 +392,13 @@ pub(super) fn service_key(service: &ServiceRuntime) -> String {
     format!("{}/{}", service.cluster, service.name)
 }
 
-fn pool_mode(service: &ServiceRuntime) -> &'static str {
-    match service.spec.pg.pool_mode {
+/// The pool mode of `user`'s clients (the service's for a user without settings, or none).
+fn pool_mode(service: &ServiceRuntime, user: Option<&str>) -> &'static str {
+    let mode = match user {
+        Some(user) => service.spec.pg.pool_mode_for(user),
+        None => service.spec.pg.pool_mode,
+    };
+    match mode {
         crate::config::PoolMode::Session => "session",
         crate::config::PoolMode::Transaction => "transaction",
     }
