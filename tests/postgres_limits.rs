@@ -130,21 +130,29 @@ async fn user_settings_override_pool_mode_and_size() {
         .unwrap();
     tokio::spawn(conn);
     let users = console.simple_query("SHOW USERS").await.unwrap();
-    let modes: Vec<(String, String)> = users
+    // (name, pool_size, pool_mode, current_client_connections)
+    let rows: Vec<[String; 4]> = users
         .iter()
         .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                Some((r.get(0)?.to_string(), r.get(1)?.to_string()))
-            }
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                [
+                    "name",
+                    "pool_size",
+                    "pool_mode",
+                    "current_client_connections",
+                ]
+                .map(|c| r.get(c).unwrap_or_default().to_string()),
+            ),
             _ => None,
         })
         .collect();
+    let row = |cells: [&str; 4]| cells.map(str::to_string);
     assert!(
-        modes.contains(&("bob".into(), "session".into())),
-        "{modes:?}"
+        rows.contains(&row(["bob", "1", "session", "2"])),
+        "{rows:?}"
     );
     assert!(
-        modes.contains(&("carol".into(), "transaction".into())),
-        "{modes:?}"
+        rows.contains(&row(["carol", "2", "transaction", "2"])),
+        "{rows:?}"
     );
 }

@@ -442,7 +442,8 @@ fn session_mode_stats_count_transactions() {
 
 /// Column names and order of PgBouncer 1.18's console (read off the Debian package's
 /// `psql -d pgbouncer -c 'SHOW ...'`), which monitoring tools look columns up by.
-/// CLIENTS' last two are PgBouncer 1.23's, which added KILL_CLIENT and the `id` it takes.
+/// CLIENTS' last two are PgBouncer 1.23's, which added KILL_CLIENT and the `id` it takes;
+/// USERS' are PgBouncer 1.24's (1.18 had name and pool_mode only).
 const PGBOUNCER_COLUMNS: [(&str, &str); 12] = [
     (
         "STATS",
@@ -474,7 +475,10 @@ const PGBOUNCER_COLUMNS: [(&str, &str); 12] = [
         "type,user,database,state,addr,port,local_addr,local_port,connect_time,request_time,wait,wait_us,close_needed,ptr,link,remote_pid,tls,application_name",
     ),
     ("CONFIG", "key,value,default,changeable"),
-    ("USERS", "name,pool_mode"),
+    (
+        "USERS",
+        "name,pool_size,reserve_pool_size,pool_mode,max_user_connections,current_connections,max_user_client_connections,current_client_connections",
+    ),
     ("VERSION", "version"),
     ("STATE", "key,value"),
 ];

@@ -233,20 +233,50 @@ pub fn lists(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
     table(&["list", "items"], &rows, out);
 }
 
-/// The users that may log in (`auth.users`) and those that have pools.
+/// The users that may log in (`auth.users`), those with `user_settings` and those that have
+/// pools, with PgBouncer 1.24's columns: the pool size and mode that apply to each, the
+/// server connections of its pools and its connected clients.
 pub fn users(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
-    let mut names: BTreeSet<String> = pools.all().iter().map(|p| p.key.user.clone()).collect();
+    let all = pools.all();
+    let mut names: BTreeSet<String> = all.iter().map(|p| p.key.user.clone()).collect();
     if let Some(auth) = &service.spec.auth {
         names.extend(auth.users.keys().cloned());
     }
+    names.extend(service.spec.pg.users.keys().cloned());
+    let clients = cancel::clients_of(&service_key(service));
+    let pg = &service.spec.pg;
     let rows: Vec<Vec<String>> = names
         .into_iter()
         .map(|n| {
-            let mode = pool_mode(service, Some(&n));
-            vec![n, mode.into()]
+            let servers: usize = all
+                .iter()
+                .filter(|p| p.key.user == n)
+                .map(|p| p.open_count())
+                .sum();
+            let connected = clients.iter().filter(|c| c.info.user == n).count();
+            let size = pg.pool_size_for(&n, service.spec.pool_size).to_string();
+            let mode = pool_mode(service, Some(&n)).to_string();
+            vec![
+                n,
+                size,
+                pg.reserve_pool_size.to_string(),
+                mode,
+                pg.max_user_connections.unwrap_or(0).to_string(),
+                servers.to_string(),
+                connected.to_string(),
+            ]
         })
         .collect();
-    table(&["name", "pool_mode"], &rows, out);
+    let cols = [
+        "name",
+        "pool_size",
+        "reserve_pool_size",
+        "pool_mode",
+        "max_user_connections",
+        "current_connections",
+        "current_client_connections",
+    ];
+    table(&cols, &rows, out);
 }
 
 /// PgBouncer's SHOW STATE: whether the pools lend servers, and whether all of them are
