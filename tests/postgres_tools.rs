@@ -213,7 +213,8 @@ fn the_admin_console_shows_pools_and_pauses() {
         lists.contains("pools,1") && lists.contains("free_servers,1"),
         "{lists}"
     );
-    assert!(text(&console(&["-c", "SHOW USERS"])).contains("alice,transaction"));
+    let users = text(&console(&["-c", "SHOW USERS"]));
+    assert!(users.contains("alice,3,0,transaction,"), "{users}");
     // PgBouncer's monitoring tools ask for the database `pgbouncer`.
     let version = tool(
         "psql",
