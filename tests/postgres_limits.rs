@@ -85,7 +85,7 @@ async fn one_users_servers_stay_under_max_user_connections() {
 /// `user_settings` (PgBouncer's `[users]`) over a transaction-mode service with one server
 /// per pool: bob's clients get session pooling (an idle bob keeps his server, so a second
 /// bob waits it out and gets 53300), carol's login gets a pool of two (two open
-/// transactions at once, where alice's second waits); SHOW USERS and SHOW POOLS say so.
+/// transactions at once, where alice's second waits); SHOW USERS says so.
 #[tokio::test(flavor = "multi_thread")]
 async fn user_settings_override_pool_mode_and_size() {
     let pg = Postgres::start();
