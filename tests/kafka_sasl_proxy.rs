@@ -100,6 +100,16 @@ fn clients_authenticate_to_the_proxy() {
         }
     }
     assert!(!m.contains("user=\"mallory\""), "{m}");
+    // Failures: alice's wrong password and bob's under their names, mallory's (an unknown
+    // name) as `(unknown)`, so a client trying names cannot make a series per name.
+    let failures = |user: &str| {
+        value(&format!(
+            "throome_kafka_auth_failures_total{{cluster=\"k\",service=\"events\",user=\"{user}\"}}"
+        ))
+    };
+    assert!(failures("alice") >= 1, "{m}");
+    assert!(failures("bob") >= 1, "{m}");
+    assert!(failures("(unknown)") >= 1, "{m}");
     // The broker never saw a SASL request: the proxy answered them all.
     assert_eq!(
         common::kafka::api_requests(&m, "events", "SaslHandshake"),

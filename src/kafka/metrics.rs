@@ -40,6 +40,7 @@ pub struct KafkaMetrics {
     pub api_errors: Family<ApiErrorLabels, Counter>,
     pub user_requests: Family<UserLabels, Counter>,
     pub user_bytes: Family<UserBytesLabels, Counter>,
+    pub auth_failures: Family<UserLabels, Counter>,
 }
 
 /// One authenticated client's counters, looked up once per connection.
@@ -78,6 +79,16 @@ impl UserCounters {
 }
 
 impl KafkaMetrics {
+    /// Counts a failed authentication of `user` (already a bounded label).
+    pub fn auth_failed(&self, service: &crate::snapshot::ServiceRuntime, user: String) {
+        let labels = UserLabels {
+            cluster: service.cluster.clone(),
+            service: service.name.clone(),
+            user,
+        };
+        self.auth_failures.get_or_create(&labels).inc();
+    }
+
     pub fn register(registry: &mut Registry) -> KafkaMetrics {
         let m = KafkaMetrics::default();
         registry.register(
@@ -89,6 +100,11 @@ impl KafkaMetrics {
             "throome_kafka_user_requests",
             "Kafka requests per user authenticated at the proxy (SASL requests not counted)",
             m.user_requests.clone(),
+        );
+        registry.register(
+            "throome_kafka_auth_failures",
+            "Failed SASL authentications at the proxy, per configured user ((unknown) for others)",
+            m.auth_failures.clone(),
         );
         registry.register(
             "throome_kafka_user_bytes",

@@ -180,7 +180,11 @@ async fn forward_requests(
                 Piece::Whole(frame) => {
                     if let Some(gate) = gate.as_mut() {
                         let h = RequestHeader::parse(&frame).map_err(ConnError::ClientFrame)?;
-                        match gate.check(&h, &frame) {
+                        let verdict = gate.check(&h, &frame);
+                        if let Some(user) = gate.take_failure() {
+                            session.metrics.kafka.auth_failed(&session.service, user);
+                        }
+                        match verdict {
                             Verdict::Pass => {}
                             Verdict::Answer(answer) => {
                                 if tx.send(Pending::Local(answer)).await.is_err() {

@@ -53,8 +53,10 @@ pub enum Opening {
     Done,
     /// Refused: this ErrorResponse is sent, then the connection closes.
     Refused(Bytes),
-    /// A wrong password or unknown user (counted per user), then as `Refused`.
+    /// A wrong password or unknown user, then as `Refused`.
     AuthFailed {
+        /// The metric label: the user when it is a known one, else `(unknown)` (a client
+        /// must not be able to make a series per name it tries).
         user: String,
         error: Bytes,
     },
@@ -177,16 +179,21 @@ async fn login(
     let credential = match authenticate(client, service, &connection).await? {
         Authenticated::Yes(credential) => credential,
         Authenticated::Denied(text) => {
+            let configured = service
+                .spec
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.users.contains_key(&user));
             return Ok(Opening::AuthFailed {
                 error: build::error("FATAL", "28000", &text),
-                user,
+                user: label(user, configured),
             });
         }
-        Authenticated::No => {
+        Authenticated::No { known } => {
             let text = format!("password authentication failed for user \"{user}\"");
             return Ok(Opening::AuthFailed {
                 error: build::error("FATAL", "28P01", &text),
-                user,
+                user: label(user, known),
             });
         }
         Authenticated::Unknowable(why) => {
@@ -228,10 +235,20 @@ fn session_params(params: Vec<(String, String)>) -> Result<Vec<(String, String)>
     Ok(out)
 }
 
+/// A failed login's user as a metric label.
+fn label(user: String, known: bool) -> String {
+    match known {
+        true => user,
+        false => "(unknown)".into(),
+    }
+}
+
 enum Authenticated {
     Yes(Option<Credential>),
-    /// A wrong password or unknown user (28P01).
-    No,
+    /// A wrong password, or an unknown user (`known: false`) (28P01).
+    No {
+        known: bool,
+    },
     /// Refused for another reason, with PostgreSQL's words (28000).
     Denied(String),
     /// The auth query could not run.
@@ -292,7 +309,7 @@ async fn authenticate(
             });
             match want.is_some_and(|w| answer.strip_suffix(b"\0") == Some(w.as_bytes())) {
                 true => Authenticated::Yes(secret.as_deref().map(Credential::from_secret)),
-                false => Authenticated::No,
+                false => Authenticated::No { known: true },
             }
         }
         AuthMethod::ScramSha256 => {
@@ -308,11 +325,16 @@ async fn authenticate(
                         Authenticated::Yes(Some(Credential::Password(s.to_string())))
                     }
                     Some(_) => Authenticated::Yes(Some(Credential::ClientKey(key))),
-                    None => Authenticated::No,
+                    None => Authenticated::No { known: true },
                 },
-                None => Authenticated::No,
+                None => Authenticated::No { known: true },
             }
         }
+    };
+    // The client is told the same either way; only the metric label tells them apart.
+    let result = match result {
+        Authenticated::No { .. } if secret.is_none() => Authenticated::No { known: false },
+        r => r,
     };
     if matches!(result, Authenticated::Yes(_)) {
         client.send(&build::auth_ok()).await?;

@@ -47,6 +47,9 @@ pub struct Gate {
     users: BTreeMap<String, Secret>,
     mechanisms: Vec<SaslMechanism>,
     state: State,
+    /// The user of an authentication that just failed, as a metric label: a configured
+    /// user's name, else `(unknown)` (a client must not make a series per name it tries).
+    failed: Option<String>,
 }
 
 impl Gate {
@@ -72,11 +75,17 @@ impl Gate {
             users,
             mechanisms,
             state,
+            failed: None,
         })
     }
 
     pub fn authenticated(&self) -> bool {
         matches!(self.state, State::Authenticated(_))
+    }
+
+    /// The user of the authentication that failed last, once.
+    pub fn take_failure(&mut self) -> Option<String> {
+        self.failed.take()
     }
 
     /// The user the client authenticated as, once it has.
@@ -118,6 +127,15 @@ impl Gate {
 
     fn authenticate(&mut self, h: &RequestHeader, frame: &[u8]) -> Verdict {
         let token = sasl::authenticate_bytes(h, frame).unwrap_or_default();
+        let tried = match &self.state {
+            State::Handshaken(SaslMechanism::Plain) => token
+                .split(|b| *b == 0)
+                .nth(1)
+                .map(|u| String::from_utf8_lossy(u).into_owned()),
+            State::Handshaken(_) => scram::user_of(token).ok(),
+            State::Scram(_, user) => Some(user.clone()),
+            _ => None,
+        };
         let outcome = match std::mem::replace(&mut self.state, State::Failed) {
             State::Handshaken(SaslMechanism::Plain) => self.plain(token),
             State::Handshaken(m) => self.scram_first(sha(m), token),
@@ -141,11 +159,17 @@ impl Gate {
                 self.state = next;
                 (0, None, token)
             }
-            Err(_) => (
-                sasl_code::SASL_AUTHENTICATION_FAILED,
-                Some("Authentication failed: invalid credentials"),
-                Vec::new(),
-            ),
+            Err(_) => {
+                self.failed = Some(match tried {
+                    Some(user) if self.users.contains_key(&user) => user,
+                    _ => "(unknown)".into(),
+                });
+                (
+                    sasl_code::SASL_AUTHENTICATION_FAILED,
+                    Some("Authentication failed: invalid credentials"),
+                    Vec::new(),
+                )
+            }
         };
         let answer =
             sasl::authenticate_response(h.correlation_id, h.api_version, error, message, &token);
