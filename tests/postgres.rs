@@ -241,3 +241,48 @@ async fn session_mode_resets_a_server_before_its_next_client() {
         );
     }
 }
+
+/// Without `auth` the proxy checks no names: per-user series appear only for users a server
+/// accepted (a client trying a name that does not exist makes none), and with the service's
+/// own `username` every client counts as that user.
+#[tokio::test(flavor = "multi_thread")]
+async fn unchecked_names_make_no_metric_series() {
+    let pg = Postgres::start();
+    let (gw, listen) = service("t", &[(pg.port, "primary", 1)], "", "").await;
+    let trust = |user: &str| format!("host=127.0.0.1 port={listen} user={user} dbname=postgres");
+    let (c, conn) = tokio_postgres::connect(&trust("postgres"), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute("SELECT 1").await.unwrap();
+    let err = tokio_postgres::connect(&trust("ghost"), NoTls)
+        .await
+        .err()
+        .unwrap();
+    assert!(format!("{err:?}").contains("ghost"), "{err:?}");
+    let (forced_gw, forced) = service(
+        "f",
+        &[(pg.port, "primary", 1)],
+        "    username: postgres\n",
+        "",
+    )
+    .await;
+    let url = format!("host=127.0.0.1 port={forced} user=anyone dbname=postgres");
+    let (f, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    f.batch_execute("SELECT 1").await.unwrap();
+
+    let metrics = tokio::task::spawn_blocking(move || (gw.metrics(), forced_gw.metrics()))
+        .await
+        .unwrap();
+    for text in [&metrics.0, &metrics.1] {
+        assert!(
+            !text.contains("ghost") && !text.contains("anyone"),
+            "{text}"
+        );
+    }
+    let series = "throome_pg_queries_total{cluster=\"t\",service=\"db\",user=\"postgres\"}";
+    assert!(metrics.0.contains(series), "{}", metrics.0);
+    let series = "throome_pg_queries_total{cluster=\"f\",service=\"db\",user=\"postgres\"}";
+    assert!(metrics.1.contains(series), "{}", metrics.1);
+}

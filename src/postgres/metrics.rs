@@ -92,6 +92,7 @@ impl PgMetrics {
 }
 
 /// One client's handles, looked up once.
+#[derive(Default)]
 pub struct ClientMetrics {
     pub transactions: Counter,
     pub queries: Counter,
@@ -103,6 +104,13 @@ pub struct ClientMetrics {
 }
 
 impl ClientMetrics {
+    /// Handles exported under no label: for a client whose user is not known to be real
+    /// yet (a service without `auth`, before a server accepted the user), so names a
+    /// client tries make no series.
+    pub fn detached() -> Self {
+        ClientMetrics::default()
+    }
+
     pub fn of(m: &PgMetrics, labels: &UserLabels) -> Self {
         ClientMetrics {
             transactions: m.transactions.get_or_create(labels).clone(),

@@ -120,8 +120,11 @@ async fn console(session: &Session, pools: &PgPools, login: &Login, client: &mut
 async fn pooled(session: Session, pools: Arc<PgPools>, login: Login, mut client: Wire) {
     let service = session.service.clone();
     let kill = session.hard_stop.child_token();
-    let user_metrics =
-        ClientMetrics::of(&session.metrics.pg, &UserLabels::of(&service, &login.user));
+    // With `auth` the user is known; without, only once a server has accepted it.
+    let user_metrics = match service.spec.auth {
+        Some(_) => ClientMetrics::of(&session.metrics.pg, &UserLabels::of(&service, &login.user)),
+        None => ClientMetrics::detached(),
+    };
     let mut s = PgSession {
         user_metrics,
         metrics: session.metrics.clone(),
@@ -223,6 +226,17 @@ impl PgSession {
     async fn run(&mut self, client: &mut Wire) {
         if !self.welcome(client).await {
             return;
+        }
+        if self.service.spec.auth.is_none() {
+            // Unchecked names logging in as the service's `username` count as that user.
+            let user = self
+                .service
+                .spec
+                .username
+                .as_ref()
+                .unwrap_or(&self.login.user);
+            let labels = UserLabels::of(&self.service, user);
+            self.user_metrics = ClientMetrics::of(&self.metrics.pg, &labels);
         }
         loop {
             match self.on_client_frames(client).await {
