@@ -254,11 +254,7 @@ impl Gateway {
 }
 
 fn summarize(old: &Snapshot, new: &Snapshot) -> ReloadSummary {
-    let keys = |s: &Snapshot| -> BTreeSet<String> {
-        s.services()
-            .map(|s| format!("{}/{}", s.cluster, s.name))
-            .collect()
-    };
+    let keys = |s: &Snapshot| -> BTreeSet<String> { s.services().map(|s| s.key()).collect() };
     let (old_keys, new_keys) = (keys(old), keys(new));
     let mut summary = ReloadSummary {
         added: new_keys.difference(&old_keys).cloned().collect(),
@@ -270,7 +266,7 @@ fn summarize(old: &Snapshot, new: &Snapshot) -> ReloadSummary {
             if Arc::ptr_eq(o, s) {
                 summary.unchanged += 1;
             } else {
-                summary.changed.push(format!("{}/{}", s.cluster, s.name));
+                summary.changed.push(s.key());
             }
         }
     }

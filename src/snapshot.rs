@@ -162,6 +162,11 @@ pub struct ServiceRuntime {
 }
 
 impl ServiceRuntime {
+    /// `cluster/service`: how logs, errors and the client registries name the service.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.cluster, self.name)
+    }
+
     pub fn probe_thresholds(&self) -> ProbeThresholds {
         let t = self.spec.thresholds;
         ProbeThresholds {

@@ -163,7 +163,7 @@ impl Console<'_> {
     /// may log in, their queries wait.
     fn kill(&self, database: Option<&str>, out: &mut BytesMut) {
         self.pools.pause(database, true);
-        let key = show::service_key(self.service);
+        let key = self.service.key();
         super::cancel::kill(&key, |_, c| database.is_none_or(|db| db == c.database));
         self.pools.reconnect(database);
         out.extend_from_slice(&build::command_complete("KILL"));
@@ -177,7 +177,7 @@ impl Console<'_> {
             out.extend_from_slice(&build::error("ERROR", "22023", &text));
             return;
         };
-        let key = show::service_key(self.service);
+        let key = self.service.key();
         match super::cancel::kill(&key, |pid, _| pid == id) {
             0 => {
                 let text = format!("client {id} not found");
@@ -192,7 +192,7 @@ impl Console<'_> {
     /// `database` or of all. Bounded by `query_wait_timeout`, then an error says how many
     /// are left: a client holding a transaction open must not hold the console forever.
     async fn wait_close(&self, database: Option<&str>, out: &mut BytesMut) {
-        let key = show::service_key(self.service);
+        let key = self.service.key();
         let limit = self.service.spec.pg.query_wait_timeout;
         let deadline = tokio::time::Instant::now() + limit;
         loop {

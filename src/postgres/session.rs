@@ -130,7 +130,7 @@ async fn pooled(session: Session, pools: Arc<PgPools>, login: Login, mut client:
         metrics: session.metrics.clone(),
         cancel: Registration::new(
             ClientInfo {
-                service: format!("{}/{}", service.cluster, service.name),
+                service: service.key(),
                 user: login.user.clone(),
                 database: login.database.clone(),
                 peer: session.peer,

@@ -99,7 +99,7 @@ pub async fn fetch(
     service: &ServiceRuntime,
     seeds: &[(String, u16)],
 ) -> Result<SlotMap, UpstreamError> {
-    let mut last = UpstreamError::NoBackend(format!("{}/{}", service.cluster, service.name));
+    let mut last = UpstreamError::NoBackend(service.key());
     for (host, port) in seeds {
         match fetch_from(service, host, *port).await {
             Ok(map) => return Ok(map),

@@ -286,9 +286,8 @@ impl Failover {
     }
 
     fn error(self, service: &ServiceRuntime) -> UpstreamError {
-        self.last.unwrap_or_else(|| {
-            UpstreamError::NoBackend(format!("{}/{}", service.cluster, service.name))
-        })
+        self.last
+            .unwrap_or_else(|| UpstreamError::NoBackend(service.key()))
     }
 }
 

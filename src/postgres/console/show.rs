@@ -218,7 +218,7 @@ pub fn lists(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
         free += idle;
     }
     let users: BTreeSet<&str> = all.iter().map(|p| p.key.user.as_str()).collect();
-    let clients = cancel::clients_of(&service_key(service)).len();
+    let clients = cancel::clients_of(&service.key()).len();
     let rows: Vec<Vec<String>> = [
         ("databases", service.backends.len()),
         ("users", users.len()),
@@ -243,7 +243,7 @@ pub fn users(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
         names.extend(auth.users.keys().cloned());
     }
     names.extend(service.spec.pg.users.keys().cloned());
-    let clients = cancel::clients_of(&service_key(service));
+    let clients = cancel::clients_of(&service.key());
     let pg = &service.spec.pg;
     let rows: Vec<Vec<String>> = names
         .into_iter()
@@ -309,7 +309,7 @@ fn backend_address(service: &ServiceRuntime, index: usize) -> String {
 /// the pid Throome gave it (a server's `link`), and `id` the same number under the name
 /// PgBouncer's KILL_CLIENT takes it by.
 pub fn clients(service: &ServiceRuntime, out: &mut BytesMut) {
-    let rows: Vec<Vec<String>> = cancel::clients_of(&service_key(service))
+    let rows: Vec<Vec<String>> = cancel::clients_of(&service.key())
         .into_iter()
         .map(|c| {
             vec![
@@ -345,7 +345,7 @@ pub fn clients(service: &ServiceRuntime, out: &mut BytesMut) {
 /// the idle ones; `remote_pid` is the server's backend pid.
 pub fn servers(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
     let mut rows: Vec<Vec<String>> = Vec::new();
-    for c in cancel::clients_of(&service_key(service)) {
+    for c in cancel::clients_of(&service.key()) {
         if let Some(s) = &c.server {
             rows.push(vec![
                 "S".into(),
@@ -416,10 +416,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-pub(super) fn service_key(service: &ServiceRuntime) -> String {
-    format!("{}/{}", service.cluster, service.name)
 }
 
 /// The pool mode of `user`'s clients (the service's for a user without settings, or none).

@@ -48,9 +48,9 @@ impl Client {
                 }
             }
             "client" => match args.get(1).map(|s| s.to_ascii_lowercase()).as_deref() {
-                Some(b"list") => clients::list(&self.service_key(), &args),
+                Some(b"list") => clients::list(&self.service.key(), &args),
                 Some(b"info") => clients::info(self.state.id),
-                Some(b"kill") => clients::kill(&self.service_key(), self.state.id, &args),
+                Some(b"kill") => clients::kill(&self.service.key(), self.state.id, &args),
                 _ => match self.client_command(req, &args) {
                     Some(Ok(reply)) => reply,
                     Some(Err(flow)) => return Some(flow),
@@ -96,11 +96,6 @@ impl Client {
             }
             None => None,
         }
-    }
-
-    /// `cluster/service`, as the client registry keys clients.
-    pub(super) fn service_key(&self) -> String {
-        format!("{}/{}", self.service.cluster, self.service.name)
     }
 
     /// Counts one more request of the command counted last, without a histogram handle.

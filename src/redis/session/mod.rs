@@ -154,7 +154,7 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
     let kill = session.hard_stop.child_token();
     let _listed = super::clients::Registration::new(
         id,
-        format!("{}/{}", service.cluster, service.name),
+        service.key(),
         session.peer.to_string(),
         kill.clone(),
     );

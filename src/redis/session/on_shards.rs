@@ -308,7 +308,7 @@ impl Client {
     }
 
     pub(super) fn no_backend(&self) -> UpstreamError {
-        UpstreamError::NoBackend(format!("{}/{}", self.service.cluster, self.service.name))
+        UpstreamError::NoBackend(self.service.key())
     }
 }
 
