@@ -93,10 +93,12 @@ fn clients_authenticate_to_the_proxy() {
             value(&format!("throome_kafka_user_requests_total{{{labels}}}")) >= 5,
             "{user}: {m}"
         );
+        // Each user produced and consumed at least 30 records of "secret-N" (8+ bytes each).
+        let payload = 30 * "secret-0".len() as u64;
         for direction in ["in", "out"] {
             let series =
                 format!("throome_kafka_user_bytes_total{{{labels},direction=\"{direction}\"}}");
-            assert!(value(&series) > 1024, "{user} {direction}: {m}");
+            assert!(value(&series) > payload, "{user} {direction}: {m}");
         }
     }
     assert!(!m.contains("user=\"mallory\""), "{m}");
