@@ -13,3 +13,28 @@ median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 # The indices 0..N-1 rotated by ROUND: the paths compared take turns at going first, so none
 # always runs on a warmer or busier machine.
 order() { local i; for ((i = 0; i < $2; i++)); do echo $(( (i + $1 - 1) % $2 )); done; }
+# HAProxy in TCP mode relaying LISTEN to TARGET: a pure byte relay (no parsing, no pooling),
+# the floor any proxy in the path pays on this machine. THREADS sets nbthread (default: all
+# cores); env HAPROXY_BUFSIZE sets tune.bufsize (HAProxy's default is 16 KiB). Runs in the
+# background, so the caller records `$!`.
+haproxy_tcp() { # listen_port target_port [threads]
+  command -v haproxy >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+  cat > "$work/haproxy-$1.cfg" <<CFG
+global
+  maxconn 4096
+  ${3:+nbthread $3}
+  ${HAPROXY_BUFSIZE:+tune.bufsize $HAPROXY_BUFSIZE}
+defaults
+  mode tcp
+  timeout connect 3s
+  timeout client 60s
+  timeout server 60s
+frontend f
+  bind 127.0.0.1:$1
+  default_backend b
+backend b
+  server s 127.0.0.1:$2
+CFG
+  haproxy -f "$work/haproxy-$1.cfg" -db >/dev/null 2>&1 &
+}

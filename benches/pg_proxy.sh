@@ -6,7 +6,8 @@
 # Bounded: fixed duration per run.
 #   benches/pg_proxy.sh [seconds=10] [rounds=3]
 # Env: POOL_SIZE (server connections, default 8), WORKERS (gateway.worker_threads, default 2:
-# PgBouncer is single-threaded, Throome need not be).
+# PgBouncer is single-threaded, Throome need not be), FLOOR=1 adds HAProxy in TCP mode (one
+# thread, no parsing, no pooling): the relay floor, what merely being in the path costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}; ROUNDS=${2:-3}; POOL=${POOL_SIZE:-8}
@@ -19,7 +20,7 @@ cargo build --release --quiet --bin throome
 . benches/lib.sh
 as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 
-pg_port=$(free_port); thr_port=$(free_port); bouncer_port=$(free_port); admin_port=$(free_port)
+pg_port=$(free_port); thr_port=$(free_port); bouncer_port=$(free_port); admin_port=$(free_port); hap_port=$(free_port)
 mkdir -p "$work/pg" && chown postgres "$work/pg" 2>/dev/null || true
 as_pg "$BIN/initdb -D $work/pg/data -U postgres -A trust --no-sync >/dev/null"
 as_pg "$BIN/postgres -D $work/pg/data -p $pg_port -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -k $work/pg" >/dev/null 2>&1 &
@@ -55,7 +56,11 @@ before_cleanup() {
   kill "$(cat "$work/pgbouncer.pid" 2>/dev/null)" 2>/dev/null
   kill "$(head -1 "$work/pg/data/postmaster.pid" 2>/dev/null)" 2>/dev/null
 }
-for port in "$thr_port" "$bouncer_port"; do
+ports=("$pg_port" "$thr_port" "$bouncer_port"); names=(direct throome pgbouncer)
+if [ "${FLOOR:-0}" = 1 ]; then
+  haproxy_tcp "$hap_port" "$pg_port" 1; pids+=($!); ports+=("$hap_port"); names+=(haproxy_tcp)
+fi
+for port in "${ports[@]:1}"; do
   for _ in $(seq 100); do "$BIN/psql" -h 127.0.0.1 -p "$port" -U postgres -Atc 'select 1' postgres >/dev/null 2>&1 && break; sleep 0.1; done
 done
 "$BIN/pgbench" -i -s 10 -q -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
@@ -69,20 +74,17 @@ tps() { # port mode
   if grep -q "aborted" <<<"$out"; then echo 0; return; fi
   awk '/^tps/ {print $3; found=1} END {if (!found) print 0}' <<<"$out"
 }
-printf '%-9s %10s %10s %10s %9s %9s\n' mode direct throome pgbouncer thr/dir thr/bnc
+ratio() { if [ "$(echo "$2 > 0" | bc)" = 1 ]; then printf '%.2f' "$(echo "$1 / $2" | bc -l)"; else echo n/a; fi; }
+printf '%-9s' mode; printf ' %11s' "${names[@]}"; printf ' %9s %9s\n' thr/dir thr/bnc
 for mode in simple prepared; do
-  ds=(); ths=(); bs=()
   for r in $(seq "$ROUNDS"); do
-    for k in $(order "$r" 3); do
-      case $k in
-        0) ds+=("$(tps "$pg_port" $mode)") ;;
-        1) ths+=("$(tps "$thr_port" $mode)") ;;
-        2) bs+=("$(tps "$bouncer_port" $mode)") ;;
-      esac
-    done
+    for k in $(order "$r" ${#ports[@]}); do tps "${ports[$k]}" $mode >> "$work/${names[$k]}.$mode"; done
   done
-  d=$(printf '%s\n' "${ds[@]}" | median); th=$(printf '%s\n' "${ths[@]}" | median); b=$(printf '%s\n' "${bs[@]}" | median)
-  ratio() { if [ "$(echo "$2 > 0" | bc)" = 1 ]; then printf '%.2f' "$(echo "$1 / $2" | bc -l)"; else echo n/a; fi; }
-  printf '%-9s %10.0f %10.0f %10.0f %9s %9s\n' "$mode" "$d" "$th" "$b" "$(ratio "$th" "$d")" "$(ratio "$th" "$b")"
+  med=(); for name in "${names[@]}"; do med+=("$(median < "$work/$name.$mode")"); done
+  printf '%-9s' "$mode"; printf ' %11.0f' "${med[@]}"
+  printf ' %9s %9s\n' "$(ratio "${med[1]}" "${med[0]}")" "$(ratio "${med[1]}" "${med[2]}")"
+  if [ ${#med[@]} -gt 3 ]; then
+    echo "  relay floor: haproxy_tcp/direct $(ratio "${med[3]}" "${med[0]}"), haproxy_tcp/pgbouncer $(ratio "${med[3]}" "${med[2]}")"
+  fi
 done
 echo "(pgbench -S -c 32 -j 2, ${SECS}s, medians of $ROUNDS rounds; pool_size $POOL; Throome worker_threads ${WORKERS:-2}; $(nproc) cores; pgbouncer $(pgbouncer --version | head -1 | awk '{print $2}'))"

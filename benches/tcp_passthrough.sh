@@ -7,7 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}; C=${2:-50}; P=${3:-16}
 
-command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 command -v redis-benchmark >/dev/null || scripts/setup.sh
 cargo build --release --quiet --bin throome
 
@@ -22,21 +21,7 @@ printf 'cluster_id: bench\nname: bench\nservices:\n  kv:\n    type: tcp\n    lis
   "$throome_port" "$redis_port" > "$work/clusters/bench/config.yaml"
 target/release/throome --config "$work/throome.yaml" 2>"$work/throome.log" & pids+=($!)
 
-cat > "$work/haproxy.cfg" <<CFG
-global
-  maxconn 4096
-defaults
-  mode tcp
-  timeout connect 3s
-  timeout client 60s
-  timeout server 60s
-frontend f
-  bind 127.0.0.1:$haproxy_port
-  default_backend b
-backend b
-  server r 127.0.0.1:$redis_port
-CFG
-haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
+haproxy_tcp "$haproxy_port" "$redis_port"; pids+=($!)
 
 for port in "$redis_port" "$throome_port" "$haproxy_port"; do
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
