@@ -261,6 +261,19 @@ fn hash_tags_keep_related_keys_together_and_other_spans_get_crossslot() {
         err.to_string().contains("SLOWLOG GET is not supported"),
         "{err}"
     );
+    // A numkeys of i64::MAX (found by the fuzzer: finding its keys overflowed) gets Redis's
+    // own error, and the connection stays.
+    let err = redis::cmd("EVAL")
+        .arg("return 1")
+        .arg(i64::MAX)
+        .arg("a")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Number of keys can't be greater than number of args"),
+        "{err}"
+    );
     assert_eq!(redis::cmd("PING").query::<String>(&mut c).unwrap(), "PONG");
 }
 

@@ -182,7 +182,9 @@ fn key_positions<A: AsRef<[u8]>>(spec: &KeySpec, args: &[A], out: &mut Vec<usize
             let Some(n) = args.get(idx as usize).and_then(|a| parse_i64(a.as_ref())) else {
                 return;
             };
-            if !(0..argc).contains(&idx) || n < 0 {
+            // More keys than arguments is Redis's own error to give; returning here also
+            // keeps `start + n` from overflowing on a numkeys near i64::MAX.
+            if !(0..argc).contains(&idx) || !(0..argc).contains(&n) {
                 return;
             }
             let start = first + i64::from(off);

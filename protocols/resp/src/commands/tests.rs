@@ -65,6 +65,9 @@ fn movable_keys_follow_the_specs() {
 #[test]
 fn hostile_numbers_find_no_keys_and_do_not_allocate_wildly() {
     assert!(keys("EVAL s 99999999999 a").is_empty());
+    // numkeys at i64::MAX: the last key's index must not overflow (found by the fuzzer).
+    assert!(keys("EVAL s 9223372036854775807 a").is_empty());
+    assert!(keys("ZUNIONSTORE dst 9223372036854775807 a").contains(&"dst".to_string()));
     assert!(keys("EVAL s -1 a").is_empty());
     assert!(keys("EVAL s x a").is_empty());
     assert!(keys("ZUNIONSTORE dst 5 a").contains(&"dst".to_string()));
