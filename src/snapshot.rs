@@ -64,6 +64,8 @@ pub struct ServiceSpec {
     pub request_timeout: Option<Duration>,
     /// Redis request limits.
     pub limits: throome_resp::Limits,
+    /// Redis: reply bytes held for a client that does not read before it is closed.
+    pub output_limit: usize,
     pub pg: PgSpec,
     pub kafka: KafkaSpec,
     /// TLS to the backends (postgres, kafka, redis).

@@ -95,6 +95,9 @@ pub struct ServiceConfig {
     pub proto_max_bulk_len: Option<u64>,
     /// Redis: most arguments in one command (default 1048576).
     pub max_multibulk_length: Option<u64>,
+    /// Redis: reply bytes buffered for one client that is not reading them before it is
+    /// closed (Redis's `client-output-buffer-limit` hard limit; default 1 GiB).
+    pub client_output_buffer_limit: Option<u64>,
     /// Redis: spread keys over the backends (`ketama`, twemproxy-compatible).
     pub sharding: Option<Sharding>,
     /// Redis with sharding: the two characters around the part of a key that is hashed

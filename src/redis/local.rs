@@ -55,6 +55,26 @@ pub fn check_auth(
     }
 }
 
+/// Redis's answer to a command it does not know (`processCommand` in server.c): the name
+/// and the first arguments, each cut to what fits in 128 bytes.
+pub fn unknown_command(req: &throome_resp::Request) -> Bytes {
+    let mut args = String::new();
+    for a in req.args().skip(1) {
+        if args.len() >= 128 {
+            break;
+        }
+        let room = 128 - args.len();
+        let text = String::from_utf8_lossy(a);
+        let cut: String = text.chars().take(room).collect();
+        args.push_str(&format!("'{cut}' "));
+    }
+    let name = String::from_utf8_lossy(req.name());
+    let name: String = name.chars().take(128).collect();
+    encode::error(&format!(
+        "ERR unknown command '{name}', with args beginning with: {args}"
+    ))
+}
+
 pub fn wrong_args(cmd: &str) -> Bytes {
     encode::error(&format!(
         "ERR wrong number of arguments for '{cmd}' command"

@@ -83,6 +83,11 @@ pub(super) fn resolve(
         auto_eject_hosts: svc.auto_eject_hosts.unwrap_or(false),
         request_timeout: svc.request_timeout.map(|t| t.0),
         limits: resp_limits(svc),
+        output_limit: svc
+            .client_output_buffer_limit
+            .map_or(DEFAULT_OUTPUT_LIMIT, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
         key_hash: svc.hash.unwrap_or_default(),
         hash_tag: match svc.hash_tag.as_deref().map(str::as_bytes) {
             None => Some(*b"{}"),
@@ -132,6 +137,10 @@ fn pg_spec(svc: &crate::config::ServiceConfig) -> PgSpec {
             .collect(),
     }
 }
+
+/// Reply bytes a Redis client may leave unread (Redis itself has no limit for normal
+/// clients; a proxy holding many clients needs one).
+const DEFAULT_OUTPUT_LIMIT: usize = 1 << 30;
 
 /// Redis's own request limits (`proto-max-bulk-len`, multibulk count) unless set.
 fn resp_limits(svc: &crate::config::ServiceConfig) -> throome_resp::Limits {

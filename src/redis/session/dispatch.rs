@@ -15,8 +15,7 @@ impl Client {
             Some((raw, spec)) if raw.as_slice() == req.name() => *spec,
             _ => {
                 let Some(top) = throome_resp::lookup(req.name()) else {
-                    // Unknown to Redis 7 too (or a module command): the backend answers.
-                    return self.forward_shared(req, None, false).await;
+                    return self.unknown(req).await;
                 };
                 if top.subcommands.is_empty() {
                     self.last_command = Some((req.name().to_vec(), top));
@@ -37,6 +36,10 @@ impl Client {
             return Flow::Continue;
         }
         if !spec.arity_ok(req.argc()) {
+            if self.tx_conn.is_some() {
+                // Redis answers it and marks the transaction: EXEC then aborts.
+                return self.forward_tx(req, spec.name).await;
+            }
             let full = if std::ptr::eq(spec, top) {
                 name.to_string()
             } else {
@@ -96,6 +99,25 @@ impl Client {
         }
         let read = spec.has(flag::READONLY) && !spec.is_write();
         self.forward_shared(req, Some(spec.name), read).await
+    }
+
+    /// A command unknown to Redis 7 (or a module's): the backend answers (once the client
+    /// has authenticated, as for any command), on the transaction's connection while one is open, so a bad command aborts EXEC as in Redis.
+    /// A sharded transaction is queued by the proxy, which answers as Redis does.
+    async fn unknown(&mut self, req: Request) -> Flow {
+        if !self.state.authenticated {
+            self.reply(encode::error("NOAUTH Authentication required."));
+            return Flow::Continue;
+        }
+        if self.tx_conn.is_some() {
+            return self.forward_tx(req, "unknown").await;
+        }
+        if self.shard_tx.is_some() {
+            self.reply(local::unknown_command(&req));
+            self.doom_shard_tx();
+            return Flow::Continue;
+        }
+        self.forward_shared(req, None, false).await
     }
 
     async fn forward_shared(

@@ -6,6 +6,7 @@
 mod batch;
 mod connection;
 mod dispatch;
+mod io;
 mod lanes;
 mod on_shards;
 mod redirect;
@@ -19,7 +20,7 @@ use std::time::Instant;
 
 use crate::latency::Latency;
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use throome_resp::{CommandSpec, RequestScanner};
@@ -243,18 +244,30 @@ struct Client {
 }
 
 impl Client {
-    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut client: S) {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, client: S) {
+        let mut client = io::ClientIo::new(client);
         let mut scanner = RequestScanner::new(self.service.spec.limits);
         let mut buf = BytesMut::with_capacity(16 * 1024);
+        // No more requests are served (QUIT, a protocol error); the client sent its last.
         let mut stop = false;
+        let mut eof = false;
         let mut give_up: Option<tokio::time::Instant> = None;
         loop {
-            while !stop && self.pending.len() < MAX_PENDING {
+            // Every whole request read so far is handled before waiting on anything: a
+            // client that wrote its whole pipeline sends nothing more until it is answered.
+            let mut unscanned = false;
+            while !stop {
+                if self.pending.len() >= MAX_PENDING {
+                    unscanned = true;
+                    break;
+                }
                 match scanner.scan(&mut buf) {
                     Ok(Some(req)) => match self.handle(req).await {
                         Flow::Continue => {}
                         Flow::Stop => stop = true,
-                        Flow::Raw(first) => return self.hand_over(client, first, buf).await,
+                        Flow::Raw(first) => {
+                            return self.hand_over(client.stream, first, buf).await;
+                        }
                     },
                     Ok(None) => break,
                     Err(e) => {
@@ -266,37 +279,55 @@ impl Client {
             }
             self.flush_batch().await;
             self.settle().await;
-            if !self.out.is_empty() {
-                if client.write_all(&self.out).await.is_err() || client.flush().await.is_err() {
-                    return;
-                }
-                self.out.clear();
+            if self.out.len() > self.service.spec.output_limit {
+                return self.overflow();
             }
-            if stop && self.pending.is_empty() {
+            if client.write_now(&mut self.out).await.is_err() {
+                return;
+            }
+            let served = stop || (eof && !unscanned);
+            if served && self.pending.is_empty() && self.out.is_empty() {
                 break;
+            }
+            if unscanned && self.pending.len() < MAX_PENDING {
+                continue;
             }
             let waiting = matches!(
                 self.pending.front(),
                 Some(Pending::Wait { .. } | Pending::Group { .. } | Pending::Merge { .. })
             );
-            let readable = !stop && self.pending.len() < MAX_PENDING;
+            let readable = !stop && !eof && self.pending.len() < MAX_PENDING;
             let linger = give_up.unwrap_or_else(|| tokio::time::Instant::now() + EOF_LINGER);
             tokio::select! {
                 () = replies::wait_front(&mut self.pending, &self.metrics, &self.service), if waiting => {}
-                r = client.read_buf(&mut buf), if readable => {
+                turn = client.turn(&mut self.out, &mut buf, readable) => match turn {
+                    io::Io::Wrote => {}
+                    io::Io::Read => self.now = Instant::now(),
                     // EOF: answer what was asked (a client may half-close after its last
                     // request), for a while; a client that left for good must not keep a
                     // BLPOP 0 and its connection alive forever.
-                    if !matches!(r, Ok(n) if n > 0) {
-                        stop = true;
+                    io::Io::Closed => {
+                        eof = true;
                         give_up = Some(tokio::time::Instant::now() + EOF_LINGER);
                     }
-                                        self.now = Instant::now();
-                }
+                    io::Io::Failed => return,
+                },
                 () = tokio::time::sleep_until(linger), if give_up.is_some() => return,
             }
         }
-        let _ = client.shutdown().await;
+        let _ = client.stream.shutdown().await;
+    }
+
+    /// The client let more reply bytes pile up than `client_output_buffer_limit`: closed, as
+    /// Redis closes a client past its output buffer's hard limit.
+    fn overflow(&mut self) {
+        self.metrics.error(&self.service, "output_buffer_limit");
+        tracing::warn!(
+            service = %self.service.key(),
+            client = self.state.id,
+            bytes = self.out.len(),
+            "client closed for overcoming of output buffer limits"
+        );
     }
 
     fn reply(&mut self, bytes: Bytes) {

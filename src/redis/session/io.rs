@@ -1,0 +1,89 @@
+//! The client socket, read and written at once. Redis keeps reading a client's commands
+//! while its replies wait in the output buffer (`client-output-buffer-limit normal 0 0 0`),
+//! so a client that writes a whole pipeline before reading any reply never deadlocks with
+//! it. The proxy does the same: one future polls both directions, and the replies owed are
+//! bounded in bytes by the caller, not by stopping to read.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What one turn of client I/O did.
+pub(super) enum Io {
+    /// Everything owed to the client was written and flushed.
+    Wrote,
+    /// Bytes of requests arrived.
+    Read,
+    /// The client closed its side (or reading failed).
+    Closed,
+    /// Writing failed: the client is gone.
+    Failed,
+}
+
+/// The client socket and its write state.
+pub(super) struct ClientIo<S> {
+    pub stream: S,
+    /// Written but not flushed (TLS keeps records until flushed).
+    unflushed: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
+    pub fn new(stream: S) -> Self {
+        ClientIo {
+            stream,
+            unflushed: false,
+        }
+    }
+
+    /// Writes what the socket takes now of `out`, without waiting. Err: the client is gone.
+    pub async fn write_now(&mut self, out: &mut BytesMut) -> io::Result<()> {
+        poll_fn(|cx| match self.push(cx, out) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(())),
+        })
+        .await
+    }
+
+    /// Waits until `out` is all written, or (when `readable`) requests arrive in `buf`.
+    pub async fn turn(&mut self, out: &mut BytesMut, buf: &mut BytesMut, readable: bool) -> Io {
+        poll_fn(|cx| {
+            if !out.is_empty() || self.unflushed {
+                match self.push(cx, out) {
+                    Poll::Ready(Ok(())) => return Poll::Ready(Io::Wrote),
+                    Poll::Ready(Err(_)) => return Poll::Ready(Io::Failed),
+                    Poll::Pending => {}
+                }
+            }
+            if readable {
+                match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, buf) {
+                    Poll::Ready(Ok(n)) if n > 0 => return Poll::Ready(Io::Read),
+                    Poll::Ready(_) => return Poll::Ready(Io::Closed),
+                    Poll::Pending => {}
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Writes `out` until the socket is full, then flushes.
+    fn push(&mut self, cx: &mut Context<'_>, out: &mut BytesMut) -> Poll<io::Result<()>> {
+        while !out.is_empty() {
+            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            out.advance(n);
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
