@@ -32,9 +32,16 @@ pub fn check_auth(
     pass: &[u8],
 ) -> Result<(), Bytes> {
     let Some(auth) = auth else {
-        return Err(encode::error(
-            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        ));
+        // As a server whose only user is `default` with `nopass`: any password is its.
+        return match user {
+            None => Err(encode::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            )),
+            Some(b"default") => Ok(()),
+            Some(_) => Err(encode::error(
+                "WRONGPASS invalid username-password pair or user is disabled.",
+            )),
+        };
     };
     let ok = match user {
         None | Some(b"default") => auth
@@ -73,6 +80,28 @@ pub fn unknown_command(req: &throome_resp::Request) -> Bytes {
     encode::error(&format!(
         "ERR unknown command '{name}', with args beginning with: {args}"
     ))
+}
+
+/// UNSUBSCRIBE, PUNSUBSCRIBE or SUNSUBSCRIBE from a client with no subscription: a frame
+/// per channel, or one with a null channel for none (`addReplyPubsubUnsubscribed` in
+/// pubsub.c), each counting 0 subscriptions left; pushes in RESP3.
+pub fn unsubscribed(kind: &str, channels: &[&[u8]], resp3: bool) -> Bytes {
+    let header: &[u8] = if resp3 { b">3\r\n" } else { b"*3\r\n" };
+    let frame = |channel: Option<&[u8]>| {
+        let mut f = header.to_vec();
+        f.extend_from_slice(&encode::bulk(kind.as_bytes()));
+        match channel {
+            Some(c) => f.extend_from_slice(&encode::bulk(c)),
+            None => f.extend_from_slice(&encode::null(resp3)),
+        }
+        f.extend_from_slice(b":0\r\n");
+        f
+    };
+    let out: Vec<u8> = match channels {
+        [] => frame(None),
+        _ => channels.iter().flat_map(|c| frame(Some(c))).collect(),
+    };
+    out.into()
 }
 
 pub fn wrong_args(cmd: &str) -> Bytes {
@@ -133,7 +162,6 @@ pub fn hello(state: &mut ClientState, auth: Option<&ClientAuth>, args: &[&[u8]])
             ("mode", encode::bulk(b"standalone")),
             ("role", encode::bulk(b"master")),
             ("modules", encode::empty_array()),
-            ("proxy", encode::bulk(b"throome")),
         ],
     )
 }

@@ -1,6 +1,7 @@
 //! Shared harness for integration tests: real backends and the real `throome` binary.
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod differential;
 pub mod gateway;
 pub mod kafka;
 pub mod pg;

@@ -16,10 +16,17 @@ impl Client {
         let args: Vec<&[u8]> = req.args().collect();
         let auth = self.service.spec.auth.clone();
         let reply = match name {
-            "ping" => match args.get(1) {
-                None => encode::simple("PONG"),
-                Some(msg) => encode::bulk(msg),
+            "ping" => match args.len() {
+                1 => encode::simple("PONG"),
+                2 => encode::bulk(args[1]),
+                // PING's arity is -1: the command itself refuses more (pingCommand).
+                _ => local::wrong_args("ping"),
             },
+            // Subscriptions hand the client over to a connection of its own, so a client
+            // here has none: Redis answers one frame per channel named, or one for none.
+            "unsubscribe" | "punsubscribe" | "sunsubscribe" => {
+                local::unsubscribed(name, &args[1..], self.state.resp3)
+            }
             "echo" => encode::bulk(args.get(1).copied().unwrap_or_default()),
             "hello" => {
                 let reply = local::hello(&mut self.state, auth.as_ref(), &args);
@@ -36,7 +43,11 @@ impl Client {
             "auth" => {
                 let (user, pass) = match args.len() {
                     2 => (None, args[1]),
-                    _ => (Some(args[1]), args[2]),
+                    3 => (Some(args[1]), args[2]),
+                    _ => {
+                        self.reply(encode::error("ERR syntax error"));
+                        return Some(Flow::Continue);
+                    }
                 };
                 match local::check_auth(auth.as_ref(), user, pass) {
                     Ok(()) => {

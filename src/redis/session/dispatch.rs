@@ -58,7 +58,8 @@ impl Client {
                 self.reply(encode::simple("OK"));
                 return Flow::Stop;
             }
-            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select"
+            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select" | "unsubscribe"
+            | "punsubscribe" | "sunsubscribe"
                 if !self.in_multi =>
             {
                 if let Some(flow) = self.local(name, &req).await {

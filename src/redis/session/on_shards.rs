@@ -99,7 +99,8 @@ impl Client {
                 self.reply(encode::simple("OK"));
                 Some(Flow::Stop)
             }
-            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select"
+            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select" | "unsubscribe"
+            | "punsubscribe" | "sunsubscribe"
                 if self.shard_tx.is_none() =>
             {
                 match self.local(name, req).await {
