@@ -115,8 +115,26 @@ fn command() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
+/// Inside MULTI, an UNSUBSCRIBE of several channels makes Redis 7.0 answer EXEC with a
+/// malformed reply (the array counts one frame, the others follow it); the proxy gives the
+/// array only (README, "What differs"). Such commands keep one channel there.
+fn outside_multi(cmds: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let mut in_multi = false;
+    cmds.into_iter()
+        .map(|mut c| {
+            match c[0].as_str() {
+                "MULTI" => in_multi = true,
+                "EXEC" | "DISCARD" => in_multi = false,
+                "UNSUBSCRIBE" if in_multi => c.truncate(2),
+                _ => {}
+            }
+            c
+        })
+        .collect()
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn random_streams_match_redis(cmds in prop::collection::vec(command(), 1..40), resp3 in any::<bool>()) {
@@ -125,7 +143,7 @@ proptest! {
         if resp3 {
             lines.push(Line::Command(1, vec![b"HELLO".to_vec(), b"3".to_vec()]));
         }
-        lines.extend(cmds.into_iter().map(|c| Line::Command(1, c.into_iter().map(String::into_bytes).collect())));
+        lines.extend(outside_multi(cmds).into_iter().map(|c| Line::Command(1, c.into_iter().map(String::into_bytes).collect())));
         PAIR.with(|p| p.compare("random", &lines));
     }
 }

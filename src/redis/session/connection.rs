@@ -29,6 +29,9 @@ impl Client {
             }
             "echo" => encode::bulk(args.get(1).copied().unwrap_or_default()),
             "hello" => {
+                // Requests after it may go out on a connection of the other protocol
+                // version: those before it are answered first, so none is overtaken.
+                self.drain().await;
                 let reply = local::hello(&mut self.state, auth.as_ref(), &args);
                 // RESP2 and RESP3 clients use different shared connections.
                 self.sticky = [None, None];
@@ -69,6 +72,7 @@ impl Client {
                 },
             },
             "reset" => {
+                self.drain().await;
                 self.tx_conn = None;
                 self.shard_tx = None;
                 self.shard_watch = None;
