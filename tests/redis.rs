@@ -604,3 +604,29 @@ fn a_client_that_leaves_during_blpop_releases_its_backend_connection() {
             "throome_upstream_connections{cluster=\"r\",service=\"cache\",kind=\"dedicated\"} 0"
         )));
 }
+
+/// A client that leaves while blocked frees the backend at once, as Redis frees a blocked
+/// client that closes: a value pushed right after it left stays in the list. (The proxy used
+/// to keep the abandoned BLPOP for 5 s, and it popped the value for nobody.)
+#[test]
+fn a_value_pushed_after_a_blocked_client_left_is_not_lost() {
+    let backend = RedisServer::start();
+    let (_gw, listen) = redis_gateway(&[(backend.port, "primary", 1)], "");
+    let blocked = || {
+        cli(backend.port, &["INFO", "clients"])
+            .lines()
+            .any(|l| l.trim() == "blocked_clients:1")
+    };
+    {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", listen)).unwrap();
+        s.write_all(b"*3\r\n$5\r\nBLPOP\r\n$4\r\nlost\r\n$1\r\n0\r\n")
+            .unwrap();
+        assert!(eventually(Duration::from_secs(10), blocked));
+    }
+    assert!(
+        eventually(Duration::from_secs(2), || !blocked()),
+        "the backend still blocks for the client that left"
+    );
+    assert_eq!(cli(listen, &["LPUSH", "lost", "x"]), "1");
+    assert_eq!(cli(listen, &["LLEN", "lost"]), "1");
+}

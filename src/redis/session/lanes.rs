@@ -56,11 +56,15 @@ impl Client {
         match self.dedicated_lane().await {
             Ok(conn) => {
                 self.enqueue(&conn, req, name, false).await;
-                // Dropping the handle closes the connection once the reply is in.
+                // Dropping the handle closes the connection once the reply is in, or once
+                // nobody waits for it.
+                Flow::Hold
             }
-            Err(e) => self.fail(&e),
+            Err(e) => {
+                self.fail(&e);
+                Flow::Continue
+            }
         }
-        Flow::Continue
     }
 
     /// From here on the client talks to a connection of its own, byte for byte.

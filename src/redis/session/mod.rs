@@ -42,6 +42,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 const MAX_PENDING: usize = 4096;
 /// How long replies are still awaited after the client closed its side.
 const EOF_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+/// Bytes read ahead from a client while its blocking command waits.
+const HOLD_READ_LIMIT: usize = 1024 * 1024;
 /// Bytes collected for one upstream before they are written.
 const MAX_BATCH: usize = 256 * 1024;
 /// Requests answered together at most: a long pipeline's first replies are not held back
@@ -132,6 +134,10 @@ enum Lane {
 
 enum Flow {
     Continue,
+    /// A blocking command went out: nothing behind it is handled until it is answered, as
+    /// Redis runs nothing else of a blocked client, while the client is still watched so a
+    /// client that leaves frees the backend at once.
+    Hold,
     Stop,
     /// Hand the client over to a raw pass-through, starting with this request.
     Raw(Bytes),
@@ -251,19 +257,22 @@ impl Client {
         // No more requests are served (QUIT, a protocol error); the client sent its last.
         let mut stop = false;
         let mut eof = false;
+        let mut hold = false;
         let mut give_up: Option<tokio::time::Instant> = None;
         loop {
             // Every whole request read so far is handled before waiting on anything: a
             // client that wrote its whole pipeline sends nothing more until it is answered.
+            hold &= !self.pending.is_empty();
             let mut unscanned = false;
             while !stop {
-                if self.pending.len() >= MAX_PENDING {
+                if hold || self.pending.len() >= MAX_PENDING {
                     unscanned = true;
                     break;
                 }
                 match scanner.scan(&mut buf) {
                     Ok(Some(req)) => match self.handle(req).await {
                         Flow::Continue => {}
+                        Flow::Hold => hold = true,
                         Flow::Stop => stop = true,
                         Flow::Raw(first) => {
                             return self.hand_over(client.stream, first, buf).await;
@@ -289,14 +298,17 @@ impl Client {
             if served && self.pending.is_empty() && self.out.is_empty() {
                 break;
             }
-            if unscanned && self.pending.len() < MAX_PENDING {
+            // Requests left unread for want of room, which there is now.
+            let room = (!hold || self.pending.is_empty()) && self.pending.len() < MAX_PENDING;
+            if unscanned && room {
                 continue;
             }
             let waiting = matches!(
                 self.pending.front(),
                 Some(Pending::Wait { .. } | Pending::Group { .. } | Pending::Merge { .. })
             );
-            let readable = !stop && !eof && self.pending.len() < MAX_PENDING;
+            let full = self.pending.len() >= MAX_PENDING || (hold && buf.len() >= HOLD_READ_LIMIT);
+            let readable = !stop && !eof && !full;
             let linger = give_up.unwrap_or_else(|| tokio::time::Instant::now() + EOF_LINGER);
             tokio::select! {
                 () = replies::wait_front(&mut self.pending, &self.metrics, &self.service), if waiting => {}
@@ -308,6 +320,13 @@ impl Client {
                     // BLPOP 0 and its connection alive forever.
                     io::Io::Closed => {
                         eof = true;
+                        if hold {
+                            // Redis frees a blocked client that closes: its command is
+                            // dropped, with its connection (the backend unblocks now, and
+                            // pops nothing for nobody), and nothing behind it runs.
+                            self.pending.pop_back();
+                            stop = true;
+                        }
                         give_up = Some(tokio::time::Instant::now() + EOF_LINGER);
                     }
                     io::Io::Failed => return,
