@@ -11,6 +11,7 @@ use crate::request::{find_crlf, parse_count};
 #[derive(Clone, Copy, Debug)]
 pub struct ReplyLimits {
     pub max_bulk_len: usize,
+    /// Most open aggregates tracked at once (memory: 16 bytes each).
     pub max_depth: usize,
     /// Longest simple-string, error or number line.
     pub max_line_len: usize,
@@ -20,7 +21,9 @@ impl Default for ReplyLimits {
     fn default() -> Self {
         ReplyLimits {
             max_bulk_len: 512 * 1024 * 1024,
-            max_depth: 128,
+            // Open aggregates, not nesting levels: a run of one-element aggregates (what a
+            // Lua script nesting tables returns, thousands deep) is one entry.
+            max_depth: 65_536,
             max_line_len: 64 * 1024 * 1024,
         }
     }
@@ -75,6 +78,9 @@ struct Level {
     left: u64,
     /// An attribute map: when done, the value it annotates still follows at this level.
     attribute: bool,
+    /// With `left == 1`: this many nested aggregates, each the last element of the one
+    /// around it, all done when the innermost is. Deep nesting costs no memory per level.
+    run: u32,
 }
 
 /// Frames replies out of a growing buffer. Keep one per upstream connection.
@@ -165,13 +171,7 @@ impl ReplyScanner {
                     if n <= 0 {
                         true // empty or null aggregate
                     } else {
-                        if self.stack.len() >= self.limits.max_depth {
-                            return Err(ProtocolError::ReplyTooDeep(self.limits.max_depth));
-                        }
-                        self.stack.push(Level {
-                            left: n as u64,
-                            attribute: t == b'|',
-                        });
+                        self.open(n as u64, t == b'|')?;
                         false
                     }
                 }
@@ -182,6 +182,29 @@ impl ReplyScanner {
                 return Ok(Some((len, self.kind.take().unwrap_or(b'+'))));
             }
         }
+    }
+
+    /// Starts an aggregate of `n` elements inside the current one.
+    fn open(&mut self, n: u64, attribute: bool) -> Result<(), ProtocolError> {
+        if let Some(top) = self.stack.last_mut()
+            && n == 1
+            && !attribute
+            && top.left == 1
+            && !top.attribute
+            && top.run < u32::MAX
+        {
+            top.run += 1;
+            return Ok(());
+        }
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(ProtocolError::ReplyTooDeep(self.limits.max_depth));
+        }
+        self.stack.push(Level {
+            left: n,
+            attribute,
+            run: 1,
+        });
+        Ok(())
     }
 
     fn need_more<T>(&self, buf: &[u8]) -> Result<Option<T>, ProtocolError> {

@@ -54,10 +54,15 @@ fn errors_and_limits() {
         replies(b"?x\r\n"),
         Err(ProtocolError::UnexpectedReplyType(b'?'))
     );
-    let deep = b"*1\r\n".repeat(200);
-    let mut s = ReplyScanner::new(ReplyLimits::default());
+    // Open aggregates that cannot share an entry are bounded.
+    let wide = b"*2\r\n".repeat(200);
+    let limits = ReplyLimits {
+        max_depth: 128,
+        ..ReplyLimits::default()
+    };
+    let mut s = ReplyScanner::new(limits);
     assert_eq!(
-        s.scan(&mut BytesMut::from(&deep[..])),
+        s.scan(&mut BytesMut::from(&wide[..])),
         Err(ProtocolError::ReplyTooDeep(128))
     );
     let mut s = ReplyScanner::new(ReplyLimits::default());
@@ -67,4 +72,36 @@ fn errors_and_limits() {
         .unwrap();
     assert!(r.is_error());
     assert_eq!(r.error_line(), Some(&b"MOVED 3999 127.0.0.1:6381"[..]));
+}
+
+/// Nesting as deep as a Lua script's reply (thousands of one-element arrays, some wider
+/// levels and attributes among them) frames whole, also when it arrives a byte at a time.
+#[test]
+fn deep_nesting_frames_whole() {
+    let depth = 100_000;
+    let mut reply = b"*1\r\n".repeat(depth);
+    reply.extend_from_slice(b"*2\r\n:1\r\n*1\r\n|1\r\n+a\r\n+b\r\n*1\r\n$1\r\nx\r\n");
+    reply.extend_from_slice(b"+after\r\n");
+    let limits = ReplyLimits {
+        max_depth: 8,
+        ..ReplyLimits::default()
+    };
+    let mut s = ReplyScanner::new(limits);
+    let mut buf = BytesMut::from(&reply[..]);
+    let first = s.scan(&mut buf).unwrap().unwrap();
+    assert_eq!(first.frame().len(), reply.len() - b"+after\r\n".len());
+    assert_eq!(
+        s.scan(&mut buf).unwrap().unwrap().frame(),
+        &b"+after\r\n"[..]
+    );
+    let mut s = ReplyScanner::new(limits);
+    let mut buf = BytesMut::new();
+    let mut got = Vec::new();
+    for &b in &reply[..] {
+        buf.extend_from_slice(&[b]);
+        while let Some(r) = s.scan(&mut buf).unwrap() {
+            got.push(r.frame().len());
+        }
+    }
+    assert_eq!(got, vec![reply.len() - 8, 8]);
 }
