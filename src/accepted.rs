@@ -16,6 +16,27 @@ pub enum Accepted {
 }
 
 impl Accepted {
+    /// The socket's file descriptor and local address, as Redis's CLIENT LIST shows them
+    /// (`fd`, `laddr`); a Unix socket's local address is its path.
+    pub fn socket_info(&self) -> (i32, String) {
+        use std::os::fd::AsRawFd;
+        match self {
+            Accepted::Plain(s) => (s.as_raw_fd(), local_of(s.local_addr())),
+            Accepted::Tls(s) => {
+                let tcp = s.get_ref().0;
+                (tcp.as_raw_fd(), local_of(tcp.local_addr()))
+            }
+            Accepted::Unix(s) => {
+                let path = s
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(|p| format!("{}:0", p.display())))
+                    .unwrap_or_default();
+                (s.as_raw_fd(), path)
+            }
+        }
+    }
+
     /// Writes `bytes` (a refusal) and closes, whatever the stream.
     pub async fn refuse(self, bytes: &[u8]) {
         use tokio::io::AsyncWriteExt;
@@ -117,3 +138,7 @@ macro_rules! either_io {
 pub(crate) use either_io;
 
 either_io!(Accepted, Accepted::Plain, Accepted::Tls, Accepted::Unix);
+
+fn local_of(addr: std::io::Result<std::net::SocketAddr>) -> String {
+    addr.map(|a| a.to_string()).unwrap_or_default()
+}

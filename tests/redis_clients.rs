@@ -51,7 +51,16 @@ fn the_proxy_lists_and_ends_its_own_clients() {
         "{a_line}"
     );
     let info = text(&mut a, &["CLIENT", "INFO"]).unwrap();
-    assert_eq!(info.trim_end(), *a_line);
+    // The same client, now with CLIENT INFO as its last command.
+    let same = |l: &str| -> Vec<String> {
+        l.split_whitespace()
+            .filter(|kv| {
+                !kv.starts_with("cmd=") && !kv.starts_with("age=") && !kv.starts_with("idle=")
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(same(&info), same(a_line));
     let only_a = text(&mut c, &["CLIENT", "LIST", "ID", &a_id.to_string()]).unwrap();
     assert_eq!(only_a.lines().count(), 1, "{only_a}");
     let info = text(&mut c, &["INFO", "server"]).unwrap();
@@ -94,4 +103,49 @@ fn the_proxy_lists_and_ends_its_own_clients() {
         text(&mut c, &["CLIENT", "LIST"]).unwrap().lines().count(),
         1
     );
+}
+
+/// CLIENT INFO and CLIENT LIST give every field redis-server gives, in its order, with the
+/// proxy's own values (redis-py's `client_info()` read fields the proxy did not give):
+/// idle time, the last command with its subcommand, and MULTI's queued count.
+#[test]
+fn client_info_has_every_field_redis_gives() {
+    let backend = RedisServer::start();
+    let (_gw, listen) =
+        common::gateway::one_service("redis", "clients-info", &[(backend.port, "primary", 1)], "");
+    let keys = |line: &str| -> Vec<String> {
+        line.split_whitespace()
+            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_string()))
+            .collect()
+    };
+    let direct = text(&mut con(backend.port), &["CLIENT", "INFO"]).unwrap();
+    let mut a = con(listen);
+    let proxied = text(&mut a, &["CLIENT", "INFO"]).unwrap();
+    assert_eq!(keys(&proxied), keys(&direct), "{proxied}");
+    assert_eq!(field(&proxied, "cmd"), Some("client|info"));
+    assert_eq!(field(&proxied, "multi"), Some("-1"));
+    assert_eq!(field(&proxied, "flags"), Some("N"));
+    let laddr = format!("127.0.0.1:{listen}");
+    assert_eq!(field(&proxied, "laddr"), Some(laddr.as_str()));
+    assert!(field(&proxied, "fd").unwrap().parse::<i32>().unwrap() > 0);
+
+    // Another client's view: the last command and the transaction being queued.
+    let mut b = con(listen);
+    let b_id: u64 = redis::cmd("CLIENT").arg("ID").query(&mut b).unwrap();
+    let _: () = redis::cmd("MULTI").query(&mut b).unwrap();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut b).unwrap();
+    let _: () = redis::cmd("INCR").arg("n").query(&mut b).unwrap();
+    let id = b_id.to_string();
+    let listed = text(&mut a, &["CLIENT", "LIST", "ID", &id]).unwrap();
+    assert_eq!(keys(&listed), keys(&direct), "{listed}");
+    assert_eq!(field(&listed, "multi"), Some("2"), "{listed}");
+    assert_eq!(field(&listed, "flags"), Some("x"));
+    assert_eq!(field(&listed, "cmd"), Some("incr"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let listed = text(&mut a, &["CLIENT", "LIST", "ID", &id]).unwrap();
+    assert!(
+        field(&listed, "idle").unwrap().parse::<u64>().unwrap() >= 1,
+        "{listed}"
+    );
+    let _: () = redis::cmd("DISCARD").query(&mut b).unwrap();
 }

@@ -5,7 +5,8 @@
 //! [CLIENT KILL](https://redis.io/docs/latest/commands/client-kill/)).
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -14,12 +15,49 @@ use tokio_util::sync::CancellationToken;
 use super::encode;
 use super::local::ClientState;
 
+/// What a session updates as it works, read by CLIENT LIST: cheap to write (an atomic per
+/// read, a short lock only when the command changes).
+#[derive(Default)]
+pub struct Activity {
+    /// Milliseconds after registration of the last request read.
+    last_ms: AtomicU64,
+    /// The last command: its name and subcommand, as Redis's `cmd=` (`client|info`).
+    cmd: Mutex<(&'static str, Option<&'static str>)>,
+    /// Commands queued since MULTI, or -1 outside a transaction.
+    multi: AtomicI64,
+}
+
+impl Activity {
+    pub fn touched(&self, since: Instant, now: Instant) {
+        let ms = u64::try_from(now.saturating_duration_since(since).as_millis()).unwrap_or(0);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn command(&self, name: &'static str, sub: Option<&'static str>) {
+        if let Ok(mut c) = self.cmd.lock() {
+            *c = (name, sub);
+        }
+    }
+
+    pub fn multi(&self, queued: i64) {
+        self.multi.store(queued, Ordering::Relaxed);
+    }
+
+    /// One more command queued in the open transaction.
+    pub fn queued(&self) {
+        self.multi.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// What CLIENT LIST shows of one client.
 struct Entry {
     /// `cluster/service`.
     service: String,
     addr: String,
+    laddr: String,
+    fd: i32,
     since: Instant,
+    activity: Arc<Activity>,
     name: Option<Vec<u8>>,
     user: Vec<u8>,
     resp3: bool,
@@ -28,17 +66,35 @@ struct Entry {
 
 static REGISTRY: LazyLock<Mutex<HashMap<u64, Entry>>> = LazyLock::new(Default::default);
 
+/// Where a client connected from and to: `addr`, `laddr`, `fd`.
+pub struct Socket {
+    pub addr: String,
+    pub laddr: String,
+    pub fd: i32,
+}
+
 /// A connected client, listed until dropped.
 pub struct Registration(u64);
 
 impl Registration {
-    /// Lists client `id` of `service` (from `addr`); cancelling `kill` ends its session.
-    pub fn new(id: u64, service: String, addr: String, kill: CancellationToken) -> Registration {
+    /// Lists client `id` of `service`; cancelling `kill` ends its session. The session
+    /// reports its work through `activity`.
+    pub fn new(
+        id: u64,
+        service: String,
+        socket: Socket,
+        activity: Arc<Activity>,
+        kill: CancellationToken,
+    ) -> Registration {
         if let Ok(mut r) = REGISTRY.lock() {
+            activity.multi(-1);
             let entry = Entry {
                 service,
-                addr,
+                addr: socket.addr,
+                laddr: socket.laddr,
+                fd: socket.fd,
                 since: Instant::now(),
+                activity,
                 name: None,
                 user: b"default".to_vec(),
                 resp3: false,
@@ -71,13 +127,28 @@ pub fn update(state: &ClientState, user: Option<&[u8]>) {
     }
 }
 
-/// One CLIENT LIST line (Redis's `key=value` fields, those the proxy knows).
+/// One CLIENT LIST line with every field of Redis 7.0 (`clientInfoString` in networking.c),
+/// from the proxy's own view of its client: buffers are the proxy's (it reads and writes
+/// without keeping per-client buffers between requests, so those show 0); subscribers are
+/// handed to a backend connection of their own, so a client listed here has none.
 fn line(id: u64, e: &Entry, now: Instant) -> String {
+    let age = now.saturating_duration_since(e.since);
+    let last = std::time::Duration::from_millis(e.activity.last_ms.load(Ordering::Relaxed));
+    let idle = age.saturating_sub(last).as_secs();
+    let cmd = match e.activity.cmd.lock().map(|c| *c) {
+        Ok((name, Some(sub))) => format!("{name}|{sub}"),
+        Ok((name, None)) if !name.is_empty() => name.to_string(),
+        _ => "NULL".to_string(),
+    };
+    let multi = e.activity.multi.load(Ordering::Relaxed);
+    let flags = if multi >= 0 { "x" } else { "N" };
     format!(
-        "id={id} addr={} name={} age={} user={} resp={}\n",
+        "id={id} addr={} laddr={} fd={} name={} age={} idle={idle} flags={flags} db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={cmd} user={} redir=-1 resp={}\n",
         e.addr,
+        e.laddr,
+        e.fd,
         String::from_utf8_lossy(e.name.as_deref().unwrap_or_default()),
-        now.duration_since(e.since).as_secs(),
+        age.as_secs(),
         String::from_utf8_lossy(&e.user),
         if e.resp3 { 3 } else { 2 },
     )

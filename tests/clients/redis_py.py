@@ -30,5 +30,14 @@ for protocol in (2, 3):
         message = p.get_message(timeout=1, ignore_subscribe_messages=True)
     assert message is not None and message["data"] == "hello", message
     p.close()
+    # Every field redis-py's parser reads (it raised KeyError on the proxy's short line).
+    info = r.client_info()
+    assert info["cmd"] == "client|info" and info["db"] == 0 and "tot-mem" in info, info
+    # A pipeline written whole before any reply is read (it stalled past 4096 requests).
+    pipe = r.pipeline(transaction=False)
+    for i in range(20000):
+        pipe.incr(f"py:big:{protocol}")
+        pipe.get(f"py:big:{protocol}")
+    assert pipe.execute()[-2:] == [20000, "20000"]
     r.close()
 print("OK")

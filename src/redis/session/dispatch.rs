@@ -31,6 +31,11 @@ impl Client {
                 .unwrap_or(top),
         };
         let name = top.name;
+        if !self.last_spec.is_some_and(|last| std::ptr::eq(last, spec)) {
+            self.last_spec = Some(spec);
+            let sub = (!std::ptr::eq(spec, top)).then_some(spec.name);
+            self.activity.command(name, sub);
+        }
         if !self.state.authenticated && !matches!(name, "auth" | "hello" | "quit" | "reset") {
             self.reply(encode::error("NOAUTH Authentication required."));
             return Flow::Continue;
@@ -72,6 +77,7 @@ impl Client {
             "multi" | "watch" => {
                 if name == "multi" {
                     self.in_multi = true;
+                    self.activity.multi(0);
                 } else {
                     self.watching = true;
                 }
@@ -83,6 +89,7 @@ impl Client {
                 } else {
                     self.in_multi = false;
                     self.watching = false;
+                    self.activity.multi(-1);
                 }
                 let flow = self.forward_tx(req, spec.name).await;
                 if !self.in_multi && !self.watching {
@@ -93,6 +100,9 @@ impl Client {
             _ => {}
         }
         if in_tx {
+            if self.in_multi {
+                self.activity.queued();
+            }
             return self.forward_tx(req, spec.name).await;
         }
         if is_blocking(spec, &req) {

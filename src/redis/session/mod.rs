@@ -159,10 +159,18 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     // CLIENT KILL ends this session; so does the gateway's hard stop.
     let kill = session.hard_stop.child_token();
+    let (fd, laddr) = client.socket_info();
+    let activity = Arc::new(super::clients::Activity::default());
+    let socket = super::clients::Socket {
+        addr: session.peer.to_string(),
+        laddr,
+        fd,
+    };
     let _listed = super::clients::Registration::new(
         id,
         service.key(),
-        session.peer.to_string(),
+        socket,
+        activity.clone(),
         kill.clone(),
     );
     let mut c = Client {
@@ -189,6 +197,9 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
         last_command: None,
         last_counted: None,
         next_group: 0,
+        activity,
+        since: Instant::now(),
+        last_spec: None,
     };
     tokio::select! {
         // A killed client is not served one more request first.
@@ -241,6 +252,11 @@ struct Client {
     last_command: Option<(Vec<u8>, &'static CommandSpec)>,
     /// Numbers groups of replies (`Pending::Group::id`).
     next_group: u64,
+    /// What CLIENT LIST shows of this client's work, and since when it is connected.
+    activity: Arc<super::clients::Activity>,
+    since: Instant,
+    /// The command last reported to `activity`.
+    last_spec: Option<&'static CommandSpec>,
     /// The metric handles of the last command counted.
     last_counted: Option<(
         &'static str,
@@ -314,7 +330,10 @@ impl Client {
                 () = replies::wait_front(&mut self.pending, &self.metrics, &self.service), if waiting => {}
                 turn = client.turn(&mut self.out, &mut buf, readable) => match turn {
                     io::Io::Wrote => {}
-                    io::Io::Read => self.now = Instant::now(),
+                    io::Io::Read => {
+                        self.now = Instant::now();
+                        self.activity.touched(self.since, self.now);
+                    }
                     // EOF: answer what was asked (a client may half-close after its last
                     // request), for a while; a client that left for good must not keep a
                     // BLPOP 0 and its connection alive forever.
