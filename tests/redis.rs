@@ -630,3 +630,49 @@ fn a_value_pushed_after_a_blocked_client_left_is_not_lost() {
     assert_eq!(cli(listen, &["LPUSH", "lost", "x"]), "1");
     assert_eq!(cli(listen, &["LLEN", "lost"]), "1");
 }
+
+/// A server running a long script answers BUSY: it is alive (the health probe keeps it up)
+/// and SCRIPT KILL, sent by another client, reaches it at once on a connection of its own
+/// instead of waiting behind the script on a shared one.
+#[test]
+fn script_kill_reaches_a_busy_backend() {
+    let backend = RedisServer::start();
+    let listen = free_port();
+    let yaml = common::gateway::cluster_of(
+        "redis",
+        "busy",
+        "cache",
+        listen,
+        &[(backend.port, "primary", 1)],
+        "",
+        "health: { interval: 0.2, unhealthy_threshold: 1, healthy_threshold: 1 }\n",
+    );
+    let _gw = Throome::start(&[("busy", &yaml)]);
+    assert_eq!(
+        cli(
+            backend.port,
+            &["CONFIG", "SET", "busy-reply-threshold", "100"]
+        ),
+        "OK"
+    );
+    let looping = std::thread::spawn(move || {
+        let mut c = common::redis_con(listen);
+        redis::cmd("EVAL")
+            .arg("local i = 0 while true do i = i + 1 end")
+            .arg(0)
+            .query::<()>(&mut c)
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(eventually(Duration::from_secs(10), || cli(
+        backend.port,
+        &["PING"]
+    )
+    .starts_with("BUSY")));
+    // Several health intervals while busy.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(cli(listen, &["SCRIPT", "KILL"]), "OK");
+    let err = looping.join().unwrap();
+    assert!(err.contains("killed"), "{err}");
+    assert_eq!(cli(listen, &["PING"]), "PONG");
+}

@@ -1,5 +1,7 @@
 //! Health probe for Redis backends: connect (with the backend credentials), `PING`, expect
-//! `+PONG`. A server that accepts TCP but is loading, misconfigured or refusing us fails.
+//! `+PONG`. A server that is running a long script (`-BUSY`) or loading its dataset
+//! (`-LOADING`) is alive: it answers, and SCRIPT KILL must still reach it. A server that
+//! accepts TCP but is misconfigured or refusing us fails.
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,7 +27,7 @@ pub async fn ping(service: &ServiceRuntime, backend: &BackendState) -> bool {
     let mut buf = BytesMut::new();
     loop {
         match scanner.scan(&mut buf) {
-            Ok(Some(reply)) => return reply.frame().as_ref() == b"+PONG\r\n",
+            Ok(Some(reply)) => return alive(reply.frame()),
             Ok(None) => {}
             Err(_) => return false,
         }
@@ -34,4 +36,9 @@ pub async fn ping(service: &ServiceRuntime, backend: &BackendState) -> bool {
             _ => return false,
         }
     }
+}
+
+/// PING's answer from a live server.
+fn alive(frame: &[u8]) -> bool {
+    frame == b"+PONG\r\n" || frame.starts_with(b"-BUSY ") || frame.starts_with(b"-LOADING ")
 }

@@ -105,7 +105,7 @@ impl Client {
             }
             return self.forward_tx(req, spec.name).await;
         }
-        if is_blocking(spec, &req) {
+        if is_blocking(spec, &req) || interrupts(name, spec) {
             return self.forward_blocking(req, spec.name).await;
         }
         let read = spec.has(flag::READONLY) && !spec.is_write();
@@ -173,6 +173,13 @@ impl Client {
             .await;
         Flow::Continue
     }
+}
+
+/// SCRIPT KILL, FUNCTION KILL and SHUTDOWN stop what a busy server is doing: on a shared
+/// connection they would wait behind the very script they are meant to stop, so they get
+/// a connection of their own, at once.
+fn interrupts(name: &str, spec: &throome_resp::CommandSpec) -> bool {
+    name == "shutdown" || (matches!(name, "script" | "function") && spec.name == "kill")
 }
 
 /// BLPOP and friends block; XREAD/XREADGROUP only with BLOCK; WAIT/WAITAOF always.
