@@ -210,9 +210,11 @@ pub fn info(id: u64) -> Bytes {
 }
 
 /// `CLIENT KILL addr:port` (the old form: `+OK` or an error) or `CLIENT KILL <filter>
-/// <value> ...` with `ID`, `ADDR`, `USER`, `TYPE normal` and `SKIPME yes|no` (the number
-/// of clients ended). The caller is `me`; a killed client's connection is closed.
-pub fn kill(service: &str, me: u64, args: &[&[u8]]) -> Bytes {
+/// <value> ...` with `ID`, `ADDR`, `LADDR`, `USER`, `TYPE` and `SKIPME yes|no` (the number
+/// of clients ended), checked as `clientKillCommand` in networking.c checks them. The
+/// caller is `me`; `known_user` says whether a user name exists (an unknown one is an
+/// error, as an ACL user Redis does not have); a killed client's connection is closed.
+pub fn kill(service: &str, me: u64, args: &[&[u8]], known_user: &dyn Fn(&[u8]) -> bool) -> Bytes {
     let rest = args.get(2..).unwrap_or_default();
     if let [addr] = rest {
         return match end(service, |_, e| e.addr.as_bytes() == *addr) {
@@ -228,7 +230,7 @@ pub fn kill(service: &str, me: u64, args: &[&[u8]]) -> Bytes {
         ..KillFilter::default()
     };
     for pair in rest.chunks(2) {
-        if let Err(e) = filter.add(pair[0], pair[1]) {
+        if let Err(e) = filter.add(pair[0], pair[1], known_user) {
             return e;
         }
     }
@@ -240,20 +242,49 @@ pub fn kill(service: &str, me: u64, args: &[&[u8]]) -> Bytes {
 struct KillFilter {
     id: Option<u64>,
     addr: Option<Vec<u8>>,
+    laddr: Option<Vec<u8>>,
     user: Option<Vec<u8>>,
+    /// `TYPE` other than normal: every proxy client is normal, so none matches.
+    other_type: bool,
     skip_me: bool,
 }
 
 impl KillFilter {
-    fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), Bytes> {
+    fn add(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        known_user: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<(), Bytes> {
         match key.to_ascii_lowercase().as_slice() {
             b"id" => {
-                let id = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
+                let id = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .and_then(|n| u64::try_from(n).ok())
+                    .filter(|n| *n >= 1);
                 self.id = Some(
                     id.ok_or_else(|| encode::error("ERR client-id should be greater than 0"))?,
                 );
             }
+            b"type" => match value.to_ascii_lowercase().as_slice() {
+                b"normal" => {}
+                b"replica" | b"slave" | b"master" | b"pubsub" => self.other_type = true,
+                _ => {
+                    return Err(encode::error(&format!(
+                        "ERR Unknown client type '{}'",
+                        String::from_utf8_lossy(value)
+                    )));
+                }
+            },
             b"addr" => self.addr = Some(value.to_vec()),
+            b"laddr" => self.laddr = Some(value.to_vec()),
+            b"user" if !known_user(value) => {
+                return Err(encode::error(&format!(
+                    "ERR No such user '{}'",
+                    String::from_utf8_lossy(value)
+                )));
+            }
             b"user" => self.user = Some(value.to_vec()),
             b"skipme" => {
                 self.skip_me = match value.to_ascii_lowercase().as_slice() {
@@ -262,15 +293,19 @@ impl KillFilter {
                     _ => return Err(encode::error("ERR syntax error")),
                 }
             }
-            b"type" if value.eq_ignore_ascii_case(b"normal") => {}
             _ => return Err(encode::error("ERR syntax error")),
         }
         Ok(())
     }
 
     fn matches(&self, id: u64, e: &Entry, me: u64) -> bool {
-        self.id.is_none_or(|want| want == id)
+        !self.other_type
+            && self.id.is_none_or(|want| want == id)
             && self.addr.as_deref().is_none_or(|a| a == e.addr.as_bytes())
+            && self
+                .laddr
+                .as_deref()
+                .is_none_or(|a| a == e.laddr.as_bytes())
             && self.user.as_deref().is_none_or(|u| u == e.user)
             && !(self.skip_me && id == me)
     }

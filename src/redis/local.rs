@@ -25,6 +25,13 @@ impl ClientState {
     }
 }
 
+/// Whether `user` is a user clients of the service can be: `default`, and with `auth:` its
+/// `users`.
+pub fn user_exists(auth: Option<&ClientAuth>, user: &[u8]) -> bool {
+    user == b"default"
+        || auth.is_some_and(|a| std::str::from_utf8(user).is_ok_and(|u| a.users.contains_key(u)))
+}
+
 /// Checks `AUTH [user] pass` against the service's `auth:` block.
 pub fn check_auth(
     auth: Option<&ClientAuth>,

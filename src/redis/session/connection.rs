@@ -64,7 +64,10 @@ impl Client {
             "client" => match args.get(1).map(|s| s.to_ascii_lowercase()).as_deref() {
                 Some(b"list") => clients::list(&self.service.key(), &args),
                 Some(b"info") => clients::info(self.state.id),
-                Some(b"kill") => clients::kill(&self.service.key(), self.state.id, &args),
+                Some(b"kill") => {
+                    let known = |u: &[u8]| local::user_exists(auth.as_ref(), u);
+                    clients::kill(&self.service.key(), self.state.id, &args, &known)
+                }
                 _ => match self.client_command(req, &args) {
                     Some(Ok(reply)) => reply,
                     Some(Err(flow)) => return Some(flow),
