@@ -65,6 +65,13 @@ fn the_proxy_lists_and_ends_its_own_clients() {
     assert_eq!(only_a.lines().count(), 1, "{only_a}");
     let info = text(&mut c, &["INFO", "server"]).unwrap();
     assert!(info.contains("proxy_connected_clients:3\r\n"), "{info}");
+    // Clients of the proxy, as a client expects; the backend's figure under its own name.
+    let clients = text(&mut c, &["INFO", "clients"]).unwrap();
+    assert!(clients.contains("\r\nconnected_clients:3\r\n"), "{clients}");
+    assert!(
+        clients.contains("\r\nbackend_connected_clients:"),
+        "{clients}"
+    );
     assert!(info.contains("sharding:none\r\n"), "{info}");
     // redis-cli, a client of its own, sees four.
     assert_eq!(cli(listen, &["CLIENT", "LIST"]).lines().count(), 4);
@@ -97,8 +104,20 @@ fn the_proxy_lists_and_ends_its_own_clients() {
         .unwrap();
     assert_eq!(none, 0);
     assert_eq!(text(&mut c, &["PING"]).unwrap(), "PONG");
-    let err = text(&mut c, &["CLIENT", "KILL", "LADDR", "x"]).unwrap_err();
+    let err = text(&mut c, &["CLIENT", "KILL", "NOSUCHFILTER", "x"]).unwrap_err();
     assert!(err.to_string().contains("syntax error"), "{err}");
+    // LADDR is the address the client connected to, as in Redis.
+    let laddr = format!("127.0.0.1:{listen}");
+    assert_eq!(
+        text(&mut c, &["CLIENT", "KILL", "LADDR", "x"]).unwrap(),
+        "0"
+    );
+    let other = con(listen);
+    assert_eq!(
+        text(&mut c, &["CLIENT", "KILL", "LADDR", &laddr]).unwrap(),
+        "1"
+    );
+    drop(other);
     assert_eq!(
         text(&mut c, &["CLIENT", "LIST"]).unwrap().lines().count(),
         1

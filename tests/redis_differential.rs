@@ -86,6 +86,7 @@ corpus_tests!(
     subscribed,
     blocking,
     errors,
+    client,
 );
 
 /// One random command over a few keys, sometimes malformed: wrong arity, unknown names,

@@ -203,16 +203,9 @@ pub fn client(state: &mut ClientState, args: &[&[u8]]) -> Option<Bytes> {
         } else {
             wrong_args("client|setinfo")
         }
-    } else if [
-        &b"reply"[..],
-        b"no-evict",
-        b"no-touch",
-        b"pause",
-        b"unpause",
-        b"caching",
-    ]
-    .iter()
-    .any(|s| sub.eq_ignore_ascii_case(s))
+    } else if [&b"reply"[..], b"pause", b"unpause"]
+        .iter()
+        .any(|s| sub.eq_ignore_ascii_case(s))
     {
         encode::error(&format!(
             "ERR Throome: CLIENT {} is not supported through the proxy (connections to backends are shared)",
@@ -222,6 +215,24 @@ pub fn client(state: &mut ClientState, args: &[&[u8]]) -> Option<Bytes> {
         return None;
     };
     Some(reply)
+}
+
+/// INFO's `connected_clients` counts the clients of the proxy, as a client expects; the
+/// backend's own figure (the proxy's pooled connections and others) follows it as
+/// `backend_connected_clients`.
+fn own_clients(text: &[u8], clients: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 64);
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        match line.strip_prefix(b"connected_clients:") {
+            Some(backend) => {
+                out.extend_from_slice(format!("connected_clients:{clients}\r\n").as_bytes());
+                out.extend_from_slice(b"backend_connected_clients:");
+                out.extend_from_slice(backend);
+            }
+            None => out.extend_from_slice(line),
+        }
+    }
+    out
 }
 
 /// Prepends a `# Throome` section to an INFO reply: a bulk string (RESP2) or a verbatim
@@ -261,10 +272,10 @@ pub fn with_proxy_info(reply: Bytes, service: &crate::snapshot::ServiceRuntime) 
         service.backends.len(),
         up,
     );
-    let mut content = Vec::with_capacity(prefix.len() + section.len() + text.len());
+    let mut content = Vec::with_capacity(prefix.len() + section.len() + text.len() + 64);
     content.extend_from_slice(prefix);
     content.extend_from_slice(section.as_bytes());
-    content.extend_from_slice(text);
+    content.extend_from_slice(&own_clients(text, clients));
     let mut out = format!("{}{}\r\n", char::from(kind), content.len()).into_bytes();
     out.extend_from_slice(&content);
     out.extend_from_slice(b"\r\n");

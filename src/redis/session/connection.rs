@@ -106,9 +106,12 @@ impl Client {
                 clients::update(&self.state, None);
                 Some(Ok(r))
             }
-            None if args
-                .get(1)
-                .is_some_and(|s| s.eq_ignore_ascii_case(b"tracking")) =>
+            // State of the client's own connection: a connection of its own from here on.
+            None if args.get(1).is_some_and(|s| {
+                [&b"tracking"[..], b"no-evict", b"no-touch", b"caching"]
+                    .iter()
+                    .any(|c| s.eq_ignore_ascii_case(c))
+            }) =>
             {
                 Some(Err(Flow::Raw(req.frame().clone())))
             }

@@ -99,6 +99,11 @@ impl Client {
                 return;
             }
         };
+        if let Some(name) = self.state.name.clone()
+            && carry_name(&mut upstream, &name).await.is_err()
+        {
+            return;
+        }
         let sent = async {
             upstream.write_all(&first).await?;
             upstream.write_all(&rest).await?;
@@ -111,5 +116,31 @@ impl Client {
         let bytes_in = self.metrics.bytes_in.get_or_create(&labels).clone();
         let bytes_out = self.metrics.bytes_out.get_or_create(&labels).clone();
         let _ = crate::tcp::splice_with(client, upstream, &bytes_in, &bytes_out).await;
+    }
+}
+
+/// Names the client's own connection as the client named itself at the proxy (CLIENT
+/// SETNAME, HELLO SETNAME), so CLIENT GETNAME there answers the same; the reply is the
+/// proxy's, not the client's.
+async fn carry_name(
+    upstream: &mut crate::redis::upstream::RedisStream,
+    name: &[u8],
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut request = Vec::new();
+    encode::command(&mut request, &[b"CLIENT", b"SETNAME", name]);
+    upstream.write_all(&request).await?;
+    upstream.flush().await?;
+    let mut scanner = throome_resp::ReplyScanner::new(throome_resp::ReplyLimits::default());
+    let mut buf = BytesMut::new();
+    loop {
+        match scanner.scan(&mut buf) {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => return Err(std::io::Error::other(e)),
+        }
+        if upstream.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
     }
 }
