@@ -113,12 +113,19 @@ fn command() -> impl Strategy<Value = Vec<String>> {
         Just(vec!["PING".to_string(), "a".into(), "b".into()]),
         Just(vec!["UNSUBSCRIBE".to_string(), "c1".into(), "c2".into()]),
         Just(vec!["ECHO".to_string(), "e".into()]),
+        prop::sample::select(vec!["ON", "OFF", "SKIP"]).prop_map(|m| vec![
+            "CLIENT".to_string(),
+            "REPLY".into(),
+            m.into()
+        ]),
     ]
 }
 
-/// Inside MULTI, an UNSUBSCRIBE of several channels makes Redis 7.0 answer EXEC with a
-/// malformed reply (the array counts one frame, the others follow it); the proxy gives the
-/// array only (README, "What differs"). Such commands keep one channel there.
+/// Inside MULTI, an UNSUBSCRIBE of several channels or a CLIENT REPLY makes Redis 7.0
+/// answer EXEC with a malformed reply (the array counts one frame and the others follow it;
+/// or it is cut short), and after CLIENT REPLY OFF an UNSUBSCRIBE's push escapes EXEC's
+/// silenced array; the proxy differs there (README, "What differs"). Such commands become
+/// a PING there.
 fn outside_multi(cmds: Vec<Vec<String>>) -> Vec<Vec<String>> {
     let mut in_multi = false;
     cmds.into_iter()
@@ -126,7 +133,7 @@ fn outside_multi(cmds: Vec<Vec<String>>) -> Vec<Vec<String>> {
             match c[0].as_str() {
                 "MULTI" => in_multi = true,
                 "EXEC" | "DISCARD" => in_multi = false,
-                "UNSUBSCRIBE" if in_multi => c.truncate(2),
+                "UNSUBSCRIBE" | "CLIENT" if in_multi => c = vec!["PING".into()],
                 _ => {}
             }
             c

@@ -203,7 +203,7 @@ pub fn client(state: &mut ClientState, args: &[&[u8]]) -> Option<Bytes> {
         } else {
             wrong_args("client|setinfo")
         }
-    } else if [&b"reply"[..], b"pause", b"unpause"]
+    } else if [&b"pause"[..], b"unpause"]
         .iter()
         .any(|s| sub.eq_ignore_ascii_case(s))
     {

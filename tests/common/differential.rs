@@ -204,6 +204,17 @@ pub fn run(port: u16, server: u16, lines: &[Line], writes: Writes) -> Transcript
         s.write_all(&held[i]).unwrap();
     }
     start_readers(&streams, &mut readers);
+    // QUIT after CLIENT REPLY OFF has nothing to write, and Redis closes a client after
+    // writing: the end of input closes those still open a while later.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (s, r) in streams.iter().zip(&readers) {
+        if !r.is_finished() {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+    }
     for r in readers {
         r.join().unwrap();
     }

@@ -48,7 +48,7 @@ impl Client {
             // INFO's reply is amended alone.
             batch.open_group = (name != "info").then_some(id);
             batch.bytes.extend_from_slice(req.frame());
-            self.pending.push_back(Pending::Group {
+            self.owe(Pending::Group {
                 rx,
                 n: 1,
                 id,
@@ -87,7 +87,8 @@ impl Client {
         else {
             return false;
         };
-        if *id != open || !std::ptr::eq(*command, name) || *n >= MAX_GROUP {
+        let same_muting = self.muted.back() == Some(&self.mute_now);
+        if *id != open || !std::ptr::eq(*command, name) || *n >= MAX_GROUP || !same_muting {
             return false;
         }
         *n += 1;

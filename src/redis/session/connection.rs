@@ -25,6 +25,8 @@ impl Client {
             // Subscriptions hand the client over to a connection of its own, so a client
             // here has none: Redis answers one frame per channel named, or one for none.
             "unsubscribe" | "punsubscribe" | "sunsubscribe" => {
+                // Pub/sub frames are pushes: CLIENT REPLY OFF does not silence them.
+                self.mute_now = false;
                 local::unsubscribed(name, &args[1..], self.state.resp3)
             }
             "echo" => encode::bulk(args.get(1).copied().unwrap_or_default()),
@@ -64,6 +66,13 @@ impl Client {
             "client" => match args.get(1).map(|s| s.to_ascii_lowercase()).as_deref() {
                 Some(b"list") => clients::list(&self.service.key(), &args),
                 Some(b"info") => clients::info(self.state.id),
+                Some(b"reply") => match self.client_reply(args.get(2).copied()) {
+                    Some(reply) => reply,
+                    None => {
+                        self.count(name);
+                        return Some(Flow::Continue);
+                    }
+                },
                 Some(b"kill") => {
                     let known = |u: &[u8]| local::user_exists(auth.as_ref(), u);
                     clients::kill(&self.service.key(), self.state.id, &args, &known)
@@ -96,6 +105,29 @@ impl Client {
         self.count(name);
         self.reply(reply);
         Some(Flow::Continue)
+    }
+
+    /// `CLIENT REPLY ON|OFF|SKIP` (`clientCommand` in networking.c): the proxy drops the
+    /// replies the client turned off. OFF and SKIP are not answered (`None`); SKIP while OFF
+    /// changes nothing.
+    fn client_reply(&mut self, mode: Option<&[u8]>) -> Option<Bytes> {
+        match mode.map(<[u8]>::to_ascii_lowercase).as_deref() {
+            Some(b"on") => {
+                self.replies_off = false;
+                self.skip_next = false;
+                self.mute_now = false;
+                Some(encode::simple("OK"))
+            }
+            Some(b"off") => {
+                self.replies_off = true;
+                None
+            }
+            Some(b"skip") => {
+                self.skip_next = !self.replies_off;
+                None
+            }
+            _ => Some(encode::error("ERR syntax error")),
+        }
     }
 
     /// The other CLIENT subcommands: a reply from the proxy (SETNAME, GETNAME, ID, ...),

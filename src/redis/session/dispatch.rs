@@ -11,6 +11,7 @@ use crate::redis::pool;
 
 impl Client {
     pub(super) async fn handle(&mut self, req: Request) -> Flow {
+        self.mute_now = self.replies_off || std::mem::take(&mut self.skip_next);
         let top = match &self.last_command {
             Some((raw, spec)) if raw.as_slice() == req.name() => *spec,
             _ => {
@@ -73,6 +74,14 @@ impl Client {
             }
             "subscribe" | "psubscribe" | "ssubscribe" | "monitor" if !self.in_multi => {
                 return Flow::Raw(req.into_frame());
+            }
+            // Run by EXEC, it would silence the transaction's own connection in the middle
+            // of EXEC's reply (Redis itself then writes a truncated array).
+            "client" if spec.name == "reply" => {
+                self.reply(encode::error(
+                    "ERR Throome: CLIENT REPLY inside MULTI is not supported",
+                ));
+                return Flow::Continue;
             }
             "multi" | "watch" => {
                 if name == "multi" {

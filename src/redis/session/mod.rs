@@ -179,6 +179,10 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
         service,
         metrics: session.metrics.clone(),
         pending: VecDeque::new(),
+        muted: VecDeque::new(),
+        mute_now: false,
+        replies_off: false,
+        skip_next: false,
         out: BytesMut::with_capacity(16 * 1024),
         batch: None,
         spare: None,
@@ -222,6 +226,12 @@ struct Client {
     pools: Arc<Pools>,
     metrics: Arc<Metrics>,
     pending: VecDeque<Pending>,
+    /// Per entry of `pending`: its reply is dropped (CLIENT REPLY OFF or SKIP).
+    muted: VecDeque<bool>,
+    /// Replies of the request being handled are dropped; CLIENT REPLY's state.
+    mute_now: bool,
+    replies_off: bool,
+    skip_next: bool,
     out: BytesMut,
     batch: Option<Batch>,
     /// The last batch's emptied buffers, reused for the next.
@@ -344,6 +354,7 @@ impl Client {
                             // dropped, with its connection (the backend unblocks now, and
                             // pops nothing for nobody), and nothing behind it runs.
                             self.pending.pop_back();
+                            self.muted.pop_back();
                             stop = true;
                         }
                         give_up = Some(tokio::time::Instant::now() + EOF_LINGER);
@@ -369,7 +380,14 @@ impl Client {
     }
 
     fn reply(&mut self, bytes: Bytes) {
-        self.pending.push_back(Pending::Ready(bytes));
+        self.owe(Pending::Ready(bytes));
+    }
+
+    /// Owes the client a reply (or a group of them), dropped on arrival when the client
+    /// turned replies off (CLIENT REPLY OFF or SKIP).
+    fn owe(&mut self, p: Pending) {
+        self.pending.push_back(p);
+        self.muted.push_back(self.mute_now);
     }
 
     async fn switch_lane(&mut self, lane: Lane) {

@@ -142,7 +142,7 @@ impl Client {
                     slot: Some(group),
                     fallback,
                 });
-                self.pending.push_back(Pending::Wait {
+                self.owe(Pending::Wait {
                     rx,
                     started,
                     latency,
@@ -188,7 +188,7 @@ impl Client {
                 reply: None,
             });
         }
-        self.pending.push_back(Pending::Merge {
+        self.owe(Pending::Merge {
             parts: receivers,
             kind: split.kind,
             total: split.total,

@@ -52,7 +52,9 @@ impl Client {
                     }
                 }
             };
-            self.out.extend_from_slice(&bytes);
+            if !self.muted.pop_front().unwrap_or(false) {
+                self.out.extend_from_slice(&bytes);
+            }
             self.pending.pop_front();
         }
     }

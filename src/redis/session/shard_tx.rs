@@ -160,7 +160,7 @@ impl Client {
         let started = self.now;
         let rx = self.enqueue_bytes(&conn, req.frame()).await;
         self.flush_batch().await;
-        self.pending.push_back(Pending::Wait {
+        self.owe(Pending::Wait {
             rx,
             started,
             latency,
@@ -232,7 +232,7 @@ impl Client {
         let rx = self.enqueue_bytes(&conn, b"*1\r\n$4\r\nEXEC\r\n").await;
         self.flush_batch().await;
         // Dropping the handle closes the connection once EXEC's answer is in.
-        self.pending.push_back(Pending::Wait {
+        self.owe(Pending::Wait {
             rx,
             started,
             latency,
