@@ -87,6 +87,7 @@ corpus_tests!(
     blocking,
     errors,
     client,
+    acl,
 );
 
 /// One random command over a few keys, sometimes malformed: wrong arity, unknown names,

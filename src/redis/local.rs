@@ -12,6 +12,8 @@ pub struct ClientState {
     pub resp3: bool,
     pub authenticated: bool,
     pub name: Option<Vec<u8>>,
+    /// On a service without `auth:`, the login the backend accepted for this client.
+    pub login: Option<std::sync::Arc<super::upstream::Login>>,
 }
 
 impl ClientState {
@@ -21,6 +23,7 @@ impl ClientState {
             resp3: false,
             authenticated: auth.is_none(),
             name: None,
+            login: None,
         }
     }
 }
@@ -117,8 +120,14 @@ pub fn wrong_args(cmd: &str) -> Bytes {
     ))
 }
 
-/// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
-pub fn hello(state: &mut ClientState, auth: Option<&ClientAuth>, args: &[&[u8]]) -> Bytes {
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`. `checked`: the backend already
+/// accepted the AUTH part.
+pub fn hello(
+    state: &mut ClientState,
+    auth: Option<&ClientAuth>,
+    args: &[&[u8]],
+    checked: bool,
+) -> Bytes {
     let mut resp3 = state.resp3;
     if let Some(v) = args.get(1) {
         match *v {
@@ -132,7 +141,7 @@ pub fn hello(state: &mut ClientState, auth: Option<&ClientAuth>, args: &[&[u8]])
     while i < args.len() {
         let opt = args[i];
         if opt.eq_ignore_ascii_case(b"auth") && i + 2 < args.len() {
-            if let Err(e) = check_auth(auth, Some(args[i + 1]), args[i + 2]) {
+            if !checked && let Err(e) = check_auth(auth, Some(args[i + 1]), args[i + 2]) {
                 return e;
             }
             state.authenticated = true;

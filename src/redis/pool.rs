@@ -9,16 +9,18 @@ use std::time::Instant;
 
 use super::cluster::{self, SlotMap};
 use super::ring::Ring;
-use super::upstream::{self, Upstream, UpstreamError};
+use super::upstream::{self, Login, Upstream, UpstreamError};
 use crate::backend::BackendState;
 use crate::config::Sharding;
 use crate::snapshot::ServiceRuntime;
 use crate::upstream::log_transition;
 
+type ConnKey = (String, bool, usize, Option<Arc<Login>>);
+
 #[derive(Default)]
 pub struct Pools {
-    /// (backend address, resp3, slot) -> connection
-    conns: Mutex<HashMap<(String, bool, usize), Upstream>>,
+    /// (backend address, resp3, slot, a client's own login) -> connection
+    conns: Mutex<HashMap<ConnKey, Upstream>>,
     /// With `sharding: ketama`, the ring over the service's backends (in config order).
     pub ring: Option<Ring>,
     /// With `sharding: cluster`, the slot map and when it was last read.
@@ -190,10 +192,24 @@ impl Pools {
         resp3: bool,
         slot: usize,
     ) -> Result<Upstream, UpstreamError> {
+        self.get_as(service, backend, resp3, slot, None).await
+    }
+
+    /// [`get`](Self::get) among the connections logged in as a client's `login`: clients of
+    /// one login share them as others share the service's.
+    pub async fn get_as(
+        &self,
+        service: &ServiceRuntime,
+        backend: &Arc<BackendState>,
+        resp3: bool,
+        slot: usize,
+        login: Option<&Arc<Login>>,
+    ) -> Result<Upstream, UpstreamError> {
         let key = (
             backend.address(),
             resp3,
             slot % service.spec.pool_size.max(1),
+            login.cloned(),
         );
         if let Ok(conns) = self.conns.lock()
             && let Some(c) = conns.get(&key)
@@ -201,7 +217,7 @@ impl Pools {
         {
             return Ok(c.clone());
         }
-        let conn = connect(service, backend, resp3).await?;
+        let conn = connect(service, backend, resp3, login.map(|l| &**l)).await?;
         if let Ok(mut conns) = self.conns.lock() {
             conns.insert(key, conn.clone());
         }
@@ -214,8 +230,9 @@ pub async fn connect(
     service: &ServiceRuntime,
     backend: &Arc<BackendState>,
     resp3: bool,
+    login: Option<&Login>,
 ) -> Result<Upstream, UpstreamError> {
-    let stream = open_recorded(service, backend, resp3).await?;
+    let stream = open_recorded(service, backend, resp3, login).await?;
     let (b, threshold) = (backend.clone(), service.failure_threshold());
     Ok(upstream::spawn(stream, move || {
         b.record_failure(Instant::now(), threshold);
@@ -227,8 +244,9 @@ pub async fn open_to(
     service: &ServiceRuntime,
     backend: &Arc<BackendState>,
     resp3: bool,
+    login: Option<&Login>,
 ) -> Result<upstream::RedisStream, UpstreamError> {
-    open_recorded(service, backend, resp3).await
+    open_recorded(service, backend, resp3, login).await
 }
 
 /// Opens a connection to `backend`, feeding the outcome to its health and latency.
@@ -236,15 +254,18 @@ async fn open_recorded(
     service: &ServiceRuntime,
     backend: &Arc<BackendState>,
     resp3: bool,
+    login: Option<&Login>,
 ) -> Result<upstream::RedisStream, UpstreamError> {
     let started = Instant::now();
-    match upstream::open(service, (&backend.host, backend.port), resp3).await {
+    match upstream::open_as(service, (&backend.host, backend.port), resp3, login).await {
         Ok(stream) => {
             let now = Instant::now();
             backend.observe_latency(now - started, now);
             log_transition(service, backend, backend.record_success(now));
             Ok(stream)
         }
+        // A client's login the backend refuses says nothing about the backend's health.
+        Err(e @ UpstreamError::Handshake(_)) if login.is_some() => Err(e),
         Err(e) => {
             log_transition(
                 service,
@@ -297,12 +318,12 @@ pub async fn route(
     pools: &Pools,
     service: &ServiceRuntime,
     read: bool,
-    resp3: bool,
+    (resp3, login): (bool, Option<&Arc<Login>>),
     slot: usize,
 ) -> Result<(Arc<BackendState>, Upstream), UpstreamError> {
     let mut f = Failover::default();
     while let Some(backend) = f.next(service, read) {
-        match pools.get(service, &backend, resp3, slot).await {
+        match pools.get_as(service, &backend, resp3, slot, login).await {
             Ok(c) => return Ok((backend, c)),
             Err(e) => {
                 if !f.failed(service, &backend, e) {
@@ -319,11 +340,14 @@ pub async fn route(
 pub async fn open_dedicated(
     service: &ServiceRuntime,
     resp3: bool,
+    login: Option<&Login>,
 ) -> Result<upstream::RedisStream, UpstreamError> {
     let mut f = Failover::default();
     while let Some(backend) = f.next(service, false) {
-        match open_recorded(service, &backend, resp3).await {
+        match open_recorded(service, &backend, resp3, login).await {
             Ok(s) => return Ok(s),
+            // The client's login is refused: no other backend is tried with it.
+            Err(e @ UpstreamError::Handshake(_)) if login.is_some() => return Err(e),
             Err(e) => {
                 if !f.failed(service, &backend, e) {
                     break;

@@ -158,8 +158,13 @@ impl Client {
             .inc();
         let n = u32::try_from(frames.len()).unwrap_or(u32::MAX);
         let slot = usize::try_from(self.state.id).unwrap_or_default();
-        let primary =
-            crate::redis::pool::route(&self.pools, &self.service, false, self.state.resp3, slot);
+        let primary = crate::redis::pool::route(
+            &self.pools,
+            &self.service,
+            false,
+            (self.state.resp3, self.state.login.as_ref()),
+            slot,
+        );
         let (tx, rx) = oneshot::channel();
         match primary.await {
             Ok((_, conn)) => {

@@ -34,7 +34,10 @@ impl Client {
                 // Requests after it may go out on a connection of the other protocol
                 // version: those before it are answered first, so none is overtaken.
                 self.drain().await;
-                let reply = local::hello(&mut self.state, auth.as_ref(), &args);
+                let reply = match self.hello_login(&args).await {
+                    Ok(checked) => local::hello(&mut self.state, auth.as_ref(), &args, checked),
+                    Err(refused) => refused,
+                };
                 // RESP2 and RESP3 clients use different shared connections.
                 self.sticky = [None, None];
                 let user = args
@@ -54,14 +57,7 @@ impl Client {
                         return Some(Flow::Continue);
                     }
                 };
-                match local::check_auth(auth.as_ref(), user, pass) {
-                    Ok(()) => {
-                        self.state.authenticated = true;
-                        clients::update(&self.state, Some(user.unwrap_or(b"default")));
-                        encode::simple("OK")
-                    }
-                    Err(e) => e,
-                }
+                self.auth(user, pass).await
             }
             "client" => match args.get(1).map(|s| s.to_ascii_lowercase()).as_deref() {
                 Some(b"list") => clients::list(&self.service.key(), &args),

@@ -161,7 +161,7 @@ impl Client {
                     &self.pools,
                     &self.service,
                     class == 1,
-                    self.state.resp3,
+                    (self.state.resp3, self.state.login.as_ref()),
                     slot,
                 )
                 .await

@@ -46,7 +46,8 @@ impl Client {
     pub(super) async fn dedicated_lane(&mut self) -> Result<Upstream, UpstreamError> {
         self.next_lane += 1;
         self.switch_lane(Lane::Dedicated(self.next_lane)).await;
-        let stream = pool::open_dedicated(&self.service, self.state.resp3).await?;
+        let login = self.state.login.as_deref();
+        let stream = pool::open_dedicated(&self.service, self.state.resp3, login).await?;
         let guard = self.pools.dedicated();
         Ok(crate::redis::upstream::spawn(stream, move || drop(guard)))
     }
@@ -85,9 +86,12 @@ impl Client {
         let opened = match self.raw_to.take() {
             Some((host, port)) => {
                 let node = self.pools.node(&self.service, &host, port);
-                pool::open_to(&self.service, &node, self.state.resp3).await
+                pool::open_to(&self.service, &node, self.state.resp3, None).await
             }
-            None => pool::open_dedicated(&self.service, self.state.resp3).await,
+            None => {
+                let login = self.state.login.as_deref();
+                pool::open_dedicated(&self.service, self.state.resp3, login).await
+            }
         };
         let mut upstream = match opened {
             Ok(s) => s,

@@ -8,6 +8,7 @@ mod connection;
 mod dispatch;
 mod io;
 mod lanes;
+mod login;
 mod on_shards;
 mod redirect;
 mod replies;

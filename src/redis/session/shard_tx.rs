@@ -174,7 +174,8 @@ impl Client {
     /// A connection of the client's own to a node, counted as dedicated while it is open.
     async fn open_dedicated(&mut self, host: &str, port: u16) -> Result<Upstream, UpstreamError> {
         let backend = self.pools.node(&self.service, host, port);
-        let stream = crate::redis::pool::open_to(&self.service, &backend, self.state.resp3).await?;
+        let stream =
+            crate::redis::pool::open_to(&self.service, &backend, self.state.resp3, None).await?;
         let guard = self.pools.dedicated();
         Ok(crate::redis::upstream::spawn(stream, move || drop(guard)))
     }

@@ -55,6 +55,24 @@ impl UpstreamError {
     }
 }
 
+/// Credentials a client gave (`AUTH [user] pass`, `HELLO ... AUTH user pass`) on a service
+/// without `auth:`: the backend checks them, and the client's requests then go out on
+/// connections logged in with them, so Redis ACLs apply behind the proxy.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Login {
+    pub user: Option<Vec<u8>>,
+    pub pass: Vec<u8>,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.user.as_deref().map(String::from_utf8_lossy);
+        f.debug_struct("Login")
+            .field("user", &user)
+            .finish_non_exhaustive()
+    }
+}
+
 pub type ReplyResult = Result<Reply, UpstreamError>;
 /// Consecutive replies to one client, byte for byte as the backend sent them.
 pub type GroupResult = Result<Bytes, UpstreamError>;
@@ -202,6 +220,16 @@ pub async fn open(
     addr: (&str, u16),
     resp3: bool,
 ) -> Result<RedisStream, UpstreamError> {
+    open_as(service, addr, resp3, None).await
+}
+
+/// [`open`], logged in as a client's `login` instead of the service's credentials.
+pub async fn open_as(
+    service: &ServiceRuntime,
+    addr: (&str, u16),
+    resp3: bool,
+    login: Option<&Login>,
+) -> Result<RedisStream, UpstreamError> {
     let name = match addr {
         (path, 0) if path.starts_with('/') => path.to_string(),
         (host, port) => format!("{host}:{port}"),
@@ -221,7 +249,12 @@ pub async fn open(
         Err(_) => return Err(UpstreamError::Connect(name, "timed out".into())),
     };
     let mut setup: Vec<Vec<&[u8]>> = Vec::new();
-    if let Some(pass) = &service.spec.password {
+    if let Some(login) = login {
+        match &login.user {
+            Some(user) => setup.push(vec![b"AUTH", user, &login.pass]),
+            None => setup.push(vec![b"AUTH", &login.pass]),
+        }
+    } else if let Some(pass) = &service.spec.password {
         match &service.spec.username {
             Some(user) => setup.push(vec![b"AUTH", user.as_bytes(), pass.expose().as_bytes()]),
             None => setup.push(vec![b"AUTH", pass.expose().as_bytes()]),
