@@ -168,3 +168,62 @@ fn client_info_has_every_field_redis_gives() {
     );
     let _: () = redis::cmd("DISCARD").query(&mut b).unwrap();
 }
+
+/// CLIENT UNBLOCK with the id the proxy gave a blocked client ends its blocking command at
+/// the backend, as Redis does: a timeout's reply, or `-UNBLOCKED` with ERROR.
+#[test]
+fn client_unblock_takes_the_proxy_id() {
+    let backend = RedisServer::start();
+    let (_gw, listen) = common::gateway::one_service(
+        "redis",
+        "clients-unblock",
+        &[(backend.port, "primary", 1)],
+        "",
+    );
+    let blocked = || {
+        cli(backend.port, &["INFO", "clients"])
+            .lines()
+            .any(|l| l.trim() == "blocked_clients:1")
+    };
+    let mut b = con(listen);
+    for (reason, expect) in [
+        (None, "nil"),
+        (Some("TIMEOUT"), "nil"),
+        (Some("ERROR"), "client unblocked via CLIENT UNBLOCK"),
+    ] {
+        let mut a = con(listen);
+        let a_id: u64 = redis::cmd("CLIENT").arg("ID").query(&mut a).unwrap();
+        let waiting = std::thread::spawn(move || {
+            let popped: redis::RedisResult<Option<(String, String)>> =
+                redis::cmd("BLPOP").arg("never").arg(0).query(&mut a);
+            match popped {
+                Ok(None) => "nil".to_string(),
+                Ok(Some(v)) => format!("{v:?}"),
+                Err(e) => e.to_string(),
+            }
+        });
+        assert!(common::eventually(
+            std::time::Duration::from_secs(10),
+            blocked
+        ));
+        let mut args = vec!["CLIENT", "UNBLOCK"];
+        let id = a_id.to_string();
+        args.push(&id);
+        args.extend(reason);
+        assert_eq!(text(&mut b, &args).unwrap(), "1");
+        let got = waiting.join().unwrap();
+        assert!(got.contains(expect), "{reason:?}: {got}");
+        assert_eq!(got.contains("UNBLOCKED"), reason == Some("ERROR"), "{got}");
+        // Nothing is blocked now; nothing was popped for nobody.
+        assert_eq!(text(&mut b, &["CLIENT", "UNBLOCK", &id]).unwrap(), "0");
+    }
+    let err = text(&mut b, &["CLIENT", "UNBLOCK", "1", "LATER"]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("reason should be TIMEOUT or ERROR"),
+        "{err}"
+    );
+    let err = text(&mut b, &["CLIENT", "UNBLOCK", "x"]).unwrap_err();
+    assert!(err.to_string().contains("not an integer"), "{err}");
+    assert_eq!(text(&mut b, &["RPUSH", "never", "v"]).unwrap(), "1");
+}

@@ -25,6 +25,16 @@ pub struct Activity {
     cmd: Mutex<(&'static str, Option<&'static str>)>,
     /// Commands queued since MULTI, or -1 outside a transaction.
     multi: AtomicI64,
+    /// While a blocking command waits: its backend and that connection's id there, for
+    /// CLIENT UNBLOCK.
+    blocked: Mutex<Option<Blocked>>,
+}
+
+/// A blocking command's connection, as its backend knows it.
+#[derive(Clone)]
+pub struct Blocked {
+    pub backend: Arc<crate::backend::BackendState>,
+    pub id: i64,
 }
 
 impl Activity {
@@ -41,6 +51,34 @@ impl Activity {
 
     pub fn multi(&self, queued: i64) {
         self.multi.store(queued, Ordering::Relaxed);
+    }
+
+    /// A blocking command went out on a connection of `backend`; `id` answers its
+    /// CLIENT ID (asked in the same write).
+    pub fn blocking_on(
+        self: &Arc<Self>,
+        backend: Arc<crate::backend::BackendState>,
+        id: tokio::sync::oneshot::Receiver<crate::redis::upstream::ReplyResult>,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(reply)) = id.await else {
+                return;
+            };
+            let id = std::str::from_utf8(reply.frame())
+                .ok()
+                .and_then(|t| t.trim().strip_prefix(':')?.parse().ok());
+            if let (Some(id), Ok(mut b)) = (id, me.blocked.lock()) {
+                *b = Some(Blocked { backend, id });
+            }
+        });
+    }
+
+    /// The blocking command was answered.
+    pub fn unblocked(&self) {
+        if let Ok(mut b) = self.blocked.lock() {
+            *b = None;
+        }
     }
 
     /// One more command queued in the open transaction.
@@ -320,4 +358,11 @@ fn end(service: &str, pick: impl Fn(u64, &Entry) -> bool) -> usize {
         .filter(|(id, e)| e.service == service && pick(**id, e))
         .map(|(_, e)| e.kill.cancel())
         .count()
+}
+
+/// Where client `id` of `service` waits in a blocking command, if it does.
+pub fn blocked(service: &str, id: u64) -> Option<Blocked> {
+    let r = REGISTRY.lock().ok()?;
+    let e = r.get(&id).filter(|e| e.service == service)?;
+    e.activity.blocked.lock().ok()?.clone()
 }

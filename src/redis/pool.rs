@@ -341,11 +341,11 @@ pub async fn open_dedicated(
     service: &ServiceRuntime,
     resp3: bool,
     login: Option<&Login>,
-) -> Result<upstream::RedisStream, UpstreamError> {
+) -> Result<(Arc<BackendState>, upstream::RedisStream), UpstreamError> {
     let mut f = Failover::default();
     while let Some(backend) = f.next(service, false) {
         match open_recorded(service, &backend, resp3, login).await {
-            Ok(s) => return Ok(s),
+            Ok(s) => return Ok((backend, s)),
             // The client's login is refused: no other backend is tried with it.
             Err(e @ UpstreamError::Handshake(_)) if login.is_some() => return Err(e),
             Err(e) => {

@@ -62,6 +62,7 @@ impl Client {
             "client" => match args.get(1).map(|s| s.to_ascii_lowercase()).as_deref() {
                 Some(b"list") => clients::list(&self.service.key(), &args),
                 Some(b"info") => clients::info(self.state.id),
+                Some(b"unblock") => return Some(self.client_unblock(req).await),
                 Some(b"reply") => match self.client_reply(args.get(2).copied()) {
                     Some(reply) => reply,
                     None => {

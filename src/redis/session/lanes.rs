@@ -2,11 +2,14 @@
 //! UNWATCH), a blocking command for its one reply, and the raw hand-over of a subscriber,
 //! MONITOR or SELECT of another database for the rest of the connection.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use throome_resp::Request;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{Client, Flow, Lane};
+use crate::backend::BackendState;
 use crate::redis::encode;
 use crate::redis::pool;
 use crate::redis::upstream::{Upstream, UpstreamError};
@@ -25,7 +28,7 @@ impl Client {
                 return Flow::Continue;
             }
             None => match self.dedicated_lane().await {
-                Ok(conn) => {
+                Ok((_, conn)) => {
                     self.tx_conn = Some(conn.clone());
                     conn
                 }
@@ -43,19 +46,29 @@ impl Client {
 
     /// A new connection of the client's own, after everything sent so far is answered; counted
     /// in the dedicated-connections gauge while it lives.
-    pub(super) async fn dedicated_lane(&mut self) -> Result<Upstream, UpstreamError> {
+    pub(super) async fn dedicated_lane(
+        &mut self,
+    ) -> Result<(Arc<BackendState>, Upstream), UpstreamError> {
         self.next_lane += 1;
         self.switch_lane(Lane::Dedicated(self.next_lane)).await;
         let login = self.state.login.as_deref();
-        let stream = pool::open_dedicated(&self.service, self.state.resp3, login).await?;
+        let (backend, stream) =
+            pool::open_dedicated(&self.service, self.state.resp3, login).await?;
         let guard = self.pools.dedicated();
-        Ok(crate::redis::upstream::spawn(stream, move || drop(guard)))
+        let conn = crate::redis::upstream::spawn(stream, move || drop(guard));
+        Ok((backend, conn))
     }
 
     /// A blocking command gets a connection for its one reply, so it blocks nobody else.
+    /// The backend's id for that connection is asked in the same write, so CLIENT UNBLOCK
+    /// of this client can be passed on to it.
     pub(super) async fn forward_blocking(&mut self, req: Request, name: &'static str) -> Flow {
         match self.dedicated_lane().await {
-            Ok(conn) => {
+            Ok((backend, conn)) => {
+                let id = self
+                    .enqueue_bytes(&conn, b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n")
+                    .await;
+                self.activity.blocking_on(backend, id);
                 self.enqueue(&conn, req, name, false).await;
                 // Dropping the handle closes the connection once the reply is in, or once
                 // nobody waits for it.
@@ -90,7 +103,9 @@ impl Client {
             }
             None => {
                 let login = self.state.login.as_deref();
-                pool::open_dedicated(&self.service, self.state.resp3, login).await
+                pool::open_dedicated(&self.service, self.state.resp3, login)
+                    .await
+                    .map(|(_, stream)| stream)
             }
         };
         let mut upstream = match opened {

@@ -66,7 +66,7 @@ impl Client {
         // Requests sent before are answered as the client was.
         self.drain().await;
         match pool::open_dedicated(&self.service, false, Some(&login)).await {
-            Ok(_tried) => {
+            Ok((_, _tried)) => {
                 self.state.login = Some(Arc::new(login));
                 self.sticky = [None, None];
                 Ok(())

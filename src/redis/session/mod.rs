@@ -13,6 +13,7 @@ mod on_shards;
 mod redirect;
 mod replies;
 mod shard_tx;
+mod unblock;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -289,7 +290,10 @@ impl Client {
         loop {
             // Every whole request read so far is handled before waiting on anything: a
             // client that wrote its whole pipeline sends nothing more until it is answered.
-            hold &= !self.pending.is_empty();
+            if hold && self.pending.is_empty() {
+                hold = false;
+                self.activity.unblocked();
+            }
             let mut unscanned = false;
             while !stop {
                 if hold || self.pending.len() >= MAX_PENDING {
