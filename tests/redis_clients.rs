@@ -227,3 +227,43 @@ fn client_unblock_takes_the_proxy_id() {
     assert!(err.to_string().contains("not an integer"), "{err}");
     assert_eq!(text(&mut b, &["RPUSH", "never", "v"]).unwrap(), "1");
 }
+
+/// CLIENT PAUSE holds the service's clients at the proxy, as Redis holds its own: WRITE
+/// holds writes only, ALL every command, until CLIENT UNPAUSE or the timeout.
+#[test]
+fn client_pause_holds_writes_until_unpause() {
+    let backend = RedisServer::start();
+    let (_gw, listen) = common::gateway::one_service(
+        "redis",
+        "clients-pause",
+        &[(backend.port, "primary", 1)],
+        "",
+    );
+    let mut a = con(listen);
+    assert_eq!(
+        text(&mut a, &["CLIENT", "PAUSE", "100000", "WRITE"]).unwrap(),
+        "OK"
+    );
+    let writer = std::thread::spawn(move || text(&mut con(listen), &["SET", "held", "v"]));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !writer.is_finished(),
+        "a write ran during CLIENT PAUSE WRITE"
+    );
+    assert_eq!(cli(backend.port, &["EXISTS", "held"]), "0");
+    // Reads are not held.
+    assert_eq!(text(&mut con(listen), &["ECHO", "read"]).unwrap(), "read");
+    assert_eq!(text(&mut con(listen), &["EXISTS", "held"]).unwrap(), "0");
+    assert_eq!(text(&mut a, &["CLIENT", "UNPAUSE"]).unwrap(), "OK");
+    assert_eq!(writer.join().unwrap().unwrap(), "OK");
+    assert_eq!(cli(backend.port, &["GET", "held"]), "v");
+    // ALL holds reads too, until the timeout.
+    assert_eq!(
+        text(&mut a, &["CLIENT", "PAUSE", "400", "ALL"]).unwrap(),
+        "OK"
+    );
+    let reader = std::thread::spawn(move || text(&mut con(listen), &["GET", "held"]));
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    assert!(!reader.is_finished(), "a read ran during CLIENT PAUSE ALL");
+    assert_eq!(reader.join().unwrap().unwrap(), "v");
+}

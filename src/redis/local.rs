@@ -212,14 +212,6 @@ pub fn client(state: &mut ClientState, args: &[&[u8]]) -> Option<Bytes> {
         } else {
             wrong_args("client|setinfo")
         }
-    } else if [&b"pause"[..], b"unpause"]
-        .iter()
-        .any(|s| sub.eq_ignore_ascii_case(s))
-    {
-        encode::error(&format!(
-            "ERR Throome: CLIENT {} is not supported through the proxy (connections to backends are shared)",
-            String::from_utf8_lossy(sub).to_uppercase()
-        ))
     } else {
         return None;
     };

@@ -12,6 +12,7 @@ mod encode;
 pub mod hash;
 mod local;
 mod merge;
+mod pause;
 pub(crate) mod pool;
 pub mod probe;
 mod ring;

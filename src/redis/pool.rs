@@ -32,6 +32,8 @@ pub struct Pools {
     dedicated: Arc<std::sync::atomic::AtomicI64>,
     /// Clients connected, against `max_client_conn`.
     clients: Arc<std::sync::atomic::AtomicUsize>,
+    /// CLIENT PAUSE of this service's clients.
+    pub pause: super::pause::Pause,
 }
 
 /// Counts one connected client while it lives.
@@ -78,6 +80,7 @@ impl Pools {
             discovered: Mutex::default(),
             dedicated: Arc::default(),
             clients: Arc::default(),
+            pause: super::pause::Pause::default(),
         }
     }
 

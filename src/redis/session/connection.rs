@@ -10,6 +10,9 @@ use crate::metrics::RequestLabels;
 use crate::redis::local::{self, ClientState};
 use crate::redis::{clients, encode};
 
+/// The longest pause kept: a timeout past it is as good as for ever.
+const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
 impl Client {
     /// Commands about the client's own connection. `None`: not handled here after all.
     pub(super) async fn local(&mut self, name: &'static str, req: &Request) -> Option<Flow> {
@@ -63,6 +66,11 @@ impl Client {
                 Some(b"list") => clients::list(&self.service.key(), &args),
                 Some(b"info") => clients::info(self.state.id),
                 Some(b"unblock") => return Some(self.client_unblock(req).await),
+                Some(b"pause") => self.client_pause(&args),
+                Some(b"unpause") => {
+                    self.pools.pause.unpause();
+                    encode::simple("OK")
+                }
                 Some(b"reply") => match self.client_reply(args.get(2).copied()) {
                     Some(reply) => reply,
                     None => {
@@ -102,6 +110,31 @@ impl Client {
         self.count(name);
         self.reply(reply);
         Some(Flow::Continue)
+    }
+
+    /// `CLIENT PAUSE timeout [WRITE|ALL]`, checked as `clientCommand` in networking.c.
+    fn client_pause(&self, args: &[&[u8]]) -> Bytes {
+        let all = match args.get(3).map(|m| m.to_ascii_lowercase()).as_deref() {
+            None | Some(b"all") => true,
+            Some(b"write") => false,
+            Some(_) => return encode::error("ERR CLIENT PAUSE mode must be WRITE or ALL"),
+        };
+        let ms = args
+            .get(2)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| t.parse::<i64>().ok());
+        match ms {
+            None => encode::error("ERR timeout is not an integer or out of range"),
+            Some(ms) if ms < 0 => encode::error("ERR timeout is negative"),
+            Some(ms) => {
+                let for_ms = std::time::Duration::from_millis(ms.unsigned_abs());
+                let until = tokio::time::Instant::now()
+                    .checked_add(for_ms)
+                    .unwrap_or_else(|| tokio::time::Instant::now() + YEAR);
+                self.pools.pause.pause(until, all);
+                encode::simple("OK")
+            }
+        }
     }
 
     /// `CLIENT REPLY ON|OFF|SKIP` (`clientCommand` in networking.c): the proxy drops the

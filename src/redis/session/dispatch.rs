@@ -55,6 +55,8 @@ impl Client {
             self.doom_shard_tx();
             return Flow::Continue;
         }
+        // CLIENT PAUSE holds the client's next command, as Redis postpones it.
+        self.pools.pause.gate(spec).await;
         let in_tx = self.tx_conn.is_some();
         if self.service.spec.sharding.is_some() {
             return self.handle_sharded(req, name, spec).await;
