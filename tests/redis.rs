@@ -669,8 +669,9 @@ fn script_kill_reaches_a_busy_backend() {
         &["PING"]
     )
     .starts_with("BUSY")));
-    // Several health intervals while busy.
+    // Several health intervals while busy; PING answers as the backend does.
     std::thread::sleep(Duration::from_millis(800));
+    assert!(cli(listen, &["PING"]).starts_with("BUSY"));
     assert_eq!(cli(listen, &["SCRIPT", "KILL"]), "OK");
     let err = looping.join().unwrap();
     assert!(err.contains("killed"), "{err}");

@@ -66,7 +66,9 @@ impl Client {
                 self.reply(encode::simple("OK"));
                 return Flow::Stop;
             }
-            "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select" | "unsubscribe"
+            // PING goes to the backend, so it answers as the backend would (BUSY while a
+            // script runs, an error while it is down); a sharded service answers it.
+            "echo" | "hello" | "auth" | "client" | "reset" | "select" | "unsubscribe"
             | "punsubscribe" | "sunsubscribe"
                 if !self.in_multi =>
             {
