@@ -540,21 +540,7 @@ fn a_backend_that_does_not_answer_times_out_instead_of_hanging() {
 #[test]
 fn a_multi_threaded_gateway_serves_the_same() {
     let backend = RedisServer::start();
-    let listen = free_port();
-    let yaml = cluster_of(
-        "redis",
-        "mt",
-        "cache",
-        listen,
-        &[(backend.port, "primary", 1)],
-        "",
-        "",
-    );
-    let opts = common::gateway::Options {
-        extra_gateway: "  worker_threads: 2\n".into(),
-        ..Default::default()
-    };
-    let _gw = Throome::start_with(&[("mt", &yaml)], opts);
+    let (_gw, listen) = common::gateway::two_workers("mt", backend.port);
     let out = Command::new("redis-benchmark")
         .args([
             "-p",

@@ -55,11 +55,8 @@ fn write_all_then_read(port: u16, pipeline: Vec<u8>, n: usize, limit: Duration) 
 }
 
 fn command(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    out
+    let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    common::differential::encode(&args)
 }
 
 fn gateway(backend: &RedisServer, extra: &str) -> (common::Throome, u16) {
@@ -74,21 +71,7 @@ fn a_100k_pipeline_written_before_reading_is_answered_in_order() {
     let backend = RedisServer::start();
     // Two worker threads: replies are delivered while the session works, so all of those
     // in flight can be in at once.
-    let listen = common::free_port();
-    let yaml = common::gateway::cluster_of(
-        "redis",
-        "p",
-        "cache",
-        listen,
-        &[(backend.port, "primary", 1)],
-        "",
-        "",
-    );
-    let opts = common::gateway::Options {
-        extra_gateway: "  worker_threads: 2\n".into(),
-        ..Default::default()
-    };
-    let _gw = common::Throome::start_with(&[("p", &yaml)], opts);
+    let (_gw, listen) = common::gateway::two_workers("p", backend.port);
     for round in 0..3 {
         let key = format!("counter{round}");
         let n = 100_000;

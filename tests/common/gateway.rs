@@ -297,6 +297,26 @@ pub fn one_service(
     (Throome::start(&[(id, &yaml)]), listen)
 }
 
+/// A redis service over one backend on a gateway with two worker threads: (gateway, listen
+/// port).
+pub fn two_workers(id: &str, backend: u16) -> (Throome, u16) {
+    let listen = super::free_port();
+    let yaml = cluster_of(
+        "redis",
+        id,
+        "cache",
+        listen,
+        &[(backend, "primary", 1)],
+        "",
+        "",
+    );
+    let opts = Options {
+        extra_gateway: "  worker_threads: 2\n".into(),
+        ..Default::default()
+    };
+    (Throome::start_with(&[(id, &yaml)], opts), listen)
+}
+
 /// Three redis-servers and a `sharding: ketama` service over them: (servers, gateway,
 /// listen port).
 pub fn ketama_trio(id: &str) -> ([super::RedisServer; 3], Throome, u16) {
