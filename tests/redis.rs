@@ -663,3 +663,42 @@ fn script_kill_reaches_a_busy_backend() {
     assert!(err.contains("killed"), "{err}");
     assert_eq!(cli(listen, &["PING"]), "PONG");
 }
+
+/// A blocking command goes out on a connection opened before it was sent (a spare kept
+/// ready), so no connect delay lets a command another client sent after it reach Redis first.
+#[test]
+fn blocking_commands_go_out_on_a_connection_kept_ready() {
+    let backend = RedisServer::start();
+    let (_gw, listen) = redis_gateway(&[(backend.port, "primary", 1)], "");
+    // The first one opens its connection, and a spare for the next.
+    assert_eq!(cli(listen, &["BLPOP", "warm", "0.01"]), "");
+    let ids = || -> Vec<(String, String)> {
+        cli(backend.port, &["CLIENT", "LIST"])
+            .lines()
+            .filter_map(|l| {
+                let f = |k: &str| {
+                    l.split(' ')
+                        .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                        .map(str::to_string)
+                };
+                Some((f("id")?, f("cmd")?))
+            })
+            .collect()
+    };
+    // redis-cli asking, and the spare, which has run no command yet.
+    assert!(eventually(Duration::from_secs(10), || ids()
+        .iter()
+        .any(|(_, cmd)| cmd == "NULL")));
+    let before: Vec<String> = ids().into_iter().map(|(id, _)| id).collect();
+    let waiting = std::thread::spawn(move || cli(listen, &["BLPOP", "ready", "0"]));
+    assert!(eventually(Duration::from_secs(10), || ids()
+        .iter()
+        .any(|(_, cmd)| cmd == "blpop")));
+    let (blocked, _) = ids().into_iter().find(|(_, cmd)| cmd == "blpop").unwrap();
+    assert!(
+        before.contains(&blocked),
+        "{blocked} opened after the BLPOP: {before:?}"
+    );
+    assert_eq!(cli(listen, &["RPUSH", "ready", "v"]), "1");
+    assert_eq!(waiting.join().unwrap(), "ready\nv");
+}

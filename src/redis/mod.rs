@@ -20,6 +20,7 @@ mod scan;
 mod session;
 pub mod shard;
 mod sharded;
+mod spares;
 mod upstream;
 
 pub use session::serve;

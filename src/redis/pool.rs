@@ -34,6 +34,8 @@ pub struct Pools {
     clients: Arc<std::sync::atomic::AtomicUsize>,
     /// CLIENT PAUSE of this service's clients.
     pub pause: super::pause::Pause,
+    /// Connections ready for the next client that needs one of its own.
+    pub spares: super::spares::Spares,
 }
 
 /// Counts one connected client while it lives.
@@ -81,6 +83,7 @@ impl Pools {
             dedicated: Arc::default(),
             clients: Arc::default(),
             pause: super::pause::Pause::default(),
+            spares: super::spares::Spares::default(),
         }
     }
 
@@ -339,8 +342,36 @@ pub async fn route(
 }
 
 /// A connection of its own for one client (transactions, blocking commands, and the raw
-/// hand-over for subscriptions): the primary tier, with failover.
+/// hand-over for subscriptions): a spare kept ready when there is one (the stock is then
+/// refilled), else opened now.
 pub async fn open_dedicated(
+    pools: &Arc<Pools>,
+    service: &Arc<ServiceRuntime>,
+    resp3: bool,
+    login: Option<&Login>,
+) -> Result<(Arc<BackendState>, upstream::RedisStream), UpstreamError> {
+    if login.is_some() {
+        return open_dedicated_as(service, resp3, login).await;
+    }
+    let spare = pools.spares.take(service, resp3);
+    super::spares::Spares::refill(pools, service, resp3);
+    match spare {
+        Some(ready) => Ok(ready),
+        None => open_dedicated_as(service, resp3, None).await,
+    }
+}
+
+/// A new connection of the service's own for a spare.
+pub async fn open_dedicated_fresh(
+    service: &ServiceRuntime,
+    resp3: bool,
+) -> Result<(Arc<BackendState>, upstream::RedisStream), UpstreamError> {
+    open_dedicated_as(service, resp3, None).await
+}
+
+/// Opens a connection to the primary tier, with failover, logged in as `login` or the
+/// service.
+async fn open_dedicated_as(
     service: &ServiceRuntime,
     resp3: bool,
     login: Option<&Login>,

@@ -53,7 +53,7 @@ impl Client {
         self.switch_lane(Lane::Dedicated(self.next_lane)).await;
         let login = self.state.login.as_deref();
         let (backend, stream) =
-            pool::open_dedicated(&self.service, self.state.resp3, login).await?;
+            pool::open_dedicated(&self.pools, &self.service, self.state.resp3, login).await?;
         let guard = self.pools.dedicated();
         let conn = crate::redis::upstream::spawn(stream, move || drop(guard));
         Ok((backend, conn))
@@ -103,7 +103,7 @@ impl Client {
             }
             None => {
                 let login = self.state.login.as_deref();
-                pool::open_dedicated(&self.service, self.state.resp3, login)
+                pool::open_dedicated(&self.pools, &self.service, self.state.resp3, login)
                     .await
                     .map(|(_, stream)| stream)
             }

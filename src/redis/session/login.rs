@@ -65,7 +65,7 @@ impl Client {
         };
         // Requests sent before are answered as the client was.
         self.drain().await;
-        match pool::open_dedicated(&self.service, false, Some(&login)).await {
+        match pool::open_dedicated(&self.pools, &self.service, false, Some(&login)).await {
             Ok((_, _tried)) => {
                 self.state.login = Some(Arc::new(login));
                 self.sticky = [None, None];
