@@ -88,6 +88,8 @@ corpus_tests!(
     errors,
     client,
     acl,
+    config,
+    connection,
 );
 
 /// One random command over a few keys, sometimes malformed: wrong arity, unknown names,
@@ -114,6 +116,8 @@ fn command() -> impl Strategy<Value = Vec<String>> {
         Just(vec!["PING".to_string(), "a".into(), "b".into()]),
         Just(vec!["UNSUBSCRIBE".to_string(), "c1".into(), "c2".into()]),
         Just(vec!["ECHO".to_string(), "e".into()]),
+        Just(vec!["RESET".to_string()]),
+        key.clone().prop_map(|k| vec!["WATCH".into(), k]),
         prop::sample::select(vec!["ON", "OFF", "SKIP"]).prop_map(|m| vec![
             "CLIENT".to_string(),
             "REPLY".into(),

@@ -90,6 +90,10 @@ impl Client {
             },
             "reset" => {
                 self.drain().await;
+                // Replies come back on, as `clearClientConnectionState`: RESET's own too
+                // after OFF, but not when a SKIP is skipping it.
+                self.mute_now &= !self.replies_off;
+                (self.replies_off, self.skip_next) = (false, false);
                 self.tx_conn = None;
                 self.shard_tx = None;
                 self.shard_watch = None;

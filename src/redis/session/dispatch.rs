@@ -68,8 +68,14 @@ impl Client {
             }
             // PING goes to the backend, so it answers as the backend would (BUSY while a
             // script runs, an error while it is down); a sharded service answers it.
-            "echo" | "hello" | "auth" | "client" | "reset" | "select" | "unsubscribe"
-            | "punsubscribe" | "sunsubscribe"
+            // RESET runs at once even inside MULTI (Redis never queues it).
+            "reset" => {
+                if let Some(flow) = self.local(name, &req).await {
+                    return flow;
+                }
+            }
+            "echo" | "hello" | "auth" | "client" | "select" | "unsubscribe" | "punsubscribe"
+            | "sunsubscribe"
                 if !self.in_multi =>
             {
                 if let Some(flow) = self.local(name, &req).await {
@@ -99,7 +105,8 @@ impl Client {
             "exec" | "discard" | "unwatch" if in_tx => {
                 if name == "unwatch" {
                     self.watching = false;
-                } else {
+                } else if self.in_multi {
+                    // EXEC or DISCARD without MULTI is an error that keeps the WATCH.
                     self.in_multi = false;
                     self.watching = false;
                     self.activity.multi(-1);

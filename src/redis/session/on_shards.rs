@@ -101,7 +101,7 @@ impl Client {
             }
             "ping" | "echo" | "hello" | "auth" | "client" | "reset" | "select" | "unsubscribe"
             | "punsubscribe" | "sunsubscribe"
-                if self.shard_tx.is_none() =>
+                if self.shard_tx.is_none() || name == "reset" =>
             {
                 match self.local(name, req).await {
                     Some(Flow::Raw(_)) => {
