@@ -117,6 +117,22 @@ fn command() -> impl Strategy<Value = Vec<String>> {
         Just(vec!["UNSUBSCRIBE".to_string(), "c1".into(), "c2".into()]),
         Just(vec!["ECHO".to_string(), "e".into()]),
         Just(vec!["RESET".to_string()]),
+        prop::sample::select(vec!["2", "3"]).prop_map(|v| vec!["HELLO".to_string(), v.into()]),
+        Just(vec!["SELECT".to_string(), "0".into()]),
+        Just(vec!["CLIENT".to_string(), "SETNAME".into(), "n1".into()]),
+        Just(vec!["CLIENT".to_string(), "GETNAME".into()]),
+        (key.clone(), key.clone()).prop_map(|(a, b)| vec!["MGET".into(), a, b]),
+        key.clone()
+            .prop_map(|k| vec!["BLPOP".into(), k, "0.01".into()]),
+        key.clone().prop_map(|k| vec!["LPOP".into(), k]),
+        key.clone().prop_map(|k| vec![
+            "EVAL".into(),
+            "return redis.call('TYPE', KEYS[1])".into(),
+            "1".into(),
+            k
+        ]),
+        key.clone()
+            .prop_map(|k| vec!["PEXPIRE".into(), k, "100000".into()]),
         key.clone().prop_map(|k| vec!["WATCH".into(), k]),
         prop::sample::select(vec!["ON", "OFF", "SKIP"]).prop_map(|m| vec![
             "CLIENT".to_string(),
@@ -129,8 +145,9 @@ fn command() -> impl Strategy<Value = Vec<String>> {
 /// Inside MULTI, an UNSUBSCRIBE of several channels or a CLIENT REPLY makes Redis 7.0
 /// answer EXEC with a malformed reply (the array counts one frame and the others follow it;
 /// or it is cut short), and after CLIENT REPLY OFF an UNSUBSCRIBE's push escapes EXEC's
-/// silenced array; the proxy differs there (README, "What differs"). Such commands become
-/// a PING there.
+/// silenced array; a HELLO there runs on the transaction's connection (its id in EXEC's
+/// reply is that connection's). The proxy differs there (README, "What differs"). Such
+/// commands become a PING there.
 fn outside_multi(cmds: Vec<Vec<String>>) -> Vec<Vec<String>> {
     let mut in_multi = false;
     cmds.into_iter()
@@ -138,7 +155,7 @@ fn outside_multi(cmds: Vec<Vec<String>>) -> Vec<Vec<String>> {
             match c[0].as_str() {
                 "MULTI" => in_multi = true,
                 "EXEC" | "DISCARD" => in_multi = false,
-                "UNSUBSCRIBE" | "CLIENT" if in_multi => c = vec!["PING".into()],
+                "UNSUBSCRIBE" | "CLIENT" | "HELLO" if in_multi => c = vec!["PING".into()],
                 _ => {}
             }
             c

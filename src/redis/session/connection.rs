@@ -37,10 +37,14 @@ impl Client {
                 // Requests after it may go out on a connection of the other protocol
                 // version: those before it are answered first, so none is overtaken.
                 self.drain().await;
+                let was_resp3 = self.state.resp3;
                 let reply = match self.hello_login(&args).await {
                     Ok(checked) => local::hello(&mut self.state, auth.as_ref(), &args, checked),
                     Err(refused) => refused,
                 };
+                if self.state.resp3 != was_resp3 {
+                    self.tx_protocol().await;
+                }
                 // RESP2 and RESP3 clients use different shared connections.
                 self.sticky = [None, None];
                 let user = args
@@ -114,6 +118,20 @@ impl Client {
         self.count(name);
         self.reply(reply);
         Some(Flow::Continue)
+    }
+
+    /// A WATCH's connection lives on after HELLO changed the protocol: it is switched too,
+    /// so the transaction's replies come in the client's protocol (the reply is the proxy's).
+    async fn tx_protocol(&mut self) {
+        let Some(conn) = self.tx_conn.clone() else {
+            return;
+        };
+        let hello: &[u8] = match self.state.resp3 {
+            true => b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n",
+            false => b"*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n",
+        };
+        drop(self.enqueue_bytes(&conn, hello).await);
+        self.flush_batch().await;
     }
 
     /// `CLIENT PAUSE timeout [WRITE|ALL]`, checked as `clientCommand` in networking.c.
