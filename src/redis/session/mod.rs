@@ -6,6 +6,7 @@
 mod batch;
 mod connection;
 mod dispatch;
+mod drive;
 mod io;
 mod lanes;
 mod login;
@@ -22,10 +23,9 @@ use std::time::Instant;
 
 use crate::latency::Latency;
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use throome_resp::{CommandSpec, RequestScanner};
+use throome_resp::CommandSpec;
 
 use super::encode;
 use super::local::{self, ClientState};
@@ -278,112 +278,6 @@ struct Client {
 }
 
 impl Client {
-    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, client: S) {
-        let mut client = io::ClientIo::new(client);
-        let mut scanner = RequestScanner::new(self.service.spec.limits);
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        // No more requests are served (QUIT, a protocol error); the client sent its last.
-        let mut stop = false;
-        let mut eof = false;
-        let mut hold = false;
-        let mut give_up: Option<tokio::time::Instant> = None;
-        loop {
-            // Every whole request read so far is handled before waiting on anything: a
-            // client that wrote its whole pipeline sends nothing more until it is answered.
-            if hold && self.pending.is_empty() {
-                hold = false;
-                self.activity.unblocked();
-            }
-            let mut unscanned = false;
-            while !stop {
-                if hold || self.pending.len() >= MAX_PENDING {
-                    unscanned = true;
-                    break;
-                }
-                match scanner.scan(&mut buf) {
-                    Ok(Some(req)) => match self.handle(req).await {
-                        Flow::Continue => {}
-                        Flow::Hold => hold = true,
-                        Flow::Stop => stop = true,
-                        Flow::Raw(first) => {
-                            return self.hand_over(client.stream, first, buf).await;
-                        }
-                    },
-                    Ok(None) => break,
-                    Err(e) => {
-                        self.metrics.error(&self.service, "client_protocol");
-                        self.reply(encode::error(&format!("ERR {e}")));
-                        stop = true;
-                    }
-                }
-            }
-            self.flush_batch().await;
-            self.settle().await;
-            if self.out.len() > self.service.spec.output_limit {
-                return self.overflow();
-            }
-            if client.write_now(&mut self.out).await.is_err() {
-                return;
-            }
-            let served = stop || (eof && !unscanned);
-            if served && self.pending.is_empty() && self.out.is_empty() {
-                break;
-            }
-            // Requests left unread for want of room, which there is now.
-            let room = (!hold || self.pending.is_empty()) && self.pending.len() < MAX_PENDING;
-            if unscanned && room {
-                continue;
-            }
-            let waiting = matches!(
-                self.pending.front(),
-                Some(Pending::Wait { .. } | Pending::Group { .. } | Pending::Merge { .. })
-            );
-            let full = self.pending.len() >= MAX_PENDING || (hold && buf.len() >= HOLD_READ_LIMIT);
-            let readable = !stop && !eof && !full;
-            let linger = give_up.unwrap_or_else(|| tokio::time::Instant::now() + EOF_LINGER);
-            tokio::select! {
-                () = replies::wait_front(&mut self.pending, &self.metrics, &self.service), if waiting => {}
-                turn = client.turn(&mut self.out, &mut buf, readable) => match turn {
-                    io::Io::Wrote => {}
-                    io::Io::Read => {
-                        self.now = Instant::now();
-                        self.activity.touched(self.since, self.now);
-                    }
-                    // EOF: answer what was asked (a client may half-close after its last
-                    // request), for a while; a client that left for good must not keep a
-                    // BLPOP 0 and its connection alive forever.
-                    io::Io::Closed => {
-                        eof = true;
-                        if hold {
-                            // Redis frees a blocked client that closes: its command is
-                            // dropped, with its connection (the backend unblocks now, and
-                            // pops nothing for nobody), and nothing behind it runs.
-                            self.pending.pop_back();
-                            self.muted.pop_back();
-                            stop = true;
-                        }
-                        give_up = Some(tokio::time::Instant::now() + EOF_LINGER);
-                    }
-                    io::Io::Failed => return,
-                },
-                () = tokio::time::sleep_until(linger), if give_up.is_some() => return,
-            }
-        }
-        let _ = client.stream.shutdown().await;
-    }
-
-    /// The client let more reply bytes pile up than `client_output_buffer_limit`: closed, as
-    /// Redis closes a client past its output buffer's hard limit.
-    fn overflow(&mut self) {
-        self.metrics.error(&self.service, "output_buffer_limit");
-        tracing::warn!(
-            service = %self.service.key(),
-            client = self.state.id,
-            bytes = self.out.len(),
-            "client closed for overcoming of output buffer limits"
-        );
-    }
-
     fn reply(&mut self, bytes: Bytes) {
         self.owe(Pending::Ready(bytes));
     }
