@@ -268,7 +268,9 @@ pub fn kill(service: &str, me: u64, args: &[&[u8]], known_user: &dyn Fn(&[u8]) -
         ..KillFilter::default()
     };
     for pair in rest.chunks(2) {
-        if let Err(e) = filter.add(pair[0], pair[1], known_user) {
+        // A backend's ACL user is known once one of the service's clients logged in as it.
+        let known = |u: &[u8]| known_user(u) || logged_in(service, u);
+        if let Err(e) = filter.add(pair[0], pair[1], &known) {
             return e;
         }
     }
@@ -365,4 +367,11 @@ pub fn blocked(service: &str, id: u64) -> Option<Blocked> {
     let r = REGISTRY.lock().ok()?;
     let e = r.get(&id).filter(|e| e.service == service)?;
     e.activity.blocked.lock().ok()?.clone()
+}
+
+/// Whether a client of `service` is logged in as `user`.
+fn logged_in(service: &str, user: &[u8]) -> bool {
+    REGISTRY
+        .lock()
+        .is_ok_and(|r| r.values().any(|e| e.service == service && e.user == user))
 }
