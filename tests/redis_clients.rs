@@ -267,3 +267,53 @@ fn client_pause_holds_writes_until_unpause() {
     assert!(!reader.is_finished(), "a read ran during CLIENT PAUSE ALL");
     assert_eq!(reader.join().unwrap().unwrap(), "v");
 }
+
+/// CLIENT TRACKING ON REDIRECT takes the proxy's id of a client subscribed to
+/// `__redis__:invalidate` (RESP2 client-side caching): that client gets the invalidations.
+#[test]
+fn tracking_redirects_to_a_proxy_id() {
+    use std::io::{Read, Write};
+    let backend = RedisServer::start();
+    let (_gw, listen) = common::gateway::one_service(
+        "redis",
+        "clients-track",
+        &[(backend.port, "primary", 1)],
+        "",
+    );
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", listen)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s
+    };
+    let read_until = |s: &mut std::net::TcpStream, want: &str| {
+        let mut got = String::new();
+        let mut chunk = [0u8; 1024];
+        while !got.contains(want) {
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed before {want:?}: {got:?}");
+            got.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+        got
+    };
+    let mut a = connect();
+    a.write_all(b"CLIENT ID\r\n").unwrap();
+    let id = read_until(&mut a, "\r\n");
+    let id = id.trim().trim_start_matches(':').to_string();
+    a.write_all(b"SUBSCRIBE __redis__:invalidate\r\n").unwrap();
+    read_until(&mut a, ":1\r\n");
+    let mut b = connect();
+    b.write_all(format!("CLIENT TRACKING ON REDIRECT {id}\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(read_until(&mut b, "\r\n"), "+OK\r\n");
+    b.write_all(b"GET cached\r\n").unwrap();
+    assert_eq!(read_until(&mut b, "\r\n"), "$-1\r\n");
+    assert_eq!(cli(listen, &["SET", "cached", "v"]), "OK");
+    let invalidation = read_until(&mut a, "cached\r\n");
+    assert!(invalidation.contains("invalidate"), "{invalidation}");
+    // A proxy id of a client without a connection of its own: the backend's own error.
+    let mut c = connect();
+    c.write_all(b"CLIENT TRACKING ON REDIRECT 999999\r\n")
+        .unwrap();
+    assert!(read_until(&mut c, "\r\n").contains("does not exist"));
+}

@@ -28,6 +28,9 @@ pub struct Activity {
     /// While a blocking command waits: its backend and that connection's id there, for
     /// CLIENT UNBLOCK.
     blocked: Mutex<Option<Blocked>>,
+    /// After the raw hand-over: the backend's address and the connection's id there, for
+    /// another client's CLIENT TRACKING REDIRECT.
+    raw: Mutex<Option<(String, i64)>>,
 }
 
 /// A blocking command's connection, as its backend knows it.
@@ -72,6 +75,13 @@ impl Activity {
                 *b = Some(Blocked { backend, id });
             }
         });
+    }
+
+    /// The client now has a connection of its own: `own` is (backend address, its id there).
+    pub fn raw_on(&self, own: Option<(String, i64)>) {
+        if let Ok(mut r) = self.raw.lock() {
+            *r = own;
+        }
     }
 
     /// The blocking command was answered.
@@ -374,4 +384,12 @@ fn logged_in(service: &str, user: &[u8]) -> bool {
     REGISTRY
         .lock()
         .is_ok_and(|r| r.values().any(|e| e.service == service && e.user == user))
+}
+
+/// The backend address and connection id of client `id` of `service`, once it has a
+/// connection of its own.
+pub fn raw_of(service: &str, id: u64) -> Option<(String, i64)> {
+    let r = REGISTRY.lock().ok()?;
+    let e = r.get(&id).filter(|e| e.service == service)?;
+    e.activity.raw.lock().ok()?.clone()
 }

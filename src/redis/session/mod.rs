@@ -11,6 +11,7 @@ mod io;
 mod lanes;
 mod login;
 mod on_shards;
+mod raw;
 mod redirect;
 mod replies;
 mod shard_tx;
