@@ -110,6 +110,15 @@ impl Client {
             }
             "select" => match args.get(1).copied() {
                 Some(b"0") => encode::simple("OK"),
+                // Not a number: Redis's error, and nothing changes (no connection of its own).
+                Some(db)
+                    if std::str::from_utf8(db)
+                        .ok()
+                        .and_then(|d| d.parse::<i64>().ok())
+                        .is_none() =>
+                {
+                    encode::error("ERR value is not an integer or out of range")
+                }
                 // Another database is connection state: this client gets its own connection.
                 _ => return Some(Flow::Raw(req.frame().clone())),
             },
