@@ -54,11 +54,27 @@ pub enum Action {
 #[derive(Default)]
 pub struct Flow {
     queue: VecDeque<Expect>,
+    /// Something went to the server since its last ReadyForQuery: until the next one the
+    /// server holds the client's unnamed statement and portal, and may be skipping to Sync.
+    open: bool,
+    /// The server reported an error in the extended protocol and no Sync has gone to it
+    /// since: it ignores everything up to the next Sync, so the client's messages until
+    /// then are not sent.
+    skipping: bool,
 }
 
 impl Flow {
     pub fn push(&mut self, e: Expect) {
+        if matches!(e, Expect::Client { ends, .. } if ends == READY) {
+            self.skipping = false;
+        }
+        self.open = true;
         self.queue.push_back(e);
+    }
+
+    /// The server ignores what the client sends before its next Sync (see `skipping`).
+    pub fn skipping(&self) -> bool {
+        self.skipping
     }
 
     /// Queues `e` before the last entry (an injected Parse goes before the message that
@@ -68,9 +84,15 @@ impl Flow {
         self.queue.insert(at, e);
     }
 
-    /// Nothing is owed in either direction.
+    /// Nothing is owed in either direction and the server sent ReadyForQuery last: only
+    /// then may it serve another client.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && !self.open
+    }
+
+    /// An answer from the server is outstanding.
+    pub fn owes(&self) -> bool {
+        !self.queue.is_empty()
     }
 
     /// ReadyForQuery messages still to come.
@@ -112,6 +134,9 @@ impl Flow {
                 Some(Expect::Client { ends, .. }) => {
                     if ends.contains(&tag) {
                         self.queue.pop_front();
+                        if tag == b'Z' && self.queue.is_empty() {
+                            self.open = false;
+                        }
                     }
                     Action::Forward
                 }
@@ -126,8 +151,11 @@ impl Flow {
         if matches!(self.queue.front(), Some(Expect::Client { ends, .. }) if *ends == READY) {
             return;
         }
+        // Without a Sync queued the server skips what the client sends next, too.
+        self.skipping = true;
         while let Some(front) = self.queue.front() {
             if matches!(front, Expect::Client { ends, .. } if *ends == READY) {
+                self.skipping = false;
                 return;
             }
             match self.queue.pop_front() {
@@ -135,7 +163,12 @@ impl Flow {
                     prepares: Some(name),
                     ..
                 })
-                | Some(Expect::Injected { name }) => learned.push(Learned::Unprepared(name)),
+                | Some(Expect::Injected { name }) => {
+                    // Closed and prepared again, both skipped: the old copy is still there.
+                    if learned.last() != Some(&Learned::StillPrepared(name.clone())) {
+                        learned.push(Learned::Unprepared(name));
+                    }
+                }
                 Some(Expect::Evicted { name }) => learned.push(Learned::StillPrepared(name)),
                 _ => {}
             }
@@ -245,5 +278,51 @@ mod tests {
         let (actions, _) = run(&mut f, b"ECZ");
         assert_eq!(actions.len(), 3);
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn an_error_before_sync_skips_until_the_clients_sync() {
+        let mut f = Flow::default();
+        f.push(client(DESCRIBE));
+        let (_, _) = run(&mut f, b"E");
+        assert!(
+            f.skipping(),
+            "the server ignores what comes before the next Sync"
+        );
+        assert!(
+            !f.is_empty(),
+            "the server is mid-batch: not to be given to another client"
+        );
+        f.push(client(READY));
+        assert!(!f.skipping());
+        run(&mut f, b"Z");
+        assert!(f.is_empty() && !f.skipping());
+    }
+
+    #[test]
+    fn a_batch_answered_before_its_sync_keeps_the_server() {
+        let mut f = Flow::default();
+        f.push(client(PARSE));
+        f.push(client(BIND));
+        run(&mut f, b"12");
+        assert!(!f.owes() && !f.is_empty());
+        f.push(client(READY));
+        run(&mut f, b"Z");
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn a_skipped_close_and_parse_of_one_name_leave_the_old_copy() {
+        let name = Bytes::from_static(b"T1");
+        let mut f = Flow::default();
+        f.push(client(EXECUTE));
+        f.push(Expect::Evicted { name: name.clone() });
+        f.push(Expect::Client {
+            ends: PARSE,
+            prepares: Some(name.clone()),
+        });
+        f.push(client(READY));
+        let (_, gone) = run(&mut f, b"EZ");
+        assert_eq!(gone, [Learned::StillPrepared(name)]);
     }
 }

@@ -1,11 +1,12 @@
-//! Client messages on their way to the server: most go as they are; named statements are
-//! renamed to their server-side names, prepared on the server first when it lacks them (after
-//! closing its least recently used one when it holds `max_prepared_statements`), and Close of
-//! a statement is answered by the proxy.
+//! Client messages on their way to the server. In session mode they go as they are. In
+//! transaction mode named statements are renamed to their server-side names, prepared on the
+//! server first when it lacks them or holds a copy older than the client's Parse (after
+//! closing its least recently used one when it holds `max_prepared_statements`), and Close
+//! of a statement is answered by the proxy.
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use throome_pgwire::{Frame, build, msg};
 
@@ -23,6 +24,40 @@ pub enum Outcome {
     Violation(bytes::Bytes),
 }
 
+/// The server messages that end its answer to a client message of type `tag`; None for
+/// messages without an answer of their own (Flush, CopyData, CopyDone, CopyFail).
+fn ends_of(tag: u8) -> Option<&'static [u8]> {
+    match tag {
+        msg::front::QUERY | msg::front::SYNC | msg::front::FUNCTION_CALL => Some(flow::READY),
+        msg::front::PARSE => Some(flow::PARSE),
+        msg::front::BIND => Some(flow::BIND),
+        msg::front::DESCRIBE => Some(flow::DESCRIBE),
+        msg::front::CLOSE => Some(flow::CLOSE),
+        msg::front::EXECUTE => Some(flow::EXECUTE),
+        _ => None,
+    }
+}
+
+fn client(ends: &'static [u8]) -> Expect {
+    Expect::Client {
+        ends,
+        prepares: None,
+    }
+}
+
+/// Session mode: the client owns its server, so its messages, statement names included, go
+/// through untouched (as PgBouncer passes them); only their answers are counted.
+pub fn pass(frame: &Frame, flow: &mut Flow, to_server: &mut BytesMut) -> Outcome {
+    if frame.tag() == msg::front::TERMINATE {
+        return Outcome::Terminate;
+    }
+    if let Some(ends) = ends_of(frame.tag()) {
+        flow.push(client(ends));
+    }
+    to_server.extend_from_slice(frame.bytes());
+    Outcome::Done
+}
+
 /// Translates one client message for `server`, appending what to send to `to_server` and
 /// what the server will answer (or the proxy answers) to `flow`.
 pub fn translate(
@@ -33,50 +68,23 @@ pub fn translate(
     to_server: &mut BytesMut,
 ) -> Outcome {
     let body = frame.body();
-    let client = |ends| Expect::Client {
-        ends,
-        prepares: None,
-    };
     match frame.tag() {
         msg::front::TERMINATE => return Outcome::Terminate,
         msg::front::QUERY => {
             if msg::query(body).is_some_and(destroys_statements) {
                 server.prepared.clear();
             }
-            flow.push(client(flow::READY));
         }
-        msg::front::SYNC | msg::front::FUNCTION_CALL => flow.push(client(flow::READY)),
         msg::front::PARSE => {
             let Some((name, query, rest)) = msg::parse(body) else {
                 return violation('P');
             };
             if !name.is_empty() {
-                let Some(st) = statements.parse(name, query, rest) else {
-                    return Outcome::Violation(build::error(
-                        "FATAL",
-                        "53400",
-                        "too many prepared statements on this connection",
-                    ));
-                };
-                if server.prepared.touch(&st.name) {
-                    flow.push(Expect::Made(build::parse_complete()));
-                } else {
-                    if let Some(old) = server.prepared.insert(st.name.clone()) {
-                        to_server.extend_from_slice(&build::target(b'C', b'S', &old));
-                        flow.push(Expect::Evicted { name: old });
-                    }
-                    flow.push(Expect::Client {
-                        ends: flow::PARSE,
-                        prepares: Some(st.name.clone()),
-                    });
-                    to_server.extend_from_slice(&st.parse);
-                }
-                return Outcome::Done;
+                return parse_named(name, query, rest, server, statements, flow, to_server);
             }
             if destroys_statements(query) {
                 server.prepared.clear();
             }
-            flow.push(client(flow::PARSE));
         }
         msg::front::BIND => {
             let Some((portal, statement, rest)) = msg::bind(body) else {
@@ -88,16 +96,17 @@ pub fn translate(
                 if st.destroys {
                     server.prepared.clear();
                 }
-                return Outcome::Done;
+            } else {
+                to_server.extend_from_slice(frame.bytes());
             }
+            return Outcome::Done;
         }
         msg::front::DESCRIBE | msg::front::CLOSE => {
             let Some((kind, name)) = msg::target(body) else {
                 return violation(frame.tag() as char);
             };
-            let close = frame.tag() == msg::front::CLOSE;
             if kind == b'S' && !name.is_empty() {
-                if close {
+                if frame.tag() == msg::front::CLOSE {
                     // The server keeps it for whoever prepares the same statement next.
                     statements.close(name);
                     flow.push(Expect::Made(build::close_complete()));
@@ -106,24 +115,67 @@ pub fn translate(
                 flow.push(client(flow::DESCRIBE));
                 if let Some(st) = prepare(name, server, statements, flow, to_server) {
                     to_server.extend_from_slice(&build::target(b'D', b'S', &st.name));
-                    return Outcome::Done;
+                } else {
+                    to_server.extend_from_slice(frame.bytes());
                 }
-            } else {
-                flow.push(client(if close { flow::CLOSE } else { flow::DESCRIBE }));
+                return Outcome::Done;
             }
         }
-        msg::front::EXECUTE => flow.push(client(flow::EXECUTE)),
-        // Flush, CopyData, CopyDone, CopyFail: no answer of their own.
         _ => {}
     }
-    to_server.extend_from_slice(frame.bytes());
+    pass(&frame, flow, to_server)
+}
+
+/// A client's named Parse: recorded under a server-side name and always sent, so the client
+/// learns of errors and gets a description as of now; a copy the server holds is closed
+/// first.
+fn parse_named(
+    name: &[u8],
+    query: &[u8],
+    rest: &[u8],
+    server: &mut Server,
+    statements: &mut Statements,
+    flow: &mut Flow,
+    to_server: &mut BytesMut,
+) -> Outcome {
+    let Some(st) = statements.parse(name, query, rest) else {
+        return Outcome::Violation(build::error(
+            "FATAL",
+            "53400",
+            "too many prepared statements on this connection",
+        ));
+    };
+    make_room(&st.name, server, flow, to_server, Flow::push);
+    flow.push(Expect::Client {
+        ends: flow::PARSE,
+        prepares: Some(st.name.clone()),
+    });
+    to_server.extend_from_slice(&st.parse);
     Outcome::Done
 }
 
+/// Before `name` is prepared on `server`: closes the server's older copy of it, or when
+/// it has none and is full, its least recently used statement. `queue` places the
+/// expectation of that Close.
+fn make_room(
+    name: &Bytes,
+    server: &mut Server,
+    flow: &mut Flow,
+    to_server: &mut BytesMut,
+    queue: fn(&mut Flow, Expect),
+) {
+    let had = server.prepared.touch(name).is_some();
+    let evicted = server.prepared.insert(name.clone());
+    if let Some(old) = evicted.or(had.then(|| name.clone())) {
+        to_server.extend_from_slice(&build::target(b'C', b'S', &old));
+        queue(flow, Expect::Evicted { name: old });
+    }
+}
+
 /// The server-side name for a client's statement, injecting its Parse (before the message
-/// being translated, whose expectation is already queued last) when `server` lacks it.
-/// `None` for the unnamed statement or a name the client never prepared (the server then
-/// reports the error itself).
+/// being translated, whose expectation is already queued last) when `server` lacks it or
+/// holds a copy older than the client's Parse. `None` for the unnamed statement or a name
+/// the client never prepared (the server then reports the error itself).
 fn prepare(
     client_name: &[u8],
     server: &mut Server,
@@ -135,11 +187,12 @@ fn prepare(
         return None;
     }
     let st = statements.get(client_name)?;
-    if !server.prepared.touch(&st.name) {
-        if let Some(old) = server.prepared.insert(st.name.clone()) {
-            flow.insert_before_last(Expect::Evicted { name: old.clone() });
-            to_server.extend_from_slice(&build::target(b'C', b'S', &old));
-        }
+    if server
+        .prepared
+        .touch(&st.name)
+        .is_none_or(|born| born < st.born)
+    {
+        make_room(&st.name, server, flow, to_server, Flow::insert_before_last);
         flow.insert_before_last(Expect::Injected {
             name: st.name.clone(),
         });

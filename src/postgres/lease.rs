@@ -185,7 +185,7 @@ impl PgSession {
         if !clean {
             // Closing the connection does not stop a running query (PostgreSQL notices only
             // when it next writes): cancel it so the server is not busy for nobody.
-            if !self.flow.is_empty() {
+            if self.flow.owes() {
                 let target = Target::of(&lease.server);
                 tokio::spawn(async move { super::cancel::send(&target).await });
             }

@@ -7,44 +7,70 @@ use throome_pgwire::{build, msg};
 
 use super::session::PgSession;
 
+/// Most Parse messages held before the client says what follows them.
+const MAX_HELD: usize = 64;
+
 impl PgSession {
-    /// Between transactions, preparing a named statement (Parse, Sync: libpq's `PQprepare`,
-    /// pgbench `-M prepared`) and closing one are answered without a server: the statement is
-    /// prepared on a server when first used there. A client that prepares on one connection
-    /// while its other connections sit in transactions (one thread, synchronous calls) does
-    /// not wait for a server that only it could free. A statement with an error reports it
-    /// at first use instead.
+    /// Between transactions, preparing named statements and nothing else (Parse..., Sync:
+    /// libpq's `PQprepare`, pgbench `-M prepared`) and closing one are answered without a
+    /// server: the statement is prepared on a server when first used there. A client that
+    /// prepares on one connection while its other connections sit in transactions (one
+    /// thread, synchronous calls) does not wait for a server that only it could free. A
+    /// statement with an error reports it at first use instead. A Parse followed by
+    /// anything but Sync (Describe, Flush, Bind: asyncpg, psycopg) goes to a server, so
+    /// its errors come where the server gives them.
     pub(super) fn answer_locally(&mut self, frame: &throome_pgwire::Frame) -> bool {
         let body = frame.body();
         let reply = match frame.tag() {
             msg::front::PARSE => match msg::parse(body) {
-                Some((name, query, rest)) if !name.is_empty() => {
-                    if self.statements.parse(name, query, rest).is_none() {
-                        return false;
-                    }
-                    build::parse_complete()
+                Some((name, _, _)) if !name.is_empty() && self.held.len() < MAX_HELD => {
+                    self.held.push(frame.clone());
+                    return true;
                 }
                 _ => return false,
             },
-            msg::front::CLOSE => match msg::target(body) {
+            msg::front::CLOSE if self.held.is_empty() => match msg::target(body) {
                 Some((b'S', name)) if !name.is_empty() => {
                     self.statements.close(name);
                     build::close_complete()
                 }
                 _ => return false,
             },
-            msg::front::SYNC => build::ready_for_query(b'I'),
-            msg::front::FLUSH => Bytes::new(),
+            msg::front::SYNC => {
+                if !self.prepare_held() {
+                    return false;
+                }
+                build::ready_for_query(b'I')
+            }
+            msg::front::FLUSH if self.held.is_empty() => Bytes::new(),
             _ => return false,
         };
         self.to_client.extend_from_slice(&reply);
         true
     }
 
-    /// `DEALLOCATE name` / `DEALLOCATE ALL` in SQL (psycopg sends it when its statement cache
-    /// evicts) for statements the client prepared through the protocol: they exist on servers
-    /// under other names, so the proxy forgets them itself and answers. A name the client
-    /// never prepared that way (a SQL `PREPARE`) goes to the server.
+    /// Records the held Parse messages and answers each with ParseComplete; false (nothing
+    /// answered) when the client has too many statements, which a server then reports.
+    fn prepare_held(&mut self) -> bool {
+        for frame in &self.held {
+            let Some((name, query, rest)) = msg::parse(frame.body()) else {
+                return false;
+            };
+            if self.statements.parse(name, query, rest).is_none() {
+                return false;
+            }
+        }
+        for _ in self.held.drain(..) {
+            self.to_client.extend_from_slice(&build::parse_complete());
+        }
+        true
+    }
+
+    /// `DEALLOCATE name` in SQL (psycopg sends it when its statement cache evicts) for a
+    /// statement the client prepared through the protocol: it exists on servers under
+    /// another name, so the proxy forgets it itself and answers. A name the client never
+    /// prepared that way (a SQL `PREPARE`) goes to the server, and so does `DEALLOCATE ALL`
+    /// after the proxy forgot the client's statements.
     pub(super) fn deallocate(&mut self, frame: &throome_pgwire::Frame) -> bool {
         if frame.tag() != msg::front::QUERY {
             return false;
@@ -55,17 +81,16 @@ impl PgSession {
         let Some(target) = super::statements::deallocate_target(sql) else {
             return false;
         };
-        let tag = match target {
+        match target {
+            // The server drops its own too (SQL PREPAREs included): it goes there.
             None => {
                 self.statements.clear();
-                "DEALLOCATE ALL"
+                return false;
             }
-            Some(name) if self.statements.get(&name).is_some() => {
-                self.statements.close(&name);
-                "DEALLOCATE"
-            }
+            Some(name) if self.statements.get(&name).is_some() => self.statements.close(&name),
             Some(_) => return false,
-        };
+        }
+        let tag = "DEALLOCATE";
         let status = self.lease.as_ref().map_or(b'I', |l| l.server.status);
         self.to_client
             .extend_from_slice(&build::command_complete(tag));

@@ -22,6 +22,7 @@ use super::startup::{self, Login, Opening};
 use super::statements::Statements;
 use super::stats::Tally;
 use super::timeouts::{Expired, Read};
+use crate::config::PoolMode;
 use crate::metrics::Metrics;
 use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
@@ -140,6 +141,7 @@ async fn pooled(session: Session, pools: Arc<PgPools>, login: Login, mut client:
         ),
         wanted: Vec::new(),
         statements: Statements::default(),
+        held: Vec::new(),
         flow: Flow::default(),
         lease: None,
         to_client: BytesMut::new(),
@@ -199,6 +201,9 @@ pub(super) struct PgSession {
     /// The tracked parameters as this client knows them.
     pub(super) wanted: Vec<(Bytes, Bytes)>,
     pub(super) statements: Statements,
+    /// Named Parse messages between transactions, not yet answered: a Sync next answers
+    /// them without a server (see `answer_locally`), anything else sends them on.
+    pub(super) held: Vec<throome_pgwire::Frame>,
     pub(super) flow: Flow,
     pub(super) lease: Option<Lease>,
     pub(super) to_client: BytesMut,
@@ -312,39 +317,34 @@ impl PgSession {
                 self.report_lost(frame.tag());
                 continue;
             }
-            if self.flow.is_empty() && self.deallocate(&frame) {
+            // The server skips to Sync after an error, and so does the client's batch.
+            if self.flow.skipping() && frame.tag() != msg::front::SYNC {
                 continue;
             }
-            if self.lease.is_none() && self.flow.is_empty() && self.answer_locally(&frame) {
-                continue;
+            if self.pool_mode == PoolMode::Transaction {
+                if self.flow.is_empty() && self.deallocate(&frame) {
+                    continue;
+                }
+                if self.lease.is_none() && self.flow.is_empty() && self.answer_locally(&frame) {
+                    continue;
+                }
             }
+            let held = std::mem::take(&mut self.held);
+            let first = held.first().unwrap_or(&frame).clone();
             if self.lease.is_none()
-                && let Err(e) = self.acquire(Some(frame.clone())).await
+                && let Err(e) = self.acquire(Some(first)).await
             {
                 self.refuse(&e, frame.tag());
                 continue;
             }
-            if matches!(frame.tag(), msg::front::QUERY | msg::front::SYNC) {
-                self.count("query");
-            }
-            let Some(lease) = self.lease.as_mut() else {
-                continue;
-            };
-            self.served.get_or_insert_with(Instant::now);
-            let outcome = frontend::translate(
-                frame,
-                &mut lease.server,
-                &mut self.statements,
-                &mut self.flow,
-                &mut self.to_server,
-            );
-            self.flow.take_made(&mut self.to_client);
-            match outcome {
-                Outcome::Done => {}
-                Outcome::Terminate => return Ok(false),
-                Outcome::Violation(error) => {
-                    let _ = client.send(&error).await;
-                    return Ok(false);
+            for frame in held.into_iter().chain([frame]) {
+                match self.forward(frame) {
+                    Outcome::Done => {}
+                    Outcome::Terminate => return Ok(false),
+                    Outcome::Violation(error) => {
+                        let _ = client.send(&error).await;
+                        return Ok(false);
+                    }
                 }
             }
         }
@@ -357,6 +357,30 @@ impl PgSession {
             self.to_server.clear();
         }
         Ok(true)
+    }
+
+    /// Sends one client message to the lent server: renamed statements in transaction mode,
+    /// as it is in session mode.
+    fn forward(&mut self, frame: throome_pgwire::Frame) -> Outcome {
+        if matches!(frame.tag(), msg::front::QUERY | msg::front::SYNC) {
+            self.count("query");
+        }
+        let Some(lease) = self.lease.as_mut() else {
+            return Outcome::Done;
+        };
+        self.served.get_or_insert_with(Instant::now);
+        let outcome = match self.pool_mode {
+            PoolMode::Transaction => frontend::translate(
+                frame,
+                &mut lease.server,
+                &mut self.statements,
+                &mut self.flow,
+                &mut self.to_server,
+            ),
+            PoolMode::Session => frontend::pass(&frame, &mut self.flow, &mut self.to_server),
+        };
+        self.flow.take_made(&mut self.to_client);
+        outcome
     }
 
     /// Passes on (or drops) the whole server messages read so far; releases the server at

@@ -1,7 +1,9 @@
 //! Named prepared statements in transaction pooling (PgBouncer >= 1.21 semantics): a client's
 //! statement is known to the proxy by the client's name, and prepared on a server under a name
 //! derived from its text and parameter types, so any client's identical statement reuses it
-//! and any server can be given it again before the client uses it there.
+//! and any server can be given it again before the client uses it there. A server's copy
+//! serves a client only if it was prepared after the client's Parse, so what the client
+//! is told about it matches the schema as the client saw it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +23,9 @@ pub struct Statement {
     pub destroys: bool,
     /// The Parse message under that name, ready to send to any server.
     pub parse: Bytes,
+    /// When the client parsed it (`prepared::next_generation`): a server's copy older than
+    /// that is prepared again before it serves this client.
+    pub born: u64,
 }
 
 #[derive(Default)]
@@ -52,6 +57,7 @@ impl Statements {
             parse: build::parse(&name, query, rest),
             name,
             destroys: destroys_statements(query),
+            born: super::prepared::next_generation(),
         });
         self.by_client_name
             .insert(Bytes::copy_from_slice(client_name), statement.clone());

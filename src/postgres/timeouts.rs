@@ -44,7 +44,7 @@ impl PgSession {
     /// client's totals when none is (PgBouncer's `total_query_time`: the server busy on
     /// this client's behalf, a pipelined run counting as one stretch).
     pub(super) fn clock_query(&mut self) {
-        match (self.flow.is_empty(), self.query) {
+        match (!self.flow.owes(), self.query) {
             (false, None) => self.query = Some((Instant::now(), false)),
             (true, Some((started, _))) => {
                 self.traffic.query_us += started.elapsed().as_micros() as u64;
@@ -61,7 +61,7 @@ impl PgSession {
     /// own idle timeouts give).
     pub(super) fn idle_limit(&mut self) -> Option<(std::time::Duration, Expired)> {
         let pg = &self.service.spec.pg;
-        if !self.flow.is_empty() {
+        if self.flow.owes() {
             let limit = pg.query_timeout?;
             let (started, cancelled) = self.query?;
             let left = limit.saturating_sub(started.elapsed());
