@@ -159,16 +159,18 @@ impl Flow {
                 return;
             }
             match self.queue.pop_front() {
+                // Closed and prepared again, both skipped: the old copy is still there.
                 Some(Expect::Client {
                     prepares: Some(name),
                     ..
                 })
-                | Some(Expect::Injected { name }) => {
-                    // Closed and prepared again, both skipped: the old copy is still there.
-                    if learned.last() != Some(&Learned::StillPrepared(name.clone())) {
-                        learned.push(Learned::Unprepared(name));
-                    }
-                }
+                | Some(Expect::Injected { name })
+                    if learned.last() == Some(&Learned::StillPrepared(name.clone())) => {}
+                Some(Expect::Client {
+                    prepares: Some(name),
+                    ..
+                })
+                | Some(Expect::Injected { name }) => learned.push(Learned::Unprepared(name)),
                 Some(Expect::Evicted { name }) => learned.push(Learned::StillPrepared(name)),
                 _ => {}
             }

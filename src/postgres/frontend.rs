@@ -70,10 +70,8 @@ pub fn translate(
     let body = frame.body();
     match frame.tag() {
         msg::front::TERMINATE => return Outcome::Terminate,
-        msg::front::QUERY => {
-            if msg::query(body).is_some_and(destroys_statements) {
-                server.prepared.clear();
-            }
+        msg::front::QUERY if msg::query(body).is_some_and(destroys_statements) => {
+            server.prepared.clear();
         }
         msg::front::PARSE => {
             let Some((name, query, rest)) = msg::parse(body) else {
