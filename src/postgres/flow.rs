@@ -72,6 +72,14 @@ impl Flow {
         self.queue.push_back(e);
     }
 
+    /// An error the proxy gives in place of the server's, in the extended protocol: it
+    /// comes when everything before it is answered, and the client's messages up to its
+    /// next Sync are skipped, as the server skips them after an error of its own.
+    pub fn fail(&mut self, error: Bytes) {
+        self.push(Expect::Made(error));
+        self.skipping = true;
+    }
+
     /// The server ignores what the client sends before its next Sync (see `skipping`).
     pub fn skipping(&self) -> bool {
         self.skipping

@@ -136,6 +136,10 @@ fn parse_named(
     flow: &mut Flow,
     to_server: &mut BytesMut,
 ) -> Outcome {
+    if statements.get(name).is_some() {
+        flow.fail(already_exists(name));
+        return Outcome::Done;
+    }
     let Some(st) = statements.parse(name, query, rest) else {
         return Outcome::Violation(build::error(
             "FATAL",
@@ -197,6 +201,15 @@ fn prepare(
         to_server.extend_from_slice(&st.parse);
     }
     Some(st)
+}
+
+/// The server's error for a Parse of a name the client has prepared already.
+pub fn already_exists(name: &[u8]) -> Bytes {
+    let text = format!(
+        "prepared statement \"{}\" already exists",
+        String::from_utf8_lossy(name)
+    );
+    build::error("ERROR", "42P05", &text)
 }
 
 fn violation(tag: char) -> Outcome {

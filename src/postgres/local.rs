@@ -51,18 +51,23 @@ impl PgSession {
 
     /// Records the held Parse messages and answers each with ParseComplete; false (nothing
     /// answered) when the client has too many statements, which a server then reports.
+    /// A name prepared already fails its Parse, as on the server, and what follows it.
     fn prepare_held(&mut self) -> bool {
         for frame in &self.held {
             let Some((name, query, rest)) = msg::parse(frame.body()) else {
                 return false;
             };
+            if self.statements.get(name).is_some() {
+                let error = super::frontend::already_exists(name);
+                self.to_client.extend_from_slice(&error);
+                break;
+            }
             if self.statements.parse(name, query, rest).is_none() {
                 return false;
             }
-        }
-        for _ in self.held.drain(..) {
             self.to_client.extend_from_slice(&build::parse_complete());
         }
+        self.held.clear();
         true
     }
 

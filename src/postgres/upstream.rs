@@ -221,12 +221,10 @@ async fn handshake(
     database: &str,
     credential: Option<&Credential>,
 ) -> Result<Session, ServerError> {
-    wire.send(&build::startup(&[
-        ("user", user),
-        ("database", database),
-        ("application_name", "throome"),
-    ]))
-    .await?;
+    // No application_name of the proxy's: a client that gives none sees '' as it would
+    // on the server itself.
+    wire.send(&build::startup(&[("user", user), ("database", database)]))
+        .await?;
     let mut scram: Option<Scram> = None;
     let mut key = (0, Bytes::new());
     let mut params = Vec::new();

@@ -5,6 +5,7 @@ pub mod differential;
 pub mod gateway;
 pub mod kafka;
 pub mod pg;
+pub mod pg_diff;
 pub mod servers;
 pub mod tls;
 
