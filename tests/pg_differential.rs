@@ -134,4 +134,14 @@ macro_rules! corpus_tests {
     };
 }
 
-corpus_tests!(simple, extended_errors);
+corpus_tests!(
+    simple,
+    extended_errors,
+    schema_change,
+    deallocate,
+    deallocate_tx,
+    copy_cursor,
+    settings,
+    notify,
+    cancel,
+);

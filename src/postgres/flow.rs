@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+use throome_pgwire::build;
 
 /// Server message types that end the answer to a client message.
 pub const PARSE: &[u8] = b"1";
@@ -35,6 +36,10 @@ pub enum Expect {
     Evicted { name: Bytes },
     /// A response the proxy makes up, sent when everything before it is answered.
     Made(Bytes),
+    /// The proxy's answer to a simple Query (`DEALLOCATE` of a statement it keeps):
+    /// CommandComplete with this tag and ReadyForQuery with the transaction status as of
+    /// the answers before it.
+    MadeQuery(&'static str),
 }
 
 /// What an ErrorResponse tells about the server's statements: the server skips everything up
@@ -68,7 +73,7 @@ impl Flow {
         if matches!(e, Expect::Client { ends, .. } if ends == READY) {
             self.skipping = false;
         }
-        self.open = true;
+        self.open |= goes_to_server(&e);
         self.queue.push_back(e);
     }
 
@@ -111,11 +116,17 @@ impl Flow {
             .count()
     }
 
-    /// Moves made-up responses that are now due to `out`.
-    pub fn take_made(&mut self, out: &mut BytesMut) {
-        while let Some(Expect::Made(_)) = self.queue.front() {
-            if let Some(Expect::Made(bytes)) = self.queue.pop_front() {
-                out.extend_from_slice(&bytes);
+    /// Moves made-up responses that are now due to `out`; `status` is the server's
+    /// transaction status as of the last ReadyForQuery.
+    pub fn take_made(&mut self, out: &mut BytesMut, status: u8) {
+        while let Some(Expect::Made(_) | Expect::MadeQuery(_)) = self.queue.front() {
+            match self.queue.pop_front() {
+                Some(Expect::Made(bytes)) => out.extend_from_slice(&bytes),
+                Some(Expect::MadeQuery(tag)) => {
+                    out.extend_from_slice(&build::command_complete(tag));
+                    out.extend_from_slice(&build::ready_for_query(status));
+                }
+                _ => {}
             }
         }
     }
@@ -142,8 +153,8 @@ impl Flow {
                 Some(Expect::Client { ends, .. }) => {
                     if ends.contains(&tag) {
                         self.queue.pop_front();
-                        if tag == b'Z' && self.queue.is_empty() {
-                            self.open = false;
+                        if tag == b'Z' {
+                            self.open = self.queue.iter().any(goes_to_server);
                         }
                     }
                     Action::Forward
@@ -186,6 +197,11 @@ impl Flow {
     }
 }
 
+/// Whether `e` stands for a message sent to the server (not an answer the proxy makes).
+fn goes_to_server(e: &Expect) -> bool {
+    !matches!(e, Expect::Made(_) | Expect::MadeQuery(_))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,10 +241,10 @@ mod tests {
         f.push(Expect::Made(Bytes::from_static(b"3...")));
         f.push(client(READY));
         let mut out = BytesMut::new();
-        f.take_made(&mut out);
+        f.take_made(&mut out, b'I');
         assert!(out.is_empty(), "the BindComplete comes first");
         run(&mut f, b"2");
-        f.take_made(&mut out);
+        f.take_made(&mut out, b'I');
         assert_eq!(&out[..], b"3...");
         assert_eq!(f.pending_ready(), 1);
     }

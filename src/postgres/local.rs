@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use throome_pgwire::{build, msg};
 
+use super::flow::Expect;
 use super::session::PgSession;
 
 /// Most Parse messages held before the client says what follows them.
@@ -95,12 +96,10 @@ impl PgSession {
             Some(name) if self.statements.get(&name).is_some() => self.statements.close(&name),
             Some(_) => return false,
         }
-        let tag = "DEALLOCATE";
+        // In its place among answers still to come.
+        self.flow.push(Expect::MadeQuery("DEALLOCATE"));
         let status = self.lease.as_ref().map_or(b'I', |l| l.server.status);
-        self.to_client
-            .extend_from_slice(&build::command_complete(tag));
-        self.to_client
-            .extend_from_slice(&build::ready_for_query(status));
+        self.flow.take_made(&mut self.to_client, status);
         true
     }
 }

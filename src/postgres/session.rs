@@ -322,7 +322,7 @@ impl PgSession {
                 continue;
             }
             if self.pool_mode == PoolMode::Transaction {
-                if self.flow.is_empty() && self.deallocate(&frame) {
+                if self.deallocate(&frame) {
                     continue;
                 }
                 if self.lease.is_none() && self.flow.is_empty() && self.answer_locally(&frame) {
@@ -379,7 +379,8 @@ impl PgSession {
             ),
             PoolMode::Session => frontend::pass(&frame, &mut self.flow, &mut self.to_server),
         };
-        self.flow.take_made(&mut self.to_client);
+        self.flow
+            .take_made(&mut self.to_client, lease.server.status);
         outcome
     }
 
@@ -419,7 +420,8 @@ impl PgSession {
             if self.flow.on_server(frame.tag(), &mut learned) == Action::Forward {
                 self.to_client.extend_from_slice(frame.bytes());
             }
-            self.flow.take_made(&mut self.to_client);
+            self.flow
+                .take_made(&mut self.to_client, lease.server.status);
         }
         for change in learned {
             match change {

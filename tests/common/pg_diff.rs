@@ -9,7 +9,7 @@
 //!   rows` Execute; `C S|P name` Close; `H` Flush; `S` Sync;
 //! - `d text` CopyData (a line, `\n` added), `c` CopyDone, `f text` CopyFail;
 //! - `cancel` sends a CancelRequest for the connection's last BackendKeyData;
-//! - `sleep MS`; `# comment`.
+//! - `sleep MS`; `# comment`; `!` before a message: its answer is read with the next one.
 //!
 //! Header lines: `startup name=value ...` (extra startup parameters for every connection),
 //! `modes session transaction` (which Throome pool modes the script runs through).
@@ -219,8 +219,10 @@ fn show(tag: u8, body: &[u8]) -> String {
         b'K' => return "K".into(),
         // NotificationResponse: the sender's pid.
         b'A' => body[..4].fill(0),
-        // RowDescription: each field's table oid and column number.
+        // RowDescription: each field's table oid and column number; types made by the
+        // session (oids of its database's own).
         b'T' => blank_table_oids(&mut body),
+        b't' => body[2..].chunks_mut(4).for_each(blank_user_oid),
         // ErrorResponse, NoticeResponse: the server's source file, line and function are
         // not for clients (an error the proxy gives for the server has none).
         b'E' | b'N' => body = without_source(&body),
@@ -235,6 +237,13 @@ fn show(tag: u8, body: &[u8]) -> String {
         })
         .collect();
     format!("{} {text}", tag as char)
+}
+
+/// An oid of an object created in the database (not built in) differs between databases.
+fn blank_user_oid(oid: &mut [u8]) {
+    if u32::from_be_bytes([oid[0], oid[1], oid[2], oid[3]]) >= 16384 {
+        oid.fill(0xff);
+    }
 }
 
 fn without_source(body: &[u8]) -> Vec<u8> {
@@ -254,6 +263,7 @@ fn blank_table_oids(body: &mut [u8]) {
         };
         at += end + 1;
         body[at..at + 6].fill(0);
+        blank_user_oid(&mut body[at + 6..at + 10]);
         at += 18;
     }
 }
@@ -290,6 +300,11 @@ pub fn run(port: u16, database: &str, script: &Script, writes: Writes) -> Transc
                 .unwrap();
             continue;
         }
+        // `!` in front: sent, its answer read at the next read point.
+        let (defer, text) = match text.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
         let bytes = encode(text).unwrap_or_else(|| panic!("bad script line {text:?}"));
         match writes {
             Writes::ByteByByte => {
@@ -304,9 +319,16 @@ pub fn run(port: u16, database: &str, script: &Script, writes: Writes) -> Transc
             owed[line.conn] += 1;
         }
         if writes == Writes::Stream
+            && !defer
             && let Some(until) = until
         {
-            read(conn, line.conn, until, &mut out);
+            let times = match until {
+                Until::ReadyOrCopy => owed[line.conn],
+                Until::Quiet => 1,
+            };
+            for _ in 0..times {
+                read(conn, line.conn, until, &mut out);
+            }
             owed[line.conn] = 0;
         }
     }
