@@ -13,6 +13,7 @@
 #                             storage (libsql) for the SASL tests' SCRAM users
 #   .venv with redis-py       PyPI redis (a RESP3 client in another language)
 #     psycopg 3               PyPI psycopg[binary] (a PostgreSQL driver in another language)
+#     asyncpg                 PyPI asyncpg (a driver speaking the protocol itself, no libpq)
 #     kafka-python 3          PyPI kafka-python (a Kafka client with consumer groups and admin)
 #     and confluent-kafka     PyPI confluent-kafka 2.16 (bundles librdkafka 2.16; Debian's
 #                             kcat links 2.0.2, whose SCRAM strict brokers refuse)
@@ -37,13 +38,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python clients for the tests (redis-py, psycopg 3), in a venv of the repository's own.
+# Python clients for the tests (redis-py, psycopg 3, asyncpg), in a venv of the
+# repository's own.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
-if ! "$venv/bin/python" -c 'import redis, psycopg, kafka, confluent_kafka' >/dev/null 2>&1; then
-  echo "setup: creating $venv with redis-py, psycopg, kafka-python and confluent-kafka"
+if ! "$venv/bin/python" -c 'import redis, psycopg, asyncpg, kafka, confluent_kafka' >/dev/null 2>&1; then
+  echo "setup: creating $venv with redis-py, psycopg, asyncpg, kafka-python and confluent-kafka"
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "redis==6.4.0" \
-    "psycopg==3.2.10" "psycopg-binary==3.2.10" "kafka-python==3.0.12" \
+    "psycopg==3.2.10" "psycopg-binary==3.2.10" "asyncpg==0.32.0" "kafka-python==3.0.12" \
     "confluent-kafka==2.16.1"
 fi
 

@@ -43,6 +43,8 @@ impl Target {
 
 struct Entry {
     key: [u8; 4],
+    /// The process id the client was told (BackendKeyData).
+    shown: Arc<AtomicI32>,
     target: Arc<Mutex<Option<Target>>>,
     info: Arc<ClientInfo>,
     /// Ends the client's session (the console's KILL and KILL_CLIENT).
@@ -97,35 +99,62 @@ pub fn kill(service: &str, pick: impl Fn(i32, &ClientInfo) -> bool) -> usize {
         .count()
 }
 
+/// Clients by the proxy's id for them (the console's).
 static REGISTRY: LazyLock<Mutex<HashMap<i32, Entry>>> = LazyLock::new(Default::default);
-static NEXT_PID: AtomicI32 = AtomicI32::new(1);
+static NEXT_ID: AtomicI32 = AtomicI32::new(1);
+
+/// Process ids shown to transaction-mode clients start above Linux's largest pid
+/// (`pid_max` is at most 2^22), so `pg_terminate_backend` of one never hits a real server
+/// process: it finds none, as for an ended session.
+const TRANSACTION_PID_BASE: i32 = 1 << 22;
 
 /// A client's registration; dropping it unregisters.
 pub struct Registration {
-    pub pid: i32,
+    /// The proxy's id for the client (SHOW CLIENTS, KILL_CLIENT).
+    pub id: i32,
     pub key: [u8; 4],
+    shown: Arc<AtomicI32>,
     target: Arc<Mutex<Option<Target>>>,
 }
 
 impl Registration {
     /// Registers a client; cancelling `kill` ends its session.
     pub fn new(info: ClientInfo, kill: CancellationToken) -> Registration {
-        let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) & (TRANSACTION_PID_BASE - 1);
         let mut key = [0u8; 4];
         let _ = getrandom::fill(&mut key);
         let target = Arc::new(Mutex::new(None));
+        let shown = Arc::new(AtomicI32::new(TRANSACTION_PID_BASE + id));
         if let Ok(mut r) = REGISTRY.lock() {
             r.insert(
-                pid,
+                id,
                 Entry {
                     key,
+                    shown: shown.clone(),
                     target: target.clone(),
                     info: Arc::new(info),
                     kill,
                 },
             );
         }
-        Registration { pid, key, target }
+        Registration {
+            id,
+            key,
+            shown,
+            target,
+        }
+    }
+
+    /// The process id the client is shown: its own above real pids in transaction mode;
+    /// in session mode its server's, so `pg_backend_pid()`, NOTIFY senders and
+    /// `pg_stat_activity` agree with it (the key stays the proxy's, so cancels still come
+    /// here).
+    pub fn pid(&self) -> i32 {
+        self.shown.load(Ordering::Relaxed)
+    }
+
+    pub fn show_pid(&self, pid: i32) {
+        self.shown.store(pid, Ordering::Relaxed);
     }
 
     /// The server now running this client's queries (None between transactions).
@@ -139,7 +168,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Ok(mut r) = REGISTRY.lock() {
-            r.remove(&self.pid);
+            r.remove(&self.id);
         }
     }
 }
@@ -147,11 +176,11 @@ impl Drop for Registration {
 /// Sends the cancel on to the client's current server, if the key matches; a wrong key
 /// or an idle client is ignored, as PostgreSQL does.
 pub async fn forward(pid: i32, key: &[u8]) {
+    // A scan: cancels are rare, and a shown pid (a server's) need not be unique.
     let target = REGISTRY.lock().ok().and_then(|r| {
-        let e = r.get(&pid)?;
-        if e.key.as_slice() != key {
-            return None;
-        }
+        let e = r
+            .values()
+            .find(|e| e.key.as_slice() == key && e.shown.load(Ordering::Relaxed) == pid)?;
         e.target.lock().ok()?.clone()
     });
     if let Some(t) = target {

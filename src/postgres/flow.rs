@@ -36,6 +36,10 @@ pub enum Expect {
     Evicted { name: Bytes },
     /// A response the proxy makes up, sent when everything before it is answered.
     Made(Bytes),
+    /// A client's RESET with the proxy's `set_config` of startup values appended (see
+    /// `reset.rs`): the answer up to the first CommandComplete is the client's, the rest
+    /// up to ReadyForQuery the proxy's.
+    Reset { answered: bool },
     /// The proxy's answer to a simple Query (`DEALLOCATE` of a statement it keeps):
     /// CommandComplete with this tag and ReadyForQuery with the transaction status as of
     /// the answers before it.
@@ -70,7 +74,7 @@ pub struct Flow {
 
 impl Flow {
     pub fn push(&mut self, e: Expect) {
-        if matches!(e, Expect::Client { ends, .. } if ends == READY) {
+        if ends_in_ready(&e) {
             self.skipping = false;
         }
         self.open |= goes_to_server(&e);
@@ -110,10 +114,7 @@ impl Flow {
 
     /// ReadyForQuery messages still to come.
     pub fn pending_ready(&self) -> usize {
-        self.queue
-            .iter()
-            .filter(|e| matches!(e, Expect::Client { ends, .. } if *ends == READY))
-            .count()
+        self.queue.iter().filter(|e| ends_in_ready(e)).count()
     }
 
     /// Moves made-up responses that are now due to `out`; `status` is the server's
@@ -141,7 +142,7 @@ impl Flow {
                 self.on_error(learned);
                 Action::Forward
             }
-            _ => match self.queue.front() {
+            _ => match self.queue.front_mut() {
                 Some(Expect::Injected { .. }) if tag == b'1' => {
                     self.queue.pop_front();
                     Action::Drop
@@ -150,6 +151,19 @@ impl Flow {
                     self.queue.pop_front();
                     Action::Drop
                 }
+                Some(Expect::Reset { answered }) => match tag {
+                    b'Z' => {
+                        self.queue.pop_front();
+                        self.open = self.queue.iter().any(goes_to_server);
+                        Action::Forward
+                    }
+                    b'C' if !*answered => {
+                        *answered = true;
+                        Action::Forward
+                    }
+                    _ if *answered => Action::Drop,
+                    _ => Action::Forward,
+                },
                 Some(Expect::Client { ends, .. }) => {
                     if ends.contains(&tag) {
                         self.queue.pop_front();
@@ -167,13 +181,13 @@ impl Flow {
     /// An ErrorResponse: a simple Query goes on to its ReadyForQuery; in the extended
     /// protocol the server ignores everything up to the next Sync, so that is dropped here.
     fn on_error(&mut self, learned: &mut Vec<Learned>) {
-        if matches!(self.queue.front(), Some(Expect::Client { ends, .. }) if *ends == READY) {
+        if self.queue.front().is_some_and(ends_in_ready) {
             return;
         }
         // Without a Sync queued the server skips what the client sends next, too.
         self.skipping = true;
         while let Some(front) = self.queue.front() {
-            if matches!(front, Expect::Client { ends, .. } if *ends == READY) {
+            if ends_in_ready(front) {
                 self.skipping = false;
                 return;
             }
@@ -194,6 +208,15 @@ impl Flow {
                 _ => {}
             }
         }
+    }
+}
+
+/// Whether the server answers `e` (a Query, Sync or FunctionCall) with ReadyForQuery.
+fn ends_in_ready(e: &Expect) -> bool {
+    match e {
+        Expect::Client { ends, .. } => *ends == READY,
+        Expect::Reset { .. } => true,
+        _ => false,
     }
 }
 

@@ -136,31 +136,40 @@ impl PgSession {
             _ => self.skip_to_sync = true,
         }
     }
-    /// The server connection broke: the client's transaction ends with 08006 and its
-    /// slot is freed; the next message gets another server.
-    /// A client with nothing outstanding hears of it with its next message (an unsolicited
-    /// error would make drivers drop the connection).
-    pub(super) fn server_lost(&mut self) {
+    /// The server connection ended; `fatal` is the server's own last word (FATAL from
+    /// `pg_terminate_backend`, `idle_in_transaction_session_timeout`, a shutdown), if any.
+    /// In session mode the client owned that server: it gets that error (or 08006) and is
+    /// closed, as the server closes it. In transaction mode the client stays: the server's
+    /// error, as an ERROR, takes the place of each answer owed, and the next message gets
+    /// another server; a client with nothing outstanding hears of it with its next message
+    /// (an unsolicited error would make drivers drop the connection).
+    pub(super) fn server_lost(&mut self, fatal: Option<Bytes>) {
         self.metrics.error(&self.service, "backend_io");
         self.lease = None;
         self.served = None;
         self.cancel.set(None);
         let owed = self.flow.pending_ready();
         self.flow = Flow::default();
-        if owed == 0 {
-            self.lost = true;
+        if self.pool_mode == PoolMode::Session {
+            let error = fatal.unwrap_or_else(|| lost_error("FATAL"));
+            self.to_client.extend_from_slice(&error);
+            self.closing = true;
             return;
         }
-        self.to_client.extend_from_slice(&lost_error());
+        let error = fatal.map_or_else(|| lost_error("ERROR"), |e| as_error(&e));
+        if owed == 0 {
+            self.lost = Some(error);
+            return;
+        }
+        self.to_client.extend_from_slice(&error);
         for _ in 0..owed {
             self.to_client
                 .extend_from_slice(&build::ready_for_query(b'I'));
         }
     }
     /// The deferred report of a lost server, in place of the answer to `tag`.
-    pub(super) fn report_lost(&mut self, tag: u8) {
-        self.lost = false;
-        self.to_client.extend_from_slice(&lost_error());
+    pub(super) fn report_lost(&mut self, error: Bytes, tag: u8) {
+        self.to_client.extend_from_slice(&error);
         match tag {
             msg::front::QUERY | msg::front::SYNC => {
                 self.to_client
@@ -240,12 +249,28 @@ impl PgSession {
     }
 }
 
-fn lost_error() -> Bytes {
+fn lost_error(severity: &str) -> Bytes {
     build::error(
-        "ERROR",
+        severity,
         "08006",
         "server connection lost; the transaction, if any, is gone",
     )
+}
+
+/// A server's FATAL (or PANIC) ErrorResponse with severity ERROR, code and text kept: the
+/// client's connection goes on.
+fn as_error(fatal: &[u8]) -> Bytes {
+    let mut body = Vec::with_capacity(fatal.len());
+    for (kind, value) in msg::fields(fatal.get(5..).unwrap_or_default()) {
+        body.push(kind);
+        match kind {
+            b'S' | b'V' => body.extend_from_slice(b"ERROR"),
+            _ => body.extend_from_slice(value),
+        }
+        body.push(0);
+    }
+    body.push(0);
+    build::message(b'E', &body)
 }
 pub(super) fn lease_error(e: &LeaseError) -> Bytes {
     match e {

@@ -7,6 +7,7 @@ use throome_pgwire::build;
 
 use super::io::Wire;
 use super::lease::lease_error;
+use crate::config::PoolMode;
 
 /// Parameters the server reports (`GUC_REPORT`) and clients act on.
 pub const TRACKED: [&str; 6] = [
@@ -61,7 +62,7 @@ pub fn set_sql(
     sql
 }
 
-fn literal(text: &[u8]) -> String {
+pub(super) fn literal(text: &[u8]) -> String {
     let text = String::from_utf8_lossy(text)
         .replace('\\', "\\\\")
         .replace('\'', "\\'");
@@ -120,7 +121,7 @@ pub fn announce(params: &[(Bytes, Bytes)], out: &mut BytesMut) {
 impl super::session::PgSession {
     /// Authentication is done: AuthenticationOk went out; now the server parameters, our
     /// BackendKeyData and ReadyForQuery. A first server connection supplies the parameters
-    /// (and proves the database exists).
+    /// (and proves the database exists); a client in session mode gets its server now.
     pub(super) async fn welcome(&mut self, client: &mut Wire) -> bool {
         let startup = self
             .login
@@ -131,34 +132,45 @@ impl super::session::PgSession {
         // All of them on the first server, so a setting the server refuses fails the login.
         self.wanted = tracked.iter().chain(&extra).cloned().collect();
         let (user, database) = self.server_login();
-        // A client with settings of its own checks them on a server now: one the server
-        // refuses fails the login, not every statement after it.
-        let cached = match extra.is_empty() {
-            true => self.pools.welcome(&user, &database),
-            false => None,
+        // The client is shown what the server shows: its spellings (`UTF8` for `utf-8`)
+        // are learned on a server. A client with settings of its own checks them on a
+        // server now: one the server refuses fails the login, not every statement after it.
+        let spelled: Option<Vec<(Bytes, Bytes)>> = tracked
+            .iter()
+            .map(|(n, v)| self.pools.spelling(n, v).map(|s| (n.clone(), s)))
+            .collect();
+        let cached = match (extra.is_empty(), spelled, self.pool_mode) {
+            (true, Some(spelled), PoolMode::Transaction) => {
+                self.pools.welcome(&user, &database).map(|p| (p, spelled))
+            }
+            _ => None,
         };
-        let server_params = match cached {
-            Some(p) => p,
+        let shown = match cached {
+            Some((mut shown, spelled)) => {
+                for (name, value) in spelled {
+                    match shown.iter_mut().find(|(n, _)| *n == name) {
+                        Some(p) => p.1 = value,
+                        None => shown.push((name, value)),
+                    }
+                }
+                shown
+            }
             None => {
                 if let Err(e) = self.acquire(None).await {
                     let _ = client.send(&lease_error(&e)).await;
                     return false;
                 }
-                match &self.lease {
-                    Some(lease) => lease.server.params.clone(),
-                    None => return false,
+                let Some(lease) = &self.lease else {
+                    return false;
+                };
+                for (name, value) in tracked {
+                    if let Some(shown) = lease.server.param(&name) {
+                        self.pools.learn_spelling(name, value, shown.clone());
+                    }
                 }
+                lease.server.params.clone()
             }
         };
-        // The client's own startup values win over the server's defaults; they are applied
-        // on every server it is given.
-        let mut shown = server_params;
-        for (name, value) in &self.wanted {
-            match shown.iter_mut().find(|(n, _)| n == name) {
-                Some(p) => p.1 = value.clone(),
-                None => shown.push((name.clone(), value.clone())),
-            }
-        }
         let mut out = BytesMut::new();
         announce(&shown, &mut out);
         // Tracked values as announced, then the client's other startup parameters
@@ -170,7 +182,13 @@ impl super::session::PgSession {
             .cloned()
             .chain(extra)
             .collect();
-        out.extend_from_slice(&build::backend_key_data(self.cancel.pid, &self.cancel.key));
+        if let (PoolMode::Session, Some(lease)) = (self.pool_mode, &self.lease) {
+            self.cancel.show_pid(lease.server.pid);
+        }
+        out.extend_from_slice(&build::backend_key_data(
+            self.cancel.pid(),
+            &self.cancel.key,
+        ));
         out.extend_from_slice(&build::ready_for_query(b'I'));
         self.maybe_release();
         client.send(&out).await.is_ok()

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::startup::Credential;
@@ -163,6 +164,9 @@ impl Pool {
     }
 }
 
+/// Most parameter spellings remembered per service.
+const MAX_SPELLINGS: usize = 1024;
+
 /// A service's pools, kept in its runtime (a changed service starts with fresh pools).
 #[derive(Default)]
 pub struct PgPools {
@@ -174,6 +178,9 @@ pub struct PgPools {
     /// The parameters a server reported at login, per (user, database): later clients are
     /// welcomed with them without waiting for a server (PgBouncer does the same).
     welcome: Mutex<HashMap<(String, String), Params>>,
+    /// How servers spell the values clients give for reported parameters (`utf-8` is
+    /// `UTF8`), learned at logins: a client is shown the server's spelling.
+    spelled: Mutex<HashMap<(Bytes, Bytes), Bytes>>,
     /// Totals for the console's SHOW STATS.
     pub totals: super::stats::Totals,
     /// `max_server_connections` per backend.
@@ -211,6 +218,22 @@ impl PgPools {
     pub fn welcome(&self, user: &str, database: &str) -> Option<Params> {
         let w = self.welcome.lock().ok()?;
         w.get(&(user.to_string(), database.to_string())).cloned()
+    }
+
+    /// The server's spelling of `value` for parameter `name`, once learned.
+    pub fn spelling(&self, name: &Bytes, value: &Bytes) -> Option<Bytes> {
+        let spelled = self.spelled.lock().ok()?;
+        spelled.get(&(name.clone(), value.clone())).cloned()
+    }
+
+    /// Remembers that a server shows `value` of `name` as `shown` (a bounded number of
+    /// spellings; past that, clients with new ones are welcomed by a server).
+    pub fn learn_spelling(&self, name: Bytes, value: Bytes, shown: Bytes) {
+        if let Ok(mut spelled) = self.spelled.lock()
+            && spelled.len() < MAX_SPELLINGS
+        {
+            spelled.insert((name, value), shown);
+        }
     }
 
     fn remember_welcome(&self, user: &str, database: &str, server: &Server) {

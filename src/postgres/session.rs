@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use throome_pgwire::{build, msg};
 
 use super::cancel::{ClientInfo, Registration};
-use super::flow::{Action, Flow, Learned};
+use super::flow::{Action, Expect, Flow, Learned};
 use super::frontend::{self, Outcome};
 use super::io::{Wire, WireError};
 use super::metrics::{ClientMetrics, UserLabels};
@@ -147,7 +147,8 @@ async fn pooled(session: Session, pools: Arc<PgPools>, login: Login, mut client:
         to_client: BytesMut::new(),
         to_server: BytesMut::new(),
         skip_to_sync: false,
-        lost: false,
+        lost: None,
+        closing: false,
         counters: [None, None],
         traffic: Tally::default(),
         query: None,
@@ -210,8 +211,12 @@ pub(super) struct PgSession {
     pub(super) to_server: BytesMut,
     /// After a failure in the extended protocol: drop client messages up to Sync.
     pub(super) skip_to_sync: bool,
-    /// The server went away while the client had nothing outstanding; not told yet.
-    pub(super) lost: bool,
+    /// The server went away while the client had nothing outstanding: the error it is
+    /// told with its next message.
+    pub(super) lost: Option<Bytes>,
+    /// The client's session ends once what it is owed went out (its server was lost in
+    /// session mode).
+    pub(super) closing: bool,
     /// Per-user counters and wait histogram.
     pub(super) user_metrics: ClientMetrics,
     /// The lease carried client messages (a transaction to count when it is released).
@@ -259,6 +264,9 @@ impl PgSession {
                     self.flush_traffic();
                 }
             }
+            if self.closing {
+                return;
+            }
             let limit = self.idle_limit();
             let read = async {
                 match self.lease.as_mut() {
@@ -277,7 +285,7 @@ impl PgSession {
             };
             match read {
                 Read::Server(Ok(())) => self.on_server_frames(),
-                Read::Server(Err(_)) => self.server_lost(),
+                Read::Server(Err(_)) => self.server_lost(None),
                 Read::Client(Ok(())) => {}
                 Read::Client(Err(_)) => return,
                 Read::Timeout(Expired::Close((code, text))) => {
@@ -293,6 +301,9 @@ impl PgSession {
 
     /// Handles every whole client message read so far; false when the client is done.
     async fn on_client_frames(&mut self, client: &mut Wire) -> Result<bool, WireError> {
+        if self.closing {
+            return Ok(true);
+        }
         while let Some(frame) = match client.try_frame() {
             Ok(f) => f,
             Err(e) => {
@@ -313,8 +324,8 @@ impl PgSession {
             if frame.tag() == msg::front::TERMINATE {
                 return Ok(false);
             }
-            if self.lost {
-                self.report_lost(frame.tag());
+            if let Some(error) = self.lost.take() {
+                self.report_lost(error, frame.tag());
                 continue;
             }
             // The server skips to Sync after an error, and so does the client's batch.
@@ -328,6 +339,9 @@ impl PgSession {
                 if self.lease.is_none() && self.flow.is_empty() && self.answer_locally(&frame) {
                     continue;
                 }
+            }
+            if let Some(database) = super::dbops::needs_alone(&frame) {
+                self.pools.reconnect(Some(&database));
             }
             let held = std::mem::take(&mut self.held);
             let first = held.first().unwrap_or(&frame).clone();
@@ -352,7 +366,7 @@ impl PgSession {
             && let Some(lease) = self.lease.as_mut()
         {
             if lease.server.wire.send(&self.to_server).await.is_err() {
-                self.server_lost();
+                self.server_lost(None);
             }
             self.to_server.clear();
         }
@@ -369,6 +383,14 @@ impl PgSession {
             return Outcome::Done;
         };
         self.served.get_or_insert_with(Instant::now);
+        if frame.tag() == msg::front::QUERY
+            && let Some(query) = msg::query(frame.body())
+                .and_then(|sql| super::reset::rewrite(sql, &self.login.params))
+        {
+            self.flow.push(Expect::Reset { answered: false });
+            self.to_server.extend_from_slice(&query);
+            return Outcome::Done;
+        }
         let outcome = match self.pool_mode {
             PoolMode::Transaction => frontend::translate(
                 frame,
@@ -395,16 +417,16 @@ impl PgSession {
             let frame = match lease.server.wire.try_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                Err(_) => return self.server_lost(),
+                Err(_) => return self.server_lost(None),
             };
             let body = frame.body();
             match frame.tag() {
                 // FATAL or PANIC: the server is going away (shutdown, pg_terminate_backend);
-                // the client is not, it gets 08006 and another server.
+                // see `server_lost` for what the client is told.
                 msg::back::ERROR_RESPONSE
                     if matches!(msg::field(body, b'V'), Some(b"FATAL" | b"PANIC")) =>
                 {
-                    return self.server_lost();
+                    return self.server_lost(Some(frame.into_bytes()));
                 }
                 msg::back::PARAMETER_STATUS => {
                     if let Some((name, value)) = msg::parameter_status(body) {
