@@ -119,6 +119,76 @@ impl Setup {
     }
 }
 
+/// A psql session (`tests/pg_corpus/<name>.sql`) directly and through each mode, its whole
+/// output (echoed input, results, errors) compared. `-- env: NAME=value ...` sets libpq's
+/// environment (`PGTZ`, `PGDATESTYLE`, `PGOPTIONS`, `PGAPPNAME`); `-- modes: ...` as in
+/// scripts.
+fn psql(name: &str) {
+    let path = format!("{}/tests/pg_corpus/{name}.sql", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let header = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+    };
+    let env: Vec<(String, String)> = header("-- env:")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.replace("\\s", " "))
+        })
+        .collect();
+    let modes = header("-- modes:").unwrap_or_else(|| "session transaction".into());
+    let setup = Setup::start();
+    let run = |port: u16, database: &str| {
+        setup.fresh(database);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "psql -X -a -h 127.0.0.1 -p {port} -U postgres -d {database} -f {path} 2>&1"
+            ))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let direct = run(setup.pg.port, &format!("{name}_direct"));
+    for mode in modes.split_whitespace() {
+        let port = match mode {
+            "session" => setup.session,
+            _ => setup.transaction,
+        };
+        let proxied = run(port, &format!("{name}_{mode}"));
+        let lines = |s: &str| s.lines().map(without_pid).collect::<Vec<_>>();
+        pg_diff::assert_same(
+            name,
+            &format!("psql, {mode} mode"),
+            &lines(&direct),
+            &lines(&proxied),
+        );
+    }
+}
+
+/// psql's line for a notification names the sending server process.
+fn without_pid(line: &str) -> String {
+    match line.split_once("server process with PID ") {
+        Some((before, _)) => format!("{before}server process with PID N."),
+        None => line.to_string(),
+    }
+}
+
+macro_rules! psql_tests {
+    ($($name:ident),* $(,)?) => {
+        $(#[test]
+        fn $name() {
+            psql(stringify!($name));
+        })*
+    };
+}
+
+psql_tests!(psql_session, psql_dates);
+
 fn corpus(name: &str) {
     let path = format!("{}/tests/pg_corpus/{name}.txt", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap();
@@ -142,6 +212,7 @@ corpus_tests!(
     deallocate_tx,
     copy_cursor,
     settings,
+    settings_options,
     notify,
     cancel,
 );

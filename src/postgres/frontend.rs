@@ -72,6 +72,11 @@ pub fn translate(
         msg::front::TERMINATE => return Outcome::Terminate,
         msg::front::QUERY if msg::query(body).is_some_and(destroys_statements) => {
             server.prepared.clear();
+            // DISCARD ALL drops the client's statements too (DEALLOCATE ALL is seen to
+            // before, see `local.rs`).
+            if msg::query(body).is_some_and(super::statements::discards_all) {
+                statements.clear();
+            }
         }
         msg::front::PARSE => {
             let Some((name, query, rest)) = msg::parse(body) else {

@@ -85,6 +85,19 @@ pub fn destroys_statements(sql: &[u8]) -> bool {
     starts_with_word(sql, b"deallocate") || starts_with_word(sql, b"discard")
 }
 
+/// A lone `DISCARD ALL`: the session's prepared statements go, the client's included.
+pub fn discards_all(sql: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(sql) else {
+        return false;
+    };
+    let words: Vec<&str> = text
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .collect();
+    matches!(words.as_slice(), [d, a] if d.eq_ignore_ascii_case("discard") && a.eq_ignore_ascii_case("all"))
+}
+
 /// Whether `sql` begins with the keyword `word` (any case), without allocating: this runs
 /// for every query.
 fn starts_with_word(sql: &[u8], word: &[u8]) -> bool {
@@ -151,5 +164,6 @@ mod tests {
         assert_eq!(deallocate_target(b"DEALLOCATEX a"), None);
         assert!(destroys_statements(b" discard all") && destroys_statements(b"DEALLOCATE x"));
         assert!(!destroys_statements(b"discarded") && !destroys_statements(b"SELECT 1"));
+        assert!(discards_all(b" Discard  ALL;") && !discards_all(b"DISCARD PLANS"));
     }
 }
