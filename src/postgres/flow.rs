@@ -7,9 +7,12 @@
 //! ([extended query](https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY)).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use throome_pgwire::build;
+
+use super::statements::Statement;
 
 /// Server message types that end the answer to a client message.
 pub const PARSE: &[u8] = b"1";
@@ -17,11 +20,14 @@ pub const BIND: &[u8] = b"2";
 pub const CLOSE: &[u8] = b"3";
 pub const DESCRIBE: &[u8] = b"Tn";
 pub const EXECUTE: &[u8] = b"CIs";
-/// Query, Sync, FunctionCall: ReadyForQuery.
+/// Query, FunctionCall: ReadyForQuery (a Sync is `Expect::Sync`).
 pub const READY: &[u8] = b"Z";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Expect {
+    /// A client's Sync: ReadyForQuery closes it. After an error in the extended protocol the
+    /// server skips everything up to it, Query messages included.
+    Sync,
     /// A client message: what the server sends passes through; `ends` closes it. A Parse
     /// the proxy renamed carries the server-side name, to forget if it fails.
     Client {
@@ -40,11 +46,34 @@ pub enum Expect {
     /// `reset.rs`): the answer up to the first CommandComplete is the client's, the rest
     /// up to ReadyForQuery the proxy's.
     Reset { answered: bool },
+    /// What the client's statements were before the message ahead of this entry changed
+    /// them (a Parse or Close of a named statement, a DEALLOCATE): if an error makes the
+    /// server skip that message, the change is undone.
+    Undo(Undo),
     /// The proxy's answer to a simple Query (`DEALLOCATE` of a statement it keeps):
     /// CommandComplete with this tag and ReadyForQuery with the transaction status as of
     /// the answers before it.
     MadeQuery(&'static str),
 }
+
+/// A client statement name and the statement it stood for before (None: no statement).
+#[derive(Debug, Clone)]
+pub struct Undo {
+    pub name: Bytes,
+    pub previous: Option<Arc<Statement>>,
+}
+
+impl PartialEq for Undo {
+    fn eq(&self, other: &Undo) -> bool {
+        let same = match (&self.previous, &other.previous) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        self.name == other.name && same
+    }
+}
+
+impl Eq for Undo {}
 
 /// What an ErrorResponse tells about the server's statements: the server skips everything up
 /// to the next Sync, so a Parse there never happened, nor did a Close.
@@ -52,6 +81,9 @@ pub enum Expect {
 pub enum Learned {
     Unprepared(Bytes),
     StillPrepared(Bytes),
+    /// A client's change to its statements that the server skipped: to undo (the last
+    /// one first).
+    Undone(Undo),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -70,15 +102,43 @@ pub struct Flow {
     /// since: it ignores everything up to the next Sync, so the client's messages until
     /// then are not sent.
     skipping: bool,
+    /// `Expect::Undo` entries queued.
+    undos: usize,
 }
 
 impl Flow {
     pub fn push(&mut self, e: Expect) {
-        if ends_in_ready(&e) {
+        if e == Expect::Sync {
             self.skipping = false;
         }
         self.open |= goes_to_server(&e);
+        self.undos += usize::from(matches!(e, Expect::Undo(_)));
         self.queue.push_back(e);
+    }
+
+    fn pop(&mut self) -> Option<Expect> {
+        let e = self.queue.pop_front();
+        self.undos -= usize::from(matches!(e, Some(Expect::Undo(_))));
+        e
+    }
+
+    /// Whether what the client's statement `name` stands for hangs on a message the server
+    /// has not answered, in a batch that a Sync ended: whether that message is skipped
+    /// (an error before it) decides, so a message naming `name` after that Sync waits for
+    /// the answer. Inside one batch it need not: an error skips both.
+    pub fn unsettled(&self, name: &[u8]) -> bool {
+        if self.undos == 0 {
+            return false;
+        }
+        let mut pending = false;
+        for e in &self.queue {
+            match e {
+                Expect::Undo(undo) if undo.name == name => pending = true,
+                Expect::Sync if pending => return true,
+                _ => {}
+            }
+        }
+        false
     }
 
     /// An error the proxy gives in place of the server's, in the extended protocol: it
@@ -120,8 +180,10 @@ impl Flow {
     /// Moves made-up responses that are now due to `out`; `status` is the server's
     /// transaction status as of the last ReadyForQuery.
     pub fn take_made(&mut self, out: &mut BytesMut, status: u8) {
-        while let Some(Expect::Made(_) | Expect::MadeQuery(_)) = self.queue.front() {
-            match self.queue.pop_front() {
+        while let Some(Expect::Made(_) | Expect::MadeQuery(_) | Expect::Undo(_)) =
+            self.queue.front()
+        {
+            match self.pop() {
                 Some(Expect::Made(bytes)) => out.extend_from_slice(&bytes),
                 Some(Expect::MadeQuery(tag)) => {
                     out.extend_from_slice(&build::command_complete(tag));
@@ -144,16 +206,16 @@ impl Flow {
             }
             _ => match self.queue.front_mut() {
                 Some(Expect::Injected { .. }) if tag == b'1' => {
-                    self.queue.pop_front();
+                    self.pop();
                     Action::Drop
                 }
                 Some(Expect::Evicted { .. }) if tag == b'3' => {
-                    self.queue.pop_front();
+                    self.pop();
                     Action::Drop
                 }
                 Some(Expect::Reset { answered }) => match tag {
                     b'Z' => {
-                        self.queue.pop_front();
+                        self.pop();
                         self.open = self.queue.iter().any(goes_to_server);
                         Action::Forward
                     }
@@ -164,9 +226,16 @@ impl Flow {
                     _ if *answered => Action::Drop,
                     _ => Action::Forward,
                 },
+                Some(Expect::Sync) => {
+                    if tag == b'Z' {
+                        self.pop();
+                        self.open = self.queue.iter().any(goes_to_server);
+                    }
+                    Action::Forward
+                }
                 Some(Expect::Client { ends, .. }) => {
                     if ends.contains(&tag) {
-                        self.queue.pop_front();
+                        self.pop();
                         if tag == b'Z' {
                             self.open = self.queue.iter().any(goes_to_server);
                         }
@@ -179,7 +248,8 @@ impl Flow {
     }
 
     /// An ErrorResponse: a simple Query goes on to its ReadyForQuery; in the extended
-    /// protocol the server ignores everything up to the next Sync, so that is dropped here.
+    /// protocol the server ignores everything up to the next Sync (Query messages too:
+    /// they get no answer), so that is dropped here.
     fn on_error(&mut self, learned: &mut Vec<Learned>) {
         if self.queue.front().is_some_and(ends_in_ready) {
             return;
@@ -187,11 +257,11 @@ impl Flow {
         // Without a Sync queued the server skips what the client sends next, too.
         self.skipping = true;
         while let Some(front) = self.queue.front() {
-            if ends_in_ready(front) {
+            if *front == Expect::Sync {
                 self.skipping = false;
                 return;
             }
-            match self.queue.pop_front() {
+            match self.pop() {
                 // Closed and prepared again, both skipped: the old copy is still there.
                 Some(Expect::Client {
                     prepares: Some(name),
@@ -205,6 +275,7 @@ impl Flow {
                 })
                 | Some(Expect::Injected { name }) => learned.push(Learned::Unprepared(name)),
                 Some(Expect::Evicted { name }) => learned.push(Learned::StillPrepared(name)),
+                Some(Expect::Undo(undo)) => learned.push(Learned::Undone(undo)),
                 _ => {}
             }
         }
@@ -215,14 +286,14 @@ impl Flow {
 fn ends_in_ready(e: &Expect) -> bool {
     match e {
         Expect::Client { ends, .. } => *ends == READY,
-        Expect::Reset { .. } => true,
+        Expect::Reset { .. } | Expect::Sync => true,
         _ => false,
     }
 }
 
 /// Whether `e` stands for a message sent to the server (not an answer the proxy makes).
 fn goes_to_server(e: &Expect) -> bool {
-    !matches!(e, Expect::Made(_) | Expect::MadeQuery(_))
+    !matches!(e, Expect::Made(_) | Expect::MadeQuery(_) | Expect::Undo(_))
 }
 
 #[cfg(test)]
@@ -248,9 +319,10 @@ mod tests {
         f.push(Expect::Injected {
             name: Bytes::from_static(b"T1"),
         });
-        for e in [BIND, EXECUTE, READY] {
+        for e in [BIND, EXECUTE] {
             f.push(client(e));
         }
+        f.push(Expect::Sync);
         let (actions, _) = run(&mut f, b"12DDCZ");
         use Action::*;
         assert_eq!(actions, [Drop, Forward, Forward, Forward, Forward, Forward]);
@@ -262,7 +334,7 @@ mod tests {
         let mut f = Flow::default();
         f.push(client(BIND));
         f.push(Expect::Made(Bytes::from_static(b"3...")));
-        f.push(client(READY));
+        f.push(Expect::Sync);
         let mut out = BytesMut::new();
         f.take_made(&mut out, b'I');
         assert!(out.is_empty(), "the BindComplete comes first");
@@ -281,7 +353,7 @@ mod tests {
         });
         f.push(client(BIND));
         f.push(Expect::Made(Bytes::from_static(b"x")));
-        f.push(client(READY));
+        f.push(Expect::Sync);
         let (actions, gone) = run(&mut f, b"EZ");
         assert_eq!(actions, [Action::Forward, Action::Forward]);
         assert_eq!(gone, [Learned::Unprepared(Bytes::from_static(b"T9"))]);
@@ -297,7 +369,7 @@ mod tests {
             name: Bytes::from_static(b"T2"),
         };
         let mut f = Flow::default();
-        for e in [evicted(), injected(), client(BIND), client(READY)] {
+        for e in [evicted(), injected(), client(BIND), Expect::Sync] {
             f.push(e);
         }
         let (actions, gone) = run(&mut f, b"312Z");
@@ -311,7 +383,7 @@ mod tests {
             evicted(),
             injected(),
             client(BIND),
-            client(READY),
+            Expect::Sync,
         ] {
             f.push(e);
         }
@@ -342,7 +414,7 @@ mod tests {
             !f.is_empty(),
             "the server is mid-batch: not to be given to another client"
         );
-        f.push(client(READY));
+        f.push(Expect::Sync);
         assert!(!f.skipping());
         run(&mut f, b"Z");
         assert!(f.is_empty() && !f.skipping());
@@ -355,7 +427,7 @@ mod tests {
         f.push(client(BIND));
         run(&mut f, b"12");
         assert!(!f.owes() && !f.is_empty());
-        f.push(client(READY));
+        f.push(Expect::Sync);
         run(&mut f, b"Z");
         assert!(f.is_empty());
     }
@@ -370,7 +442,7 @@ mod tests {
             ends: PARSE,
             prepares: Some(name.clone()),
         });
-        f.push(client(READY));
+        f.push(Expect::Sync);
         let (_, gone) = run(&mut f, b"EZ");
         assert_eq!(gone, [Learned::StillPrepared(name)]);
     }

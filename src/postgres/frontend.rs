@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use throome_pgwire::{Frame, build, msg};
 
-use super::flow::{self, Expect, Flow};
+use super::flow::{self, Expect, Flow, Undo};
 use super::statements::{Statement, Statements, destroys_statements};
 use super::upstream::Server;
 
@@ -25,10 +25,11 @@ pub enum Outcome {
 }
 
 /// The server messages that end its answer to a client message of type `tag`; None for
-/// messages without an answer of their own (Flush, CopyData, CopyDone, CopyFail).
+/// Sync (see `Expect::Sync`) and messages without an answer of their own (Flush, CopyData,
+/// CopyDone, CopyFail).
 fn ends_of(tag: u8) -> Option<&'static [u8]> {
     match tag {
-        msg::front::QUERY | msg::front::SYNC | msg::front::FUNCTION_CALL => Some(flow::READY),
+        msg::front::QUERY | msg::front::FUNCTION_CALL => Some(flow::READY),
         msg::front::PARSE => Some(flow::PARSE),
         msg::front::BIND => Some(flow::BIND),
         msg::front::DESCRIBE => Some(flow::DESCRIBE),
@@ -51,8 +52,13 @@ pub fn pass(frame: &Frame, flow: &mut Flow, to_server: &mut BytesMut) -> Outcome
     if frame.tag() == msg::front::TERMINATE {
         return Outcome::Terminate;
     }
-    if let Some(ends) = ends_of(frame.tag()) {
-        flow.push(client(ends));
+    match frame.tag() {
+        msg::front::SYNC => flow.push(Expect::Sync),
+        tag => {
+            if let Some(ends) = ends_of(tag) {
+                flow.push(client(ends));
+            }
+        }
     }
     to_server.extend_from_slice(frame.bytes());
     Outcome::Done
@@ -111,8 +117,12 @@ pub fn translate(
             if kind == b'S' && !name.is_empty() {
                 if frame.tag() == msg::front::CLOSE {
                     // The server keeps it for whoever prepares the same statement next.
-                    statements.close(name);
+                    let previous = statements.close(name);
                     flow.push(Expect::Made(build::close_complete()));
+                    flow.push(Expect::Undo(Undo {
+                        name: Bytes::copy_from_slice(name),
+                        previous,
+                    }));
                     return Outcome::Done;
                 }
                 flow.push(client(flow::DESCRIBE));
@@ -157,6 +167,10 @@ fn parse_named(
         ends: flow::PARSE,
         prepares: Some(st.name.clone()),
     });
+    flow.push(Expect::Undo(Undo {
+        name: Bytes::copy_from_slice(name),
+        previous: None,
+    }));
     to_server.extend_from_slice(&st.parse);
     Outcome::Done
 }

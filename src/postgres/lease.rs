@@ -260,17 +260,11 @@ fn lost_error(severity: &str) -> Bytes {
 /// A server's FATAL (or PANIC) ErrorResponse with severity ERROR, code and text kept: the
 /// client's connection goes on.
 fn as_error(fatal: &[u8]) -> Bytes {
-    let mut body = Vec::with_capacity(fatal.len());
-    for (kind, value) in msg::fields(fatal.get(5..).unwrap_or_default()) {
-        body.push(kind);
-        match kind {
-            b'S' | b'V' => body.extend_from_slice(b"ERROR"),
-            _ => body.extend_from_slice(value),
-        }
-        body.push(0);
-    }
-    body.push(0);
-    build::message(b'E', &body)
+    let fields = msg::fields(fatal.get(5..).unwrap_or_default()).map(|(kind, value)| match kind {
+        b'S' | b'V' => (kind, &b"ERROR"[..]),
+        _ => (kind, value),
+    });
+    build::fields(b'E', fields)
 }
 pub(super) fn lease_error(e: &LeaseError) -> Bytes {
     match e {

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use throome_pgwire::{build, msg};
 
-use super::flow::Expect;
+use super::flow::{Expect, Undo};
 use super::session::PgSession;
 
 /// Most Parse messages held before the client says what follows them.
@@ -93,11 +93,17 @@ impl PgSession {
                 self.statements.clear();
                 return false;
             }
-            Some(name) if self.statements.get(&name).is_some() => self.statements.close(&name),
+            Some(name) if self.statements.get(&name).is_some() => {
+                let previous = self.statements.close(&name);
+                // In its place among answers still to come; undone if the server skips it.
+                self.flow.push(Expect::MadeQuery("DEALLOCATE"));
+                self.flow.push(Expect::Undo(Undo {
+                    name: name.into(),
+                    previous,
+                }));
+            }
             Some(_) => return false,
         }
-        // In its place among answers still to come.
-        self.flow.push(Expect::MadeQuery("DEALLOCATE"));
         let status = self.lease.as_ref().map_or(b'I', |l| l.server.status);
         self.flow.take_made(&mut self.to_client, status);
         true

@@ -142,6 +142,7 @@ async fn pooled(session: Session, pools: Arc<PgPools>, login: Login, mut client:
         wanted: Vec::new(),
         statements: Statements::default(),
         held: Vec::new(),
+        parked: None,
         flow: Flow::default(),
         lease: None,
         to_client: BytesMut::new(),
@@ -205,6 +206,9 @@ pub(super) struct PgSession {
     /// Named Parse messages between transactions, not yet answered: a Sync next answers
     /// them without a server (see `answer_locally`), anything else sends them on.
     pub(super) held: Vec<throome_pgwire::Frame>,
+    /// A client message waiting for the server's answers (see `Flow::unsettled`); the
+    /// client's later messages wait behind it.
+    pub(super) parked: Option<throome_pgwire::Frame>,
     pub(super) flow: Flow,
     pub(super) lease: Option<Lease>,
     pub(super) to_client: BytesMut,
@@ -304,14 +308,19 @@ impl PgSession {
         if self.closing {
             return Ok(true);
         }
-        while let Some(frame) = match client.try_frame() {
-            Ok(f) => f,
-            Err(e) => {
-                let text = format!("invalid message: {e}");
-                let _ = client.send(&build::error("FATAL", "08P01", &text)).await;
-                return Ok(false);
-            }
-        } {
+        loop {
+            let frame = match self.parked.take() {
+                Some(parked) => parked,
+                None => match client.try_frame() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let text = format!("invalid message: {e}");
+                        let _ = client.send(&build::error("FATAL", "08P01", &text)).await;
+                        return Ok(false);
+                    }
+                },
+            };
             if self.skip_to_sync {
                 if frame.tag() == msg::front::SYNC {
                     self.skip_to_sync = false;
@@ -319,6 +328,13 @@ impl PgSession {
                         .extend_from_slice(&build::ready_for_query(b'I'));
                 }
                 continue;
+            }
+            if self.pool_mode == PoolMode::Transaction
+                && statement_named(&frame).is_some_and(|name| self.flow.unsettled(name))
+            {
+                // Back when the server has answered what it hangs on.
+                self.parked = Some(frame);
+                break;
             }
             self.traffic.received += frame.bytes().len() as u64;
             if frame.tag() == msg::front::TERMINATE {
@@ -440,16 +456,26 @@ impl PgSession {
                 _ => {}
             }
             if self.flow.on_server(frame.tag(), &mut learned) == Action::Forward {
-                self.to_client.extend_from_slice(frame.bytes());
+                let renamed = match frame.tag() {
+                    msg::back::ERROR_RESPONSE => self.statements.in_client_terms(frame.bytes()),
+                    _ => None,
+                };
+                self.to_client
+                    .extend_from_slice(renamed.as_deref().unwrap_or(frame.bytes()));
             }
             self.flow
                 .take_made(&mut self.to_client, lease.server.status);
         }
+        let mut undone = Vec::new();
         for change in learned {
             match change {
                 Learned::Unprepared(name) => lease.server.prepared.remove(&name),
                 Learned::StillPrepared(name) => lease.server.prepared.restore(name),
+                Learned::Undone(undo) => undone.push(undo),
             }
+        }
+        for undo in undone.into_iter().rev() {
+            self.statements.undo(undo);
         }
         // The answer is in: its time ends before the server's lease does.
         self.clock_query();
@@ -480,4 +506,20 @@ impl PgSession {
         });
         counter.inc();
     }
+}
+
+/// The client statement a message names: a named Parse's, Bind's, Describe's or Close's,
+/// or a SQL `DEALLOCATE`'s.
+fn statement_named(frame: &throome_pgwire::Frame) -> Option<&[u8]> {
+    let body = frame.body();
+    let name = match frame.tag() {
+        msg::front::PARSE => msg::parse(body)?.0,
+        msg::front::BIND => msg::bind(body)?.1,
+        msg::front::DESCRIBE | msg::front::CLOSE => match msg::target(body)? {
+            (b'S', name) => name,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    (!name.is_empty()).then_some(name)
 }

@@ -16,6 +16,7 @@ use throome_pgwire::build;
 /// Most statements one client may keep prepared (a bound on proxy memory per client).
 pub const MAX_PER_CLIENT: usize = 10_000;
 
+#[derive(Debug)]
 pub struct Statement {
     /// The server-side name.
     pub name: Bytes,
@@ -31,7 +32,14 @@ pub struct Statement {
 #[derive(Default)]
 pub struct Statements {
     by_client_name: HashMap<Bytes, Arc<Statement>>,
+    /// Server-side name -> client name of statements the client no longer has (closed, or a
+    /// Parse the server skipped), so that a message still in flight with that name gets
+    /// its error in the client's terms; a few only.
+    retired: HashMap<Bytes, Bytes>,
 }
+
+/// Most retired names remembered.
+const MAX_RETIRED: usize = 64;
 
 impl Statements {
     /// Records the client's Parse; returns the statement as the server knows it.
@@ -68,13 +76,67 @@ impl Statements {
         self.by_client_name.get(client_name).cloned()
     }
 
-    /// Close of a statement: the client's name goes; the server keeps its copy for reuse.
-    pub fn close(&mut self, client_name: &[u8]) {
-        self.by_client_name.remove(client_name);
+    /// Close of a statement: the client's name goes (the statement it stood for is
+    /// returned); the server keeps its copy for reuse.
+    pub fn close(&mut self, client_name: &[u8]) -> Option<Arc<Statement>> {
+        let st = self.by_client_name.remove(client_name)?;
+        self.retire(&st, client_name);
+        Some(st)
+    }
+
+    fn retire(&mut self, st: &Statement, client_name: &[u8]) {
+        if self.retired.len() >= MAX_RETIRED {
+            self.retired.clear();
+        }
+        self.retired
+            .insert(st.name.clone(), Bytes::copy_from_slice(client_name));
+    }
+
+    /// Undoes a change the server skipped: `name` stands for `previous` again.
+    pub fn undo(&mut self, undo: super::flow::Undo) {
+        match undo.previous {
+            Some(st) => {
+                self.by_client_name.insert(undo.name, st);
+            }
+            None => {
+                if let Some(st) = self.by_client_name.remove(&undo.name) {
+                    self.retire(&st, &undo.name);
+                }
+            }
+        }
     }
 
     pub fn clear(&mut self) {
         self.by_client_name.clear();
+    }
+}
+
+impl Statements {
+    /// A server ErrorResponse (whole message) that names a statement by its server-side
+    /// name, with the client's name for it instead: errors read as they would directly
+    /// ("bind message supplies 1 parameters, but prepared statement \"s1\" requires 0").
+    /// None when it names none (most errors: the check is one substring search).
+    pub fn in_client_terms(&self, error: &[u8]) -> Option<Bytes> {
+        const PREFIX: &[u8] = b"\"throome_";
+        let body = error.get(5..)?;
+        let message = throome_pgwire::msg::field(body, b'M')?;
+        let at = message.windows(PREFIX.len()).position(|w| w == PREFIX)? + 1;
+        let len = message[at..].iter().position(|&b| b == b'"')?;
+        let server_name = &message[at..at + len];
+        let client_name = self
+            .by_client_name
+            .iter()
+            .find(|(_, st)| st.name == server_name)
+            .map(|(name, _)| name)
+            .or_else(|| self.retired.get(server_name))?;
+        let mut renamed = message[..at].to_vec();
+        renamed.extend_from_slice(client_name);
+        renamed.extend_from_slice(&message[at + len..]);
+        let fields = throome_pgwire::msg::fields(body).map(|(kind, value)| match kind {
+            b'M' => (kind, renamed.as_slice()),
+            _ => (kind, value),
+        });
+        Some(build::fields(b'E', fields))
     }
 }
 

@@ -332,11 +332,15 @@ pub fn run(port: u16, database: &str, script: &Script, writes: Writes) -> Transc
             owed[line.conn] = 0;
         }
     }
-    // Whatever is still owed (all of it when writing whole), then anything unsolicited.
+    // Whatever is still owed, then anything unsolicited. Written whole, a script's Query
+    // or Sync after an error in a batch has no answer of its own: everything is read
+    // until the connection is quiet.
     for (n, conn) in conns.iter_mut().enumerate() {
         if let Some(conn) = conn {
-            for _ in 0..owed[n] {
-                read(conn, n, Until::ReadyOrCopy, &mut out);
+            if writes == Writes::Stream {
+                for _ in 0..owed[n] {
+                    read(conn, n, Until::ReadyOrCopy, &mut out);
+                }
             }
             read(conn, n, Until::Quiet, &mut out);
         }
@@ -348,7 +352,7 @@ pub fn run(port: u16, database: &str, script: &Script, writes: Writes) -> Transc
 /// pause; a wait longer than a few seconds is recorded as a hang.
 fn read(conn: &mut Conn, n: usize, until: Until, out: &mut Vec<String>) {
     let pause = match until {
-        Until::Quiet => Duration::from_millis(300),
+        Until::Quiet => Duration::from_millis(500),
         Until::ReadyOrCopy => Duration::from_secs(5),
     };
     loop {
@@ -367,6 +371,17 @@ fn read(conn: &mut Conn, n: usize, until: Until, out: &mut Vec<String>) {
 
 /// Fails with both transcripts side by side from the first difference.
 pub fn assert_same(name: &str, how: &str, direct: &Transcript, proxied: &Transcript) {
+    assert_same_in(name, how, direct, proxied, "");
+}
+
+/// `assert_same`, the report ending with `script` (for generated ones).
+pub fn assert_same_in(
+    name: &str,
+    how: &str,
+    direct: &Transcript,
+    proxied: &Transcript,
+    script: &str,
+) {
     if direct == proxied {
         return;
     }
@@ -383,5 +398,5 @@ pub fn assert_same(name: &str, how: &str, direct: &Transcript, proxied: &Transcr
         let mark = if a == b { ' ' } else { '!' };
         report.push_str(&format!("{mark} direct:  {a}\n{mark} throome: {b}\n"));
     }
-    panic!("{report}");
+    panic!("{report}{script}");
 }

@@ -91,6 +91,18 @@ pub fn error(severity: &str, code: &str, text: &str) -> Bytes {
     message(b'E', &body)
 }
 
+/// An ErrorResponse or NoticeResponse (`tag`) of `fields` (type, value), in order.
+pub fn fields<'a>(tag: u8, fields: impl Iterator<Item = (u8, &'a [u8])>) -> Bytes {
+    let mut body = Vec::new();
+    for (kind, value) in fields {
+        body.push(kind);
+        body.extend_from_slice(value);
+        body.push(0);
+    }
+    body.push(0);
+    message(tag, &body)
+}
+
 pub fn parse_complete() -> Bytes {
     message(b'1', &[])
 }
