@@ -189,11 +189,21 @@ pub async fn forward(pid: i32, key: &[u8]) {
 }
 
 /// A CancelRequest for the query `t`'s server runs (the proxy's own `query_timeout` too).
+/// Returns once the server closed the cancel connection, which it does after signalling
+/// the query's process (as libpq's PQcancel waits): the client's cancel connection closes
+/// only then, so a client that goes on at that point cannot have its next query cancelled.
 pub async fn send(t: &Target) {
-    let connect = super::upstream::dial(&t.backend);
-    if let Ok(Ok(mut s)) = tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
-        let _ = s
-            .write_all(&throome_pgwire::build::cancel_request(t.pid, &t.key))
-            .await;
-    }
+    let limit = std::time::Duration::from_secs(5);
+    let exchange = async {
+        let mut s = super::upstream::dial(&t.backend).await.ok()?;
+        s.write_all(&throome_pgwire::build::cancel_request(t.pid, &t.key))
+            .await
+            .ok()?;
+        let mut sink = bytes::BytesMut::with_capacity(64);
+        while s.read_buf(&mut sink).await.ok()? > 0 {
+            sink.clear();
+        }
+        Some(())
+    };
+    let _ = tokio::time::timeout(limit, exchange).await;
 }

@@ -44,7 +44,7 @@ impl Stream {
         }
     }
 
-    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+    pub async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read_buf(buf).await,
             Stream::Unix(s) => s.read_buf(buf).await,

@@ -109,6 +109,26 @@ async def terminated(port):
     return seen, closed
 
 
+async def cancel_then_query(port):
+    """A client-side timeout cancels the query; the cancel must have reached the server
+    before the client's next query goes out (asyncpg's test_copy_from_query_timeout_1)."""
+    c = await connect(port)
+
+    async def slow_sink(data):
+        await asyncio.sleep(0.05)
+
+    for _ in range(3):
+        copy = c.copy_from_query("SELECT repeat('a', 500) FROM generate_series(1, 5000)",
+                                 output=slow_sink, timeout=0.1)
+        try:
+            await copy
+            raise AssertionError("no timeout")
+        except asyncio.TimeoutError:
+            pass
+        assert await c.fetchval("SELECT 1") == 1
+    await c.close()
+
+
 async def drop_database(port):
     """Defect 8: idle pooled connections to a database do not block DROP DATABASE."""
     admin = await connect(server)
@@ -130,6 +150,7 @@ async def main():
         await schema_change(port, f"tab_{port}")
         enum_twice(port)
         await drop_database(port)
+        await cancel_then_query(port)
     await session_names(session)
     await settings_and_pid(session, True)
     await settings_and_pid(transaction, False)
