@@ -18,6 +18,14 @@ pub fn needs_alone(frame: &throome_pgwire::Frame) -> Option<String> {
 }
 
 fn database_of(sql: &[u8]) -> Option<String> {
+    // Every Query and Parse passes here: most leave at these byte checks.
+    let start = throome_pgwire::msg::skip_blanks(sql);
+    if ![&b"drop"[..], b"alter", b"create"]
+        .iter()
+        .any(|w| super::statements::starts_with_word(start, w))
+    {
+        return None;
+    }
     let text = std::str::from_utf8(sql).ok()?;
     let words = words(text.trim().trim_end_matches(';'));
     let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();

@@ -8,6 +8,7 @@
 use throome_pgwire::build;
 
 use super::params::literal;
+use super::statements::starts_with_word;
 
 /// What a lone RESET (or SET ... TO DEFAULT) names.
 #[derive(Debug, PartialEq)]
@@ -19,6 +20,21 @@ enum Target {
 /// The query to send in place of `sql` when it resets startup parameters of the client's
 /// (`startup`), or None when it does not.
 pub fn rewrite(sql: &[u8], startup: &[(String, String)]) -> Option<bytes::Bytes> {
+    // Every Query passes here: most leave at these byte checks, without allocating.
+    let start = throome_pgwire::msg::skip_blanks(sql);
+    let reset = starts_with_word(start, b"reset");
+    if startup.is_empty() || !(reset || starts_with_word(start, b"set")) {
+        return None;
+    }
+    let end = sql
+        .trim_ascii_end()
+        .strip_suffix(b";")
+        .unwrap_or(sql)
+        .trim_ascii_end();
+    let to_default = end.len() >= 7 && end[end.len() - 7..].eq_ignore_ascii_case(b"default");
+    if !reset && !to_default {
+        return None;
+    }
     let text = std::str::from_utf8(sql).ok()?;
     let statement = text.trim().trim_end_matches(';').trim_end();
     let target = target(statement)?;

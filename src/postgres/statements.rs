@@ -162,7 +162,7 @@ pub fn discards_all(sql: &[u8]) -> bool {
 
 /// Whether `sql` begins with the keyword `word` (any case), without allocating: this runs
 /// for every query.
-fn starts_with_word(sql: &[u8], word: &[u8]) -> bool {
+pub(super) fn starts_with_word(sql: &[u8], word: &[u8]) -> bool {
     sql.len() >= word.len()
         && sql[..word.len()].eq_ignore_ascii_case(word)
         && sql
