@@ -61,6 +61,25 @@ def enum_twice(port):
                 assert got == "a", got
 
 
+def pipeline_error(port):
+    """Defect 1 from psycopg's pipeline mode: Parse/Bind/Describe/Execute and Flush, an
+    error, then Sync; the connection goes on."""
+    dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(2):
+            try:
+                with conn.pipeline():
+                    conn.execute("SELECT 1")
+                    conn.execute("SELECT 1/0")
+                    conn.execute("SELECT 2")
+                raise AssertionError("no error")
+            except psycopg.errors.DivisionByZero:
+                pass
+            with conn.pipeline():
+                cur = conn.execute("SELECT %s::int", [3])
+                assert cur.fetchone()[0] == 3
+
+
 async def session_names(port):
     """Defect 3: in session mode a statement keeps the client's name."""
     c = await connect(port)
@@ -149,6 +168,7 @@ async def main():
         await error_then_next_query(port)
         await schema_change(port, f"tab_{port}")
         enum_twice(port)
+        pipeline_error(port)
         await drop_database(port)
         await cancel_then_query(port)
     await session_names(session)
