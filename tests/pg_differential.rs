@@ -219,6 +219,7 @@ macro_rules! corpus_tests {
 corpus_tests!(
     simple,
     extended_errors,
+    batches,
     schema_change,
     deallocate,
     deallocate_tx,

@@ -254,11 +254,9 @@ impl Flow {
         if self.queue.front().is_some_and(ends_in_ready) {
             return;
         }
-        // Without a Sync queued the server skips what the client sends next, too.
-        self.skipping = true;
         while let Some(front) = self.queue.front() {
+            // Whether the client's latest batch is skipped is that batch's own affair.
             if *front == Expect::Sync {
-                self.skipping = false;
                 return;
             }
             match self.pop() {
@@ -279,6 +277,8 @@ impl Flow {
                 _ => {}
             }
         }
+        // No Sync queued: the server skips what the client sends next, too.
+        self.skipping = true;
     }
 }
 
@@ -445,5 +445,21 @@ mod tests {
         f.push(Expect::Sync);
         let (_, gone) = run(&mut f, b"EZ");
         assert_eq!(gone, [Learned::StillPrepared(name)]);
+    }
+
+    #[test]
+    fn an_error_in_an_earlier_batch_leaves_a_later_batchs_failure_standing() {
+        let mut f = Flow::default();
+        f.push(client(EXECUTE));
+        f.push(Expect::Sync);
+        f.fail(Bytes::from_static(b"E..."));
+        assert!(f.skipping());
+        run(&mut f, b"E");
+        assert!(
+            f.skipping(),
+            "the proxy's error still skips the latest batch"
+        );
+        f.push(Expect::Sync);
+        assert!(!f.skipping());
     }
 }

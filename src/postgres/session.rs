@@ -392,6 +392,10 @@ impl PgSession {
     /// Sends one client message to the lent server: renamed statements in transaction mode,
     /// as it is in session mode.
     fn forward(&mut self, frame: throome_pgwire::Frame) -> Outcome {
+        // Held messages after one that failed are skipped like the rest of the batch.
+        if self.flow.skipping() && frame.tag() != msg::front::SYNC {
+            return Outcome::Done;
+        }
         if matches!(frame.tag(), msg::front::QUERY | msg::front::SYNC) {
             self.count("query");
         }

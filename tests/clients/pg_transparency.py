@@ -7,7 +7,7 @@ import sys
 import asyncpg
 import psycopg
 
-server, session, transaction = (int(p) for p in sys.argv[1:4])
+server, session, transaction = (int(p) for p in (sys.argv[1:4] + ["0"] * 3)[:3])
 
 
 async def connect(port, **kw):
@@ -182,4 +182,5 @@ async def main():
     print("OK")
 
 
-asyncio.run(main())
+if __name__ == "__main__":
+    asyncio.run(main())
