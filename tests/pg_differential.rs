@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::gateway::cluster_of;
 use common::pg_diff::{self, Script, Writes};
-use common::{Postgres, Throome, free_port};
+use common::{Postgres, Throome};
 use proptest::prelude::*;
 
 /// One server; a gateway with a session-mode and a transaction-mode service over it. The
@@ -24,23 +23,7 @@ struct Setup {
 impl Setup {
     fn start() -> Setup {
         let pg = Postgres::start();
-        let (session, transaction) = (free_port(), free_port());
-        let yaml = |id: &str, listen: u16, mode: &str| {
-            let extra = format!("    pool_mode: {mode}\n    pool_size: 2\n");
-            cluster_of(
-                "postgres",
-                id,
-                "db",
-                listen,
-                &[(pg.port, "primary", 1)],
-                &extra,
-                "",
-            )
-        };
-        let gw = Throome::start(&[
-            ("s", &yaml("s", session, "session")),
-            ("t", &yaml("t", transaction, "transaction")),
-        ]);
+        let (gw, session, transaction) = common::pg::both_modes(pg.port);
         Setup {
             pg,
             _gw: gw,
@@ -220,6 +203,8 @@ corpus_tests!(
     simple,
     extended_errors,
     batches,
+    batches_query,
+    batches_same_text,
     schema_change,
     deallocate,
     deallocate_tx,

@@ -6,29 +6,12 @@
 
 mod common;
 
-use common::gateway::cluster_of;
-use common::{Postgres, Throome, free_port};
+use common::Postgres;
 
 #[test]
 fn asyncpg_and_psycopg_see_what_the_server_answers() {
     let pg = Postgres::start();
-    let (session, transaction) = (free_port(), free_port());
-    let yaml = |id: &str, listen: u16, mode: &str| {
-        let extra = format!("    pool_mode: {mode}\n    pool_size: 2\n");
-        cluster_of(
-            "postgres",
-            id,
-            "db",
-            listen,
-            &[(pg.port, "primary", 1)],
-            &extra,
-            "",
-        )
-    };
-    let _gw = Throome::start(&[
-        ("s", &yaml("s", session, "session")),
-        ("t", &yaml("t", transaction, "transaction")),
-    ]);
+    let (_gw, session, transaction) = common::pg::both_modes(pg.port);
     let ports = [pg.port, session, transaction].map(|p| p.to_string());
     let args: Vec<&str> = ports.iter().map(String::as_str).collect();
     common::run_python_client("pg_transparency.py", &args);

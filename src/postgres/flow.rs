@@ -267,6 +267,13 @@ impl Flow {
                 })
                 | Some(Expect::Injected { name })
                     if learned.last() == Some(&Learned::StillPrepared(name.clone())) => {}
+                // Prepared again by a later batch already sent: that one settles it.
+                Some(Expect::Client {
+                    prepares: Some(name),
+                    ..
+                })
+                | Some(Expect::Injected { name })
+                    if self.queue.iter().any(|e| prepares(e, &name)) => {}
                 Some(Expect::Client {
                     prepares: Some(name),
                     ..
@@ -279,6 +286,17 @@ impl Flow {
         }
         // No Sync queued: the server skips what the client sends next, too.
         self.skipping = true;
+    }
+}
+
+/// Whether `e` prepares the server-side statement `name`.
+fn prepares(e: &Expect, name: &Bytes) -> bool {
+    match e {
+        Expect::Client {
+            prepares: Some(n), ..
+        }
+        | Expect::Injected { name: n } => n == name,
+        _ => false,
     }
 }
 
@@ -461,5 +479,23 @@ mod tests {
         );
         f.push(Expect::Sync);
         assert!(!f.skipping());
+    }
+
+    #[test]
+    fn a_skipped_parse_prepared_again_by_a_later_batch_stays_known() {
+        let name = Bytes::from_static(b"T1");
+        let parse = || Expect::Client {
+            ends: PARSE,
+            prepares: Some(Bytes::from_static(b"T1")),
+        };
+        let mut f = Flow::default();
+        f.push(client(EXECUTE));
+        f.push(parse());
+        f.push(Expect::Sync);
+        f.push(Expect::Evicted { name: name.clone() });
+        f.push(parse());
+        f.push(Expect::Sync);
+        let (_, gone) = run(&mut f, b"EZ");
+        assert!(gone.is_empty(), "the second batch prepares it: {gone:?}");
     }
 }

@@ -20,6 +20,7 @@ mod params;
 pub mod pool;
 pub mod prepared;
 pub mod probe;
+mod relay;
 mod reset;
 pub mod scram;
 mod scram_client;

@@ -148,3 +148,20 @@ pub fn alice_gateway(port: u16, extra: &str) -> (super::Throome, u16) {
     let yaml = super::gateway::cluster_of("postgres", "p", "db", listen, &backends, &extra, "");
     (super::Throome::start(&[("p", &yaml)]), listen)
 }
+
+/// A gateway with a session-mode and a transaction-mode service (pool_size 2 each) over
+/// the server on `port`, logging in to it as each client's own user (trust), as a client
+/// directly would: (gateway, session port, transaction port).
+pub fn both_modes(port: u16) -> (super::Throome, u16, u16) {
+    let (session, transaction) = (super::free_port(), super::free_port());
+    let yaml = |id: &str, listen: u16, mode: &str| {
+        let extra = format!("    pool_mode: {mode}\n    pool_size: 2\n");
+        let backends = [(port, "primary", 1)];
+        super::gateway::cluster_of("postgres", id, "db", listen, &backends, &extra, "")
+    };
+    let gw = super::Throome::start(&[
+        ("s", &yaml("s", session, "session")),
+        ("t", &yaml("t", transaction, "transaction")),
+    ]);
+    (gw, session, transaction)
+}
