@@ -160,7 +160,13 @@ async fn writes_fail_fast_with_08006_when_the_primary_is_down() {
         .simple_query("CREATE TABLE t (x int)")
         .await
         .expect_err("no primary");
-    assert_eq!(err.code(), Some(&SqlState::CONNECTION_FAILURE), "{err}");
+    // The query may meet the server's own shutdown error (57P01, passed on as the server
+    // gave it) if it went out on a pooled connection the shutdown had not yet closed.
+    let code = err.code();
+    assert!(
+        code == Some(&SqlState::CONNECTION_FAILURE) || code == Some(&SqlState::ADMIN_SHUTDOWN),
+        "{err}"
+    );
     // The client connection stays usable: it keeps getting the same clear error.
     let err = c
         .simple_query("SELECT 1")
