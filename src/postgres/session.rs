@@ -360,12 +360,12 @@ impl PgSession {
                 self.pools.reconnect(Some(&database));
             }
             let held = std::mem::take(&mut self.held);
-            let first = held.first().unwrap_or(&frame).clone();
-            if self.lease.is_none()
-                && let Err(e) = self.acquire(Some(first)).await
-            {
-                self.refuse(&e, frame.tag());
-                continue;
+            if self.lease.is_none() {
+                let first = held.first().unwrap_or(&frame).clone();
+                if let Err(e) = self.acquire(Some(first)).await {
+                    self.refuse(&e, frame.tag());
+                    continue;
+                }
             }
             for frame in held.into_iter().chain([frame]) {
                 match self.forward(frame) {
