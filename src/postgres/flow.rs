@@ -104,6 +104,9 @@ pub struct Flow {
     skipping: bool,
     /// `Expect::Undo` entries queued.
     undos: usize,
+    /// Entries queued for messages sent to the server (not made by the proxy): any left
+    /// at a ReadyForQuery keep the server `open`.
+    bound: usize,
 }
 
 impl Flow {
@@ -112,14 +115,20 @@ impl Flow {
             self.skipping = false;
         }
         self.open |= goes_to_server(&e);
-        self.undos += usize::from(matches!(e, Expect::Undo(_)));
+        self.count_in(&e);
         self.queue.push_back(e);
     }
 
+    fn count_in(&mut self, e: &Expect) {
+        self.undos += usize::from(matches!(e, Expect::Undo(_)));
+        self.bound += usize::from(goes_to_server(e));
+    }
+
     fn pop(&mut self) -> Option<Expect> {
-        let e = self.queue.pop_front();
-        self.undos -= usize::from(matches!(e, Some(Expect::Undo(_))));
-        e
+        let e = self.queue.pop_front()?;
+        self.undos -= usize::from(matches!(e, Expect::Undo(_)));
+        self.bound -= usize::from(goes_to_server(&e));
+        Some(e)
     }
 
     /// Whether what the client's statement `name` stands for hangs on a message the server
@@ -158,6 +167,7 @@ impl Flow {
     /// needs it).
     pub fn insert_before_last(&mut self, e: Expect) {
         let at = self.queue.len().saturating_sub(1);
+        self.count_in(&e);
         self.queue.insert(at, e);
     }
 
@@ -216,7 +226,7 @@ impl Flow {
                 Some(Expect::Reset { answered }) => match tag {
                     b'Z' => {
                         self.pop();
-                        self.open = self.queue.iter().any(goes_to_server);
+                        self.open = self.bound > 0;
                         Action::Forward
                     }
                     b'C' if !*answered => {
@@ -229,7 +239,7 @@ impl Flow {
                 Some(Expect::Sync) => {
                     if tag == b'Z' {
                         self.pop();
-                        self.open = self.queue.iter().any(goes_to_server);
+                        self.open = self.bound > 0;
                     }
                     Action::Forward
                 }
@@ -237,7 +247,7 @@ impl Flow {
                     if ends.contains(&tag) {
                         self.pop();
                         if tag == b'Z' {
-                            self.open = self.queue.iter().any(goes_to_server);
+                            self.open = self.bound > 0;
                         }
                     }
                     Action::Forward
