@@ -120,6 +120,9 @@ pub struct PgSpec {
     pub max_prepared_statements: usize,
     /// Run on a session-mode server when its client leaves; empty: nothing.
     pub server_reset_query: String,
+    pub session_state: crate::config::SessionState,
+    /// None: half of each pool (see `max_pinned_for`).
+    pub max_pinned: Option<usize>,
     /// `auth.hba`, parsed (the configuration check refused any line that does not parse).
     pub hba: Vec<crate::postgres::hba::Rule>,
     /// Single users' settings over the service's.
@@ -133,6 +136,11 @@ impl PgSpec {
             .get(user)
             .and_then(|u| u.pool_mode)
             .unwrap_or(self.pool_mode)
+    }
+
+    /// Clients of a pool of `size` servers that may pin one (`max_pinned`).
+    pub fn max_pinned_for(&self, size: usize) -> usize {
+        self.max_pinned.unwrap_or((size / 2).max(1))
     }
 
     /// Server connections a pool of the login `user` may open (`default`: the service's).

@@ -165,6 +165,15 @@ pub struct ServiceConfig {
     /// client gets it (default `DISCARD ALL`; empty: nothing), PgBouncer's
     /// `server_reset_query`.
     pub server_reset_query: Option<String>,
+    /// Postgres, transaction mode: `track` (default) keeps each client's session state
+    /// (settings and roles replayed on whichever server it gets; a client holding state that
+    /// cannot be replayed keeps its server), `discard` forgets it as PgBouncer does.
+    pub session_state: Option<SessionState>,
+    /// Postgres, transaction mode with `session_state: track`: clients of one pool that may
+    /// hold a server of their own for state that cannot be replayed (temporary tables,
+    /// advisory locks, LISTEN, WITH HOLD cursors, SQL PREPARE); a statement that would pin
+    /// one more gets SQLSTATE 53300 (default: half the pool, at least 1).
+    pub max_pinned: Option<usize>,
     /// Kafka: the host clients are told to connect to for the per-broker ports (default: the
     /// `listen` address's IP).
     pub advertised_host: Option<String>,
@@ -189,6 +198,17 @@ pub enum PoolMode {
     Session,
     #[default]
     Transaction,
+}
+
+/// What transaction pooling does with a client's session state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Replay settings on each server, pin clients whose state cannot be replayed.
+    #[default]
+    Track,
+    /// PgBouncer's behaviour: state set in one transaction may not be there in the next.
+    Discard,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 pub use cluster::{
     BackendConfig, CircuitBreakerConfig, ClusterConfig, HealthConfig, KeyHash, PoolMode, Role,
-    RoutingConfig, ServiceConfig, ServiceKind, Sharding, Strategy, UserSettings,
+    RoutingConfig, ServiceConfig, ServiceKind, SessionState, Sharding, Strategy, UserSettings,
 };
 pub use gateway::GatewayConfig;
 pub use security::{

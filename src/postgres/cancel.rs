@@ -59,6 +59,8 @@ pub struct ClientInfo {
     pub database: String,
     pub peer: crate::session::Peer,
     pub since: std::time::SystemTime,
+    /// Why the client holds a server between transactions (empty: it does not).
+    pub pinned: Mutex<String>,
 }
 
 /// A connected client as the console lists it.
@@ -115,6 +117,7 @@ pub struct Registration {
     pub key: [u8; 4],
     shown: Arc<AtomicI32>,
     target: Arc<Mutex<Option<Target>>>,
+    info: Arc<ClientInfo>,
 }
 
 impl Registration {
@@ -125,6 +128,7 @@ impl Registration {
         let _ = getrandom::fill(&mut key);
         let target = Arc::new(Mutex::new(None));
         let shown = Arc::new(AtomicI32::new(TRANSACTION_PID_BASE + id));
+        let info = Arc::new(info);
         if let Ok(mut r) = REGISTRY.lock() {
             r.insert(
                 id,
@@ -132,7 +136,7 @@ impl Registration {
                     key,
                     shown: shown.clone(),
                     target: target.clone(),
-                    info: Arc::new(info),
+                    info: info.clone(),
                     kill,
                 },
             );
@@ -142,6 +146,14 @@ impl Registration {
             key,
             shown,
             target,
+            info,
+        }
+    }
+
+    /// What SHOW CLIENTS says pins the client (empty: nothing).
+    pub fn set_pinned(&self, reason: &str) {
+        if let Ok(mut p) = self.info.pinned.lock() {
+            reason.clone_into(&mut p);
         }
     }
 

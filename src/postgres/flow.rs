@@ -54,6 +54,9 @@ pub enum Expect {
     /// CommandComplete with this tag and ReadyForQuery with the transaction status as of
     /// the answers before it.
     MadeQuery(&'static str),
+    /// A Query the proxy sent for itself (reading back the session's state): everything up
+    /// to its ReadyForQuery is the proxy's, errors and notices too.
+    Hidden,
 }
 
 /// A client statement name and the statement it stood for before (None: no statement).
@@ -86,7 +89,7 @@ pub enum Learned {
     Undone(Undo),
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Forward,
     Drop,
@@ -182,9 +185,12 @@ impl Flow {
         !self.queue.is_empty()
     }
 
-    /// ReadyForQuery messages still to come.
+    /// ReadyForQuery messages still owed to the client.
     pub fn pending_ready(&self) -> usize {
-        self.queue.iter().filter(|e| ends_in_ready(e)).count()
+        self.queue
+            .iter()
+            .filter(|e| ends_in_ready(e) && **e != Expect::Hidden)
+            .count()
     }
 
     /// Moves made-up responses that are now due to `out`; `status` is the server's
@@ -208,6 +214,7 @@ impl Flow {
     /// statements goes to `learned`.
     pub fn on_server(&mut self, tag: u8, learned: &mut Vec<Learned>) -> Action {
         match tag {
+            b'E' | b'N' if self.hidden_ahead() => Action::Drop,
             // NoticeResponse, NotificationResponse, ParameterStatus: asynchronous.
             b'N' | b'A' | b'S' => Action::Forward,
             b'E' => {
@@ -215,6 +222,13 @@ impl Flow {
                 Action::Forward
             }
             _ => match self.queue.front_mut() {
+                Some(Expect::Hidden) => {
+                    if tag == b'Z' {
+                        self.pop();
+                        self.open = self.bound > 0;
+                    }
+                    Action::Drop
+                }
                 Some(Expect::Injected { .. }) if tag == b'1' => {
                     self.pop();
                     Action::Drop
@@ -255,6 +269,11 @@ impl Flow {
                 _ => Action::Forward,
             },
         }
+    }
+
+    /// The next server message answers a query of the proxy's own.
+    pub fn hidden_ahead(&self) -> bool {
+        self.queue.front() == Some(&Expect::Hidden)
     }
 
     /// An ErrorResponse: a simple Query goes on to its ReadyForQuery; in the extended
@@ -314,7 +333,7 @@ fn prepares(e: &Expect, name: &Bytes) -> bool {
 fn ends_in_ready(e: &Expect) -> bool {
     match e {
         Expect::Client { ends, .. } => *ends == READY,
-        Expect::Reset { .. } | Expect::Sync => true,
+        Expect::Reset { .. } | Expect::Sync | Expect::Hidden => true,
         _ => false,
     }
 }
@@ -418,6 +437,19 @@ mod tests {
         let (_, gone) = run(&mut f, b"EZ");
         let (t1, t2) = (Bytes::from_static(b"T1"), Bytes::from_static(b"T2"));
         assert_eq!(gone, [Learned::StillPrepared(t1), Learned::Unprepared(t2)]);
+    }
+
+    #[test]
+    fn a_query_of_the_proxys_own_is_hidden_errors_and_all() {
+        let mut f = Flow::default();
+        f.push(Expect::Hidden);
+        f.push(client(READY));
+        let (actions, _) = run(&mut f, b"TDCNEZACZ");
+        use Action::*;
+        let hidden = [Drop; 6];
+        assert_eq!(actions[..6], hidden);
+        assert_eq!(actions[6..], [Forward, Forward, Forward]);
+        assert!(f.is_empty() && !f.skipping());
     }
 
     #[test]

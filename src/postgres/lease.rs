@@ -24,27 +24,40 @@ impl PgSession {
         let idle = self.lease.as_ref().is_some_and(|l| {
             l.server.status == b'I' && l.server.wire.buf.is_empty() && self.flow.is_empty()
         });
-        if !idle {
+        if !idle || self.read_back_due() {
             return;
         }
         let served = self.served.take();
         if served.is_some() {
             self.count("transaction");
         }
+        if self.state.broken {
+            // What the client left on it is unknown: it serves no one else.
+            self.drop_server();
+            return;
+        }
+        let pinned = self.state.pin.is_some();
         match self.pool_mode {
-            PoolMode::Transaction => {
+            PoolMode::Transaction if !pinned => {
                 self.cancel.set(None);
                 if let Some(lease) = self.lease.take() {
                     let held = lease.release();
                     self.add_held(held);
                 }
             }
-            PoolMode::Session => {
+            _ => {
                 if let Some(began) = served {
                     self.traffic.xact_us += began.elapsed().as_micros() as u64;
                 }
             }
         }
+    }
+
+    /// Closes the lent server instead of giving it back.
+    fn drop_server(&mut self) {
+        self.cancel.set(None);
+        self.lease = None;
+        self.forget_server_state();
     }
     /// Lends this client a server: a replica for read-only work when the service splits
     /// reads, otherwise the primary; then makes its parameters the client's.
@@ -146,6 +159,7 @@ impl PgSession {
     pub(super) fn server_lost(&mut self, fatal: Option<Bytes>) {
         self.metrics.error(&self.service, "backend_io");
         self.lease = None;
+        self.forget_server_state();
         self.served = None;
         self.cancel.set(None);
         let owed = self.flow.pending_ready();
@@ -200,16 +214,22 @@ impl PgSession {
             }
             return;
         }
-        if self.pool_mode == PoolMode::Session {
-            let reset = self.service.spec.pg.server_reset_query.as_str();
-            if !reset.trim().is_empty()
-                && super::hidden::run(&mut lease.server, reset).await.is_err()
-            {
+        // A tracked client that may have left state beyond settings (which the next
+        // client's replay puts right) has it all discarded.
+        let leftover = self.state.pin.is_some() || self.state.dirty;
+        let reset = match self.pool_mode {
+            PoolMode::Session => self.service.spec.pg.server_reset_query.clone(),
+            PoolMode::Transaction if leftover && self.tracks() => "DISCARD ALL".into(),
+            PoolMode::Transaction => String::new(),
+        };
+        self.forget_server_state();
+        if !reset.trim().is_empty() {
+            if super::hidden::run(&mut lease.server, &reset).await.is_err() {
                 return;
             }
             // What the proxy knows of the server must stay true: it forgets only what the
             // reset query dropped.
-            let (prepared, settings) = reset_drops(reset);
+            let (prepared, settings) = reset_drops(&reset);
             if prepared {
                 lease.server.prepared.clear();
             }

@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
 
@@ -28,8 +29,17 @@ impl UserLabels {
     }
 }
 
+/// Labels of `throome_pg_pinned_clients`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PinLabels {
+    pub cluster: String,
+    pub service: String,
+    pub reason: String,
+}
+
 #[derive(Default)]
 pub struct PgMetrics {
+    pub pinned: Family<PinLabels, Gauge>,
     pub transactions: Family<UserLabels, Counter>,
     pub queries: Family<UserLabels, Counter>,
     pub wait: Family<UserLabels, Latency>,
@@ -43,6 +53,11 @@ pub struct PgMetrics {
 impl PgMetrics {
     pub fn register(registry: &mut Registry) -> PgMetrics {
         let m = PgMetrics::default();
+        registry.register(
+            "throome_pg_pinned_clients",
+            "Clients in transaction pooling holding a server for state that cannot be replayed, by the first reason",
+            m.pinned.clone(),
+        );
         registry.register(
             "throome_pg_transactions",
             "Transactions (server leases in transaction pooling) per user",

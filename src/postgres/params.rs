@@ -29,37 +29,73 @@ pub fn is_tracked(name: &[u8]) -> bool {
 /// server's own default, so one client's settings never reach another. `set_config` takes
 /// the value as a startup packet does (a list such as `search_path = 'a, b'` stays a
 /// list), and `E'...'` literals escape the same whatever `standard_conforming_strings` is.
+/// The session user and role (`SET SESSION AUTHORIZATION`, `SET ROLE`), when either is in
+/// play, are reset first and set last: settings are made with the login user's rights, as
+/// the client made them before it changed roles.
 pub fn set_sql(
     wanted: &[(Bytes, Bytes)],
     reported: &[(Bytes, Bytes)],
     applied: &[(Bytes, Bytes)],
 ) -> String {
-    let mut calls = Vec::new();
-    for (name, value) in wanted {
-        let current = reported
+    let current = |name: &Bytes| {
+        reported
             .iter()
             .chain(applied)
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v);
-        if current != Some(value) {
-            calls.push(format!(
-                "set_config({}, {}, false)",
-                literal(name),
-                literal(value)
-            ));
+            .map(|(_, v)| v)
+    };
+    let wants = |name: &Bytes| wanted.iter().any(|(n, _)| n == name);
+    let differs = |(name, value): &&(Bytes, Bytes)| current(name) != Some(value);
+    let calls: Vec<&(Bytes, Bytes)> = wanted
+        .iter()
+        .filter(|(n, _)| !is_identity(n))
+        .filter(differs)
+        .collect();
+    let resets: Vec<&Bytes> = applied
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| !is_identity(n) && !wants(n))
+        .collect();
+    let identity_changes = wanted
+        .iter()
+        .filter(|(n, _)| is_identity(n))
+        .any(|p| differs(&p))
+        || applied.iter().any(|(n, _)| is_identity(n) && !wants(n));
+    if calls.is_empty() && resets.is_empty() && !identity_changes {
+        return String::new();
+    }
+    let in_play = wanted.iter().chain(applied).any(|(n, _)| is_identity(n));
+    let mut sql = String::new();
+    for name in IDENTITY.iter().rev().filter(|_| in_play) {
+        if applied.iter().any(|(n, _)| n == name.as_bytes()) {
+            sql.push_str(&format!("RESET {name};"));
         }
     }
-    let mut sql = match calls.is_empty() {
-        true => String::new(),
-        false => format!("SELECT {};", calls.join(", ")),
-    };
-    for (name, _) in applied {
-        if !wanted.iter().any(|(n, _)| n == name) {
-            let name = String::from_utf8_lossy(name).replace('"', "\"\"");
-            sql.push_str(&format!("RESET \"{name}\";"));
+    if !calls.is_empty() {
+        let calls: Vec<String> = calls.iter().map(|(n, v)| set_config(n, v)).collect();
+        sql.push_str(&format!("SELECT {};", calls.join(", ")));
+    }
+    for name in resets {
+        let name = String::from_utf8_lossy(name).replace('"', "\"\"");
+        sql.push_str(&format!("RESET \"{name}\";"));
+    }
+    for name in IDENTITY.iter().filter(|_| in_play) {
+        if let Some((n, v)) = wanted.iter().find(|(n, _)| n == name.as_bytes()) {
+            sql.push_str(&format!("SELECT {};", set_config(n, v)));
         }
     }
     sql
+}
+
+/// Who the session runs as, in the order they are set.
+const IDENTITY: [&str; 2] = ["session_authorization", "role"];
+
+fn is_identity(name: &[u8]) -> bool {
+    IDENTITY.iter().any(|i| i.as_bytes() == name)
+}
+
+fn set_config(name: &[u8], value: &[u8]) -> String {
+    format!("set_config({}, {}, false)", literal(name), literal(value))
 }
 
 pub(super) fn literal(text: &[u8]) -> String {
@@ -243,6 +279,46 @@ mod tests {
             "RESET \"search_path\";"
         );
         assert_eq!(set_sql(&wanted[..1], &reported, &[]), "");
+    }
+
+    #[test]
+    fn roles_are_undone_first_and_made_last() {
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let role = (b("role"), b("r1"));
+        let work_mem = (b("work_mem"), b("65536"));
+        // Another client's role goes before anything else is set.
+        assert_eq!(
+            set_sql(
+                std::slice::from_ref(&work_mem),
+                &[],
+                std::slice::from_ref(&role)
+            ),
+            "RESET role;SELECT set_config(E'work_mem', E'65536', false);"
+        );
+        // The client's own role is set last, after its settings.
+        assert_eq!(
+            set_sql(&[work_mem.clone(), role.clone()], &[], &[]),
+            "SELECT set_config(E'work_mem', E'65536', false);\
+             SELECT set_config(E'role', E'r1', false);"
+        );
+        assert_eq!(
+            set_sql(
+                std::slice::from_ref(&role),
+                &[],
+                std::slice::from_ref(&role)
+            ),
+            ""
+        );
+        let user = (b("session_authorization"), b("u"));
+        assert_eq!(
+            set_sql(
+                &[user.clone(), role.clone()],
+                &[],
+                std::slice::from_ref(&role)
+            ),
+            "RESET role;SELECT set_config(E'session_authorization', E'u', false);\
+             SELECT set_config(E'role', E'r1', false);"
+        );
     }
 
     #[test]

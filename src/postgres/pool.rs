@@ -41,6 +41,8 @@ pub struct Pool {
     reserve: Arc<Semaphore>,
     reserve_size: usize,
     pub waiting: AtomicUsize,
+    /// Clients holding one of this pool's servers for session state (`max_pinned`).
+    pub pinned: AtomicUsize,
     /// When each waiting client started waiting (for SHOW POOLS' `maxwait`).
     waiting_since: Mutex<Vec<Instant>>,
     upkeep: std::sync::atomic::AtomicBool,
@@ -81,6 +83,11 @@ impl Pool {
             w.push(since);
         }
         Waiter { pool: self, since }
+    }
+
+    /// Server connections this pool may open (`pool_size`).
+    pub fn size(&self) -> usize {
+        self.size
     }
 
     /// Connections open: lent out plus idle.
@@ -284,6 +291,7 @@ fn new_pool(key: &PoolKey, (size, reserve_size): (usize, usize)) -> Pool {
         reserve: Arc::new(Semaphore::new(reserve_size)),
         reserve_size,
         waiting: AtomicUsize::new(0),
+        pinned: AtomicUsize::new(0),
         waiting_since: Mutex::new(Vec::new()),
         upkeep: std::sync::atomic::AtomicBool::new(false),
         credential: Mutex::new(None),

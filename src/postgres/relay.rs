@@ -24,10 +24,15 @@ impl PgSession {
         if matches!(frame.tag(), msg::front::QUERY | msg::front::SYNC) {
             self.count("query");
         }
-        let Some(lease) = self.lease.as_mut() else {
+        if self.lease.is_none() {
             return Outcome::Done;
-        };
+        }
         self.served.get_or_insert_with(Instant::now);
+        if self.tracks()
+            && let Some(refused) = self.note_effects(&frame)
+        {
+            return refused;
+        }
         if frame.tag() == msg::front::QUERY
             && let Some(query) = msg::query(frame.body())
                 .and_then(|sql| super::reset::rewrite(sql, &self.login.params))
@@ -36,6 +41,9 @@ impl PgSession {
             self.to_server.extend_from_slice(&query);
             return Outcome::Done;
         }
+        let Some(lease) = self.lease.as_mut() else {
+            return Outcome::Done;
+        };
         let outcome = match self.pool_mode {
             PoolMode::Transaction => frontend::translate(
                 frame,
@@ -54,11 +62,8 @@ impl PgSession {
     /// Passes on (or drops) the whole server messages read so far; releases the server at
     /// the end of a transaction.
     pub(super) fn on_server_frames(&mut self) {
-        let Some(lease) = self.lease.as_mut() else {
-            return;
-        };
         let mut learned = Vec::new();
-        loop {
+        while let Some(lease) = self.lease.as_mut() {
             let frame = match lease.server.wire.try_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -84,6 +89,10 @@ impl PgSession {
                 }
                 _ => {}
             }
+            let status = lease.server.status;
+            if self.flow.hidden_ahead() {
+                self.on_read_back(&frame);
+            }
             if self.flow.on_server(frame.tag(), &mut learned) == Action::Forward {
                 let renamed = match frame.tag() {
                     msg::back::ERROR_RESPONSE => self.statements.in_client_terms(frame.bytes()),
@@ -92,9 +101,12 @@ impl PgSession {
                 self.to_client
                     .extend_from_slice(renamed.as_deref().unwrap_or(frame.bytes()));
             }
-            self.flow
-                .take_made(&mut self.to_client, lease.server.status);
+            self.flow.take_made(&mut self.to_client, status);
         }
+        self.apply_read_back();
+        let Some(lease) = self.lease.as_mut() else {
+            return;
+        };
         let mut undone = Vec::new();
         for change in learned {
             match change {

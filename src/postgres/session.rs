@@ -135,11 +135,13 @@ async fn pooled(session: Session, pools: Arc<PgPools>, login: Login, mut client:
                 database: login.database.clone(),
                 peer: session.peer,
                 since: std::time::SystemTime::now(),
+                pinned: Default::default(),
             },
             kill.clone(),
         ),
         wanted: Vec::new(),
         statements: Statements::default(),
+        state: Default::default(),
         held: Vec::new(),
         parked: None,
         flow: Flow::default(),
@@ -202,6 +204,8 @@ pub(super) struct PgSession {
     /// The tracked parameters as this client knows them.
     pub(super) wanted: Vec<(Bytes, Bytes)>,
     pub(super) statements: Statements,
+    /// Session state beyond the tracked parameters (transaction mode).
+    pub(super) state: super::state::Tracker,
     /// Named Parse messages between transactions, not yet answered: a Sync next answers
     /// them without a server (see `answer_locally`), anything else sends them on.
     pub(super) held: Vec<throome_pgwire::Frame>,

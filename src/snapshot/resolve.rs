@@ -129,6 +129,8 @@ fn pg_spec(svc: &crate::config::ServiceConfig) -> PgSpec {
             .server_reset_query
             .clone()
             .unwrap_or_else(|| "DISCARD ALL".into()),
+        session_state: svc.session_state.unwrap_or_default(),
+        max_pinned: svc.max_pinned,
         hba: svc
             .auth
             .iter()

@@ -75,6 +75,26 @@ pub fn parameter_status(body: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((name, value))
 }
 
+/// DataRow: each column's value (None for NULL); None if the body is malformed.
+pub fn data_row(body: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    let count = u16::from_be_bytes(body.get(..2)?.try_into().ok()?);
+    let mut rest = &body[2..];
+    // Each column takes at least its 4-byte length: a count the body cannot hold is false.
+    let mut columns = Vec::with_capacity(usize::from(count).min(rest.len() / 4));
+    for _ in 0..count {
+        let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        rest = &rest[4..];
+        if len < 0 {
+            columns.push(None);
+            continue;
+        }
+        let len = usize::try_from(len).ok()?;
+        columns.push(Some(rest.get(..len)?));
+        rest = &rest[len..];
+    }
+    Some(columns)
+}
+
 /// ErrorResponse / NoticeResponse fields: (field type, value) until the terminating NUL.
 pub fn fields(body: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     let mut rest = body;
@@ -164,6 +184,15 @@ pub fn skip_blanks(mut sql: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_rows_with_nulls_and_lies() {
+        let row = [0, 2, 0, 0, 0, 2, b'h', b'i', 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(data_row(&row), Some(vec![Some(&b"hi"[..]), None]));
+        assert_eq!(data_row(&[0, 1, 0, 0, 0, 9, b'x']), None);
+        assert_eq!(data_row(&[0xff, 0xff]), None);
+        assert_eq!(data_row(&[0]), None);
+    }
 
     #[test]
     fn first_keyword_skips_comments_and_parentheses() {

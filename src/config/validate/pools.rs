@@ -128,6 +128,8 @@ fn postgres_only(name: &str, s: &ServiceConfig) -> Result<(), String> {
             s.auth.as_ref().is_some_and(|a| a.query.is_some()),
         ),
         ("server_reset_query", s.server_reset_query.is_some()),
+        ("session_state", s.session_state.is_some()),
+        ("max_pinned", s.max_pinned.is_some()),
         ("user_settings", !s.user_settings.is_empty()),
         (
             "auth.hba",

@@ -136,6 +136,11 @@ pub fn config(service: &ServiceRuntime, out: &mut BytesMut) {
         ("read_write_split", pg.read_write_split.to_string()),
         ("auth_type", auth_type(service).to_string()),
         ("server_reset_query", pg.server_reset_query.clone()),
+        (
+            "session_state",
+            format!("{:?}", pg.session_state).to_lowercase(),
+        ),
+        ("max_pinned", pg.max_pinned.map_or(0, |n| n).to_string()),
     ]
     .into_iter()
     .map(|(k, v)| vec![k.to_string(), v, "yes".to_string()])

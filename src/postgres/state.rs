@@ -1,0 +1,281 @@
+//! Each client's session state in transaction pooling (`session_state: track`). A client's
+//! settings, role and session user are replayed on whichever server it gets (`params.rs`);
+//! state that cannot be replayed (temporary tables, session advisory locks, LISTEN,
+//! WITH HOLD cursors, SQL PREPARE) keeps the client on its server until it is gone.
+//!
+//! What the state is, the server says: after a transaction whose text may have changed it
+//! (`effects.rs`), and once the server is idle (so `SET LOCAL`, rolled-back `SET`s and
+//! failed ones count as PostgreSQL counts them), the proxy reads it back with one query
+//! of its own, hidden from the client. Nothing of the state is inferred from the SQL.
+//! <https://www.postgresql.org/docs/current/runtime-config-client.html>,
+//! <https://www.postgresql.org/docs/current/view-pg-settings.html>.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use prometheus_client::metrics::gauge::Gauge;
+use throome_pgwire::{Frame, build, msg};
+
+use super::effects::{self, Pin};
+use super::flow::Expect;
+use super::frontend::Outcome;
+use super::params::is_tracked;
+use super::pool::Pool;
+use super::session::PgSession;
+use crate::config::{PoolMode, SessionState};
+
+/// The session's state as rows of (name, value): settings set in the session (not those of
+/// the transaction in progress: the query runs between transactions), then the session
+/// user, the role, and what pins the client, under names no setting can have.
+const READ_BACK: &str = "SELECT name, setting FROM pg_catalog.pg_settings \
+     WHERE source = 'session' AND left(name, 12) <> 'transaction_' \
+     UNION ALL SELECT ' user', session_user::text \
+     UNION ALL SELECT ' role', pg_catalog.current_setting('role') \
+     UNION ALL SELECT ' pin', concat_ws(', ', \
+     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class \
+       WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN 'temporary table' END, \
+     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks \
+       WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()) THEN 'advisory lock' END, \
+     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'LISTEN' END, \
+     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors) THEN 'WITH HOLD cursor' END, \
+     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) \
+       THEN 'SQL PREPARE' END)";
+
+/// What the proxy knows of one client's session state.
+#[derive(Default)]
+pub struct Tracker {
+    /// Something sent on the current lease may have changed the session's state: read it
+    /// back once the server is idle.
+    pub dirty: bool,
+    /// Client statement names whose text may change state: a Bind of one makes the lease
+    /// dirty.
+    stateful: HashSet<Bytes>,
+    /// The rows of a read-back in flight (`failed`: the server refused it).
+    reading: Option<Vec<(Bytes, Bytes)>>,
+    failed: bool,
+    done: bool,
+    /// Why the client keeps its server (None: it does not).
+    pub pin: Option<Pinned>,
+    /// The read-back failed: the server's state is unknown, so it is closed, not pooled.
+    pub broken: bool,
+    /// The answer to the transaction being read back, held until the state is known: a
+    /// client's next message (a LISTEN past `max_pinned`) then finds it settled.
+    answer: bytes::BytesMut,
+}
+
+/// A client holding its server; counted in its pool (`max_pinned`) and the metrics while
+/// it lasts.
+pub struct Pinned {
+    pub reason: String,
+    pool: Arc<Pool>,
+    gauge: Gauge,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        self.pool.pinned.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
+}
+
+impl PgSession {
+    /// Whether this client's session state is tracked.
+    pub(super) fn tracks(&self) -> bool {
+        self.pool_mode == PoolMode::Transaction
+            && self.service.spec.pg.session_state == SessionState::Track
+    }
+
+    /// Notes what a message on its way to the server may do to the session; a message that
+    /// would pin the client past `max_pinned` is answered with an error instead (Some).
+    pub(super) fn note_effects(&mut self, frame: &Frame) -> Option<Outcome> {
+        let body = frame.body();
+        let found = match frame.tag() {
+            msg::front::QUERY => msg::query(body).map(effects::scan),
+            msg::front::PARSE => msg::parse(body).map(|(name, sql, _)| {
+                let found = effects::scan(sql);
+                match found.state {
+                    true if !name.is_empty() => {
+                        self.state.stateful.insert(Bytes::copy_from_slice(name));
+                    }
+                    _ => {
+                        self.state.stateful.remove(name);
+                    }
+                }
+                found
+            }),
+            msg::front::BIND => {
+                let named = msg::bind(body).map(|(_, name, _)| name);
+                self.state.dirty |= named.is_some_and(|n| self.state.stateful.contains(n));
+                None
+            }
+            // A function call may do anything; closing a portal may end a WITH HOLD cursor.
+            msg::front::FUNCTION_CALL | msg::front::CLOSE => {
+                self.state.dirty = true;
+                None
+            }
+            _ => None,
+        }?;
+        self.state.dirty |= found.state;
+        let pin = found.pins?;
+        if self.state.pin.is_some() {
+            return None;
+        }
+        let pool = self.lease.as_ref()?.pool().clone();
+        let max = self.service.spec.pg.max_pinned_for(pool.size());
+        if pool.pinned.load(Ordering::Relaxed) < max {
+            return None;
+        }
+        Some(self.refuse_pin(frame.tag(), pin, max))
+    }
+
+    /// The error for a statement that would pin one client too many: in a Query the server
+    /// raises it (so a transaction block fails as it would on any error), in a Parse the
+    /// proxy gives it and the rest of the batch is skipped.
+    fn refuse_pin(&mut self, tag: u8, pin: Pin, max: usize) -> Outcome {
+        self.metrics.error(&self.service, "max_pinned");
+        let text = format!(
+            "{} would pin this client to a server, and max_pinned ({max}) clients of its pool \
+             are pinned already",
+            pin.what()
+        );
+        if tag == msg::front::QUERY {
+            let sql = format!(
+                "DO $throome$ BEGIN RAISE EXCEPTION USING ERRCODE = '53300', MESSAGE = {}; \
+                 END $throome$",
+                super::params::literal(text.as_bytes())
+            );
+            self.to_server.extend_from_slice(&build::query(&sql));
+            self.flow.push(Expect::Client {
+                ends: super::flow::READY,
+                prepares: None,
+            });
+        } else {
+            self.flow.fail(build::error("ERROR", "53300", &text));
+        }
+        Outcome::Done
+    }
+
+    /// At the end of a transaction that may have changed the session's state: the query
+    /// that reads it back is sent, and the server stays with the client until it is
+    /// answered (true).
+    pub(super) fn read_back_due(&mut self) -> bool {
+        if !self.state.dirty || !self.tracks() {
+            return false;
+        }
+        self.state.dirty = false;
+        self.state.reading = Some(Vec::new());
+        self.state.answer = std::mem::take(&mut self.to_client);
+        self.to_server.extend_from_slice(&build::query(READ_BACK));
+        self.flow.push(Expect::Hidden);
+        true
+    }
+
+    /// One message answering the read-back.
+    pub(super) fn on_read_back(&mut self, frame: &Frame) {
+        let Some(rows) = self.state.reading.as_mut() else {
+            return;
+        };
+        match frame.tag() {
+            msg::back::DATA_ROW => {
+                if let Some([Some(name), Some(value)]) = msg::data_row(frame.body()).as_deref() {
+                    rows.push((Bytes::copy_from_slice(name), Bytes::copy_from_slice(value)));
+                }
+            }
+            msg::back::ERROR_RESPONSE => self.state.failed = true,
+            msg::back::READY_FOR_QUERY => {
+                self.state.done = true;
+                // What came while the state was read (notices, notifications) goes after.
+                let during = std::mem::take(&mut self.to_client);
+                self.to_client = std::mem::take(&mut self.state.answer);
+                self.to_client.extend_from_slice(&during);
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes in a finished read-back: the client's settings become what the server has,
+    /// the server's record of what the proxy set there too, and the pin follows the state.
+    pub(super) fn apply_read_back(&mut self) {
+        if !std::mem::take(&mut self.state.done) {
+            return;
+        }
+        let rows = self.state.reading.take().unwrap_or_default();
+        if std::mem::take(&mut self.state.failed) {
+            // Its state unknown, the server serves no one else; a pinned client keeps it.
+            self.state.broken = self.state.pin.is_none();
+            return;
+        }
+        let login_user = self.server_login().0;
+        let Some(lease) = self.lease.as_mut() else {
+            return;
+        };
+        let mut settings = Vec::new();
+        let mut specials = Vec::new();
+        let mut pin = String::new();
+        for (name, value) in rows {
+            match &name[..] {
+                b" user" if value != login_user.as_bytes() => {
+                    specials.insert(0, (Bytes::from_static(b"session_authorization"), value))
+                }
+                b" role" if &value[..] != b"none" => {
+                    specials.push((Bytes::from_static(b"role"), value))
+                }
+                b" pin" => pin = String::from_utf8_lossy(&value).into_owned(),
+                b" user" | b" role" => {}
+                _ if is_tracked(&name) => {}
+                _ => settings.push((name, value)),
+            }
+        }
+        let tracked = self.wanted.iter().filter(|(n, _)| is_tracked(n)).cloned();
+        self.wanted = tracked.chain(settings).chain(specials).collect();
+        lease.server.record_applied(&self.wanted);
+        self.pin_for(&pin);
+    }
+
+    /// Pins the client for `reason`, or unpins it when empty.
+    fn pin_for(&mut self, reason: &str) {
+        self.cancel.set_pinned(reason);
+        if reason.is_empty() {
+            self.state.pin = None;
+            return;
+        }
+        if let Some(pinned) = self.state.pin.as_mut() {
+            reason.clone_into(&mut pinned.reason);
+            return;
+        }
+        let Some(lease) = self.lease.as_ref() else {
+            return;
+        };
+        let pool = lease.pool().clone();
+        pool.pinned.fetch_add(1, Ordering::Relaxed);
+        let first = reason.split(", ").next().unwrap_or(reason);
+        let labels = super::metrics::PinLabels {
+            cluster: self.service.cluster.clone(),
+            service: self.service.name.clone(),
+            reason: first.to_string(),
+        };
+        let gauge = self.metrics.pg.pinned.get_or_create(&labels).clone();
+        gauge.inc();
+        self.state.pin = Some(Pinned {
+            reason: reason.to_string(),
+            pool,
+            gauge,
+        });
+    }
+
+    /// The client's server is gone, and with it whatever pinned the client.
+    pub(super) fn forget_server_state(&mut self) {
+        if self.state.pin.take().is_some() {
+            self.cancel.set_pinned("");
+        }
+        self.state.reading = None;
+        let answer = std::mem::take(&mut self.state.answer);
+        self.to_client.extend_from_slice(&answer);
+        self.state.dirty = false;
+        self.state.failed = false;
+        self.state.done = false;
+        self.state.broken = false;
+    }
+}
