@@ -6,8 +6,8 @@
 
 mod common;
 
+use common::Postgres;
 use common::pg_diff::{self, Script, Writes};
-use common::{Postgres, Throome};
 use proptest::prelude::*;
 
 /// One server; a gateway with a session-mode and a transaction-mode service over it. The
@@ -15,20 +15,26 @@ use proptest::prelude::*;
 /// would.
 struct Setup {
     pg: Postgres,
-    _gw: Throome,
-    session: u16,
-    transaction: u16,
+    modes: common::pg::Modes,
 }
 
 impl Setup {
     fn start() -> Setup {
         let pg = Postgres::start();
-        let (gw, session, transaction) = common::pg::both_modes(pg.port);
-        Setup {
-            pg,
-            _gw: gw,
-            session,
-            transaction,
+        let modes = common::pg::pool_modes(pg.port);
+        let setup = Setup { pg, modes };
+        // Roles are the server's, not a database's: made once for every script.
+        setup.admin("postgres", "CREATE ROLE r1; CREATE ROLE r2; GRANT r2 TO r1");
+        setup
+    }
+
+    /// The port of a Throome pool mode a script names.
+    fn port(&self, mode: &str) -> u16 {
+        match mode {
+            "session" => self.modes.session,
+            "transaction" => self.modes.transaction,
+            "shared" => self.modes.shared,
+            other => panic!("unknown mode {other}"),
         }
     }
 
@@ -71,11 +77,7 @@ impl Setup {
         let targets: Vec<(&str, u16)> = script
             .modes
             .iter()
-            .map(|m| match m.as_str() {
-                "session" => ("session", self.session),
-                "transaction" => ("transaction", self.transaction),
-                other => panic!("unknown mode {other}"),
-            })
+            .map(|m| (m.as_str(), self.port(m)))
             .collect();
         for &w in writes {
             let direct_db = format!("{name}_direct");
@@ -150,10 +152,7 @@ fn psql(name: &str) {
     };
     let direct = run(setup.pg.port, &format!("{name}_direct"));
     for mode in modes.split_whitespace() {
-        let port = match mode {
-            "session" => setup.session,
-            _ => setup.transaction,
-        };
+        let port = setup.port(mode);
         let proxied = run(port, &format!("{name}_{mode}"));
         let lines = |s: &str| s.lines().map(without_pid).collect::<Vec<_>>();
         pg_diff::assert_same(
@@ -213,6 +212,8 @@ corpus_tests!(
     settings_options,
     notify,
     cancel,
+    state_settings,
+    state_pins,
 );
 
 /// SQL for random batches: results, errors of each kind, transaction control.

@@ -11,8 +11,8 @@ use common::Postgres;
 #[test]
 fn asyncpg_and_psycopg_see_what_the_server_answers() {
     let pg = Postgres::start();
-    let (_gw, session, transaction) = common::pg::both_modes(pg.port);
-    let ports = [pg.port, session, transaction].map(|p| p.to_string());
+    let modes = common::pg::pool_modes(pg.port);
+    let ports = [pg.port, modes.session, modes.transaction].map(|p| p.to_string());
     let args: Vec<&str> = ports.iter().map(String::as_str).collect();
     common::run_python_client("pg_transparency.py", &args);
 }

@@ -510,7 +510,13 @@ fn console_columns_are_pgbouncers() {
         let header = text(&out).lines().next().unwrap_or_default().to_string();
         let ours: Vec<&str> = header
             .split(',')
-            .filter(|c| !matches!((command, *c), ("POOLS", "server") | ("CLIENTS", "pid")))
+            // Throome's own, after PgBouncer's.
+            .filter(|c| {
+                !matches!(
+                    (command, *c),
+                    ("POOLS", "server" | "pinned") | ("CLIENTS", "pid" | "pinned")
+                )
+            })
             .collect();
         let mut theirs = theirs.split(',');
         let in_order = ours.iter().all(|c| theirs.any(|t| t == *c));

@@ -72,12 +72,14 @@ impl Server {
         }
     }
 
-    /// After the proxy made this server's settings match `wanted`: reported ones came back
-    /// as ParameterStatus; the others are what `applied` now holds (the rest were RESET).
+    /// After the proxy made this server's settings match `wanted`: the tracked ones, which
+    /// every client names, came back as ParameterStatus; the others are what `applied` now
+    /// holds (the rest were RESET), reported ones too (`default_transaction_read_only`,
+    /// `session_authorization`): a client that does not name them has them RESET.
     pub fn record_applied(&mut self, wanted: &[(Bytes, Bytes)]) {
         let applied = wanted
             .iter()
-            .filter(|(name, _)| self.param(name).is_none())
+            .filter(|(name, _)| !super::params::is_tracked(name))
             .cloned()
             .collect();
         self.applied = applied;

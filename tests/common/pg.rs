@@ -149,19 +149,53 @@ pub fn alice_gateway(port: u16, extra: &str) -> (super::Throome, u16) {
     (super::Throome::start(&[("p", &yaml)]), listen)
 }
 
-/// A gateway with a session-mode and a transaction-mode service (pool_size 2 each) over
-/// the server on `port`, logging in to it as each client's own user (trust), as a client
-/// directly would: (gateway, session port, transaction port).
-pub fn both_modes(port: u16) -> (super::Throome, u16, u16) {
-    let (session, transaction) = (super::free_port(), super::free_port());
-    let yaml = |id: &str, listen: u16, mode: &str| {
-        let extra = format!("    pool_mode: {mode}\n    pool_size: 2\n");
+/// The ports of `pool_modes`' services.
+pub struct Modes {
+    pub gw: super::Throome,
+    /// Session mode, pool_size 2.
+    pub session: u16,
+    /// Transaction mode, pool_size 2, both clients of a script may pin one.
+    pub transaction: u16,
+    /// Transaction mode with one server for every client: each client's transactions run
+    /// on the server the others used last.
+    pub shared: u16,
+}
+
+/// A gateway with session-mode and transaction-mode services over the server on `port`,
+/// logging in to it as each client's own user (trust), as a client directly would.
+pub fn pool_modes(port: u16) -> Modes {
+    let (session, transaction, shared) =
+        (super::free_port(), super::free_port(), super::free_port());
+    let yaml = |id: &str, listen: u16, extra: &str| {
         let backends = [(port, "primary", 1)];
-        super::gateway::cluster_of("postgres", id, "db", listen, &backends, &extra, "")
+        super::gateway::cluster_of("postgres", id, "db", listen, &backends, extra, "")
     };
     let gw = super::Throome::start(&[
-        ("s", &yaml("s", session, "session")),
-        ("t", &yaml("t", transaction, "transaction")),
+        (
+            "s",
+            &yaml("s", session, "    pool_mode: session\n    pool_size: 2\n"),
+        ),
+        (
+            "t",
+            &yaml(
+                "t",
+                transaction,
+                "    pool_mode: transaction\n    pool_size: 2\n    max_pinned: 2\n",
+            ),
+        ),
+        (
+            "one",
+            &yaml(
+                "one",
+                shared,
+                "    pool_mode: transaction\n    pool_size: 1\n",
+            ),
+        ),
     ]);
-    (gw, session, transaction)
+    Modes {
+        gw,
+        session,
+        transaction,
+        shared,
+    }
 }

@@ -31,6 +31,9 @@ pub fn pools(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
                 max_wait.subsec_micros().to_string(),
                 pool_mode(service, Some(&p.key.user)).into(),
                 backend_address(service, p.key.backend),
+                p.pinned
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
             ]
         })
         .collect();
@@ -45,6 +48,7 @@ pub fn pools(service: &ServiceRuntime, pools: &PgPools, out: &mut BytesMut) {
         "maxwait_us",
         "pool_mode",
         "server",
+        "pinned",
     ];
     table(&cols, &rows, out);
 }
@@ -328,6 +332,7 @@ pub fn clients(service: &ServiceRuntime, out: &mut BytesMut) {
                 c.server.map(|s| s.pid.to_string()).unwrap_or_default(),
                 c.pid.to_string(),
                 c.pid.to_string(),
+                c.info.pinned.lock().map(|p| p.clone()).unwrap_or_default(),
             ]
         })
         .collect();
@@ -342,6 +347,7 @@ pub fn clients(service: &ServiceRuntime, out: &mut BytesMut) {
         "link",
         "pid",
         "id",
+        "pinned",
     ];
     table(&cols, &rows, out);
 }
