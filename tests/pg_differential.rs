@@ -214,6 +214,7 @@ corpus_tests!(
     cancel,
     state_settings,
     state_pins,
+    state_replay,
 );
 
 /// SQL for random batches: results, errors of each kind, transaction control.

@@ -54,8 +54,8 @@ pub enum Expect {
     /// CommandComplete with this tag and ReadyForQuery with the transaction status as of
     /// the answers before it.
     MadeQuery(&'static str),
-    /// A Query the proxy sent for itself (reading back the session's state): everything up
-    /// to its ReadyForQuery is the proxy's, errors and notices too.
+    /// A Query the proxy sent for itself (the client's settings replayed, its state read
+    /// back): everything up to its ReadyForQuery is the proxy's, errors and notices too.
     Hidden,
 }
 
@@ -214,7 +214,8 @@ impl Flow {
     /// statements goes to `learned`.
     pub fn on_server(&mut self, tag: u8, learned: &mut Vec<Learned>) -> Action {
         match tag {
-            b'E' | b'N' if self.hidden_ahead() => Action::Drop,
+            // What the proxy's query changes (ParameterStatus) is its own affair.
+            b'E' | b'N' | b'S' if self.hidden_ahead() => Action::Drop,
             // NoticeResponse, NotificationResponse, ParameterStatus: asynchronous.
             b'N' | b'A' | b'S' => Action::Forward,
             b'E' => {

@@ -97,7 +97,20 @@ impl PgSession {
         let server = &mut lease.server;
         let sql = params::set_sql(&self.wanted, &server.params, &server.applied);
         if !sql.is_empty() {
-            super::hidden::run(server, &sql).await?;
+            // Pipelined with the client's first message, unless the session user or role
+            // changes: a failure there must stop the client's statements from running
+            // with other rights (and at login the client is shown the outcome).
+            let identity = self
+                .wanted
+                .iter()
+                .chain(&server.applied)
+                .any(|(n, _)| params::is_identity(n));
+            if first.is_some() && !identity {
+                self.to_server.extend_from_slice(&build::query(&sql));
+                self.flow.push(super::flow::Expect::Hidden);
+            } else {
+                super::hidden::run(server, &sql).await?;
+            }
             server.record_applied(&self.wanted);
         }
         self.cancel.set(Some(Target::lent(&lease)));

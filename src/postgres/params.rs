@@ -90,7 +90,7 @@ pub fn set_sql(
 /// Who the session runs as, in the order they are set.
 const IDENTITY: [&str; 2] = ["session_authorization", "role"];
 
-fn is_identity(name: &[u8]) -> bool {
+pub fn is_identity(name: &[u8]) -> bool {
     IDENTITY.iter().any(|i| i.as_bytes() == name)
 }
 

@@ -175,6 +175,12 @@ impl PgSession {
     /// One message answering the read-back.
     pub(super) fn on_read_back(&mut self, frame: &Frame) {
         let Some(rows) = self.state.reading.as_mut() else {
+            // The replay of the client's settings (`acquire`): had it failed, the server
+            // would hold other settings than the proxy believes, so it is not reused.
+            if frame.tag() == msg::back::ERROR_RESPONSE {
+                self.metrics.error(&self.service, "replay_failed");
+                self.state.broken = true;
+            }
             return;
         };
         match frame.tag() {
