@@ -229,7 +229,7 @@ impl PgSession {
         }
         // A tracked client that may have left state beyond settings (which the next
         // client's replay puts right) has it all discarded.
-        let leftover = self.state.pin.is_some() || self.state.dirty;
+        let leftover = self.state.pin.is_some() || self.state.changes.any();
         let reset = match self.pool_mode {
             PoolMode::Session => self.service.spec.pg.server_reset_query.clone(),
             PoolMode::Transaction if leftover && self.tracks() => "DISCARD ALL".into(),

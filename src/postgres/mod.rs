@@ -21,6 +21,7 @@ mod params;
 pub mod pool;
 pub mod prepared;
 pub mod probe;
+mod readback;
 mod relay;
 mod reset;
 pub mod scram;
@@ -33,6 +34,7 @@ mod state;
 mod statements;
 pub mod stats;
 mod timeouts;
+mod tokens;
 mod upstream;
 
 pub use session::serve;

@@ -19,8 +19,11 @@ pub const TRACKED: [&str; 6] = [
     "standard_conforming_strings",
 ];
 
+/// Names are case-insensitive, as PostgreSQL's are (`SET timezone` sets `TimeZone`).
 pub fn is_tracked(name: &[u8]) -> bool {
-    TRACKED.iter().any(|t| t.as_bytes() == name)
+    TRACKED
+        .iter()
+        .any(|t| t.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Statements that make a server's values match `wanted`; empty when they do. `reported`

@@ -10,7 +10,7 @@
 //! <https://www.postgresql.org/docs/current/runtime-config-client.html>,
 //! <https://www.postgresql.org/docs/current/view-pg-settings.html>.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -18,42 +18,27 @@ use bytes::Bytes;
 use prometheus_client::metrics::gauge::Gauge;
 use throome_pgwire::{Frame, build, msg};
 
-use super::effects::{self, Pin};
+use super::effects::{self, Effects, Pin, Settings};
 use super::flow::Expect;
 use super::frontend::Outcome;
-use super::params::is_tracked;
 use super::pool::Pool;
 use super::session::PgSession;
 use crate::config::{PoolMode, SessionState};
 
-/// The session's state as rows of (name, value): settings set in the session (not those of
-/// the transaction in progress: the query runs between transactions), then the session
-/// user, the role, and what pins the client, under names no setting can have.
-const READ_BACK: &str = "SELECT name, setting FROM pg_catalog.pg_settings \
-     WHERE source = 'session' AND left(name, 12) <> 'transaction_' \
-     UNION ALL SELECT ' user', session_user::text \
-     UNION ALL SELECT ' role', pg_catalog.current_setting('role') \
-     UNION ALL SELECT ' pin', concat_ws(', ', \
-     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class \
-       WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN 'temporary table' END, \
-     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks \
-       WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()) THEN 'advisory lock' END, \
-     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'LISTEN' END, \
-     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors) THEN 'WITH HOLD cursor' END, \
-     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) \
-       THEN 'SQL PREPARE' END)";
+/// A read-back's rows: (name, value; None for NULL).
+type Rows = Vec<(Bytes, Option<Bytes>)>;
 
 /// What the proxy knows of one client's session state.
 #[derive(Default)]
 pub struct Tracker {
-    /// Something sent on the current lease may have changed the session's state: read it
-    /// back once the server is idle.
-    pub dirty: bool,
-    /// Client statement names whose text may change state: a Bind of one makes the lease
-    /// dirty.
-    stateful: HashSet<Bytes>,
-    /// The rows of a read-back in flight (`failed`: the server refused it).
-    reading: Option<Vec<(Bytes, Bytes)>>,
+    /// What the current lease may have changed in the session: read back once the server
+    /// is idle.
+    pub changes: Effects,
+    /// Client statements whose text may change state: a Bind of one counts as its text.
+    stateful: HashMap<Bytes, Effects>,
+    /// The read-back in flight: what it asks, and the rows so far (`failed`: the server
+    /// refused it).
+    reading: Option<(Effects, Rows)>,
     failed: bool,
     done: bool,
     /// Why the client keeps its server (None: it does not).
@@ -95,29 +80,38 @@ impl PgSession {
             msg::front::QUERY => msg::query(body).map(effects::scan),
             msg::front::PARSE => msg::parse(body).map(|(name, sql, _)| {
                 let found = effects::scan(sql);
-                match found.state {
-                    true if !name.is_empty() => {
-                        self.state.stateful.insert(Bytes::copy_from_slice(name));
+                match found.any() && !name.is_empty() {
+                    true => {
+                        self.state
+                            .stateful
+                            .insert(Bytes::copy_from_slice(name), found.clone());
                     }
-                    _ => {
+                    false => {
                         self.state.stateful.remove(name);
                     }
                 }
                 found
             }),
-            msg::front::BIND => {
-                let named = msg::bind(body).map(|(_, name, _)| name);
-                self.state.dirty |= named.is_some_and(|n| self.state.stateful.contains(n));
-                None
-            }
-            // A function call may do anything; closing a portal may end a WITH HOLD cursor.
-            msg::front::FUNCTION_CALL | msg::front::CLOSE => {
-                self.state.dirty = true;
-                None
-            }
+            msg::front::BIND => msg::bind(body)
+                .and_then(|(_, name, _)| self.state.stateful.get(name))
+                .cloned(),
+            // A function call may do anything.
+            msg::front::FUNCTION_CALL => Some(Effects {
+                settings: Settings::All,
+                pin_state: true,
+                ..Effects::default()
+            }),
+            // Closing a portal may end a WITH HOLD cursor.
+            msg::front::CLOSE => Some(Effects {
+                pin_state: true,
+                ..Effects::default()
+            }),
             _ => None,
         }?;
-        self.state.dirty |= found.state;
+        let changes = &mut self.state.changes;
+        changes.settings.merge(found.settings);
+        changes.pin_state |= found.pin_state;
+        changes.pins = changes.pins.or(found.pins);
         let pin = found.pins?;
         if self.state.pin.is_some() {
             return None;
@@ -161,20 +155,26 @@ impl PgSession {
     /// that reads it back is sent, and the server stays with the client until it is
     /// answered (true).
     pub(super) fn read_back_due(&mut self) -> bool {
-        if !self.state.dirty || !self.tracks() {
+        if !self.state.changes.any() || !self.tracks() {
             return false;
         }
-        self.state.dirty = false;
-        self.state.reading = Some(Vec::new());
+        let mut asked = std::mem::take(&mut self.state.changes);
+        // Pin state is asked after what may make it, or drop it while the client has some.
+        asked.pin_state &= asked.pins.is_some() || self.state.pin.is_some();
+        if !asked.any() {
+            return false;
+        }
+        let sql = super::readback::query(&asked);
+        self.state.reading = Some((asked, Vec::new()));
         self.state.answer = std::mem::take(&mut self.to_client);
-        self.to_server.extend_from_slice(&build::query(READ_BACK));
+        self.to_server.extend_from_slice(&build::query(&sql));
         self.flow.push(Expect::Hidden);
         true
     }
 
     /// One message answering the read-back.
     pub(super) fn on_read_back(&mut self, frame: &Frame) {
-        let Some(rows) = self.state.reading.as_mut() else {
+        let Some((_, rows)) = self.state.reading.as_mut() else {
             // The replay of the client's settings (`acquire`): had it failed, the server
             // would hold other settings than the proxy believes, so it is not reused.
             if frame.tag() == msg::back::ERROR_RESPONSE {
@@ -185,8 +185,9 @@ impl PgSession {
         };
         match frame.tag() {
             msg::back::DATA_ROW => {
-                if let Some([Some(name), Some(value)]) = msg::data_row(frame.body()).as_deref() {
-                    rows.push((Bytes::copy_from_slice(name), Bytes::copy_from_slice(value)));
+                if let Some([Some(name), value]) = msg::data_row(frame.body()).as_deref() {
+                    let value = value.map(Bytes::copy_from_slice);
+                    rows.push((Bytes::copy_from_slice(name), value));
                 }
             }
             msg::back::ERROR_RESPONSE => self.state.failed = true,
@@ -207,37 +208,22 @@ impl PgSession {
         if !std::mem::take(&mut self.state.done) {
             return;
         }
-        let rows = self.state.reading.take().unwrap_or_default();
+        let Some((asked, rows)) = self.state.reading.take() else {
+            return;
+        };
         if std::mem::take(&mut self.state.failed) {
             // Its state unknown, the server serves no one else; a pinned client keeps it.
             self.state.broken = self.state.pin.is_none();
             return;
         }
         let login_user = self.server_login().0;
-        let Some(lease) = self.lease.as_mut() else {
-            return;
-        };
-        let mut settings = Vec::new();
-        let mut specials = Vec::new();
-        let mut pin = String::new();
-        for (name, value) in rows {
-            match &name[..] {
-                b" user" if value != login_user.as_bytes() => {
-                    specials.insert(0, (Bytes::from_static(b"session_authorization"), value))
-                }
-                b" role" if &value[..] != b"none" => {
-                    specials.push((Bytes::from_static(b"role"), value))
-                }
-                b" pin" => pin = String::from_utf8_lossy(&value).into_owned(),
-                b" user" | b" role" => {}
-                _ if is_tracked(&name) => {}
-                _ => settings.push((name, value)),
-            }
+        let pin = super::readback::apply(&asked, rows, &mut self.wanted, &login_user);
+        if let Some(lease) = self.lease.as_mut() {
+            lease.server.record_applied(&self.wanted);
         }
-        let tracked = self.wanted.iter().filter(|(n, _)| is_tracked(n)).cloned();
-        self.wanted = tracked.chain(settings).chain(specials).collect();
-        lease.server.record_applied(&self.wanted);
-        self.pin_for(&pin);
+        if let Some(pin) = pin {
+            self.pin_for(&pin);
+        }
     }
 
     /// Pins the client for `reason`, or unpins it when empty.
@@ -279,7 +265,7 @@ impl PgSession {
         self.state.reading = None;
         let answer = std::mem::take(&mut self.state.answer);
         self.to_client.extend_from_slice(&answer);
-        self.state.dirty = false;
+        self.state.changes = Effects::default();
         self.state.failed = false;
         self.state.done = false;
         self.state.broken = false;
