@@ -90,12 +90,16 @@ impl PgSession {
                 _ => {}
             }
             let status = lease.server.status;
+            let server_pid = lease.server.pid;
             if self.flow.hidden_ahead() {
                 self.on_read_back(&frame);
             }
             if self.flow.on_server(frame.tag(), &mut learned) == Action::Forward {
                 let renamed = match frame.tag() {
                     msg::back::ERROR_RESPONSE => self.statements.in_client_terms(frame.bytes()),
+                    msg::back::NOTIFICATION_RESPONSE => {
+                        own_notification(frame.bytes(), server_pid, self.cancel.pid())
+                    }
                     _ => None,
                 };
                 self.to_client
@@ -122,6 +126,20 @@ impl PgSession {
         self.clock_query();
         self.maybe_release();
     }
+}
+
+/// A NotificationResponse the client's own session sent (its NOTIFY, on its lent server)
+/// names the process id the client was shown, as PostgreSQL names the listener's own
+/// backend: drivers tell their own notifications apart by it.
+/// <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-NOTIFICATIONRESPONSE>
+fn own_notification(message: &[u8], server_pid: i32, shown: i32) -> Option<bytes::Bytes> {
+    let pid = i32::from_be_bytes(message.get(5..9)?.try_into().ok()?);
+    if pid != server_pid || pid == shown {
+        return None;
+    }
+    let mut out = message.to_vec();
+    out[5..9].copy_from_slice(&shown.to_be_bytes());
+    Some(out.into())
 }
 
 /// The client statement a message names: a named Parse's, Bind's, Describe's or Close's,

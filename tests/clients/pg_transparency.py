@@ -163,6 +163,32 @@ async def drop_database(port):
     await d.close()
 
 
+async def own_notifications(port):
+    """Issue 19: a listener keeps its server; its own NOTIFY arrives naming the process id
+    it was shown (asyncpg's listeners compare it with get_server_pid()), psycopg's too;
+    another client that never listened gets nothing."""
+    c = await connect(port)
+    got = asyncio.Queue()
+    await c.add_listener("ch19", lambda *args: got.put_nowait(args))
+    await c.execute("NOTIFY ch19, 'mine'")
+    con, pid, channel, payload = await asyncio.wait_for(got.get(), 5)
+    assert (pid, channel, payload) == (c.get_server_pid(), "ch19", "mine"), (pid, c.get_server_pid())
+    await c.close()
+    with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres",
+                         autocommit=True) as a, \
+            psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres",
+                            autocommit=True) as b:
+        a.execute("LISTEN ch19b")
+        b.execute("SELECT 1")
+        a.execute("NOTIFY ch19b, 'own'")
+        b.execute("NOTIFY ch19b, 'other'")
+        a.execute("SELECT 1")
+        heard = [(n.pid == a.info.backend_pid, n.payload) for n in a.notifies(timeout=1, stop_after=2)]
+        assert heard == [(True, "own"), (False, "other")], heard
+        b.execute("SELECT 1")
+        assert list(b.notifies(timeout=0.3)) == [], "b never listened"
+
+
 async def main():
     for port in (session, transaction):
         await error_then_next_query(port)
@@ -171,6 +197,7 @@ async def main():
         pipeline_error(port)
         await drop_database(port)
         await cancel_then_query(port)
+        await own_notifications(port)
     await session_names(session)
     await settings_and_pid(session, True)
     await settings_and_pid(transaction, False)
