@@ -215,6 +215,7 @@ corpus_tests!(
     state_settings,
     state_pins,
     state_replay,
+    state_unnamed,
 );
 
 /// SQL for random batches: results, errors of each kind, transaction control.

@@ -76,7 +76,13 @@ pub fn translate(
     let body = frame.body();
     match frame.tag() {
         msg::front::TERMINATE => return Outcome::Terminate,
-        msg::front::QUERY if msg::query(body).is_some_and(destroys_statements) => {
+        msg::front::QUERY => {
+            // A simple Query destroys the unnamed statement.
+            statements.unnamed = None;
+            server.unnamed = None;
+            if !msg::query(body).is_some_and(destroys_statements) {
+                return pass(&frame, flow, to_server);
+            }
             server.prepared.clear();
             // DISCARD ALL drops the client's statements too (DEALLOCATE ALL is seen to
             // before, see `local.rs`).
@@ -91,15 +97,29 @@ pub fn translate(
             if !name.is_empty() {
                 return parse_named(name, query, rest, server, statements, flow, to_server);
             }
+            if statements.unnamed.as_deref() != Some(&frame.bytes()[..]) {
+                statements.unnamed = Some(Bytes::copy_from_slice(frame.bytes()));
+            }
+            server.unnamed.clone_from(&statements.unnamed);
             if destroys_statements(query) {
                 server.prepared.clear();
             }
+            // If it fails, the client has no unnamed statement (see `relay.rs`).
+            flow.push(Expect::Client {
+                ends: flow::PARSE,
+                prepares: Some(Bytes::new()),
+            });
+            to_server.extend_from_slice(frame.bytes());
+            return Outcome::Done;
         }
         msg::front::BIND => {
             let Some((portal, statement, rest)) = msg::bind(body) else {
                 return violation('B');
             };
             flow.push(client(flow::BIND));
+            if statement.is_empty() {
+                own_unnamed(server, statements, flow, to_server);
+            }
             if let Some(st) = prepare(statement, server, statements, flow, to_server) {
                 to_server.extend_from_slice(&build::bind(portal, &st.name, rest));
                 if st.destroys {
@@ -114,6 +134,20 @@ pub fn translate(
             let Some((kind, name)) = msg::target(body) else {
                 return violation(frame.tag() as char);
             };
+            if kind == b'S' && name.is_empty() {
+                match frame.tag() {
+                    msg::front::CLOSE => {
+                        statements.unnamed = None;
+                        server.unnamed = None;
+                    }
+                    _ => {
+                        flow.push(client(flow::DESCRIBE));
+                        own_unnamed(server, statements, flow, to_server);
+                        to_server.extend_from_slice(frame.bytes());
+                        return Outcome::Done;
+                    }
+                }
+            }
             if kind == b'S' && !name.is_empty() {
                 if frame.tag() == msg::front::CLOSE {
                     // The server keeps it for whoever prepares the same statement next.
@@ -220,6 +254,35 @@ fn prepare(
         to_server.extend_from_slice(&st.parse);
     }
     Some(st)
+}
+
+/// Before a Bind or Describe of the unnamed statement: the server's must be the client's,
+/// which outlived the client's last transaction in PostgreSQL's terms but stayed on the
+/// server that transaction ran on. The client's Parse goes first (its ParseComplete
+/// dropped); a client without one has the server's closed, so it gets the server's own
+/// "does not exist" rather than another client's statement.
+/// <https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY>
+fn own_unnamed(
+    server: &mut Server,
+    statements: &Statements,
+    flow: &mut Flow,
+    to_server: &mut BytesMut,
+) {
+    if server.unnamed == statements.unnamed {
+        return;
+    }
+    let unnamed = Bytes::new();
+    match &statements.unnamed {
+        Some(parse) => {
+            flow.insert_before_last(Expect::Injected { name: unnamed });
+            to_server.extend_from_slice(parse);
+        }
+        None => {
+            flow.insert_before_last(Expect::Evicted { name: unnamed });
+            to_server.extend_from_slice(&build::target(b'C', b'S', b""));
+        }
+    }
+    server.unnamed.clone_from(&statements.unnamed);
 }
 
 /// The server's error for a Parse of a name the client has prepared already.

@@ -9,6 +9,8 @@ use super::upstream::{Server, ServerError};
 
 /// Runs `sql` to completion; an ErrorResponse fails it (the server is then not reused).
 pub async fn run(server: &mut Server, sql: &str) -> Result<(), ServerError> {
+    // A simple Query destroys the unnamed statement.
+    server.unnamed = None;
     server.wire.send(&build::query(sql)).await?;
     let mut failed = None;
     loop {

@@ -108,6 +108,7 @@ impl PgSession {
             if first.is_some() && !identity {
                 self.to_server.extend_from_slice(&build::query(&sql));
                 self.flow.push(super::flow::Expect::Hidden);
+                server.unnamed = None;
             } else {
                 super::hidden::run(server, &sql).await?;
             }

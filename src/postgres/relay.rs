@@ -39,6 +39,10 @@ impl PgSession {
         {
             self.flow.push(Expect::Reset { answered: false });
             self.to_server.extend_from_slice(&query);
+            self.statements.unnamed = None;
+            if let Some(lease) = self.lease.as_mut() {
+                lease.server.unnamed = None;
+            }
             return Outcome::Done;
         }
         let Some(lease) = self.lease.as_mut() else {
@@ -114,7 +118,13 @@ impl PgSession {
         let mut undone = Vec::new();
         for change in learned {
             match change {
+                // An unnamed Parse that failed (or was skipped) leaves none.
+                Learned::Unprepared(name) if name.is_empty() => {
+                    lease.server.unnamed = None;
+                    self.statements.unnamed = None;
+                }
                 Learned::Unprepared(name) => lease.server.prepared.remove(&name),
+                Learned::StillPrepared(name) if name.is_empty() => {}
                 Learned::StillPrepared(name) => lease.server.prepared.restore(name),
                 Learned::Undone(undo) => undone.push(undo),
             }

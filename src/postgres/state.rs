@@ -141,6 +141,10 @@ impl PgSession {
                 super::params::literal(text.as_bytes())
             );
             self.to_server.extend_from_slice(&build::query(&sql));
+            self.statements.unnamed = None;
+            if let Some(lease) = self.lease.as_mut() {
+                lease.server.unnamed = None;
+            }
             self.flow.push(Expect::Client {
                 ends: super::flow::READY,
                 prepares: None,
@@ -169,6 +173,9 @@ impl PgSession {
         self.state.answer = std::mem::take(&mut self.to_client);
         self.to_server.extend_from_slice(&build::query(&sql));
         self.flow.push(Expect::Hidden);
+        if let Some(lease) = self.lease.as_mut() {
+            lease.server.unnamed = None;
+        }
         true
     }
 

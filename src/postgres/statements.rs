@@ -36,6 +36,9 @@ pub struct Statements {
     /// Parse the server skipped), so that a message still in flight with that name gets
     /// its error in the client's terms; a few only.
     retired: HashMap<Bytes, Bytes>,
+    /// The client's unnamed statement: its last unnamed Parse message, until a simple Query
+    /// or a Close destroys it (None). It outlives the client's transaction, not its server.
+    pub unnamed: Option<Bytes>,
 }
 
 /// Most retired names remembered.

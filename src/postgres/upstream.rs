@@ -50,6 +50,9 @@ pub struct Server {
     pub applied: Vec<(Bytes, Bytes)>,
     /// Statements prepared on this connection by the proxy (server-side names).
     pub prepared: Prepared,
+    /// The last unnamed Parse message this server got (None: it holds no unnamed
+    /// statement, as far as the proxy knows), whichever client sent it.
+    pub unnamed: Option<Bytes>,
     /// Transaction status from the last ReadyForQuery.
     pub status: u8,
     pub created: Instant,
@@ -149,6 +152,7 @@ pub async fn connect(
         params,
         applied: Vec::new(),
         prepared: Prepared::new(service.spec.pg.max_prepared_statements),
+        unnamed: None,
         status: b'I',
         created: now,
         idle_since: now,
