@@ -122,9 +122,9 @@ pub fn client_software(h: &RequestHeader, frame: &[u8]) -> Option<(String, Strin
     ))
 }
 
-/// librdkafka before 2.16 (Debian's kcat links 2.0.2) fails to parse some flexible (v3+)
-/// ApiVersions responses ("Read underflow") and then gives up on the broker. Those clients
-/// get the KIP-511 answer instead, and retry at a version they parse. Wrappers report the
+/// librdkafka before 2.2.0 (Debian's kcat links 2.0.2) fails to parse the tagged fields of
+/// flexible (v3+) ApiVersions responses ("Read underflow", fixed in 2.2.0) and then gives up
+/// on the broker. Those clients get the KIP-511 answer instead, and retry at v0. Wrappers report the
 /// bundled library as `<wrapper version>-rdkafka-<version>`.
 pub fn needs_api_versions_fallback(h: &RequestHeader, frame: &[u8]) -> bool {
     let Some((name, version)) = client_software(h, frame) else {
@@ -140,7 +140,7 @@ pub fn needs_api_versions_fallback(h: &RequestHeader, frame: &[u8]) -> bool {
     };
     let mut parts = lib.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     let major_minor = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    major_minor < (2, 16)
+    major_minor < (2, 2)
 }
 
 #[cfg(test)]
@@ -168,9 +168,15 @@ mod tests {
             Some(("librdkafka".into(), "2.0.2".into()))
         );
         assert!(needs_api_versions_fallback(&h, &f));
-        let (h, f) = api_versions_v3("confluent-kafka-python", "2.12.0-rdkafka-2.12.0");
+        let (h, f) = api_versions_v3("confluent-kafka-python", "1.9.2-rdkafka-1.9.2");
         assert!(needs_api_versions_fallback(&h, &f));
-        let (h, f) = api_versions_v3("librdkafka", "2.16.1");
+        let (h, f) = api_versions_v3("librdkafka", "2.1.1");
+        assert!(needs_api_versions_fallback(&h, &f));
+        for fixed in ["2.2.0", "2.15.0", "2.16.1"] {
+            let (h, f) = api_versions_v3("librdkafka", fixed);
+            assert!(!needs_api_versions_fallback(&h, &f), "{fixed}");
+        }
+        let (h, f) = api_versions_v3("confluent-kafka-python", "2.12.0-rdkafka-2.12.0");
         assert!(!needs_api_versions_fallback(&h, &f));
         let (h, f) = api_versions_v3("kafka-python", "3.0.12");
         assert!(!needs_api_versions_fallback(&h, &f));
