@@ -62,6 +62,8 @@ pub struct ServiceSpec {
     /// twemproxy's key hash for ketama and modula sharding.
     pub key_hash: crate::config::KeyHash,
     pub request_timeout: Option<Duration>,
+    /// Redis and Kafka: a client idle this long is closed (see `ServiceConfig`).
+    pub client_idle_timeout: Option<Duration>,
     /// Redis request limits.
     pub limits: throome_resp::Limits,
     /// Redis: reply bytes held for a client that does not read before it is closed.
@@ -112,6 +114,8 @@ pub struct PgSpec {
     pub reserve_pool_timeout: Duration,
     pub idle_transaction_timeout: Option<Duration>,
     pub client_idle_timeout: Option<Duration>,
+    /// Startup and authentication must end within this (PgBouncer's `client_login_timeout`).
+    pub client_login_timeout: Duration,
     pub query_timeout: Option<Duration>,
     pub stats_period: Duration,
     pub server_idle_timeout: Duration,

@@ -136,9 +136,15 @@ pub struct ServiceConfig {
     /// before it is disconnected and the transaction rolled back (PgBouncer's
     /// `idle_transaction_timeout`; default: no limit).
     pub idle_transaction_timeout: Option<Seconds>,
-    /// Postgres: seconds a client may sit idle between transactions before it is
-    /// disconnected (PgBouncer's `client_idle_timeout`; default: no limit).
+    /// Seconds a client may sit idle, owed nothing and sending no whole request, before it
+    /// is disconnected: Postgres between transactions (PgBouncer's `client_idle_timeout`;
+    /// default: no limit), Redis (redis-server's `timeout`; default: no limit), Kafka (a
+    /// broker's `connections.max.idle.ms`; default 600). Bytes of an unfinished request do
+    /// not count as activity, so a client trickling one (slowloris) is cut off too.
     pub client_idle_timeout: Option<Seconds>,
+    /// Postgres: seconds a client has to finish its startup and authentication (PgBouncer's
+    /// `client_login_timeout`; default 60).
+    pub client_login_timeout: Option<Seconds>,
     /// Postgres: seconds a query may run before the proxy cancels it (PgBouncer's
     /// `query_timeout`; default: no limit).
     pub query_timeout: Option<Seconds>,

@@ -6,6 +6,7 @@
 
 mod connect;
 mod exchange;
+mod idle;
 pub mod metrics;
 mod ports;
 pub mod probe;

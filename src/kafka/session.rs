@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::connect::{BrokerStream, open_upstream};
 use super::exchange::{Exchange, Pending, big_request, whole_request};
+use super::idle::{Idle, read_or_idle};
 use super::metrics::UserCounters;
 use super::sasl::{Gate, Verdict};
 use crate::accepted::Accepted;
@@ -129,8 +130,9 @@ where
     let scanner = FrameScanner::new(session.service.spec.kafka.max_frame);
     let user_out = std::sync::OnceLock::new();
     let mut exchange = Exchange::new(session, &user_out);
-    let requests = forward_requests(session, (cr, uw), tx, scanner, &user_out);
-    let responses = forward_responses(&mut exchange, ur, cw, rx, scanner);
+    let idle = Idle::new(session.service.spec.client_idle_timeout);
+    let requests = forward_requests(session, (cr, uw), tx, (scanner, &idle), &user_out);
+    let responses = forward_responses(&mut exchange, ur, cw, rx, (scanner, &idle));
     let result = tokio::select! {
         r = requests => r,
         r = responses => r,
@@ -149,7 +151,7 @@ async fn forward_requests(
     session: &Session,
     (mut cr, mut uw): (impl AsyncRead + Unpin, impl AsyncWrite + Unpin),
     tx: mpsc::Sender<Pending>,
-    scanner: FrameScanner,
+    (scanner, idle): (FrameScanner, &Idle),
     user_out: &std::sync::OnceLock<prometheus_client::metrics::counter::Counter>,
 ) -> Result<(), ConnError> {
     let mut user: Option<UserCounters> = None;
@@ -164,7 +166,14 @@ async fn forward_requests(
     let mut busy = false;
     loop {
         let want = make_room(&mut buf, busy);
-        let n = cr.read_buf(&mut buf).await.map_err(ProxyError::ClientIo)?;
+        let Some(read) = read_or_idle(idle, &mut cr, &mut buf).await else {
+            session
+                .metrics
+                .error(&session.service, "client_idle_timeout");
+            tracing::info!(service = %session.service.key(), peer = %session.peer, "client closed after client_idle_timeout without a whole request");
+            return Ok(());
+        };
+        let n = read.map_err(ProxyError::ClientIo)?;
         busy = n == want;
         if n == 0 {
             let _ = uw.shutdown().await;
@@ -206,6 +215,7 @@ async fn forward_requests(
                     if let Some(u) = &user {
                         u.requests.inc();
                     }
+                    idle.touch();
                     let pending = whole_request(&frame)?;
                     let local = matches!(pending, Pending::Local(_));
                     if tx.send(pending).await.is_err() {
@@ -285,7 +295,7 @@ async fn forward_responses(
     mut ur: impl AsyncRead + Unpin,
     mut cw: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Pending>,
-    scanner: FrameScanner,
+    (scanner, idle): (FrameScanner, &Idle),
 ) -> Result<(), ConnError> {
     let mut splitter = FrameSplitter::new(scanner);
     let (mut buf, mut out) = (BytesMut::new(), BytesMut::new());
@@ -344,6 +354,10 @@ async fn forward_responses(
             reset(&mut out);
         }
         cw.flush().await.map_err(ProxyError::ClientIo)?;
+        if idle.limit.is_some() {
+            idle.touch();
+            idle.owe(exchange.waiting());
+        }
     }
 }
 

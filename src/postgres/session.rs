@@ -26,7 +26,6 @@ use crate::metrics::Metrics;
 use crate::session::Session;
 use crate::snapshot::ServiceRuntime;
 
-const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long a killed client's last error may take to go out.
 const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -62,7 +61,8 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
     pooled(session, pools, login, client).await;
 }
 
-/// `max_client_conn`, then the startup phase and authentication (within LOGIN_TIMEOUT);
+/// `max_client_conn`, then the startup phase and authentication (within
+/// `client_login_timeout`, else closed with PostgreSQL's `authentication_timeout` words);
 /// None when the client was refused (and told why) or left.
 async fn admit(session: &Session, pools: &PgPools, client: &mut Wire) -> Option<Login> {
     let service = &session.service;
@@ -72,13 +72,23 @@ async fn admit(session: &Session, pools: &PgPools, client: &mut Wire) -> Option<
         let _ = client.send(&build::error("FATAL", "53300", text)).await;
         return None;
     }
-    match tokio::time::timeout(LOGIN_TIMEOUT, startup::open(client, service, &session.peer)).await {
-        Ok(Ok(Opening::Login(login))) => Some(login),
-        Ok(Ok(Opening::Refused(error))) => {
+    let limit = service.spec.pg.client_login_timeout;
+    let Ok(opened) =
+        tokio::time::timeout(limit, startup::open(client, service, &session.peer)).await
+    else {
+        session.metrics.error(service, "login_timeout");
+        tracing::info!(service = %service.key(), peer = %session.peer, "client closed: no login within client_login_timeout");
+        let text = "canceling authentication due to timeout";
+        let _ = client.send(&build::error("FATAL", "08P01", text)).await;
+        return None;
+    };
+    match opened {
+        Ok(Opening::Login(login)) => Some(login),
+        Ok(Opening::Refused(error)) => {
             let _ = client.send(&error).await;
             None
         }
-        Ok(Ok(Opening::AuthFailed { user, error })) => {
+        Ok(Opening::AuthFailed { user, error }) => {
             session.metrics.error(service, "auth_failed");
             let labels = UserLabels::of(service, &user);
             session
@@ -154,6 +164,7 @@ async fn pooled(session: Session, pools: Arc<PgPools>, login: Login, mut client:
         counters: [None, None],
         traffic: Tally::default(),
         query: None,
+        active_at: Instant::now(),
         pool_cache: Vec::new(),
         served: None,
         pool_mode: service.spec.pg.pool_mode_for(&login.user),
@@ -237,6 +248,9 @@ pub(super) struct PgSession {
     /// While a server answer is outstanding: when it was asked (for SHOW STATS'
     /// `total_query_time` and `query_timeout`), and whether it was cancelled already.
     pub(super) query: Option<(Instant, bool)>,
+    /// The last whole client message or server answer: the idle limits count from it, so
+    /// a client trickling the bytes of one message (slowloris) is not busy.
+    pub(super) active_at: Instant,
 }
 
 impl PgSession {
@@ -291,13 +305,23 @@ impl PgSession {
                 None => read.await,
             };
             match read {
-                Read::Server(Ok(())) => self.on_server_frames(),
+                Read::Server(Ok(())) => {
+                    self.active_at = Instant::now();
+                    self.on_server_frames();
+                }
                 Read::Server(Err(_)) => self.server_lost(None),
                 Read::Client(Ok(())) => {}
                 Read::Client(Err(_)) => return,
                 Read::Timeout(Expired::Close((code, text))) => {
                     // `finish` then closes a server left mid-transaction (PostgreSQL rolls
                     // it back) and gives back a clean one.
+                    let kind = if code == "25P03" {
+                        "idle_transaction_timeout"
+                    } else {
+                        "client_idle_timeout"
+                    };
+                    self.metrics.error(&self.service, kind);
+                    tracing::info!(service = %self.service.key(), reason = kind, "client closed for idling");
                     let _ = client.send(&build::error("FATAL", code, text)).await;
                     return;
                 }
@@ -341,6 +365,7 @@ impl PgSession {
                 break;
             }
             self.traffic.received += frame.bytes().len() as u64;
+            self.active_at = Instant::now();
             if frame.tag() == msg::front::TERMINATE {
                 return Ok(false);
             }

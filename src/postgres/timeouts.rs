@@ -58,7 +58,7 @@ impl PgSession {
     /// outstanding: `query_timeout` from when the query went out (a cancel). Otherwise the
     /// client is the one expected to speak: `idle_transaction_timeout` inside a
     /// transaction, `client_idle_timeout` otherwise (a close, with the error PostgreSQL's
-    /// own idle timeouts give).
+    /// own idle timeouts give), counted from the last whole message either way.
     pub(super) fn idle_limit(&mut self) -> Option<(std::time::Duration, Expired)> {
         let pg = &self.service.spec.pg;
         if self.flow.owes() {
@@ -67,14 +67,15 @@ impl PgSession {
             let left = limit.saturating_sub(started.elapsed());
             return (!cancelled).then_some((left, Expired::Cancel));
         }
+        let idle = self.active_at.elapsed();
         match self.lease.as_ref().map(|l| l.server.status) {
             Some(b'T' | b'E') => pg.idle_transaction_timeout.map(|t| {
                 let text = "terminating connection due to idle-in-transaction timeout";
-                (t, Expired::Close(("25P03", text)))
+                (t.saturating_sub(idle), Expired::Close(("25P03", text)))
             }),
             _ => pg.client_idle_timeout.map(|t| {
                 let text = "terminating connection due to idle-session timeout";
-                (t, Expired::Close(("57P05", text)))
+                (t.saturating_sub(idle), Expired::Close(("57P05", text)))
             }),
         }
     }

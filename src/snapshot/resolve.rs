@@ -82,6 +82,11 @@ pub(super) fn resolve(
         sharding: svc.sharding,
         auto_eject_hosts: svc.auto_eject_hosts.unwrap_or(false),
         request_timeout: svc.request_timeout.map(|t| t.0),
+        client_idle_timeout: match (svc.client_idle_timeout, svc.kind) {
+            (Some(t), _) => Some(t.0),
+            (None, crate::config::ServiceKind::Kafka) => Some(Duration::from_secs(600)),
+            (None, _) => None,
+        },
         limits: resp_limits(svc),
         output_limit: svc
             .client_output_buffer_limit
@@ -114,6 +119,9 @@ fn pg_spec(svc: &crate::config::ServiceConfig) -> PgSpec {
             .map_or(Duration::from_secs(5), |t| t.0),
         idle_transaction_timeout: svc.idle_transaction_timeout.map(|t| t.0),
         client_idle_timeout: svc.client_idle_timeout.map(|t| t.0),
+        client_login_timeout: svc
+            .client_login_timeout
+            .map_or(Duration::from_secs(60), |t| t.0),
         query_timeout: svc.query_timeout.map(|t| t.0),
         stats_period: svc.stats_period.map_or(Duration::from_secs(60), |t| t.0),
         server_idle_timeout: svc

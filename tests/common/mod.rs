@@ -1,8 +1,11 @@
 //! Shared harness for integration tests: real backends and the real `throome` binary.
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod chaos;
 pub mod differential;
+pub mod fault_relay;
 pub mod gateway;
+pub mod hostile;
 pub mod kafka;
 pub mod pg;
 pub mod pg_diff;

@@ -76,6 +76,11 @@ impl RedisServer {
         );
     }
 
+    /// The server's process id (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Kills the server (SIGKILL: a crash, not a polite shutdown).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

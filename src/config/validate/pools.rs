@@ -105,7 +105,11 @@ fn postgres_only(name: &str, s: &ServiceConfig) -> Result<(), String> {
             "idle_transaction_timeout",
             s.idle_transaction_timeout.is_some(),
         ),
-        ("client_idle_timeout", s.client_idle_timeout.is_some()),
+        ("client_login_timeout", s.client_login_timeout.is_some()),
+        (
+            "client_idle_timeout",
+            s.client_idle_timeout.is_some() && s.kind == ServiceKind::Tcp,
+        ),
         ("query_timeout", s.query_timeout.is_some()),
         ("stats_period", s.stats_period.is_some()),
         ("server_idle_timeout", s.server_idle_timeout.is_some()),
@@ -141,6 +145,7 @@ fn postgres_only(name: &str, s: &ServiceConfig) -> Result<(), String> {
     {
         let which = match *key {
             "max_client_conn" => "postgres and redis",
+            "client_idle_timeout" => "postgres, redis and kafka",
             _ => "postgres",
         };
         return Err(format!(

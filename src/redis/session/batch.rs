@@ -93,6 +93,7 @@ impl Client {
         }
         *n += 1;
         *owed += 1;
+        self.queued += 1;
         batch.bytes.extend_from_slice(req.frame());
         if let Some(frames) = replay {
             frames.push(req.frame().clone());

@@ -7,7 +7,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use throome_resp::RequestScanner;
 
-use super::{Client, EOF_LINGER, Flow, HOLD_READ_LIMIT, MAX_PENDING, Pending, io, replies};
+use super::{
+    BEHIND_COMMANDS, Client, EOF_LINGER, Flow, HOLD_READ_LIMIT, MAX_PENDING, Pending, io, replies,
+};
 use crate::redis::encode;
 
 /// Where the loop stands.
@@ -21,6 +23,8 @@ struct Progress {
     hold: bool,
     /// When to stop waiting for replies after the client left.
     give_up: Option<tokio::time::Instant>,
+    /// Whole requests handled so far.
+    handled: u64,
 }
 
 /// What scanning the read bytes left.
@@ -37,13 +41,21 @@ impl Client {
         let mut scanner = RequestScanner::new(self.service.spec.limits);
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut at = Progress::default();
+        let idle_limit = self.service.spec.client_idle_timeout;
+        let mut active_at = tokio::time::Instant::now();
+        let mut was_busy = false;
         loop {
             if at.hold && self.pending.is_empty() {
                 at.hold = false;
                 self.activity.unblocked();
             }
+            if self.pending.is_empty() {
+                // Whatever path emptied it, nothing is in flight.
+                self.queued = 0;
+            }
             // Every whole request read so far is handled before waiting on anything: a
             // client that wrote its whole pipeline sends nothing more until it is answered.
+            let handled = at.handled;
             let unscanned = match self.scan_all(&mut scanner, &mut buf, &mut at).await {
                 Scanned::Done { unscanned } => unscanned,
                 Scanned::Raw(first) => return self.hand_over(client.stream, first, buf).await,
@@ -61,7 +73,7 @@ impl Client {
                 break;
             }
             // Requests left unread for want of room, which there is now.
-            let room = (!at.hold || self.pending.is_empty()) && self.pending.len() < MAX_PENDING;
+            let room = (!at.hold || self.pending.is_empty()) && !self.in_flight_full();
             if unscanned && room {
                 continue;
             }
@@ -69,14 +81,24 @@ impl Client {
                 self.pending.front(),
                 Some(Pending::Wait { .. } | Pending::Group { .. } | Pending::Merge { .. })
             );
-            let full =
-                self.pending.len() >= MAX_PENDING || (at.hold && buf.len() >= HOLD_READ_LIMIT);
+            let full = self.in_flight_full() || (at.hold && buf.len() >= HOLD_READ_LIMIT);
             let readable = !at.stop && !at.eof && !full;
             let linger = at
                 .give_up
                 .unwrap_or_else(|| tokio::time::Instant::now() + EOF_LINGER);
+            // Idle: owed nothing and no whole request since `active_at`; a blocked client
+            // waits by design, as in Redis.
+            let busy = at.handled != handled || !self.pending.is_empty() || !self.out.is_empty();
+            // Idle time starts when the last busy stretch ends (its last reply written).
+            if idle_limit.is_some() && (busy || was_busy) {
+                active_at = tokio::time::Instant::now();
+            }
+            was_busy = busy;
+            let idle_at = idle_limit.filter(|_| !busy).map(|t| active_at + t);
             tokio::select! {
-                () = replies::wait_front(&mut self.pending, &self.metrics, &self.service), if waiting => {}
+                n = replies::wait_front_counted(&mut self.pending, &self.metrics, &self.service), if waiting => {
+                    self.queued = self.queued.saturating_sub(n);
+                }
                 turn = client.turn(&mut self.out, &mut buf, readable) => match turn {
                     io::Io::Wrote => {}
                     io::Io::Read => {
@@ -87,6 +109,9 @@ impl Client {
                     io::Io::Failed => return,
                 },
                 () = tokio::time::sleep_until(linger), if at.give_up.is_some() => return,
+                () = sleep_until_some(idle_at), if idle_at.is_some() && !at.hold => {
+                    return self.idled();
+                }
             }
         }
         let _ = client.stream.shutdown().await;
@@ -101,16 +126,19 @@ impl Client {
         at: &mut Progress,
     ) -> Scanned {
         while !at.stop {
-            if at.hold || self.pending.len() >= MAX_PENDING {
+            if at.hold || self.in_flight_full() {
                 return Scanned::Done { unscanned: true };
             }
             match scanner.scan(buf) {
-                Ok(Some(req)) => match self.handle(req).await {
-                    Flow::Continue => {}
-                    Flow::Hold => at.hold = true,
-                    Flow::Stop => at.stop = true,
-                    Flow::Raw(first) => return Scanned::Raw(first),
-                },
+                Ok(Some(req)) => {
+                    at.handled += 1;
+                    match self.handle(req).await {
+                        Flow::Continue => {}
+                        Flow::Hold => at.hold = true,
+                        Flow::Stop => at.stop = true,
+                        Flow::Raw(first) => return Scanned::Raw(first),
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     self.metrics.error(&self.service, "client_protocol");
@@ -130,11 +158,37 @@ impl Client {
     fn client_closed(&mut self, at: &mut Progress) {
         at.eof = true;
         if at.hold {
-            self.pending.pop_back();
+            if let Some(blocked) = self.pending.pop_back() {
+                self.queued = self.queued.saturating_sub(blocked.commands());
+            }
             self.muted.pop_back();
             at.stop = true;
         }
         at.give_up = Some(tokio::time::Instant::now() + EOF_LINGER);
+    }
+
+    /// No more requests may go out now: `MAX_PENDING` commands are in flight, or fewer
+    /// while replies wait for the client to take them (`out` holds only what its socket
+    /// did not take).
+    fn in_flight_full(&self) -> bool {
+        let cap = if self.out.is_empty() {
+            MAX_PENDING
+        } else {
+            BEHIND_COMMANDS
+        };
+        // Nothing in flight: whatever the count says, there is room (it cannot stall).
+        !self.pending.is_empty() && (self.pending.len() >= MAX_PENDING || self.queued >= cap)
+    }
+
+    /// `client_idle_timeout` passed with nothing asked: closed, as redis-server closes a
+    /// client idle past its `timeout` (silently; the log line and counter are the proxy's).
+    fn idled(&mut self) {
+        self.metrics.error(&self.service, "client_idle_timeout");
+        tracing::info!(
+            service = %self.service.key(),
+            client = self.state.id,
+            "client closed after client_idle_timeout without a whole request"
+        );
     }
 
     /// The client let more reply bytes pile up than `client_output_buffer_limit`: closed, as
@@ -147,5 +201,13 @@ impl Client {
             bytes = self.out.len(),
             "client closed for overcoming of output buffer limits"
         );
+    }
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -43,6 +43,12 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Requests in flight per client before we stop reading from it (backpressure).
 const MAX_PENDING: usize = 4096;
+/// The same while the client is behind: replies it has not taken wait in the proxy. A
+/// client that never reads then has this many commands out at a time, and reaches `client_output_buffer_limit` as in Redis, instead of
+/// thousands of large replies piling up in the backend's output buffer for the shared
+/// connection (which redis-server does not bound: a flood of `GET big` made it run out of
+/// memory).
+const BEHIND_COMMANDS: usize = 2 * MAX_GROUP as usize;
 /// How long replies are still awaited after the client closed its side.
 const EOF_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 /// Bytes read ahead from a client while its blocking command waits.
@@ -106,6 +112,18 @@ enum Pending {
         /// A cluster redirect for one part, to follow before waiting on.
         redirect: Option<(usize, Hop)>,
     },
+}
+
+impl Pending {
+    /// How many commands' replies this still waits for (none once it is ready).
+    fn commands(&self) -> usize {
+        match self {
+            Pending::Ready(_) => 0,
+            Pending::Group { n, .. } => *n as usize,
+            Pending::Regroup { frames, .. } => frames.len(),
+            _ => 1,
+        }
+    }
 }
 
 /// One shard's (or slot's) part of a split command.
@@ -182,6 +200,7 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
         service,
         metrics: session.metrics.clone(),
         pending: VecDeque::new(),
+        queued: 0,
         muted: VecDeque::new(),
         mute_now: false,
         replies_off: false,
@@ -229,6 +248,8 @@ struct Client {
     pools: Arc<Pools>,
     metrics: Arc<Metrics>,
     pending: VecDeque<Pending>,
+    /// Commands whose replies `pending` owes (a group counts its requests).
+    queued: usize,
     /// Per entry of `pending`: its reply is dropped (CLIENT REPLY OFF or SKIP).
     muted: VecDeque<bool>,
     /// Replies of the request being handled are dropped; CLIENT REPLY's state.
@@ -286,6 +307,7 @@ impl Client {
     /// Owes the client a reply (or a group of them), dropped on arrival when the client
     /// turned replies off (CLIENT REPLY OFF or SKIP).
     fn owe(&mut self, p: Pending) {
+        self.queued += p.commands();
         self.pending.push_back(p);
         self.muted.push_back(self.mute_now);
     }

@@ -21,6 +21,7 @@ impl Client {
         // One clock reading for every reply collected now.
         let now = Instant::now();
         while let Some(front) = self.pending.front_mut() {
+            let commands = front.commands();
             let bytes = match front {
                 Pending::Ready(b) => std::mem::take(b),
                 Pending::Group { rx, .. } => {
@@ -56,6 +57,7 @@ impl Client {
                 self.out.extend_from_slice(&bytes);
             }
             self.pending.pop_front();
+            self.queued = self.queued.saturating_sub(commands);
         }
     }
 
@@ -68,7 +70,8 @@ impl Client {
             if self.pending.is_empty() {
                 return;
             }
-            wait_front(&mut self.pending, &self.metrics, &self.service).await;
+            let n = wait_front_counted(&mut self.pending, &self.metrics, &self.service).await;
+            self.queued = self.queued.saturating_sub(n);
         }
     }
 
@@ -88,12 +91,19 @@ impl Client {
     }
 }
 
-/// Waits for the reply at the front and puts its bytes in its place.
-pub(super) async fn wait_front(
+/// `wait_front`, returning how many commands' replies came in.
+pub(super) async fn wait_front_counted(
     pending: &mut VecDeque<Pending>,
     metrics: &Metrics,
     service: &ServiceRuntime,
-) {
+) -> usize {
+    let before = pending.front().map_or(0, Pending::commands);
+    wait_front(pending, metrics, service).await;
+    before.saturating_sub(pending.front().map_or(0, Pending::commands))
+}
+
+/// Waits for the reply at the front and puts its bytes in its place.
+async fn wait_front(pending: &mut VecDeque<Pending>, metrics: &Metrics, service: &ServiceRuntime) {
     let Some(front) = pending.front_mut() else {
         return;
     };
