@@ -189,8 +189,11 @@ impl PgSession {
             self.lost = Some(error);
             return;
         }
-        self.to_client.extend_from_slice(&error);
+        // Every batch still owed an answer gets the error: a Query or Sync pipelined behind
+        // the first would otherwise get a bare ReadyForQuery, and a driver takes that for
+        // success (a COMMIT the server never saw, acknowledged).
         for _ in 0..owed {
+            self.to_client.extend_from_slice(&error);
             self.to_client
                 .extend_from_slice(&build::ready_for_query(b'I'));
         }

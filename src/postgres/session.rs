@@ -326,6 +326,7 @@ impl PgSession {
                     return;
                 }
                 Read::Timeout(Expired::Cancel) => self.cancel_query(),
+                Read::Timeout(Expired::Abandon) => self.abandon_query(),
             }
         }
     }

@@ -25,6 +25,9 @@ pub(super) enum Expired {
     Close(IdleError),
     /// The running query is cancelled.
     Cancel,
+    /// The cancel did not end the query either (a frozen or unreachable server): the server
+    /// is given up, the client gets an error and, in transaction mode, a new server next.
+    Abandon,
 }
 
 impl PgSession {
@@ -38,6 +41,16 @@ impl PgSession {
             let target = Target::of(&lease.server);
             tokio::spawn(async move { super::cancel::send(&target).await });
         }
+    }
+
+    /// The server did not end the query after its cancel (frozen, or its postmaster
+    /// unreachable): closed, so the client is not held for ever.
+    pub(super) fn abandon_query(&mut self) {
+        self.metrics.error(&self.service, "query_timeout");
+        tracing::warn!(service = %self.service.key(), "server did not answer a cancel within query_timeout: closed");
+        let text = "canceling statement due to query_timeout: the server did not answer its cancel request";
+        self.query = None;
+        self.server_lost(Some(throome_pgwire::build::error("FATAL", "57014", text)));
     }
 
     /// Starts the query clock when an answer becomes outstanding and adds the time to the
@@ -58,14 +71,20 @@ impl PgSession {
     /// outstanding: `query_timeout` from when the query went out (a cancel). Otherwise the
     /// client is the one expected to speak: `idle_transaction_timeout` inside a
     /// transaction, `client_idle_timeout` otherwise (a close, with the error PostgreSQL's
-    /// own idle timeouts give), counted from the last whole message either way.
+    /// own idle timeouts give), counted from the last whole message either way. A query
+    /// still running `query_timeout` after its cancel is abandoned with its server.
     pub(super) fn idle_limit(&mut self) -> Option<(std::time::Duration, Expired)> {
         let pg = &self.service.spec.pg;
         if self.flow.owes() {
             let limit = pg.query_timeout?;
             let (started, cancelled) = self.query?;
+            if cancelled {
+                // The cancel gets as long again to work.
+                let left = (limit * 2).saturating_sub(started.elapsed());
+                return Some((left, Expired::Abandon));
+            }
             let left = limit.saturating_sub(started.elapsed());
-            return (!cancelled).then_some((left, Expired::Cancel));
+            return Some((left, Expired::Cancel));
         }
         let idle = self.active_at.elapsed();
         match self.lease.as_ref().map(|l| l.server.status) {

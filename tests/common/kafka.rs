@@ -48,6 +48,21 @@ impl Tansu {
         Tansu::start_with(Some(advertised))
     }
 
+    /// A broker keeping its data in a SQLite file in `dir`, so a restart keeps what it
+    /// acknowledged.
+    pub fn start_persistent(dir: &std::path::Path) -> Tansu {
+        let mut t = Tansu {
+            port: free_port(),
+            child: None,
+            storage: "sqlite://tansu.db".into(),
+            dir: Some(dir.to_path_buf()),
+            authentication: false,
+            advertised: None,
+        };
+        t.restart();
+        t
+    }
+
     fn start_with(advertised: Option<u16>) -> Tansu {
         let mut t = Tansu {
             port: free_port(),

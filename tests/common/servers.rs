@@ -233,10 +233,23 @@ impl Postgres {
             .status()
             .expect("initdb not found: run scripts/setup.sh");
         assert!(status.success(), "initdb failed");
-        let port = free_port();
+        let mut pg = Postgres {
+            port: free_port(),
+            child: None,
+            dir,
+        };
+        pg.restart();
+        pg
+    }
+
+    /// Starts the server (again) on the same data directory and port, as after a crash:
+    /// PostgreSQL recovers from its WAL.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let port = self.port;
         let mut pg = Command::new(pg_bin("postgres"));
         pg.arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .args([
                 "-p",
                 &port.to_string(),
@@ -246,11 +259,11 @@ impl Postgres {
                 "fsync=off",
             ])
             .arg("-k")
-            .arg(dir.path())
+            .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         as_postgres_user(&mut pg);
-        let child = pg.spawn().expect("postgres");
+        self.child = Some(pg.spawn().expect("postgres"));
         let ready = eventually(Duration::from_secs(30), || {
             Command::new(pg_bin("pg_isready"))
                 .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
@@ -260,11 +273,34 @@ impl Postgres {
                 .unwrap_or(false)
         });
         assert!(ready, "postgres on port {port} did not become ready");
-        Postgres {
-            port,
-            child: Some(child),
-            dir,
+    }
+
+    /// The postmaster and every server process: SIGKILL, a crash (no checkpoint, no
+    /// goodbye to clients). fsync is off, but the operating system keeps what was written,
+    /// so a committed transaction survives, as it would with fsync on a power loss.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            self.signal_all("-KILL", c.id());
+            let _ = c.wait();
+            let port = self.port;
+            eventually(Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            });
         }
+    }
+
+    /// SIGSTOP (`freeze: true`) or SIGCONT to the postmaster and all its children: a server
+    /// that accepts connections and answers nothing.
+    pub fn freeze(&self, freeze: bool) {
+        let pid = self.child.as_ref().expect("running").id();
+        self.signal_all(if freeze { "-STOP" } else { "-CONT" }, pid);
+    }
+
+    fn signal_all(&self, sig: &str, pid: u32) {
+        let _ = Command::new("pkill")
+            .args([sig, "-P", &pid.to_string()])
+            .status();
+        let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
     }
 
     /// The directory of the server's Unix-domain socket (`.s.PGSQL.<port>`).
