@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::chaos::{RssSampler, Tally, assert_fds_back, errors_of, fds};
+use common::chaos::{RssSampler, Tally, assert_fds_back, errors_of, fds, repeat};
 use common::gateway::one_service;
 use common::hostile::{churn, never_send, send_until_closed, slowloris};
 use common::{Postgres, RedisServer};
@@ -20,32 +20,6 @@ use common::{Postgres, RedisServer};
 /// Every limit below is one second; a client must be cut off within this.
 const CUT_OFF: Duration = Duration::from_millis(2500);
 const RSS_BOUND_KIB: u64 = 256 * 1024;
-
-/// A well-behaved client on its own thread until `stop`: `step` returns whether the reply
-/// was the one asked for (Err: an error).
-fn good_client(
-    stop: &Arc<AtomicBool>,
-    tally: &Arc<Tally>,
-    mut step: impl FnMut(u64) -> Result<bool, String> + Send + 'static,
-) -> std::thread::JoinHandle<()> {
-    let (stop, tally) = (stop.clone(), tally.clone());
-    std::thread::spawn(move || {
-        let mut i = 0;
-        while !stop.load(Ordering::SeqCst) {
-            i += 1;
-            let started = Instant::now();
-            match step(i) {
-                Ok(true) => tally.ok(),
-                Ok(false) => tally.wrong(),
-                Err(e) => {
-                    eprintln!("good client {i}: {e}");
-                    tally.error(started);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    })
-}
 
 fn assert_good(tally: &Tally, line: &str) {
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -63,7 +37,7 @@ fn hostile_redis_clients_are_cut_off_and_others_do_not_notice() {
     let rss = RssSampler::start(pid);
     let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
     let mut con = common::redis_con(port);
-    let good = good_client(&stop, &tally, move |i| {
+    let good = repeat(&stop, &tally, move |i| {
         let v = format!("good:{i}");
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
@@ -189,7 +163,7 @@ fn hostile_postgres_clients_are_cut_off_and_others_do_not_notice() {
         .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
         .unwrap();
     runtime.spawn(conn);
-    let good = good_client(&stop, &tally, move |i| {
+    let good = repeat(&stop, &tally, move |i| {
         let v = format!("good:{i}");
         let row = runtime
             .block_on(client.query_one("SELECT $1::text", &[&v]))

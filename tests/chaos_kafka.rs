@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 
 use common::chaos::{RssSampler, assert_fds_back, errors_of, fds};
 use common::hostile::{never_send, send_until_closed, slowloris};
-use common::kafka::{Tansu, free_broker_port_base, kafka_cluster, kcat};
+use common::kafka::{
+    Tansu, chaos_report, free_broker_port_base, kafka_chaos_client, kafka_cluster, kcat,
+};
 use common::{Throome, eventually, free_port};
-
-fn python() -> String {
-    format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR"))
-}
 
 /// `kcat -L` through the proxy lists `topic`.
 fn lists(listen: u16, topic: &str) -> bool {
@@ -60,16 +58,7 @@ fn broker_crash_and_restart_loses_no_acknowledged_record() {
     let (gw, listen) = gateway("kc", tansu.port, "");
     let (pid, fd_base) = (gw.pid(), fds(gw.pid()));
     let rss = RssSampler::start(pid);
-    let client = std::process::Command::new(python())
-        .arg(format!(
-            "{}/tests/clients/kafka_chaos.py",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .args([&format!("127.0.0.1:{listen}"), "orders", "chaos", "6"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let client = kafka_chaos_client(listen, "orders", "chaos", 6);
     std::thread::sleep(Duration::from_millis(2000));
     tansu.kill();
     std::thread::sleep(Duration::from_millis(1000));
@@ -77,15 +66,8 @@ fn broker_crash_and_restart_loses_no_acknowledged_record() {
     let restarted = Instant::now();
     assert!(eventually(Duration::from_secs(15), || api_versions(listen)));
     let recovered = restarted.elapsed();
-    let out = client.wait_with_output().unwrap();
+    let report = chaos_report(client);
     let peak = rss.peak_kib();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     let line = format!("chaos kafka crash: {report} recovery {recovered:?} peak rss {peak} KiB");
     eprintln!("{line}");
     assert!(report["acked"].as_u64().unwrap() > 100, "{line}");

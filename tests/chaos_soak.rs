@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::chaos::{Tally, fds, rss_kib};
+use common::chaos::{Tally, fds, repeat, rss_kib};
 use common::gateway::cluster_of;
-use common::kafka::{Tansu, free_broker_port_base, kafka_cluster};
+use common::kafka::{
+    Tansu, chaos_report, free_broker_port_base, kafka_chaos_client, kafka_cluster,
+};
 use common::{Postgres, RedisServer, Throome, free_port};
 
 fn soak_secs() -> u64 {
@@ -21,31 +23,6 @@ fn soak_secs() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60)
-}
-
-/// Runs `step` in a loop on its own thread until `stop`, counting into `tally`.
-fn looping(
-    stop: &Arc<AtomicBool>,
-    tally: &Arc<Tally>,
-    mut step: impl FnMut(u64) -> Result<bool, String> + Send + 'static,
-) -> std::thread::JoinHandle<()> {
-    let (stop, tally) = (stop.clone(), tally.clone());
-    std::thread::spawn(move || {
-        let mut i = 0;
-        while !stop.load(Ordering::SeqCst) {
-            i += 1;
-            let started = Instant::now();
-            match step(i) {
-                Ok(true) => tally.ok(),
-                Ok(false) => tally.wrong(),
-                Err(e) => {
-                    eprintln!("soak step {i}: {e}");
-                    tally.error(started);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    })
 }
 
 #[test]
@@ -86,7 +63,7 @@ fn mixed_load_on_all_three_protocols_keeps_memory_and_descriptors_flat() {
     let mut threads = Vec::new();
     for w in 0..2 {
         let mut con = common::redis_con(rp);
-        threads.push(looping(&stop, &tally, move |i| {
+        threads.push(repeat(&stop, &tally, move |i| {
             let (key, value) = (format!("soak:{w}:{}", i % 1000), format!("{w}:{i}"));
             let mut pipe = redis::pipe();
             pipe.cmd("SET")
@@ -109,29 +86,14 @@ fn mixed_load_on_all_three_protocols_keeps_memory_and_descriptors_flat() {
             .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
             .unwrap();
         runtime.spawn(conn);
-        threads.push(looping(&stop, &tally, move |i| {
+        threads.push(repeat(&stop, &tally, move |i| {
             let v = format!("{w}:{i}");
             let row = runtime.block_on(client.query_one("SELECT $1::text", &[&v]));
             Ok(row.map_err(|e| e.to_string())?.get::<_, String>(0) == v)
         }));
     }
     // Kafka: the chaos client produces for the whole soak, then consumes and checks.
-    let kafka =
-        std::process::Command::new(format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")))
-            .arg(format!(
-                "{}/tests/clients/kafka_chaos.py",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .args([
-                &format!("127.0.0.1:{kp}"),
-                "soak",
-                "soak",
-                &secs.to_string(),
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+    let kafka = kafka_chaos_client(kp, "soak", "soak", secs);
 
     let mut samples = Vec::new();
     let started = Instant::now();
@@ -141,14 +103,7 @@ fn mixed_load_on_all_three_protocols_keeps_memory_and_descriptors_flat() {
     }
     stop.store(true, Ordering::SeqCst);
     threads.into_iter().for_each(|t| t.join().unwrap());
-    let out = kafka.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let report = chaos_report(kafka);
 
     let line = tally.report(
         "soak",

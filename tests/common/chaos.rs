@@ -118,3 +118,29 @@ impl Tally {
         line
     }
 }
+
+/// A client on its own thread until `stop`: `step(i)` returns whether the reply was the
+/// one asked for (Err: an error), counted in `tally`.
+pub fn repeat(
+    stop: &Arc<AtomicBool>,
+    tally: &Arc<Tally>,
+    mut step: impl FnMut(u64) -> Result<bool, String> + Send + 'static,
+) -> JoinHandle<()> {
+    let (stop, tally) = (stop.clone(), tally.clone());
+    std::thread::spawn(move || {
+        let mut i = 0;
+        while !stop.load(Ordering::SeqCst) {
+            i += 1;
+            let started = Instant::now();
+            match step(i) {
+                Ok(true) => tally.ok(),
+                Ok(false) => tally.wrong(),
+                Err(e) => {
+                    eprintln!("step {i}: {e}");
+                    tally.error(started);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+}

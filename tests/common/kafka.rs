@@ -51,14 +51,7 @@ impl Tansu {
     /// A broker keeping its data in a SQLite file in `dir`, so a restart keeps what it
     /// acknowledged.
     pub fn start_persistent(dir: &std::path::Path) -> Tansu {
-        let mut t = Tansu {
-            port: free_port(),
-            child: None,
-            storage: "sqlite://tansu.db".into(),
-            dir: Some(dir.to_path_buf()),
-            authentication: false,
-            advertised: None,
-        };
+        let mut t = Tansu::stopped_on_sqlite(dir);
         t.restart();
         t
     }
@@ -76,6 +69,18 @@ impl Tansu {
         t
     }
 
+    /// Not started yet: storage in a SQLite file in `dir`.
+    fn stopped_on_sqlite(dir: &std::path::Path) -> Tansu {
+        Tansu {
+            port: free_port(),
+            child: None,
+            storage: "sqlite://tansu.db".into(),
+            dir: Some(dir.to_path_buf()),
+            authentication: false,
+            advertised: None,
+        }
+    }
+
     /// A broker that requires SASL (`--authentication`), keeping its data in a SQLite file
     /// in `dir`. A secured broker lets no unauthenticated client create users or topics, so
     /// an open broker over the same file makes the SCRAM `users` (name, password,
@@ -85,14 +90,7 @@ impl Tansu {
         users: &[(&str, &str, &str)],
         topics: &[&str],
     ) -> Tansu {
-        let mut t = Tansu {
-            port: free_port(),
-            child: None,
-            storage: "sqlite://tansu.db".into(),
-            dir: Some(dir.to_path_buf()),
-            authentication: false,
-            advertised: None,
-        };
+        let mut t = Tansu::stopped_on_sqlite(dir);
         t.restart();
         for (name, password, mechanism) in users {
             t.tansu(&["user", "create", "--mechanism", mechanism, name, password]);
@@ -232,4 +230,35 @@ pub fn api_requests(metrics: &str, svc: &str, api: &str) -> u64 {
         .find(|l| l.starts_with("throome_requests_total") && l.contains(&needle))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Starts `tests/clients/kafka_chaos.py` (confluent-kafka): it produces to `topic` for
+/// `secs`, then consumes it with group `group`; read its report with `chaos_report`.
+pub fn kafka_chaos_client(listen: u16, topic: &str, group: &str, secs: u64) -> Child {
+    let root = env!("CARGO_MANIFEST_DIR");
+    Command::new(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/tests/clients/kafka_chaos.py"))
+        .args([
+            &format!("127.0.0.1:{listen}"),
+            topic,
+            group,
+            &secs.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the venv's python: run scripts/setup.sh")
+}
+
+/// The JSON report `kafka_chaos.py` printed (acked, lost, misattributed, failed,
+/// slowest_failure_ms), once it ended successfully.
+pub fn chaos_report(client: Child) -> serde_json::Value {
+    let out = client.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(text.trim()).unwrap()
 }
