@@ -361,3 +361,96 @@ async fn a_lost_server_fails_every_pipelined_batch() {
     // The client goes on, on another server.
     c.batch_execute("SELECT 1").await.unwrap();
 }
+
+/// A login through `port` gets as far as the server's first answer (trust: AuthenticationOk).
+fn logs_in(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut startup = 196_608i32.to_be_bytes().to_vec();
+    startup.extend_from_slice(b"user\0postgres\0\0");
+    let mut packet = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&startup);
+    let mut first = [0u8; 1];
+    s.write_all(&packet).is_ok() && s.read_exact(&mut first).is_ok() && first[0] == b'R'
+}
+
+/// The storm's cluster file `n`: the loaded service's pool size and timeouts change every
+/// time; a second service comes and goes.
+fn storm_file(n: usize, listen: u16, backend: u16, extra: u16) -> String {
+    let service = format!(
+        "    username: postgres\n    pool_size: {}\n    query_timeout: {}\n    query_wait_timeout: 5\n",
+        4 + n % 5,
+        1 + n % 3
+    );
+    let s = common::gateway::cluster_of(
+        "postgres",
+        "storm",
+        "db",
+        listen,
+        &[(backend, "primary", 1)],
+        &service,
+        HEALTH,
+    );
+    if n % 4 >= 2 {
+        return s;
+    }
+    let other = format!(
+        "services:\n  other:\n    type: postgres\n    username: postgres\n    listen: \"127.0.0.1:{extra}\"\n    backends:\n      - {{ host: 127.0.0.1, port: {backend}, role: primary }}\n"
+    );
+    s.replacen("services:\n", &other, 1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_reloads_under_load_break_no_transaction() {
+    let pg = Postgres::start();
+    table(pg.port).await;
+    let (listen, extra) = (common::free_port(), common::free_port());
+    let backend = pg.port;
+    let gw = tokio::task::spawn_blocking(move || {
+        let opts = common::gateway::Options {
+            watch: false,
+            ..Default::default()
+        };
+        common::Throome::start_with(&[("storm", &storm_file(0, listen, backend, extra))], opts)
+    })
+    .await
+    .unwrap();
+    let load = Load::start(listen, 4);
+    let gw = tokio::task::spawn_blocking(move || {
+        for n in 1..=100 {
+            let broken = n % 10 == 0;
+            let file = if broken {
+                "cluster_id: storm\nservices: [\n".to_string()
+            } else {
+                storm_file(n, listen, backend, extra)
+            };
+            gw.write_cluster("storm", &file);
+            let (status, body) = gw.post("/api/v1/reload", "");
+            assert_eq!(status == 200, !broken, "reload {n}: {body}");
+            if !broken {
+                // A removed service's listener closes once the reload is through.
+                let want = n % 4 < 2;
+                let seen = common::eventually(Duration::from_secs(3), || logs_in(extra) == want);
+                assert!(seen, "reload {n}: the other service should be up: {want}");
+            }
+        }
+        gw
+    })
+    .await
+    .unwrap();
+    let (tally, all) = load.finish().await;
+    let committed = assert_nothing_lost(pg.port, &all).await;
+    let line = tally.report("postgres reload storm", &format!("committed {committed}"));
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    assert_eq!(n(&tally.misattributed), 0, "{line}");
+    assert_eq!(
+        n(&tally.errors),
+        0,
+        "reloads must not break transactions: {line}"
+    );
+    assert!(committed > 50, "{line}");
+    drop(gw);
+}
