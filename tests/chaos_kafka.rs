@@ -130,3 +130,43 @@ fn hostile_kafka_clients_are_cut_off_and_kcat_does_not_notice() {
     assert!(gw.log().contains("client closed after client_idle_timeout"));
     assert_fds_back(pid, fd_base);
 }
+
+#[test]
+fn latency_cut_replies_and_stalls_between_proxy_and_broker() {
+    // The broker advertises the relay, so every proxy connection to it goes through the
+    // faults.
+    let relay_port = free_port();
+    let tansu = Tansu::start_advertising(relay_port);
+    tansu.create_topic("flaky", 2);
+    let relay = common::fault_relay::FaultRelay::start_on(relay_port, tansu.port);
+    let (gw, listen) = gateway("kr", relay.port, "");
+    let client = kafka_chaos_client(listen, "flaky", "chaos", 7);
+    std::thread::sleep(Duration::from_millis(1000));
+    relay.set_latency(20);
+    std::thread::sleep(Duration::from_millis(1000));
+    relay.set_latency(0);
+    for _ in 0..3 {
+        relay.cut_next_reply();
+        assert!(eventually(Duration::from_secs(5), || relay.cut_done()));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    relay.stall(true);
+    std::thread::sleep(Duration::from_millis(2000));
+    relay.stall(false);
+    let report = chaos_report(client);
+    let line = format!("chaos kafka relay: {report}");
+    eprintln!("{line}");
+    assert!(report["acked"].as_u64().unwrap() > 100, "{line}");
+    assert_eq!(report["lost"], 0, "{line}");
+    assert_eq!(report["misattributed"], 0, "{line}");
+    assert!(
+        report["slowest_failure_ms"].as_u64().unwrap() <= 11_000,
+        "{line}"
+    );
+    assert!(lists(listen, "flaky"));
+    let metrics = gw.metrics();
+    assert!(
+        errors_of(&metrics, "backend_io") > 0,
+        "the cuts were seen: {metrics}"
+    );
+}

@@ -34,7 +34,11 @@ pub struct FaultRelay {
 impl FaultRelay {
     /// Listens on a free loopback port and relays every connection to `backend`.
     pub fn start(backend: u16) -> FaultRelay {
-        let port = super::free_port();
+        Self::start_on(super::free_port(), backend)
+    }
+
+    /// The same on `port`.
+    pub fn start_on(port: u16, backend: u16) -> FaultRelay {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let faults = Arc::new(Faults::default());
