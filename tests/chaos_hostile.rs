@@ -30,6 +30,7 @@ fn assert_good(tally: &Tally, line: &str) {
 
 #[test]
 fn hostile_redis_clients_are_cut_off_and_others_do_not_notice() {
+    let _serial = common::chaos::serial();
     let redis = RedisServer::start();
     let limits = "    client_idle_timeout: 1\n    client_output_buffer_limit: 1048576\n    proto_max_bulk_len: 1048576\n";
     let (gw, port) = one_service("redis", "hr", &[(redis.port, "primary", 1)], limits);
@@ -147,6 +148,7 @@ fn logged_in(port: u16) -> std::net::TcpStream {
 
 #[test]
 fn hostile_postgres_clients_are_cut_off_and_others_do_not_notice() {
+    let _serial = common::chaos::serial();
     let pg = Postgres::start();
     let limits =
         "    username: postgres\n    client_login_timeout: 1\n    client_idle_timeout: 1\n";

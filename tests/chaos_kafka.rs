@@ -52,6 +52,7 @@ fn gateway(id: &str, broker: u16, service_extra: &str) -> (Throome, u16) {
 
 #[test]
 fn broker_crash_and_restart_loses_no_acknowledged_record() {
+    let _serial = common::chaos::serial();
     let dir = tempfile::tempdir().unwrap();
     let mut tansu = Tansu::start_persistent(dir.path());
     tansu.create_topic("orders", 3);
@@ -99,6 +100,7 @@ fn frame(size: i32, body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn hostile_kafka_clients_are_cut_off_and_kcat_does_not_notice() {
+    let _serial = common::chaos::serial();
     let tansu = Tansu::start();
     tansu.create_topic("logs", 1);
     let limits = "    client_idle_timeout: 1\n    max_frame_bytes: 1048576\n";
@@ -133,6 +135,7 @@ fn hostile_kafka_clients_are_cut_off_and_kcat_does_not_notice() {
 
 #[test]
 fn latency_cut_replies_and_stalls_between_proxy_and_broker() {
+    let _serial = common::chaos::serial();
     // The broker advertises the relay, so every proxy connection to it goes through the
     // faults.
     let relay_port = free_port();

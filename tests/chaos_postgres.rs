@@ -203,6 +203,7 @@ async fn table(pg_port: u16) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_crash_and_restart_mid_load_loses_no_committed_row() {
+    let _serial = common::chaos::serial_async().await;
     let mut pg = Postgres::start();
     table(pg.port).await;
     let (gw, port) = gateway("crash", pg.port).await;
@@ -247,6 +248,7 @@ async fn server_crash_and_restart_mid_load_loses_no_committed_row() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn frozen_server_past_query_timeout_is_given_up_and_nothing_is_misattributed() {
+    let _serial = common::chaos::serial_async().await;
     let pg = Postgres::start();
     table(pg.port).await;
     let (gw, port) = gateway("frozen", pg.port).await;
@@ -274,6 +276,7 @@ async fn frozen_server_past_query_timeout_is_given_up_and_nothing_is_misattribut
 
 #[tokio::test(flavor = "multi_thread")]
 async fn latency_cut_replies_and_stalls_between_proxy_and_server() {
+    let _serial = common::chaos::serial_async().await;
     let pg = Postgres::start();
     table(pg.port).await;
     let relay = FaultRelay::start(pg.port);
@@ -325,6 +328,7 @@ async fn latency_cut_replies_and_stalls_between_proxy_and_server() {
 /// which drivers take for success: a commit acknowledged that never happened.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_server_fails_every_pipelined_batch() {
+    let _serial = common::chaos::serial_async().await;
     let pg = Postgres::start();
     table(pg.port).await;
     let (_gw, port) = gateway("pipelined", pg.port).await;
@@ -405,6 +409,7 @@ fn storm_file(n: usize, listen: u16, backend: u16, extra: u16) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_reloads_under_load_break_no_transaction() {
+    let _serial = common::chaos::serial_async().await;
     let pg = Postgres::start();
     table(pg.port).await;
     let (listen, extra) = (common::free_port(), common::free_port());

@@ -206,6 +206,7 @@ fn recovery(port: u16) -> Duration {
 
 #[test]
 fn backend_crash_and_restart_mid_load_loses_no_acknowledged_write() {
+    let _serial = common::chaos::serial();
     // Every write is on disk before its reply (appendfsync always), as a user who cannot
     // lose writes runs Redis; the crash is SIGKILL.
     let mut redis = RedisServer::start_with(
@@ -253,6 +254,7 @@ fn backend_crash_and_restart_mid_load_loses_no_acknowledged_write() {
 
 #[test]
 fn frozen_backend_gives_prompt_errors_and_no_late_reply_reaches_another_request() {
+    let _serial = common::chaos::serial();
     let redis = RedisServer::start();
     let (gw, listen) = gateway("frozen", redis.port, "");
     let load = Load::start(listen, 4);
@@ -282,6 +284,7 @@ fn frozen_backend_gives_prompt_errors_and_no_late_reply_reaches_another_request(
 
 #[test]
 fn latency_cut_replies_and_stalls_between_proxy_and_backend() {
+    let _serial = common::chaos::serial();
     let redis = RedisServer::start();
     let relay = FaultRelay::start(redis.port);
     let (gw, listen) = gateway("relay", relay.port, "");
@@ -345,6 +348,7 @@ fn storm_file(n: usize, listen: u16, a: u16, b: u16, extra: u16) -> String {
 
 #[test]
 fn a_hundred_reloads_under_load_break_no_client() {
+    let _serial = common::chaos::serial();
     let (a, b) = (RedisServer::start(), RedisServer::start());
     let (listen, extra) = (free_port(), free_port());
     let file = |n| storm_file(n, listen, a.port, b.port, extra);
@@ -387,6 +391,7 @@ fn a_hundred_reloads_under_load_break_no_client() {
 
 #[test]
 fn primary_killed_fails_over_to_its_replica_and_back() {
+    let _serial = common::chaos::serial();
     let aof = ["--appendonly", "yes", "--appendfsync", "always"];
     let mut primary = RedisServer::start_with(free_port(), &aof);
     let replicaof = primary.port.to_string();
@@ -439,6 +444,7 @@ fn primary_killed_fails_over_to_its_replica_and_back() {
 
 #[test]
 fn cluster_master_killed_under_load_fails_over_without_wrong_replies() {
+    let _serial = common::chaos::serial();
     let mut nodes = common::servers::redis_cluster(3, 1);
     let seed = nodes[0].port;
     let listen = free_port();

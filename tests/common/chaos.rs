@@ -144,3 +144,17 @@ pub fn repeat(
         }
     })
 }
+
+/// One scenario at a time in a test binary: the suites check timings (prompt errors,
+/// recovery within two health intervals) that scenarios running side by side on two
+/// cores would blur.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `serial` for async tests.
+pub async fn serial_async() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
