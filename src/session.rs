@@ -74,11 +74,41 @@ pub async fn run(session: Session, client: ClientConn) {
         let _ = tcp.set_nodelay(true);
     }
     tracing::debug!(cluster = %labels.cluster, service = %labels.service, peer = %session.peer, "client connected");
+    // Boxed, so a connection's task is the size of its own protocol's session, not the
+    // largest of the four (memory per idle connection).
     match session.service.spec.kind {
-        ServiceKind::Tcp => crate::tcp::serve(session, client).await,
-        ServiceKind::Redis => crate::redis::serve(session, client).await,
-        ServiceKind::Postgres => crate::postgres::serve(session, client).await,
-        ServiceKind::Kafka => crate::kafka::serve(session, client).await,
+        ServiceKind::Tcp => Box::pin(crate::tcp::serve(session, client)).await,
+        ServiceKind::Redis => Box::pin(crate::redis::serve(session, client)).await,
+        ServiceKind::Postgres => Box::pin(crate::postgres::serve(session, client)).await,
+        ServiceKind::Kafka => Box::pin(crate::kafka::serve(session, client)).await,
     }
     gauge.dec();
+}
+
+#[cfg(test)]
+mod tests {
+    fn future_size<A, B, F>(_: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every connection's task is allocated at this size for its whole life, idle or not
+    /// (`benches/idle_connections.sh`): rare paths are boxed where they are taken, and
+    /// `run` boxes the one protocol a connection speaks. Bounds for the debug build the
+    /// tests run on (release futures are smaller).
+    #[test]
+    fn connection_tasks_stay_small() {
+        let sizes = [
+            ("run", future_size(super::run), 512),
+            ("tcp", future_size(crate::tcp::serve), 1_536),
+            ("redis", future_size(crate::redis::serve), 7_680),
+            ("postgres", future_size(crate::postgres::serve), 6_144),
+            ("kafka", future_size(crate::kafka::serve), 3_072),
+        ];
+        for (name, size, bound) in sizes {
+            assert!(
+                size <= bound,
+                "{name}'s connection future is {size} bytes (bound {bound})"
+            );
+        }
+    }
 }

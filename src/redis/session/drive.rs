@@ -39,7 +39,8 @@ impl Client {
     pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, client: S) {
         let mut client = io::ClientIo::new(client);
         let mut scanner = RequestScanner::new(self.service.spec.limits);
-        let mut buf = BytesMut::with_capacity(16 * 1024);
+        // Allocated when the first bytes arrive (`io.rs`): a client that never sends holds none.
+        let mut buf = BytesMut::new();
         let mut at = Progress::default();
         let idle_limit = self.service.spec.client_idle_timeout;
         let mut active_at = tokio::time::Instant::now();
@@ -58,7 +59,9 @@ impl Client {
             let handled = at.handled;
             let unscanned = match self.scan_all(&mut scanner, &mut buf, &mut at).await {
                 Scanned::Done { unscanned } => unscanned,
-                Scanned::Raw(first) => return self.hand_over(client.stream, first, buf).await,
+                Scanned::Raw(first) => {
+                    return Box::pin(self.hand_over(client.stream, first, buf)).await;
+                }
             };
             self.flush_batch().await;
             self.settle().await;

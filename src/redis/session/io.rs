@@ -12,6 +12,9 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// Bytes read at a time (and a client's buffer once it has one).
+const READ_CHUNK: usize = 16 * 1024;
+
 /// What one turn of client I/O did.
 pub(super) enum Io {
     /// Everything owed to the client was written and flushed.
@@ -59,7 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
                 }
             }
             if readable {
-                match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, buf) {
+                match self.poll_read(cx, buf) {
                     Poll::Ready(Ok(n)) if n > 0 => return Poll::Ready(Io::Read),
                     Poll::Ready(_) => return Poll::Ready(Io::Closed),
                     Poll::Pending => {}
@@ -68,6 +71,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
             Poll::Pending
         })
         .await
+    }
+
+    /// Reads into `buf`. An empty `buf` may have no memory yet (an idle client holds none):
+    /// the read goes to the stack first and `buf` is allocated for what came, so waiting
+    /// costs nothing; a partial request already in `buf` is read onto directly.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        if !buf.is_empty() || buf.capacity() >= READ_CHUNK {
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            return tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, buf);
+        }
+        let mut stack = [0u8; READ_CHUNK];
+        let mut read = tokio::io::ReadBuf::new(&mut stack);
+        ready!(Pin::new(&mut self.stream).poll_read(cx, &mut read))?;
+        let got = read.filled();
+        buf.reserve(READ_CHUNK);
+        buf.extend_from_slice(got);
+        Poll::Ready(Ok(got.len()))
     }
 
     /// Writes `out` until the socket is full, then flushes.

@@ -205,7 +205,7 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
         mute_now: false,
         replies_off: false,
         skip_next: false,
-        out: BytesMut::with_capacity(16 * 1024),
+        out: BytesMut::new(),
         batch: None,
         spare: None,
         lane: Lane::Shared,

@@ -80,11 +80,13 @@ impl Client {
         loop {
             self.collect_ready();
             match self.pending.front() {
-                Some(Pending::Redirect { .. }) => self.follow_redirect().await,
-                Some(Pending::Regroup { .. }) => self.follow_regroup().await,
+                // Rare paths, boxed: their state would otherwise be part of every client's
+                // task, idle or not.
+                Some(Pending::Redirect { .. }) => Box::pin(self.follow_redirect()).await,
+                Some(Pending::Regroup { .. }) => Box::pin(self.follow_regroup()).await,
                 Some(Pending::Merge {
                     redirect: Some(_), ..
-                }) => self.follow_part_redirect().await,
+                }) => Box::pin(self.follow_part_redirect()).await,
                 _ => return,
             }
         }
