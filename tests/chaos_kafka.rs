@@ -40,6 +40,17 @@ fn api_versions(listen: u16) -> bool {
     s.write_all(&request).is_ok() && s.read_exact(&mut head).is_ok() && head[4..8] == [0, 0, 0, 7]
 }
 
+/// The chaos client's invariants: records went through, none acknowledged was lost or
+/// found at another offset, and failures were reported within librdkafka's
+/// message.timeout.ms (10 s).
+fn assert_delivered(report: &serde_json::Value, line: &str) {
+    assert!(report["acked"].as_u64().unwrap() > 100, "{line}");
+    assert_eq!(report["lost"], 0, "{line}");
+    assert_eq!(report["misattributed"], 0, "{line}");
+    let slowest = report["slowest_failure_ms"].as_u64().unwrap();
+    assert!(slowest <= 11_000, "{line}");
+}
+
 fn gateway(id: &str, broker: u16, service_extra: &str) -> (Throome, u16) {
     let (listen, base) = (free_port(), free_broker_port_base());
     let yaml = kafka_cluster(id, "events", listen, base, &[broker]);
@@ -71,14 +82,7 @@ fn broker_crash_and_restart_loses_no_acknowledged_record() {
     let peak = rss.peak_kib();
     let line = format!("chaos kafka crash: {report} recovery {recovered:?} peak rss {peak} KiB");
     eprintln!("{line}");
-    assert!(report["acked"].as_u64().unwrap() > 100, "{line}");
-    assert_eq!(report["lost"], 0, "{line}");
-    assert_eq!(report["misattributed"], 0, "{line}");
-    // librdkafka's message.timeout.ms is 10 s: a failure is reported within it.
-    assert!(
-        report["slowest_failure_ms"].as_u64().unwrap() <= 11_000,
-        "{line}"
-    );
+    assert_delivered(&report, &line);
     assert!(peak < 256 * 1024, "{line}");
     // Health checks every second, two good ones to be up again.
     assert!(recovered <= Duration::from_millis(2500), "{line}");
@@ -159,13 +163,7 @@ fn latency_cut_replies_and_stalls_between_proxy_and_broker() {
     let report = chaos_report(client);
     let line = format!("chaos kafka relay: {report}");
     eprintln!("{line}");
-    assert!(report["acked"].as_u64().unwrap() > 100, "{line}");
-    assert_eq!(report["lost"], 0, "{line}");
-    assert_eq!(report["misattributed"], 0, "{line}");
-    assert!(
-        report["slowest_failure_ms"].as_u64().unwrap() <= 11_000,
-        "{line}"
-    );
+    assert_delivered(&report, &line);
     assert!(lists(listen, "flaky"));
     let metrics = gw.metrics();
     assert!(
