@@ -73,11 +73,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
         .await
     }
 
-    /// Reads into `buf`. An empty `buf` may have no memory yet (an idle client holds none):
-    /// the read goes to the stack first and `buf` is allocated for what came, so waiting
-    /// costs nothing; a partial request already in `buf` is read onto directly.
+    /// Reads into `buf`. A client that has sent nothing yet has no buffer: its first read
+    /// goes to the stack and `buf` is allocated for what came, so a connection that never
+    /// sends costs no buffer. Later reads go straight into `buf`.
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        if !buf.is_empty() || buf.capacity() >= READ_CHUNK {
+        if buf.capacity() > 0 {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
             }

@@ -44,10 +44,10 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Requests in flight per client before we stop reading from it (backpressure).
 const MAX_PENDING: usize = 4096;
 /// The same while the client is behind: replies it has not taken wait in the proxy. A
-/// client that never reads then has this many commands out at a time, and reaches `client_output_buffer_limit` as in Redis, instead of
-/// thousands of large replies piling up in the backend's output buffer for the shared
-/// connection (which redis-server does not bound: a flood of `GET big` made it run out of
-/// memory).
+/// client that never reads then has this many commands out at a time, and reaches
+/// `client_output_buffer_limit` as in Redis, instead of thousands of large replies piling
+/// up in the backend's output buffer for the shared connection (which redis-server does not
+/// bound: a flood of `GET big` made it run out of memory).
 const BEHIND_COMMANDS: usize = 2 * MAX_GROUP as usize;
 /// How long replies are still awaited after the client closed its side.
 const EOF_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
