@@ -1,9 +1,28 @@
 """Kafka load for benches/kafka_proxy.sh, with confluent-kafka (librdkafka 2.16, C speed).
 Produces N records of SIZE bytes to TOPIC (acks=all), then consumes them all from the
 beginning; prints "produce_msgs_per_s consume_msgs_per_s". Bounded: 120 s per phase.
+With env CPU_PID (a proxy's pid) it also prints the proxy's CPU time in each phase, in ns:
+the sum of the first field of /proc/PID/task/*/schedstat (user + kernel, all threads).
 Usage: kafka_load.py BOOTSTRAP TOPIC N SIZE"""
+import glob
+import os
 import sys
 import time
+
+
+def cpu_ns():
+    pid = os.environ.get("CPU_PID")
+    if not pid:
+        return 0
+    total = 0
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[0])
+        except OSError:  # a thread that ended between the glob and the read
+            pass
+    return total
+
 
 from confluent_kafka import Consumer, Producer
 
@@ -14,6 +33,7 @@ payload = b"x" * size
 p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
               "batch.size": 1_000_000, "queue.buffering.max.messages": 1_000_000,
               "enable.idempotence": False})
+cpu0 = cpu_ns()
 start = time.time()
 for i in range(n):
     while True:
@@ -27,6 +47,7 @@ for i in range(n):
 left = p.flush(LIMIT)
 produce = n / (time.time() - start)
 assert left == 0, f"{left} messages not delivered"
+cpu1 = cpu_ns()
 
 c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{topic}",
               "auto.offset.reset": "earliest", "enable.auto.commit": False,
@@ -43,6 +64,9 @@ while got < n and time.time() < deadline:
             if start is None:
                 start = time.time()
             got += 1
+consume = got / (time.time() - start) if start else 0
 c.close()
+cpu2 = cpu_ns()
 assert got >= n, f"consumed {got} of {n}"
-print(f"{produce:.0f} {got / (time.time() - start):.0f}")
+extra = f" {cpu1 - cpu0} {cpu2 - cpu1}" if os.environ.get("CPU_PID") else ""
+print(f"{produce:.0f} {consume:.0f}{extra}")
