@@ -27,13 +27,14 @@ TANSU="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 . benches/lib.sh
 as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 cpu() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
+med() { cat "$1" 2>/dev/null | median; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; }
 # One table row: label, then "name value" pairs; the first value is Throome's, the ratio is
 # Throome's over the second (the peer).
 row() {
   local label=$1; shift
-  awk -v l="$label" -v a="$2" -v b="$4" -v c="${6:-}" 'BEGIN {
-    printf "%-28s %10.2f %10.2f %10s %8s\n", l, a, b, (c == "" ? "-" : sprintf("%.2f", c)), (b > 0 ? sprintf("%.2f", a / b) : "n/a") }'
+  awk -v l="$label" -v a="$2" -v b="$4" -v c="${6:-}" 'function f(v) { return v == "" ? "-" : sprintf("%.2f", v) }
+    BEGIN { printf "%-28s %10s %10s %10s %8s\n", l, f(a), f(b), f(c), (b > 0 ? sprintf("%.2f", a / b) : "n/a") }'
 }
 header() { printf '%-28s %10s %10s %10s %8s\n' "$1" throome "$2" "${3:-haproxy}" ratio; }
 # start_throome NAME YAML_SERVICES: a gateway in $work/NAME; prints its pid.
@@ -70,8 +71,8 @@ redis_section() {
         awk -v d=$((after - before)) -v n="$REDIS_N" 'BEGIN {printf "%.3f\n", d / n / 1000}' >> "$work/redis.$t.$P.${names[$k]}"
       done
     done
-    row "$t -P $P" throome "$(median < "$work/redis.$t.$P.throome")" twemproxy "$(median < "$work/redis.$t.$P.twemproxy")" \
-      haproxy "$(median < "$work/redis.$t.$P.haproxy")"
+    row "$t -P $P" throome "$(med "$work/redis.$t.$P.throome")" twemproxy "$(med "$work/redis.$t.$P.twemproxy")" \
+      haproxy "$(med "$work/redis.$t.$P.haproxy")"
   done; done
 }
 
@@ -108,15 +109,17 @@ postgres_section() {
         before=$(cpu "${procs[$k]}")
         out=$(timeout 300 "$BIN/pgbench" -n -S -M "$mode" -c 32 -j 2 -t "$PG_T" -h 127.0.0.1 -p "${ports[$k]}" -U postgres postgres 2>&1 || true)
         after=$(cpu "${procs[$k]}")
-        # Transactions the run completed (clients that abort, as PgBouncer 1.18's do with
-        # -M prepared, stop counting); a run with none counts as no figure.
+        # Transactions the run completed. A run whose clients aborted (PgBouncer 1.18's do
+        # with -M prepared: it does not track protocol-level prepared statements) is no figure.
         done_tx=$(awk -F'[ /]+' '/actually processed/ {print $(NF-1)}' <<<"$out")
-        grep -q aborted <<<"$out" && echo "  ${names[$k]} $mode round $r: clients aborted ($done_tx transactions)" >&2
+        if grep -q aborted <<<"$out"; then
+          echo "  ${names[$k]} $mode round $r: clients aborted after $done_tx transactions, no figure" >&2; continue
+        fi
         awk -v d=$((after - before)) -v n="${done_tx:-0}" 'BEGIN {printf "%.3f\n", (n > 0 ? d / n / 1000 : 0)}' >> "$work/pg.$mode.${names[$k]}"
       done
     done
-    row "$mode" throome "$(median < "$work/pg.$mode.throome")" pgbouncer "$(median < "$work/pg.$mode.pgbouncer")" \
-      haproxy "$(median < "$work/pg.$mode.haproxy")"
+    row "$mode" throome "$(med "$work/pg.$mode.throome")" pgbouncer "$(med "$work/pg.$mode.pgbouncer")" \
+      haproxy "$(med "$work/pg.$mode.haproxy")"
   done
 }
 
@@ -148,7 +151,7 @@ kafka_section() {
     done
   done
   for phase in produce fetch; do
-    row "$phase" throome "$(median < "$work/kafka.$phase.throome")" haproxy "$(median < "$work/kafka.$phase.haproxy")"
+    row "$phase" throome "$(med "$work/kafka.$phase.throome")" haproxy "$(med "$work/kafka.$phase.haproxy")"
   done
 }
 

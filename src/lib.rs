@@ -22,3 +22,4 @@ pub mod tcp;
 pub mod tls;
 pub mod triggers;
 pub mod upstream;
+pub mod workers;

@@ -53,30 +53,67 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// A bound listening socket.
+/// A bound listening socket: for TCP one socket per worker (SO_REUSEPORT when there are
+/// several, so the kernel spreads connections over the workers); a Unix-domain socket is
+/// one socket every worker accepts on.
 pub enum Bound {
+    Tcp(Vec<std::net::TcpListener>),
+    Unix(std::os::unix::net::UnixListener, PathBuf),
+}
+
+/// One worker's share of a bound socket, registered with that worker's event loop when its
+/// accept loop starts.
+enum WorkerSocket {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+enum Accepting {
     Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
+    Unix(UnixListener),
 }
 
 impl Bound {
     fn endpoint(&self) -> Endpoint {
         match self {
-            Bound::Tcp(l) => Endpoint::Tcp(
-                l.local_addr()
-                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            Bound::Tcp(ls) => Endpoint::Tcp(
+                ls.first()
+                    .and_then(|l| l.local_addr().ok())
+                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             ),
             Bound::Unix(_, path) => Endpoint::Unix(path.clone()),
         }
     }
 
+    /// The socket for each of `workers` workers.
+    fn split(self, workers: usize) -> std::io::Result<Vec<WorkerSocket>> {
+        match self {
+            Bound::Tcp(ls) => Ok(ls.into_iter().map(WorkerSocket::Tcp).collect()),
+            Bound::Unix(l, _) => (0..workers)
+                .map(|_| l.try_clone().map(WorkerSocket::Unix))
+                .collect(),
+        }
+    }
+}
+
+impl WorkerSocket {
+    /// Registers the socket with the event loop of the calling worker.
+    fn register(self) -> std::io::Result<Accepting> {
+        match self {
+            WorkerSocket::Tcp(l) => TcpListener::from_std(l).map(Accepting::Tcp),
+            WorkerSocket::Unix(l) => UnixListener::from_std(l).map(Accepting::Unix),
+        }
+    }
+}
+
+impl Accepting {
     async fn accept(&self) -> std::io::Result<(ClientConn, Peer)> {
         match self {
-            Bound::Tcp(l) => {
+            Accepting::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 Ok((ClientConn::Tcp(s), Peer::Tcp(peer)))
             }
-            Bound::Unix(l, _) => {
+            Accepting::Unix(l) => {
                 let (s, _) = l.accept().await?;
                 Ok((ClientConn::Unix(s), Peer::Unix))
             }
@@ -92,18 +129,34 @@ pub struct Listener {
     tracker: TaskTracker,
 }
 
-/// Binds with SO_REUSEADDR so a restarted gateway can take its ports back at once.
+/// Binds one socket per worker, with SO_REUSEADDR so a restarted gateway can take its ports
+/// back at once, and SO_REUSEPORT when there are several workers. A port of 0 is chosen by
+/// the first bind and shared by the others.
 pub fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
+    let workers = crate::workers::count();
+    let first = bind_one(addr, workers > 1)?;
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(bind_one(addr, true)?);
+    }
+    Ok(Bound::Tcp(sockets))
+}
+
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         None,
     )?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    TcpListener::from_std(socket.into()).map(Bound::Tcp)
+    Ok(socket.into())
 }
 
 /// Binds a Unix-domain socket at `path` with permissions `mode`. A socket file left by a
@@ -126,7 +179,8 @@ pub fn bind_unix(path: &Path, mode: u32) -> std::io::Result<Bound> {
         }
         std::fs::remove_file(path)?;
     }
-    let listener = UnixListener::bind(path)?;
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    listener.set_nonblocking(true)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(Bound::Unix(listener, path.to_path_buf()))
 }
@@ -151,16 +205,30 @@ impl Listener {
             hard_stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
-        let accept = AcceptLoop {
-            socket,
-            target: listener.target.clone(),
-            stop: listener.stop_accepting.clone(),
-            hard_stop: listener.hard_stop.clone(),
-            tracker: listener.tracker.clone(),
-            shared,
-            node,
+        let handles = crate::workers::handles();
+        let sockets = match socket.split(handles.len()) {
+            Ok(sockets) => sockets,
+            Err(e) => {
+                tracing::error!(addr = %listener.addr, error = %e, "cannot share the socket with the workers");
+                Vec::new()
+            }
         };
-        tokio::spawn(accept.run());
+        for (socket, worker) in sockets.into_iter().zip(handles) {
+            let accept = AcceptLoop {
+                target: listener.target.clone(),
+                stop: listener.stop_accepting.clone(),
+                hard_stop: listener.hard_stop.clone(),
+                tracker: listener.tracker.clone(),
+                shared: shared.clone(),
+                node,
+            };
+            worker.spawn(async move {
+                match socket.register() {
+                    Ok(socket) => accept.run(socket).await,
+                    Err(e) => tracing::error!(error = %e, "cannot register a listening socket"),
+                }
+            });
+        }
         listener
     }
 
@@ -210,7 +278,6 @@ impl Listener {
 }
 
 struct AcceptLoop {
-    socket: Bound,
     target: Arc<ArcSwap<ServiceKey>>,
     stop: CancellationToken,
     hard_stop: CancellationToken,
@@ -220,7 +287,7 @@ struct AcceptLoop {
 }
 
 impl AcceptLoop {
-    async fn run(self) {
+    async fn run(self, socket: Accepting) {
         loop {
             let permit = tokio::select! {
                 () = self.stop.cancelled() => return,
@@ -231,7 +298,7 @@ impl AcceptLoop {
             };
             let (stream, peer) = tokio::select! {
                 () = self.stop.cancelled() => return,
-                r = self.socket.accept() => match r {
+                r = socket.accept() => match r {
                     Ok(c) => c,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.

@@ -34,13 +34,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let runtime = match runtime(cfg.gateway.worker_threads) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("throome: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match throome::workers::start(throome::workers::resolve(cfg.gateway.worker_threads)) {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("throome: cannot start the runtime: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
     match runtime.block_on(run(args, cfg)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -48,25 +49,6 @@ fn main() -> std::process::ExitCode {
             eprintln!("throome: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-/// One event loop (`worker_threads: 1`), N workers, or one per core (0).
-fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    match workers {
-        1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        // Named so `top -H` and `perf` tell the gateway's threads from other tokio programs.
-        0 => tokio::runtime::Builder::new_multi_thread()
-            .thread_name("throome-worker")
-            .enable_all()
-            .build(),
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .thread_name("throome-worker")
-            .enable_all()
-            .build(),
     }
 }
 

@@ -60,6 +60,11 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub worker: usize,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -71,6 +76,8 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
     /// Redis Cluster redirects followed inside the proxy (`kind` is `moved` or `ask`).
     pub redirects: Family<ErrorLabels, Counter>,
+    /// Open client connections per worker (event loop): how the kernel spread them.
+    pub worker_clients: Family<WorkerLabels, Gauge>,
     pub pg: crate::postgres::metrics::PgMetrics,
     pub kafka: crate::kafka::metrics::KafkaMetrics,
 }
@@ -86,6 +93,12 @@ impl Metrics {
         let bytes_out = Family::<ServiceLabels, Counter>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         let redirects = Family::<ErrorLabels, Counter>::default();
+        let worker_clients = Family::<WorkerLabels, Gauge>::default();
+        registry.register(
+            "throome_worker_connections",
+            "Open client connections per worker event loop (gateway.worker_threads)",
+            worker_clients.clone(),
+        );
         registry.register(
             "throome_requests",
             "Requests handled (for tcp services: client connections)",
@@ -137,6 +150,7 @@ impl Metrics {
             bytes_out,
             reloads,
             redirects,
+            worker_clients,
         }
     }
 

@@ -70,6 +70,15 @@ pub async fn run(session: Session, client: ClientConn) {
     let labels = ServiceLabels::of(&session.service);
     let gauge = session.metrics.active.get_or_create(&labels).clone();
     gauge.inc();
+    let worker = crate::metrics::WorkerLabels {
+        worker: crate::workers::index(),
+    };
+    let on_worker = session
+        .metrics
+        .worker_clients
+        .get_or_create(&worker)
+        .clone();
+    on_worker.inc();
     if let ClientConn::Tcp(tcp) = &client {
         let _ = tcp.set_nodelay(true);
     }
@@ -83,6 +92,7 @@ pub async fn run(session: Session, client: ClientConn) {
         ServiceKind::Kafka => Box::pin(crate::kafka::serve(session, client)).await,
     }
     gauge.dec();
+    on_worker.dec();
 }
 
 #[cfg(test)]

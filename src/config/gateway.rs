@@ -61,10 +61,10 @@ pub struct GatewaySection {
     /// Client connections accepted at once across all listeners; more wait in the backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Threads serving connections: 1 (the default) runs one event loop, as twemproxy does,
-    /// which is fastest on small machines where the proxy shares cores with its backends;
-    /// N runs N worker threads; 0 one per core. Read at start-up only.
-    #[serde(default = "one")]
+    /// Event loops serving connections (`crate::workers`): 0 (the default) runs one per core
+    /// the process may use (cgroup-aware), N runs N, 1 runs one as twemproxy does. Read at
+    /// start-up only.
+    #[serde(default)]
     pub worker_threads: usize,
 }
 
@@ -76,7 +76,7 @@ impl Default for GatewaySection {
             watch: true,
             drain_timeout: default_drain(),
             max_connections: default_max_connections(),
-            worker_threads: 1,
+            worker_threads: 0,
         }
     }
 }
@@ -129,9 +129,6 @@ fn default_clusters_dir() -> PathBuf {
 }
 fn default_drain() -> Seconds {
     Seconds::from_secs(30)
-}
-fn one() -> usize {
-    1
 }
 fn default_max_connections() -> usize {
     10_000

@@ -211,10 +211,13 @@ impl Pools {
         slot: usize,
         login: Option<&Arc<Login>>,
     ) -> Result<Upstream, UpstreamError> {
+        // Each worker has its own `pool_size` connections: a connection's tasks run on the
+        // worker that opened it, next to the clients that use it.
+        let pool = service.spec.pool_size.max(1);
         let key = (
             backend.address(),
             resp3,
-            slot % service.spec.pool_size.max(1),
+            crate::workers::index() * pool + slot % pool,
             login.cloned(),
         );
         if let Ok(conns) = self.conns.lock()
