@@ -39,8 +39,9 @@ for _ in $(seq 100); do "$BIN/pg_isready" -q -h 127.0.0.1 -p "$pg" && break; sle
 postmaster=$(head -1 "$work/pg/data/postmaster.pid")
 
 redis_rps() { # port pipeline cpus
-  taskset -c "$3" redis-benchmark -p "$1" -t get -n "$REDIS_N" -c 50 -P "$2" -q 2>/dev/null |
-    awk -F'[: ]+' '/requests per second/ {print $2; f=1} END {if (!f) print 0}'
+  # -q prints progress lines ending in \r before the result on the same line.
+  taskset -c "$3" redis-benchmark -p "$1" -t get -n "$REDIS_N" -c 50 -P "$2" -q 2>/dev/null | tr '\r' '\n' |
+    awk '/requests per second/ {print $2; f=1} END {if (!f) print 0}'
 }
 pg_tps() { # port cpus
   taskset -c "$2" "$BIN/pgbench" -n -S -c 32 -j 2 -T "$SECS" -h 127.0.0.1 -p "$1" -U postgres postgres 2>/dev/null |

@@ -4,6 +4,7 @@
 pub mod accepted;
 pub mod admin;
 pub mod backend;
+pub mod bufpool;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -44,7 +44,9 @@ pub async fn serve(session: Session, stream: crate::session::ClientConn) {
         throome_pgwire::DEFAULT_MAX_MESSAGE,
     );
     let _slot = ClientSlot::take(&pools);
-    let Some(login) = admit(&session, &pools, &mut client).await else {
+    // Boxed here and below where a path is taken once or is not the idle wait: a client's
+    // task is allocated at the size of its largest state for its whole life.
+    let Some(login) = Box::pin(admit(&session, &pools, &mut client)).await else {
         return;
     };
     if super::console::is_console(&login.database) {
@@ -255,7 +257,7 @@ pub(super) struct PgSession {
 
 impl PgSession {
     async fn run(&mut self, client: &mut Wire) {
-        if !self.welcome(client).await {
+        if !Box::pin(self.welcome(client)).await {
             return;
         }
         if self.service.spec.auth.is_none() {
@@ -270,7 +272,7 @@ impl PgSession {
             self.user_metrics = ClientMetrics::of(&self.metrics.pg, &labels);
         }
         loop {
-            match self.on_client_frames(client).await {
+            match Box::pin(self.on_client_frames(client)).await {
                 Ok(true) => {}
                 Ok(false) | Err(_) => return,
             }

@@ -226,7 +226,8 @@ impl Pools {
         {
             return Ok(c.clone());
         }
-        let conn = connect(service, backend, resp3, login.map(|l| &**l)).await?;
+        // Boxed: connecting is rare, and inline it would size every client's task.
+        let conn = Box::pin(connect(service, backend, resp3, login.map(|l| &**l))).await?;
         if let Ok(mut conns) = self.conns.lock() {
             conns.insert(key, conn.clone());
         }

@@ -10,13 +10,16 @@ use crate::redis::encode;
 use crate::redis::pool;
 
 impl Client {
+    /// Every path but the shared pool's is boxed where it is taken: a client's task is
+    /// allocated at the size of its largest path for its whole life, idle or not, and the
+    /// shared path is the common one (`session::tests::connection_tasks_stay_small`).
     pub(super) async fn handle(&mut self, req: Request) -> Flow {
         self.mute_now = self.replies_off || std::mem::take(&mut self.skip_next);
         let top = match &self.last_command {
             Some((raw, spec)) if raw.as_slice() == req.name() => *spec,
             _ => {
                 let Some(top) = throome_resp::lookup(req.name()) else {
-                    return self.unknown(req).await;
+                    return Box::pin(self.unknown(req)).await;
                 };
                 if top.subcommands.is_empty() {
                     self.last_command = Some((req.name().to_vec(), top));
@@ -44,7 +47,7 @@ impl Client {
         if !spec.arity_ok(req.argc()) {
             if self.tx_conn.is_some() {
                 // Redis answers it and marks the transaction: EXEC then aborts.
-                return self.forward_tx(req, spec.name).await;
+                return Box::pin(self.forward_tx(req, spec.name)).await;
             }
             let full = if std::ptr::eq(spec, top) {
                 name.to_string()
@@ -59,7 +62,7 @@ impl Client {
         self.pools.pause.gate(spec).await;
         let in_tx = self.tx_conn.is_some();
         if self.service.spec.sharding.is_some() {
-            return self.handle_sharded(req, name, spec).await;
+            return Box::pin(self.handle_sharded(req, name, spec)).await;
         }
         match name {
             "quit" => {
@@ -70,7 +73,7 @@ impl Client {
             // script runs, an error while it is down); a sharded service answers it.
             // RESET runs at once even inside MULTI (Redis never queues it).
             "reset" => {
-                if let Some(flow) = self.local(name, &req).await {
+                if let Some(flow) = Box::pin(self.local(name, &req)).await {
                     return flow;
                 }
             }
@@ -78,7 +81,7 @@ impl Client {
             | "sunsubscribe"
                 if !self.in_multi =>
             {
-                if let Some(flow) = self.local(name, &req).await {
+                if let Some(flow) = Box::pin(self.local(name, &req)).await {
                     return flow;
                 }
             }
@@ -100,7 +103,7 @@ impl Client {
                 } else {
                     self.watching = true;
                 }
-                return self.forward_tx(req, spec.name).await;
+                return Box::pin(self.forward_tx(req, spec.name)).await;
             }
             "exec" | "discard" | "unwatch" if in_tx => {
                 if name == "unwatch" {
@@ -111,7 +114,7 @@ impl Client {
                     self.watching = false;
                     self.activity.multi(-1);
                 }
-                let flow = self.forward_tx(req, spec.name).await;
+                let flow = Box::pin(self.forward_tx(req, spec.name)).await;
                 if !self.in_multi && !self.watching {
                     self.tx_conn = None;
                 }
@@ -123,10 +126,10 @@ impl Client {
             if self.in_multi {
                 self.activity.queued();
             }
-            return self.forward_tx(req, spec.name).await;
+            return Box::pin(self.forward_tx(req, spec.name)).await;
         }
         if is_blocking(spec, &req) || interrupts(name, spec) {
-            return self.forward_blocking(req, spec.name).await;
+            return Box::pin(self.forward_blocking(req, spec.name)).await;
         }
         let read = spec.has(flag::READONLY) && !spec.is_write();
         self.forward_shared(req, Some(spec.name), read).await
@@ -141,7 +144,7 @@ impl Client {
             return Flow::Continue;
         }
         if self.tx_conn.is_some() {
-            return self.forward_tx(req, "unknown").await;
+            return Box::pin(self.forward_tx(req, "unknown")).await;
         }
         if self.shard_tx.is_some() {
             self.reply(local::unknown_command(&req));

@@ -105,6 +105,11 @@ impl Client {
                 turn = client.turn(&mut self.out, &mut buf, readable) => match turn {
                     io::Io::Wrote => {}
                     io::Io::Read => {
+                        // Replies are owed: a buffer for them from the worker's pool (given
+                        // back once they are written).
+                        if self.out.capacity() == 0 {
+                            self.out = crate::bufpool::take();
+                        }
                         self.now = Instant::now();
                         self.activity.touched(self.since, self.now);
                     }

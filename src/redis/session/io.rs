@@ -12,8 +12,7 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Bytes read at a time (and a client's buffer once it has one).
-const READ_CHUNK: usize = 16 * 1024;
+use crate::bufpool;
 
 /// What one turn of client I/O did.
 pub(super) enum Io {
@@ -73,23 +72,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
         .await
     }
 
-    /// Reads into `buf`. A client that has sent nothing yet has no buffer: its first read
-    /// goes to the stack and `buf` is allocated for what came, so a connection that never
-    /// sends costs no buffer. Later reads go straight into `buf`.
+    /// Reads into `buf`, lent by the worker's pool for the read and given back when the
+    /// read finds nothing and the buffer is empty: a client with nothing in flight holds no
+    /// buffer (memory per idle connection).
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        if buf.capacity() > 0 {
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
-            }
-            return tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, buf);
+        if buf.capacity() == 0 {
+            *buf = bufpool::take();
+        } else if buf.capacity() - buf.len() < bufpool::CHUNK / 4 {
+            buf.reserve(bufpool::CHUNK);
         }
-        let mut stack = [0u8; READ_CHUNK];
-        let mut read = tokio::io::ReadBuf::new(&mut stack);
-        ready!(Pin::new(&mut self.stream).poll_read(cx, &mut read))?;
-        let got = read.filled();
-        buf.reserve(READ_CHUNK);
-        buf.extend_from_slice(got);
-        Poll::Ready(Ok(got.len()))
+        let read = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, buf);
+        if read.is_pending() {
+            bufpool::give(buf);
+        }
+        read
     }
 
     /// Writes `out` until the socket is full, then flushes.
@@ -106,6 +102,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
             ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
             self.unflushed = false;
         }
+        // All written: the reply buffer goes back to the worker's pool until the next reply.
+        bufpool::give(out);
         Poll::Ready(Ok(()))
     }
 }
