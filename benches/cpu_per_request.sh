@@ -25,7 +25,6 @@ cargo build --release --quiet --bin throome
 BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 TANSU="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 . benches/lib.sh
-as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 cpu() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
 med() { cat "$1" 2>/dev/null | median; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; }
@@ -79,21 +78,14 @@ redis_section() {
 postgres_section() {
   local pg thr bnc hap
   pg=$(free_port); thr=$(free_port); bnc=$(free_port); hap=$(free_port)
-  mkdir -p "$work/pg" && chown postgres "$work/pg" 2>/dev/null || true; chmod 777 "$work"
-  as_pg "$BIN/initdb -D $work/pg/data -U postgres -A trust --no-sync >/dev/null"
-  as_pg "$BIN/postgres -D $work/pg/data -p $pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -k $work/pg" >/dev/null 2>&1 &
-  before_cleanup() {
-    kill "$(cat "$work/pgbouncer.pid" 2>/dev/null)" 2>/dev/null
-    kill "$(head -1 "$work/pg/data/postmaster.pid" 2>/dev/null)" 2>/dev/null
-  }
-  for _ in $(seq 100); do "$BIN/pg_isready" -q -h 127.0.0.1 -p "$pg" && break; sleep 0.1; done
+  start_postgres "$pg"
   local tpid; tpid=$(start_throome pg "$(printf '  db:\n    type: postgres\n    listen: "127.0.0.1:%s"\n    pool_size: 8\n    username: postgres\n    host: 127.0.0.1\n    port: %s\n' "$thr" "$pg")")
   pids+=("$tpid")
   printf '[databases]\npostgres = host=127.0.0.1 port=%s user=postgres\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %s\nauth_type = trust\nauth_file = %s/userlist.txt\npool_mode = transaction\ndefault_pool_size = 8\nmax_client_conn = 200\nlogfile = %s/pgbouncer.log\npidfile = %s/pgbouncer.pid\nunix_socket_dir =\n' \
     "$pg" "$bnc" "$work" "$work" "$work" > "$work/pgbouncer.ini"
   echo '"postgres" ""' > "$work/userlist.txt"
   chown postgres "$work/pgbouncer.ini" "$work/userlist.txt" 2>/dev/null || true
-  as_pg "pgbouncer -d $work/pgbouncer.ini" >/dev/null 2>&1
+  pg_as "pgbouncer -d $work/pgbouncer.ini" >/dev/null 2>&1
   haproxy_tcp "$hap" "$pg" 1; local hp=$!; pids+=($hp)
   for p in "$thr" "$bnc" "$hap"; do
     for _ in $(seq 100); do "$BIN/psql" -h 127.0.0.1 -p "$p" -U postgres -Atc 'select 1' postgres >/dev/null 2>&1 && break; sleep 0.1; done

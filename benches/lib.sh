@@ -38,3 +38,18 @@ backend b
 CFG
   haproxy -f "$work/haproxy-$1.cfg" -db >/dev/null 2>&1 &
 }
+# A PostgreSQL server for the benches in $work/pg on PORT (trust, fsync off, 200
+# connections), started through PREFIX (e.g. "taskset -c 1"), ready when this returns, and
+# stopped on exit with a PgBouncer whose pidfile is $work/pgbouncer.pid. Needs BIN (the
+# PostgreSQL bin directory).
+pg_as() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
+start_postgres() { # port [prefix]
+  mkdir -p "$work/pg" && chown postgres "$work/pg" 2>/dev/null || true; chmod 777 "$work"
+  pg_as "$BIN/initdb -D $work/pg/data -U postgres -A trust --no-sync >/dev/null"
+  pg_as "${2:-} $BIN/postgres -D $work/pg/data -p $1 -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -k $work/pg" >/dev/null 2>&1 &
+  before_cleanup() {
+    kill "$(cat "$work/pgbouncer.pid" 2>/dev/null)" 2>/dev/null
+    kill "$(head -1 "$work/pg/data/postmaster.pid" 2>/dev/null)" 2>/dev/null
+  }
+  for _ in $(seq 100); do "$BIN/pg_isready" -q -h 127.0.0.1 -p "$1" && break; sleep 0.1; done
+}

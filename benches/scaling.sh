@@ -19,7 +19,6 @@ done
 cargo build --release --quiet --bin throome
 BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 . benches/lib.sh
-as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 span() { if [ "$1" = "$2" ]; then echo "$1"; else echo "$1-$2"; fi; }
 
 # Backends start on the last core; each K moves them (every thread, and the children
@@ -27,14 +26,7 @@ span() { if [ "$1" = "$2" ]; then echo "$1"; else echo "$1-$2"; fi; }
 last=$((CORES - 1))
 redis=$(free_port); pg=$(free_port); twem=$(free_port); bnc=$(free_port)
 taskset -c "$last" redis-server --port "$redis" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null & redis_pid=$!; pids+=($redis_pid)
-mkdir -p "$work/pg" && chown postgres "$work/pg" 2>/dev/null || true; chmod 777 "$work"
-as_pg "$BIN/initdb -D $work/pg/data -U postgres -A trust --no-sync >/dev/null"
-as_pg "taskset -c $last $BIN/postgres -D $work/pg/data -p $pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -k $work/pg" >/dev/null 2>&1 &
-before_cleanup() {
-  kill "$(cat "$work/pgbouncer.pid" 2>/dev/null)" 2>/dev/null
-  kill "$(head -1 "$work/pg/data/postmaster.pid" 2>/dev/null)" 2>/dev/null
-}
-for _ in $(seq 100); do "$BIN/pg_isready" -q -h 127.0.0.1 -p "$pg" && break; sleep 0.1; done
+start_postgres "$pg" "taskset -c $last"
 "$BIN/pgbench" -i -s 10 -q -h 127.0.0.1 -p "$pg" -U postgres postgres >/dev/null 2>&1
 postmaster=$(head -1 "$work/pg/data/postmaster.pid")
 
@@ -70,7 +62,7 @@ for ((k = 1; k <= MAX_K; k *= 2)); do
     printf '[databases]\npostgres = host=127.0.0.1 port=%s user=postgres\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %s\nauth_type = trust\nauth_file = %s/userlist.txt\npool_mode = transaction\ndefault_pool_size = 16\nmax_client_conn = 200\nlogfile = %s/pgbouncer.log\npidfile = %s/pgbouncer.pid\nunix_socket_dir =\n' \
       "$pg" "$bnc" "$work" "$work" "$work" > "$work/pgbouncer.ini"
     echo '"postgres" ""' > "$work/userlist.txt"; chown postgres "$work/pgbouncer.ini" "$work/userlist.txt" 2>/dev/null || true
-    as_pg "taskset -c 0 pgbouncer -d $work/pgbouncer.ini" >/dev/null 2>&1
+    pg_as "taskset -c 0 pgbouncer -d $work/pgbouncer.ini" >/dev/null 2>&1
     for _ in $(seq 100); do redis-cli -p "$twem" set k 1 >/dev/null 2>&1 && break; sleep 0.1; done
     row "twemproxy (0)" "$(redis_rps "$twem" 1 "$others")" "$(redis_rps "$twem" 16 "$others")" 0
     row "pgbouncer (0)" 0 0 "$(pg_tps "$bnc" "$others")"
