@@ -67,7 +67,7 @@ impl Gateway {
             snapshot,
             conn_limit: Arc::new(Semaphore::new(config.gateway.max_connections.max(1))),
             gateway: std::sync::OnceLock::new(),
-            kafka_ports: crate::kafka::BrokerPorts::default(),
+            ext: crate::protocol::Extensions::default(),
         });
         let gw = Arc::new(Gateway {
             gateway_file: gateway_file.to_path_buf(),
@@ -77,7 +77,8 @@ impl Gateway {
             running: Mutex::new(Running::default()),
             ready: AtomicBool::new(false),
         });
-        let _ = gw.shared.gateway.set(Arc::downgrade(&gw));
+        let control: Arc<dyn crate::protocol::Control> = gw.clone();
+        let _ = gw.shared.gateway.set(Arc::downgrade(&control));
         gw.reload("startup").await?;
         gw.ready.store(true, Ordering::Release);
         Ok(gw)
@@ -201,7 +202,9 @@ impl Gateway {
             }
         }
         self.restart_health_checks(running, &new);
-        self.shared.kafka_ports.prune(&new, drain);
+        for adapter in crate::adapters::all() {
+            adapter.reloaded(&self.shared, &new, drain);
+        }
         Ok(summary)
     }
 
@@ -246,7 +249,9 @@ impl Gateway {
             stop.cancel();
         }
         let mut handles = handles;
-        handles.extend(self.shared.kafka_ports.prune(&Snapshot::default(), drain));
+        for adapter in crate::adapters::all() {
+            handles.extend(adapter.reloaded(&self.shared, &Snapshot::default(), drain));
+        }
         for h in handles {
             let _ = h.await;
         }
@@ -271,4 +276,18 @@ fn summarize(old: &Snapshot, new: &Snapshot) -> ReloadSummary {
         }
     }
     summary
+}
+
+impl crate::protocol::Control for Gateway {
+    fn reload<'a>(
+        &'a self,
+        trigger: &'a str,
+    ) -> crate::protocol::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            Gateway::reload(self, trigger)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
 }

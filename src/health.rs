@@ -4,13 +4,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::BackendState;
-use crate::config::ServiceKind;
 use crate::snapshot::ServiceRuntime;
 use crate::upstream::log_transition;
 
@@ -50,16 +48,7 @@ pub async fn run(service: Arc<ServiceRuntime>, stop: CancellationToken) {
 /// One probe within the service's probe timeout. Each protocol adapter brings its own check
 /// (PING for Redis, `SELECT 1` for PostgreSQL, ApiVersions for Kafka); for tcp a connect.
 async fn probe(service: &ServiceRuntime, backend: &BackendState) -> bool {
-    let check = async {
-        match service.spec.kind {
-            ServiceKind::Redis => crate::redis::probe::ping(service, backend).await,
-            ServiceKind::Postgres => crate::postgres::probe::select_one(service, backend).await,
-            ServiceKind::Kafka => crate::kafka::probe::api_versions(service, backend).await,
-            ServiceKind::Tcp => TcpStream::connect((backend.host.as_str(), backend.port))
-                .await
-                .is_ok(),
-        }
-    };
+    let check = crate::adapters::of(service.spec.kind).probe(service, backend);
     tokio::time::timeout(service.spec.probe_timeout, check)
         .await
         .unwrap_or(false)

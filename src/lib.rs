@@ -2,6 +2,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accepted;
+pub mod adapters;
 pub mod admin;
 pub mod backend;
 pub mod bufpool;
@@ -15,6 +16,7 @@ pub mod latency;
 pub mod listener;
 pub mod metrics;
 pub mod postgres;
+pub mod protocol;
 pub mod redis;
 pub mod router;
 pub mod session;

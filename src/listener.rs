@@ -26,9 +26,9 @@ pub struct Shared {
     /// Caps client connections across all listeners (`gateway.max_connections`).
     pub conn_limit: Arc<Semaphore>,
     /// The gateway itself, for adapters that trigger a reload (the Postgres console).
-    pub gateway: std::sync::OnceLock<std::sync::Weak<crate::gateway::Gateway>>,
-    /// Listeners of Kafka broker ports, opened as brokers are learned from metadata.
-    pub kafka_ports: crate::kafka::BrokerPorts,
+    pub gateway: std::sync::OnceLock<std::sync::Weak<dyn crate::protocol::Control>>,
+    /// What adapters keep for the whole gateway (Kafka's broker listeners).
+    pub ext: crate::protocol::Extensions,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -190,7 +190,7 @@ impl Listener {
         Listener::start_for(socket, target, shared, None)
     }
 
-    /// A listener whose connections all go to one upstream Kafka broker (`node`).
+    /// A listener whose connections all go to one upstream node (a Kafka broker port).
     pub fn start_for(
         socket: Bound,
         target: ServiceKey,
@@ -323,9 +323,9 @@ impl AcceptLoop {
                 metrics: self.shared.metrics.clone(),
                 peer,
                 hard_stop: self.hard_stop.clone(),
-                gateway: self.shared.gateway.get().cloned().unwrap_or_default(),
+                gateway: self.shared.gateway.get().cloned(),
                 shared: self.shared.clone(),
-                kafka_node: self.node,
+                node: self.node,
             };
             self.tracker.spawn(async move {
                 session::run(session, stream).await;

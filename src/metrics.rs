@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::latency::Latency;
 
+use crate::protocol::PoolFamily;
 use arc_swap::ArcSwap;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -232,24 +233,17 @@ impl prometheus_client::collector::Collector for BackendCollector {
         let clients = Family::<ErrorLabels, Gauge>::default();
         let snapshot = self.snapshot.load();
         for s in snapshot.services() {
-            pg_pool_gauges(s, &upstreams, &clients);
-            if let Some(pools) = s
-                .ext
-                .get()
-                .and_then(|any| any.clone().downcast::<crate::redis::pool::Pools>().ok())
-            {
-                let (shared, dedicated) = pools.counts();
-                for (kind, n) in [
-                    ("shared", i64::try_from(shared).unwrap_or(i64::MAX)),
-                    ("dedicated", dedicated),
-                ] {
-                    let labels = ErrorLabels {
-                        cluster: s.cluster.clone(),
-                        service: s.name.clone(),
-                        kind,
-                    };
-                    upstreams.get_or_create(&labels).set(n);
-                }
+            for g in crate::adapters::of(s.spec.kind).pool_gauges(s) {
+                let family = match g.family {
+                    PoolFamily::Upstreams => &upstreams,
+                    PoolFamily::Clients => &clients,
+                };
+                let labels = ErrorLabels {
+                    cluster: s.cluster.clone(),
+                    service: s.name.clone(),
+                    kind: g.kind,
+                };
+                family.get_or_create(&labels).set(g.value);
             }
             for b in &s.backends {
                 let labels = BackendLabels {
@@ -300,42 +294,6 @@ impl prometheus_client::collector::Collector for BackendCollector {
         clients.encode(m)?;
         Ok(())
     }
-}
-
-/// A postgres service's pools: server connections in use and idle
-/// (`throome_upstream_connections{kind}`), clients connected and waiting.
-fn pg_pool_gauges(
-    s: &crate::snapshot::ServiceRuntime,
-    upstreams: &Family<ErrorLabels, Gauge>,
-    clients: &Family<ErrorLabels, Gauge>,
-) {
-    let Some(pg) = s.ext.get().and_then(|any| {
-        any.clone()
-            .downcast::<crate::postgres::pool::PgPools>()
-            .ok()
-    }) else {
-        return;
-    };
-    let (mut in_use, mut idle, mut waiting) = (0, 0, 0);
-    for pool in pg.all() {
-        let (u, i, w) = pool.counts();
-        (in_use, idle, waiting) = (in_use + u, idle + i, waiting + w);
-    }
-    let connected = pg.clients.load(std::sync::atomic::Ordering::Relaxed);
-    let gauge = |family: &Family<ErrorLabels, Gauge>, kind: &'static str, n: usize| {
-        let labels = ErrorLabels {
-            cluster: s.cluster.clone(),
-            service: s.name.clone(),
-            kind,
-        };
-        family
-            .get_or_create(&labels)
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
-    };
-    gauge(upstreams, "in_use", in_use);
-    gauge(upstreams, "idle", idle);
-    gauge(clients, "connected", connected);
-    gauge(clients, "waiting", waiting);
 }
 
 #[cfg(test)]

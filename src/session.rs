@@ -1,6 +1,5 @@
-//! One accepted client connection, handed to the adapter of its service's protocol. This is
-//! the only place that knows which adapters exist: a new protocol adds one arm here and one
-//! in `health::probe`.
+//! One accepted client connection, handed to the adapter of its service's protocol
+//! (`crate::adapters`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +7,6 @@ use std::sync::Arc;
 use tokio::net::{TcpStream, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ServiceKind;
 use crate::metrics::{Metrics, ServiceLabels};
 use crate::snapshot::ServiceRuntime;
 
@@ -57,13 +55,14 @@ pub struct Session {
     pub peer: Peer,
     /// Cancelled when a drain deadline passes: the adapter drops the connection.
     pub hard_stop: CancellationToken,
-    /// The gateway, for a reload asked for in-protocol (the Postgres console's RELOAD).
-    pub gateway: std::sync::Weak<crate::gateway::Gateway>,
+    /// The gateway, for a reload asked for in-protocol (the Postgres console's RELOAD);
+    /// `None` while it starts.
+    pub gateway: Option<std::sync::Weak<dyn crate::protocol::Control>>,
     /// Everything the listeners share (Kafka opens broker listeners through it).
     pub shared: Arc<crate::listener::Shared>,
-    /// Kafka: the upstream broker this connection's listener stands for; `None` on the
-    /// bootstrap (`listen`) address.
-    pub kafka_node: Option<i32>,
+    /// The upstream node this connection's listener stands for (Kafka broker ports); `None`
+    /// on a service's own `listen` address.
+    pub node: Option<i32>,
 }
 
 pub async fn run(session: Session, client: ClientConn) {
@@ -83,43 +82,11 @@ pub async fn run(session: Session, client: ClientConn) {
         let _ = tcp.set_nodelay(true);
     }
     tracing::debug!(cluster = %labels.cluster, service = %labels.service, peer = %session.peer, "client connected");
-    // Boxed, so a connection's task is the size of its own protocol's session, not the
-    // largest of the four (memory per idle connection).
-    match session.service.spec.kind {
-        ServiceKind::Tcp => Box::pin(crate::tcp::serve(session, client)).await,
-        ServiceKind::Redis => Box::pin(crate::redis::serve(session, client)).await,
-        ServiceKind::Postgres => Box::pin(crate::postgres::serve(session, client)).await,
-        ServiceKind::Kafka => Box::pin(crate::kafka::serve(session, client)).await,
-    }
+    // Boxed by the adapter, so a connection's task is the size of its own protocol's
+    // session, not the largest of them (memory per idle connection).
+    crate::adapters::of(session.service.spec.kind)
+        .serve(session, client)
+        .await;
     gauge.dec();
     on_worker.dec();
-}
-
-#[cfg(test)]
-mod tests {
-    fn future_size<A, B, F>(_: impl Fn(A, B) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-
-    /// Every connection's task is allocated at this size for its whole life, idle or not
-    /// (`benches/idle_connections.sh`): rare paths are boxed where they are taken, and
-    /// `run` boxes the one protocol a connection speaks (the Redis loop is boxed per stream
-    /// type and guarded in `redis::session`). Bounds for the debug build the tests run on
-    /// (release futures are a little smaller).
-    #[test]
-    fn connection_tasks_stay_small() {
-        let sizes = [
-            ("run", future_size(super::run), 512),
-            ("tcp", future_size(crate::tcp::serve), 1_536),
-            ("redis", future_size(crate::redis::serve), 2_048),
-            ("postgres", future_size(crate::postgres::serve), 4_096),
-            ("kafka", future_size(crate::kafka::serve), 3_072),
-        ];
-        for (name, size, bound) in sizes {
-            assert!(
-                size <= bound,
-                "{name}'s connection future is {size} bytes (bound {bound})"
-            );
-        }
-    }
 }

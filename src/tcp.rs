@@ -13,6 +13,36 @@ use crate::upstream;
 
 const BUF: usize = 16 * 1024;
 
+/// The pass-through as the core sees it (`crate::protocol`).
+pub struct Adapter;
+
+impl crate::protocol::Protocol for Adapter {
+    fn kind(&self) -> crate::config::ServiceKind {
+        crate::config::ServiceKind::Tcp
+    }
+
+    fn serve(
+        &self,
+        session: Session,
+        client: crate::session::ClientConn,
+    ) -> crate::protocol::BoxFuture<'static, ()> {
+        Box::pin(serve(session, client))
+    }
+
+    /// A backend that accepts a connection is up.
+    fn probe<'a>(
+        &'a self,
+        _service: &'a crate::snapshot::ServiceRuntime,
+        backend: &'a crate::backend::BackendState,
+    ) -> crate::protocol::BoxFuture<'a, bool> {
+        Box::pin(async move {
+            TcpStream::connect((backend.host.as_str(), backend.port))
+                .await
+                .is_ok()
+        })
+    }
+}
+
 pub async fn serve(session: Session, client: crate::session::ClientConn) {
     let service = &session.service;
     let labels = crate::metrics::ServiceLabels::of(service);

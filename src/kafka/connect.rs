@@ -24,7 +24,7 @@ pub async fn open_upstream(session: &Session) -> Result<Opened, ProxyError> {
     if let Some((mechanism, user, password)) = &service.spec.kafka.login {
         let host = match &guard {
             Some(g) => g.backend().address(),
-            None => format!("broker node {:?}", session.kafka_node),
+            None => format!("broker node {:?}", session.node),
         };
         let login = async {
             match &mut stream {
@@ -49,14 +49,15 @@ pub async fn open_upstream(session: &Session) -> Result<Opened, ProxyError> {
 
 async fn connect(session: &Session) -> Result<Opened, ProxyError> {
     let service = &session.service;
-    let Some(node) = session.kafka_node else {
+    let Some(node) = session.node else {
         let (s, g) = crate::upstream::connect(service).await?;
         let host = g.backend().host.clone();
         return Ok((secure(service, &host, s).await?, Some(g)));
     };
     let up = session
         .shared
-        .kafka_ports
+        .ext
+        .get::<super::BrokerPorts>()
         .upstream(service, node)
         .ok_or(ProxyError::ServiceGone)?;
     let backend = format!("{}:{}", up.host, up.port);

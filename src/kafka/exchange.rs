@@ -256,7 +256,8 @@ impl<'s> Exchange<'s> {
             let alive: Vec<i32> = rewritten.brokers.iter().map(|b| b.node_id).collect();
             let s = self.session;
             s.shared
-                .kafka_ports
+                .ext
+                .get::<super::BrokerPorts>()
                 .retain(&s.service, &alive, RETIRE_DRAIN);
         }
         Ok(rewritten.frame)
@@ -274,7 +275,8 @@ impl<'s> Exchange<'s> {
         };
         match s
             .shared
-            .kafka_ports
+            .ext
+            .get::<super::BrokerPorts>()
             .ensure(&s.shared, &s.service, b.node_id, upstream)
         {
             Ok((host, port)) => Ok((host, i32::from(port))),

@@ -4,12 +4,14 @@
 //! brokers. Each client connection has its own upstream connection (Kafka clients multiplex
 //! on their own, and SASL state is per connection).
 
+mod adapter;
 mod connect;
 mod exchange;
 mod idle;
 pub mod metrics;
 mod ports;
 pub mod probe;
+pub use adapter::Adapter;
 mod sasl;
 mod session;
 

@@ -62,7 +62,7 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
     let upstream = match open_upstream(&session).await {
         Ok(u) => u,
         Err(e) => {
-            tracing::info!(cluster = %service.cluster, service = %service.name, node = ?session.kafka_node, error = %e, "refusing client");
+            tracing::info!(cluster = %service.cluster, service = %service.name, node = ?session.node, error = %e, "refusing client");
             session.metrics.error(&service, e.kind());
             return;
         }

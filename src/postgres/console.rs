@@ -29,7 +29,7 @@ pub fn is_console(database: &str) -> bool {
 pub struct Console<'a> {
     pub service: &'a ServiceRuntime,
     pub pools: &'a PgPools,
-    pub gateway: &'a std::sync::Weak<crate::gateway::Gateway>,
+    pub gateway: &'a Option<std::sync::Weak<dyn crate::protocol::Control>>,
 }
 
 impl Console<'_> {
@@ -129,7 +129,7 @@ impl Console<'_> {
                 pools.disable(db, false);
                 out.extend_from_slice(&build::command_complete("ENABLE"));
             }
-            ["RELOAD"] => match self.gateway.upgrade() {
+            ["RELOAD"] => match self.gateway.as_ref().and_then(std::sync::Weak::upgrade) {
                 Some(gw) => match gw.reload("console").await {
                     Ok(_) => out.extend_from_slice(&build::command_complete("RELOAD")),
                     Err(e) => {

@@ -2,6 +2,7 @@
 //! authenticated by the proxy, server connections pooled per session or per transaction,
 //! named prepared statements carried across pooled servers, cancel requests mapped.
 
+mod adapter;
 mod auth_query;
 mod cancel;
 mod cap;
@@ -21,6 +22,7 @@ mod params;
 pub mod pool;
 pub mod prepared;
 pub mod probe;
+pub use adapter::Adapter;
 mod readback;
 mod relay;
 mod reset;

@@ -6,6 +6,7 @@
 //! one reply, and SUBSCRIBE, MONITOR, CLIENT TRACKING or SELECT of another database for the
 //! rest of the connection (a raw pass-through from then on).
 
+mod adapter;
 mod clients;
 pub mod cluster;
 mod encode;
@@ -15,6 +16,7 @@ mod merge;
 mod pause;
 pub(crate) mod pool;
 pub mod probe;
+pub use adapter::Adapter;
 mod ring;
 mod scan;
 mod session;
