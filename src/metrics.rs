@@ -79,11 +79,18 @@ pub struct Metrics {
     pub redirects: Family<ErrorLabels, Counter>,
     /// Open client connections per worker (event loop): how the kernel spread them.
     pub worker_clients: Family<WorkerLabels, Gauge>,
-    pub pg: crate::postgres::metrics::PgMetrics,
-    pub kafka: crate::kafka::metrics::KafkaMetrics,
+    /// Each adapter's own families (`Protocol::register_metrics`), by type.
+    adapters: std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Metrics {
+    /// An adapter's own families, as its `register_metrics` returned them.
+    pub fn adapter<T: std::any::Any>(&self) -> Option<&T> {
+        self.adapters
+            .get(&std::any::TypeId::of::<T>())?
+            .downcast_ref()
+    }
+
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
@@ -137,11 +144,13 @@ impl Metrics {
             redirects.clone(),
         );
         registry.register_collector(Box::new(BackendCollector { snapshot }));
-        let pg = crate::postgres::metrics::PgMetrics::register(&mut registry);
-        let kafka = crate::kafka::metrics::KafkaMetrics::register(&mut registry);
+        let adapters = crate::adapters::all()
+            .iter()
+            .filter_map(|a| a.register_metrics(&mut registry))
+            .map(|m| ((*m).type_id(), m))
+            .collect();
         Metrics {
-            pg,
-            kafka,
+            adapters,
             registry,
             requests,
             duration,

@@ -53,6 +53,15 @@ pub trait Protocol: Send + Sync + 'static {
         backend: &'a BackendState,
     ) -> BoxFuture<'a, bool>;
 
+    /// Registers the adapter's own metric families; the value returned is what
+    /// `Metrics::adapter` hands back to the adapter's sessions.
+    fn register_metrics(
+        &self,
+        _registry: &mut prometheus_client::registry::Registry,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        None
+    }
+
     /// Gauges of the service's pools, read at each metrics scrape.
     fn pool_gauges(&self, _service: &ServiceRuntime) -> Vec<PoolGauge> {
         Vec::new()

@@ -314,6 +314,9 @@ impl<'s> Exchange<'s> {
             api: api_name(api_key),
             kind,
         };
-        s.metrics.kafka.api_errors.get_or_create(&labels).inc();
+        super::metrics::KafkaMetrics::of(&s.metrics)
+            .api_errors
+            .get_or_create(&labels)
+            .inc();
     }
 }

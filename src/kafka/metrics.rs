@@ -89,6 +89,15 @@ impl KafkaMetrics {
         self.auth_failures.get_or_create(&labels).inc();
     }
 
+    /// The families registered by this gateway's metrics (detached ones, which count into
+    /// nothing scraped, for a `Metrics` built without the adapter).
+    pub fn of(metrics: &crate::metrics::Metrics) -> &KafkaMetrics {
+        static DETACHED: std::sync::OnceLock<KafkaMetrics> = std::sync::OnceLock::new();
+        metrics
+            .adapter::<KafkaMetrics>()
+            .unwrap_or_else(|| DETACHED.get_or_init(KafkaMetrics::default))
+    }
+
     pub fn register(registry: &mut Registry) -> KafkaMetrics {
         let m = KafkaMetrics::default();
         registry.register(

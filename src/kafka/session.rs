@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::connect::{BrokerStream, open_upstream};
 use super::exchange::{Exchange, Pending, big_request, whole_request};
 use super::idle::{Idle, read_or_idle};
-use super::metrics::UserCounters;
+use super::metrics::{KafkaMetrics, UserCounters};
 use super::sasl::{Gate, Verdict};
 use crate::accepted::Accepted;
 use crate::error::ProxyError;
@@ -191,7 +191,7 @@ async fn forward_requests(
                         let h = RequestHeader::parse(&frame).map_err(ConnError::ClientFrame)?;
                         let verdict = gate.check(&h, &frame);
                         if let Some(user) = gate.take_failure() {
-                            session.metrics.kafka.auth_failed(&session.service, user);
+                            KafkaMetrics::of(&session.metrics).auth_failed(&session.service, user);
                         }
                         match verdict {
                             Verdict::Pass => {}
@@ -206,8 +206,11 @@ async fn forward_requests(
                         if user.is_none()
                             && let Some(name) = gate.user()
                         {
-                            let counters =
-                                UserCounters::of(&session.metrics.kafka, &session.service, name);
+                            let counters = UserCounters::of(
+                                KafkaMetrics::of(&session.metrics),
+                                &session.service,
+                                name,
+                            );
                             let _ = user_out.set(counters.bytes_out.clone());
                             user = Some(counters);
                         }

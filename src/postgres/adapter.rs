@@ -17,6 +17,15 @@ impl Protocol for Adapter {
         Box::pin(super::serve(session, client))
     }
 
+    fn register_metrics(
+        &self,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Option<std::sync::Arc<dyn std::any::Any + Send + Sync>> {
+        Some(std::sync::Arc::new(super::metrics::PgMetrics::register(
+            registry,
+        )))
+    }
+
     fn probe<'a>(
         &'a self,
         service: &'a ServiceRuntime,

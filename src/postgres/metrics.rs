@@ -51,6 +51,15 @@ pub struct PgMetrics {
 }
 
 impl PgMetrics {
+    /// The families registered by this gateway's metrics (detached ones, which count into
+    /// nothing scraped, for a `Metrics` built without the adapter).
+    pub fn of(metrics: &crate::metrics::Metrics) -> &PgMetrics {
+        static DETACHED: std::sync::OnceLock<PgMetrics> = std::sync::OnceLock::new();
+        metrics
+            .adapter::<PgMetrics>()
+            .unwrap_or_else(|| DETACHED.get_or_init(PgMetrics::default))
+    }
+
     pub fn register(registry: &mut Registry) -> PgMetrics {
         let m = PgMetrics::default();
         registry.register(

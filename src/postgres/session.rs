@@ -15,7 +15,7 @@ use super::cancel::{ClientInfo, Registration};
 use super::flow::Flow;
 use super::frontend::Outcome;
 use super::io::{Wire, WireError};
-use super::metrics::{ClientMetrics, UserLabels};
+use super::metrics::{ClientMetrics, PgMetrics, UserLabels};
 use super::pool::{Lease, PgPools};
 use super::startup::{self, Login, Opening};
 use super::statements::Statements;
@@ -93,9 +93,7 @@ async fn admit(session: &Session, pools: &PgPools, client: &mut Wire) -> Option<
         Ok(Opening::AuthFailed { user, error }) => {
             session.metrics.error(service, "auth_failed");
             let labels = UserLabels::of(service, &user);
-            session
-                .metrics
-                .pg
+            PgMetrics::of(&session.metrics)
                 .auth_failures
                 .get_or_create(&labels)
                 .inc();
@@ -134,7 +132,10 @@ async fn pooled(session: Session, pools: Arc<PgPools>, login: Login, mut client:
     let kill = session.hard_stop.child_token();
     // With `auth` the user is known; without, only once a server has accepted it.
     let user_metrics = match service.spec.auth {
-        Some(_) => ClientMetrics::of(&session.metrics.pg, &UserLabels::of(&service, &login.user)),
+        Some(_) => ClientMetrics::of(
+            PgMetrics::of(&session.metrics),
+            &UserLabels::of(&service, &login.user),
+        ),
         None => ClientMetrics::detached(),
     };
     let mut s = PgSession {
@@ -269,7 +270,7 @@ impl PgSession {
                 .as_ref()
                 .unwrap_or(&self.login.user);
             let labels = UserLabels::of(&self.service, user);
-            self.user_metrics = ClientMetrics::of(&self.metrics.pg, &labels);
+            self.user_metrics = ClientMetrics::of(PgMetrics::of(&self.metrics), &labels);
         }
         loop {
             match Box::pin(self.on_client_frames(client)).await {

@@ -255,7 +255,10 @@ impl PgSession {
             service: self.service.name.clone(),
             reason: first.to_string(),
         };
-        let gauge = self.metrics.pg.pinned.get_or_create(&labels).clone();
+        let gauge = super::metrics::PgMetrics::of(&self.metrics)
+            .pinned
+            .get_or_create(&labels)
+            .clone();
         gauge.inc();
         self.state.pin = Some(Pinned {
             reason: reason.to_string(),
