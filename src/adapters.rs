@@ -57,7 +57,7 @@ mod size_tests {
             ("run", future_size(crate::session::run), 512),
             ("tcp", future_size(crate::tcp::serve), 1_536),
             ("redis", future_size(crate::redis::serve), 2_048),
-            ("postgres", future_size(crate::postgres::serve), 4_096),
+            ("postgres", future_size(crate::postgres::serve), 4_608),
             ("kafka", future_size(crate::kafka::serve), 3_072),
         ];
         for (name, size, bound) in sizes {

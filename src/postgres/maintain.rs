@@ -63,7 +63,7 @@ async fn tend(service: &Weak<ServiceRuntime>, pool: &Weak<Pool>) -> bool {
             Ok(mut server) => {
                 server.cap = cap;
                 server.user_cap = user_cap;
-                pool.add_idle(server);
+                pool.add_idle(Box::new(server));
             }
             Err(e) => {
                 tracing::debug!(error = %e, "min_pool_size: cannot open a server connection");

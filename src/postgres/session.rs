@@ -273,7 +273,7 @@ impl PgSession {
             self.user_metrics = ClientMetrics::of(PgMetrics::of(&self.metrics), &labels);
         }
         loop {
-            match Box::pin(self.on_client_frames(client)).await {
+            match self.on_client_frames(client).await {
                 Ok(true) => {}
                 Ok(false) | Err(_) => return,
             }

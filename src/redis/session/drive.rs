@@ -36,7 +36,10 @@ enum Scanned {
 }
 
 impl Client {
-    pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, client: S) {
+    pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + io::Readiness>(
+        &mut self,
+        client: S,
+    ) {
         let mut client = io::ClientIo::new(client);
         let mut scanner = RequestScanner::new(self.service.spec.limits);
         // Allocated when the first bytes arrive (`io.rs`): a client that never sends holds none.
@@ -86,9 +89,6 @@ impl Client {
             );
             let full = self.in_flight_full() || (at.hold && buf.len() >= HOLD_READ_LIMIT);
             let readable = !at.stop && !at.eof && !full;
-            let linger = at
-                .give_up
-                .unwrap_or_else(|| tokio::time::Instant::now() + EOF_LINGER);
             // Idle: owed nothing and no whole request since `active_at`; a blocked client
             // waits by design, as in Redis.
             let busy = at.handled != handled || !self.pending.is_empty() || !self.out.is_empty();
@@ -116,7 +116,9 @@ impl Client {
                     io::Io::Closed => self.client_closed(&mut at),
                     io::Io::Failed => return,
                 },
-                () = tokio::time::sleep_until(linger), if at.give_up.is_some() => return,
+                // select! builds every branch's future each turn, enabled or not: the
+                // timers are made only when polled (no clock read or timer per request).
+                () = sleep_until_some(at.give_up), if at.give_up.is_some() => return,
                 () = sleep_until_some(idle_at), if idle_at.is_some() && !at.hold => {
                     return self.idled();
                 }

@@ -26,6 +26,33 @@ pub(super) enum Io {
     Failed,
 }
 
+/// A client stream that can say whether it has bytes to read without reading them, so a
+/// buffer is lent only when there is something to read into it.
+pub(crate) trait Readiness {
+    /// Ready when a read may find bytes (or an error); a stream that cannot tell is always
+    /// ready.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+impl Readiness for tokio::net::TcpStream {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_read_ready(cx).map(|_| ())
+    }
+}
+
+impl Readiness for tokio::net::UnixStream {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_read_ready(cx).map(|_| ())
+    }
+}
+
+/// TLS may hold decrypted bytes the socket no longer shows.
+impl Readiness for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn poll_readable(&self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
 /// The client socket and its write state.
 pub(super) struct ClientIo<S> {
     pub stream: S,
@@ -33,7 +60,7 @@ pub(super) struct ClientIo<S> {
     unflushed: bool,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Readiness> ClientIo<S> {
     pub fn new(stream: S) -> Self {
         ClientIo {
             stream,
@@ -77,6 +104,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
     /// buffer (memory per idle connection).
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         if buf.capacity() == 0 {
+            ready!(self.stream.poll_readable(cx));
             *buf = bufpool::take();
         } else if buf.capacity() - buf.len() < bufpool::CHUNK / 4 {
             buf.reserve(bufpool::CHUNK);

@@ -290,10 +290,12 @@ fn resolve(
 }
 
 /// The service's `request_timeout`, except for blocking commands, which wait by design.
+/// Without a timeout (the default) no command lookup is made: this runs for every reply.
 fn request_limit(service: &ServiceRuntime, command: &str) -> Option<std::time::Duration> {
+    let limit = service.spec.request_timeout?;
     let blocking = throome_resp::lookup(command.as_bytes())
         .is_some_and(|c| c.has(throome_resp::commands::flag::BLOCKING));
-    service.spec.request_timeout.filter(|_| !blocking)
+    (!blocking).then_some(limit)
 }
 
 /// Waits for a reply, up to `limit` after the request was sent. A late reply still arrives
