@@ -95,8 +95,19 @@ impl PgSession {
         self.user_metrics.wait.observe(waited);
         self.traffic.wait_us += (waited * 1e6) as u64;
         let server = &mut lease.server;
-        let sql = params::set_sql(&self.wanted, &server.params, &server.applied);
-        if !sql.is_empty() {
+        // Clients of one application mostly share their parameters: a server found in
+        // step with them needs no comparison (callgrind: 1,000 instructions a transaction).
+        let in_step = server.synced.as_deref() == Some(self.wanted.as_slice());
+        let sql = if in_step {
+            String::new()
+        } else {
+            params::set_sql(&self.wanted, &server.params, &server.applied)
+        };
+        if sql.is_empty() {
+            if !in_step {
+                server.synced = Some(self.wanted.clone());
+            }
+        } else {
             // Pipelined with the client's first message, unless the session user or role
             // changes: a failure there must stop the client's statements from running
             // with other rights (and at login the client is shown the outcome).
@@ -251,7 +262,7 @@ impl PgSession {
                 lease.server.prepared.clear();
             }
             if settings {
-                lease.server.applied.clear();
+                lease.server.forget_applied();
             }
         }
         let held = lease.release();

@@ -48,6 +48,10 @@ pub struct Server {
     /// What the proxy set here for clients' parameters the server does not report
     /// (`search_path`, `extra_float_digits`, ...); forgotten at DISCARD ALL.
     pub applied: Vec<(Bytes, Bytes)>,
+    /// The client parameters these settings were last found to match (`set_sql` had
+    /// nothing to do), so the next client with the same ones skips the comparison; cleared
+    /// whenever `params` or `applied` change.
+    pub synced: Option<Vec<(Bytes, Bytes)>>,
     /// Statements prepared on this connection by the proxy (server-side names).
     pub prepared: Prepared,
     /// The last unnamed Parse message this server got (None: it holds no unnamed
@@ -67,6 +71,7 @@ pub struct Server {
 
 impl Server {
     pub fn set_param(&mut self, name: &[u8], value: &[u8]) {
+        self.synced = None;
         match self.params.iter_mut().find(|(n, _)| n == name) {
             Some(p) => p.1 = Bytes::copy_from_slice(value),
             None => self
@@ -86,6 +91,13 @@ impl Server {
             .cloned()
             .collect();
         self.applied = applied;
+        self.synced = None;
+    }
+
+    /// Forgets what the proxy set here (DISCARD ALL or RESET ALL ran).
+    pub fn forget_applied(&mut self) {
+        self.applied.clear();
+        self.synced = None;
     }
 
     pub fn param(&self, name: &[u8]) -> Option<&Bytes> {
@@ -151,6 +163,7 @@ pub async fn connect(
         key,
         params,
         applied: Vec::new(),
+        synced: None,
         prepared: Prepared::new(service.spec.pg.max_prepared_statements),
         unnamed: None,
         status: b'I',
