@@ -50,13 +50,21 @@ if [ -x "$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)/initdb" ]; the
   before_cleanup() { su postgres -c "$bin/pg_ctl -D $work/pg/data -m immediate stop" >/dev/null 2>&1; }
 fi
 
-mkdir -p "$work/clusters/b"
-printf 'server: {port: %s}\ngateway: {clusters_dir: clusters, max_connections: %s}\nlogging: {level: warn}\n' "$admin" $((N * 3)) > "$work/throome.yaml"
-{
-  printf 'cluster_id: b\nname: b\nservices:\n  kv:\n    type: redis\n    listen: "127.0.0.1:%s"\n    host: 127.0.0.1\n    port: %s\n' "$throome_redis" "$redis_port"
-  [ -n "$pg_port" ] && printf '  db:\n    type: postgres\n    listen: "127.0.0.1:%s"\n    host: 127.0.0.1\n    port: %s\n    username: postgres\n    pool_size: 8\n    max_client_conn: %s\n' "$throome_pg" "$pg_port" $((N * 2))
-} > "$work/clusters/b/config.yaml"
-LD_PRELOAD=${MALLOC:-} target/release/throome --config "$work/throome.yaml" 2>"$work/throome.log" & throome=$!; pids+=($throome)
+# One gateway per protocol: memory a gateway freed (glibc keeps it) would otherwise be
+# reused by the next protocol's clients and hide what they cost.
+start_gateway() { # name services-yaml; prints the pid
+  mkdir -p "$work/$1/clusters/b"
+  printf 'server: {port: %s}\ngateway: {clusters_dir: clusters, max_connections: %s}\nlogging: {level: warn}\n' "$(free_port)" $((N * 3)) > "$work/$1/throome.yaml"
+  printf 'cluster_id: b\nname: b\nservices:\n%s' "$2" > "$work/$1/clusters/b/config.yaml"
+  LD_PRELOAD=${MALLOC:-} target/release/throome --config "$work/$1/throome.yaml" >/dev/null 2>"$work/$1/throome.log" &
+  echo $!
+}
+throome=$(start_gateway redis "$(printf '  kv:\n    type: redis\n    listen: "127.0.0.1:%s"\n    host: 127.0.0.1\n    port: %s\n' "$throome_redis" "$redis_port")")
+pids+=($throome)
+if [ -n "$pg_port" ]; then
+  throome_p=$(start_gateway pg "$(printf '  db:\n    type: postgres\n    listen: "127.0.0.1:%s"\n    host: 127.0.0.1\n    port: %s\n    username: postgres\n    pool_size: 8\n    max_client_conn: %s\n' "$throome_pg" "$pg_port" $((N * 2)))")
+  pids+=($throome_p)
+fi
 
 printf 'bench:\n  listen: 127.0.0.1:%s\n  redis: true\n  servers:\n    - 127.0.0.1:%s:1\n' "$twem_port" "$redis_port" > "$work/nutcracker.yml"
 nutcracker -c "$work/nutcracker.yml" -s "$(free_port)" -o "$work/nutcracker.log" & twem=$!; pids+=($twem)
@@ -68,7 +76,7 @@ read -r wb wl wc <<< "$(measure "$twem" redis "$twem_port")"; row "twemproxy" "$
 echo "redis ratio throome/twemproxy: $(awk -v a=$(( (tl - tb) / N )) -v b=$(( (wl - wb) / N )) 'BEGIN {printf "%.1f", a / (b ? b : 1)}')"
 
 if [ -n "$pg_port" ]; then
-  read -r pb pl pc <<< "$(measure "$throome" postgres "$throome_pg")"; row "throome postgres" "$pb" "$pl" "$pc"
+  read -r pb pl pc <<< "$(measure "$throome_p" postgres "$throome_pg")"; row "throome postgres" "$pb" "$pl" "$pc"
   if command -v pgbouncer >/dev/null; then
     bouncer=$(free_port); mkdir -p "$work/pgb"; chown postgres "$work/pgb"
     printf '[databases]\npostgres = host=127.0.0.1 port=%s\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %s\nauth_type = trust\nauth_file = %s/pgb/users\npool_mode = transaction\ndefault_pool_size = 8\nmax_client_conn = %s\nunix_socket_dir =\n' \

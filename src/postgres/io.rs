@@ -44,6 +44,17 @@ impl Stream {
         }
     }
 
+    /// Waits until a read may find bytes. TLS may hold decrypted bytes the socket no
+    /// longer shows, so it is always taken as readable.
+    pub async fn readable(&self) -> std::io::Result<()> {
+        // The poll form: `readable()` queues a waiter on the socket (a lock per wait).
+        match self {
+            Stream::Plain(s) => std::future::poll_fn(|cx| s.poll_read_ready(cx)).await,
+            Stream::Unix(s) => std::future::poll_fn(|cx| s.poll_read_ready(cx)).await,
+            Stream::Tls(_) | Stream::TlsToServer(_) | Stream::Gone => Ok(()),
+        }
+    }
+
     pub async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read_buf(buf).await,
@@ -130,9 +141,17 @@ impl Wire {
         self.scanner.scan(&mut self.buf)
     }
 
-    /// Reads more bytes; `Closed` at end of stream. Cancel-safe (for `select!`).
+    /// Reads more bytes; `Closed` at end of stream. Cancel-safe (for `select!`). With
+    /// nothing buffered, the buffer goes back to the worker's pool until the socket is
+    /// readable: an idle client (or idle pooled server) holds no buffer.
     pub async fn fill(&mut self) -> Result<(), WireError> {
-        if self.buf.capacity() - self.buf.len() < 4096 {
+        if self.buf.is_empty() {
+            crate::bufpool::give(&mut self.buf);
+            self.stream.readable().await?;
+        }
+        if self.buf.capacity() == 0 {
+            self.buf = crate::bufpool::take();
+        } else if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(8 * 1024);
         }
         match self.stream.read_buf(&mut self.buf).await? {
@@ -162,5 +181,36 @@ impl Wire {
     /// dropped) or failed, so nothing more can be written that the peer would parse.
     pub fn cut_off(&self) -> bool {
         self.writing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{Stream, Wire};
+
+    /// A client between messages holds no read buffer (memory per idle connection): it is
+    /// lent back while the wire waits, and lent again when bytes come.
+    #[tokio::test]
+    async fn a_wire_waiting_for_its_peer_holds_no_buffer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut wire = Wire::over(Stream::Plain(socket), bytes::BytesMut::new(), 1 << 20);
+        let query = b"Q\0\0\0\x0dSELECT 1\0";
+        peer.write_all(query).await.unwrap();
+        let frame = wire.frame().await.unwrap();
+        assert_eq!(&frame.bytes()[..], &query[..]);
+        let waiting = tokio::time::timeout(Duration::from_millis(50), wire.fill()).await;
+        assert!(waiting.is_err(), "nothing was sent, so nothing was read");
+        assert_eq!(wire.buf.capacity(), 0);
+        peer.write_all(query).await.unwrap();
+        assert_eq!(&wire.frame().await.unwrap().bytes()[..], &query[..]);
     }
 }

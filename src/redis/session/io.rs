@@ -135,3 +135,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Readiness> ClientIo<S> {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{ClientIo, Io};
+
+    /// Between requests a client holds neither a read nor a reply buffer (memory per idle
+    /// connection); both are lent again when bytes come or a reply is owed.
+    #[tokio::test]
+    async fn a_client_between_requests_holds_no_buffer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut client = ClientIo::new(socket);
+        let (mut out, mut buf) = (BytesMut::new(), BytesMut::new());
+        peer.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+        assert!(matches!(
+            client.turn(&mut out, &mut buf, true).await,
+            Io::Read
+        ));
+        assert_eq!(&buf[..], b"*1\r\n$4\r\nPING\r\n");
+        buf.clear();
+        out = crate::bufpool::take();
+        out.extend_from_slice(b"+PONG\r\n");
+        client.write_now(&mut out).await.unwrap();
+        assert_eq!(out.capacity(), 0, "the written reply buffer went back");
+        let idle = tokio::time::timeout(
+            Duration::from_millis(50),
+            client.turn(&mut out, &mut buf, true),
+        )
+        .await;
+        assert!(idle.is_err(), "nothing was sent, so nothing was read");
+        assert_eq!(buf.capacity(), 0, "no read buffer while waiting");
+    }
+}
