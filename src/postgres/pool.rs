@@ -426,7 +426,16 @@ fn take_idle(service: &ServiceRuntime, pool: &Pool) -> Option<(Box<Server>, Inst
     let now = Instant::now();
     let pg = &service.spec.pg;
     let mut idle = pool.idle.lock().ok()?;
-    while let Some(server) = idle.pop() {
+    // The most recently used idle connection of this worker's own, else any worker's (the
+    // pool is one for the whole gateway; a connection of another worker still works, its
+    // readiness just comes through that worker's event loop).
+    let me = crate::workers::index();
+    while let Some(i) = idle
+        .iter()
+        .rposition(|s| s.worker == me)
+        .or_else(|| idle.len().checked_sub(1))
+    {
+        let server = idle.remove(i);
         let expired = now.duration_since(server.created) > pg.server_lifetime
             || now.duration_since(server.idle_since) > pg.server_idle_timeout;
         // A connection used a moment ago is taken as open (PgBouncer's server_check_delay);

@@ -67,6 +67,9 @@ pub struct Server {
     pub user_cap: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Its pool's epoch when it joined (see `Pool::reconnect`).
     pub epoch: u64,
+    /// The worker whose event loop this connection's socket is registered with: a client
+    /// on that worker uses it without waking another thread (`pool::take_idle`).
+    pub worker: usize,
 }
 
 impl Server {
@@ -164,6 +167,7 @@ pub async fn connect(
         params,
         applied: Vec::new(),
         synced: None,
+        worker: crate::workers::index(),
         prepared: Prepared::new(service.spec.pg.max_prepared_statements),
         unnamed: None,
         status: b'I',
