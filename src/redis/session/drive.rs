@@ -98,6 +98,10 @@ impl Client {
             }
             was_busy = busy;
             let idle_at = idle_limit.filter(|_| !busy).map(|t| active_at + t);
+            // Owed nothing: the reply queues go back to the worker's pool while waiting.
+            if self.pending.is_empty() {
+                self.return_queues();
+            }
             tokio::select! {
                 n = replies::wait_front_counted(&mut self.pending, &self.metrics, &self.service), if waiting => {
                     self.queued = self.queued.saturating_sub(n);

@@ -213,7 +213,7 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
         tx_conn: None,
         in_multi: false,
         watching: false,
-        per_command: HashMap::new(),
+        per_command: Vec::new(),
         sticky: [None, None],
         shard_conns: HashMap::new(),
         raw_to: None,
@@ -243,6 +243,15 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
     }
 }
 
+/// Reply queues kept per worker thread for the next client owed a reply.
+const KEEP_QUEUES: usize = 128;
+
+type Queues = (VecDeque<Pending>, VecDeque<bool>);
+
+thread_local! {
+    static QUEUES: std::cell::RefCell<Vec<Queues>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 struct Client {
     state: ClientState,
     service: Arc<ServiceRuntime>,
@@ -267,7 +276,11 @@ struct Client {
     tx_conn: Option<Upstream>,
     in_multi: bool,
     watching: bool,
-    per_command: HashMap<&'static str, (prometheus_client::metrics::counter::Counter, Latency)>,
+    per_command: Vec<(
+        &'static str,
+        prometheus_client::metrics::counter::Counter,
+        Latency,
+    )>,
     /// The shared connections this client uses, for writes and for reads (they differ with
     /// `read_from_replicas`); kept while alive and their backend stays available, so routing
     /// is not redone for every request and a client's requests stay in order.
@@ -308,9 +321,42 @@ impl Client {
     /// Owes the client a reply (or a group of them), dropped on arrival when the client
     /// turned replies off (CLIENT REPLY OFF or SKIP).
     fn owe(&mut self, p: Pending) {
+        if self.pending.capacity() == 0 {
+            self.lend_queues();
+        }
         self.queued += p.commands();
         self.pending.push_back(p);
         self.muted.push_back(self.mute_now);
+    }
+
+    /// Reply queues from the worker's pool, for a client that is owed its first reply
+    /// since it was last idle.
+    fn lend_queues(&mut self) {
+        if let Some((pending, muted)) = QUEUES.with(|q| q.borrow_mut().pop()) {
+            self.pending = pending;
+            self.muted = muted;
+        }
+    }
+
+    /// Gives the empty reply queues back to the worker's pool: a client owed nothing holds
+    /// none (memory per idle connection). Queues grown by a long pipeline are freed.
+    fn return_queues(&mut self) {
+        if !self.pending.is_empty() || !self.muted.is_empty() || self.pending.capacity() == 0 {
+            return;
+        }
+        let queues = (
+            std::mem::take(&mut self.pending),
+            std::mem::take(&mut self.muted),
+        );
+        if queues.0.capacity() > 64 {
+            return;
+        }
+        QUEUES.with(|q| {
+            let mut q = q.borrow_mut();
+            if q.len() < KEEP_QUEUES {
+                q.push(queues);
+            }
+        });
     }
 
     async fn switch_lane(&mut self, lane: Lane) {
