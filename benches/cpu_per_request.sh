@@ -17,14 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}; REDIS_N=${REDIS_N:-100000}; PG_T=${PG_T:-1000}; KAFKA_N=${KAFKA_N:-50000}
 SECTIONS=${SECTIONS:-redis postgres kafka}
-scripts/setup.sh >/dev/null
-for pkg in nutcracker pgbouncer haproxy; do
-  command -v "$pkg" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null; }
-done
-cargo build --release --quiet --bin throome
-BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-TANSU="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 . benches/lib.sh
+bench_setup nutcracker pgbouncer haproxy
+TANSU="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 cpu() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
 med() { cat "$1" 2>/dev/null | median; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; }

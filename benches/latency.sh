@@ -10,13 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}; REDIS_N=${REDIS_N:-20000}; RATE=${PG_RATE:-500}; SECS=${PG_SECS:-10}
-scripts/setup.sh >/dev/null
-for pkg in nutcracker pgbouncer; do
-  command -v "$pkg" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null; }
-done
-cargo build --release --quiet --bin throome
-BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 . benches/lib.sh
+bench_setup nutcracker pgbouncer
 redis=$(free_port); pg=$(free_port); thr=$(free_port); pgthr=$(free_port); twem=$(free_port); bnc=$(free_port)
 redis-server --port "$redis" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null & pids+=($!)
 start_postgres "$pg"

@@ -53,3 +53,15 @@ start_postgres() { # port [prefix]
   }
   for _ in $(seq 100); do "$BIN/pg_isready" -q -h 127.0.0.1 -p "$1" && break; sleep 0.1; done
 }
+# The set-up the comparison benches share: scripts/setup.sh, the Debian packages of the
+# peers named (nutcracker, pgbouncer, haproxy, ...), a release build of Throome, and BIN
+# (the PostgreSQL bin directory).
+bench_setup() { # packages...
+  scripts/setup.sh >/dev/null
+  local pkg
+  for pkg in "$@"; do
+    command -v "$pkg" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null; }
+  done
+  cargo build --release --quiet --bin throome
+  BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+}

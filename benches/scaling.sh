@@ -12,13 +12,8 @@ cd "$(dirname "$0")/.."
 SECS=${1:-10}; REDIS_N=${REDIS_N:-200000}
 CORES=$(nproc); MAX_K=${MAX_K:-$((CORES - 1))}
 [ "$CORES" -ge 2 ] || { echo "needs at least 2 cores (one for Throome, one for the load)"; exit 1; }
-scripts/setup.sh >/dev/null
-for pkg in nutcracker pgbouncer; do
-  command -v "$pkg" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null; }
-done
-cargo build --release --quiet --bin throome
-BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 . benches/lib.sh
+bench_setup nutcracker pgbouncer
 span() { if [ "$1" = "$2" ]; then echo "$1"; else echo "$1-$2"; fi; }
 
 # Backends start on the last core; each K moves them (every thread, and the children

@@ -22,6 +22,8 @@ pub mod router;
 pub mod session;
 pub mod snapshot;
 pub mod tcp;
+#[cfg(test)]
+mod test_support;
 pub mod tls;
 pub mod triggers;
 pub mod upstream;

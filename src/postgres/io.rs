@@ -189,7 +189,6 @@ mod tests {
     use std::time::Duration;
 
     use tokio::io::AsyncWriteExt;
-    use tokio::net::{TcpListener, TcpStream};
 
     use super::{Stream, Wire};
 
@@ -197,11 +196,7 @@ mod tests {
     /// lent back while the wire waits, and lent again when bytes come.
     #[tokio::test]
     async fn a_wire_waiting_for_its_peer_holds_no_buffer() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (socket, _) = listener.accept().await.unwrap();
+        let (socket, mut peer) = crate::test_support::tcp_pair().await;
         let mut wire = Wire::over(Stream::Plain(socket), bytes::BytesMut::new(), 1 << 20);
         let query = b"Q\0\0\0\x0dSELECT 1\0";
         peer.write_all(query).await.unwrap();

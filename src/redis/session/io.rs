@@ -142,7 +142,6 @@ mod tests {
 
     use bytes::BytesMut;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::{TcpListener, TcpStream};
 
     use super::{ClientIo, Io};
 
@@ -150,11 +149,7 @@ mod tests {
     /// connection); both are lent again when bytes come or a reply is owed.
     #[tokio::test]
     async fn a_client_between_requests_holds_no_buffer() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (socket, _) = listener.accept().await.unwrap();
+        let (socket, mut peer) = crate::test_support::tcp_pair().await;
         let mut client = ClientIo::new(socket);
         let (mut out, mut buf) = (BytesMut::new(), BytesMut::new());
         peer.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
