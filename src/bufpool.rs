@@ -19,14 +19,42 @@ pub const CHUNK: usize = 16 * 1024;
 /// idle at once; more are freed.
 const KEEP: usize = 128;
 
+/// A per-worker free list of values a connection needs only while it is busy (buffers
+/// here, the Redis session's reply queues): a `thread_local!` list with a bound.
+pub struct FreeList<T: 'static> {
+    list: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
+    keep: usize,
+}
+
+impl<T> FreeList<T> {
+    pub const fn new(list: &'static std::thread::LocalKey<RefCell<Vec<T>>>, keep: usize) -> Self {
+        FreeList { list, keep }
+    }
+
+    pub fn take(&self) -> Option<T> {
+        self.list.with(|f| f.borrow_mut().pop())
+    }
+
+    /// Keeps `value` for the next taker on this worker, or drops it past the bound.
+    pub fn give(&self, value: T) {
+        self.list.with(|f| {
+            let mut free = f.borrow_mut();
+            if free.len() < self.keep {
+                free.push(value);
+            }
+        });
+    }
+}
+
 thread_local! {
     static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
+static BUFFERS: FreeList<BytesMut> = FreeList::new(&FREE, KEEP);
+
 /// A buffer with at least `CHUNK / 4` bytes of room.
 pub fn take() -> BytesMut {
-    let pooled = FREE.with(|f| f.borrow_mut().pop());
-    match pooled {
+    match BUFFERS.take() {
         Some(mut b) => {
             if b.capacity() < CHUNK / 4 {
                 b.reserve(CHUNK);
@@ -49,12 +77,7 @@ pub fn give(buf: &mut BytesMut) {
     if !(CHUNK / 4..=4 * CHUNK).contains(&b.capacity()) {
         return;
     }
-    FREE.with(|f| {
-        let mut free = f.borrow_mut();
-        if free.len() < KEEP {
-            free.push(b);
-        }
-    });
+    BUFFERS.give(b);
 }
 
 #[cfg(test)]

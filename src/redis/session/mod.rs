@@ -249,8 +249,11 @@ const KEEP_QUEUES: usize = 128;
 type Queues = (VecDeque<Pending>, VecDeque<bool>);
 
 thread_local! {
-    static QUEUES: std::cell::RefCell<Vec<Queues>> = const { std::cell::RefCell::new(Vec::new()) };
+    static FREE_QUEUES: std::cell::RefCell<Vec<Queues>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+
+static QUEUES: crate::bufpool::FreeList<Queues> =
+    crate::bufpool::FreeList::new(&FREE_QUEUES, KEEP_QUEUES);
 
 struct Client {
     state: ClientState,
@@ -332,7 +335,7 @@ impl Client {
     /// Reply queues from the worker's pool, for a client that is owed its first reply
     /// since it was last idle.
     fn lend_queues(&mut self) {
-        if let Some((pending, muted)) = QUEUES.with(|q| q.borrow_mut().pop()) {
+        if let Some((pending, muted)) = QUEUES.take() {
             self.pending = pending;
             self.muted = muted;
         }
@@ -351,12 +354,7 @@ impl Client {
         if queues.0.capacity() > 64 {
             return;
         }
-        QUEUES.with(|q| {
-            let mut q = q.borrow_mut();
-            if q.len() < KEEP_QUEUES {
-                q.push(queues);
-            }
-        });
+        QUEUES.give(queues);
     }
 
     async fn switch_lane(&mut self, lane: Lane) {
