@@ -56,7 +56,7 @@ start_gateway() { # name services-yaml; prints the pid
   mkdir -p "$work/$1/clusters/b"
   printf 'server: {port: %s}\ngateway: {clusters_dir: clusters, max_connections: %s}\nlogging: {level: warn}\n' "$(free_port)" $((N * 3)) > "$work/$1/throome.yaml"
   printf 'cluster_id: b\nname: b\nservices:\n%s' "$2" > "$work/$1/clusters/b/config.yaml"
-  LD_PRELOAD=${MALLOC:-} target/release/throome --config "$work/$1/throome.yaml" >/dev/null 2>"$work/$1/throome.log" &
+  LD_PRELOAD=${MALLOC:-} MALLOC_CONF=${MALLOC_CONF:-} target/release/throome --config "$work/$1/throome.yaml" >/dev/null 2>"$work/$1/throome.log" &
   echo $!
 }
 throome=$(start_gateway redis "$(printf '  kv:\n    type: redis\n    listen: "127.0.0.1:%s"\n    host: 127.0.0.1\n    port: %s\n' "$throome_redis" "$redis_port")")

@@ -35,6 +35,11 @@ impl<T> FreeList<T> {
         self.list.with(|f| f.borrow_mut().pop())
     }
 
+    /// Frees everything this worker's list keeps.
+    pub fn clear(&self) {
+        self.list.with(|f| *f.borrow_mut() = Vec::new());
+    }
+
     /// Keeps `value` for the next taker on this worker, or drops it past the bound.
     pub fn give(&self, value: T) {
         self.list.with(|f| {
@@ -78,6 +83,12 @@ pub fn give(buf: &mut BytesMut) {
         return;
     }
     BUFFERS.give(b);
+}
+
+/// Frees the calling worker's kept buffers: once many clients have gone, the next ones can
+/// take fresh memory, and what was kept can go back to the system (`crate::memtrim`).
+pub fn release() {
+    BUFFERS.clear();
 }
 
 #[cfg(test)]

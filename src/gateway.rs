@@ -47,6 +47,8 @@ pub struct Gateway {
     shared: Arc<Shared>,
     running: Mutex<Running>,
     ready: AtomicBool,
+    /// Stops the gateway-wide background tasks (memory trim).
+    housekeeping: CancellationToken,
 }
 
 #[derive(Default)]
@@ -76,11 +78,17 @@ impl Gateway {
             shared,
             running: Mutex::new(Running::default()),
             ready: AtomicBool::new(false),
+            housekeeping: CancellationToken::new(),
         });
         let control: Arc<dyn crate::protocol::Control> = gw.clone();
         let _ = gw.shared.gateway.set(Arc::downgrade(&control));
         gw.reload("startup").await?;
         gw.ready.store(true, Ordering::Release);
+        tokio::spawn(crate::memtrim::run(
+            gw.shared.conn_limit.clone(),
+            gw.config.gateway.max_connections.max(1),
+            gw.housekeeping.clone(),
+        ));
         Ok(gw)
     }
 
@@ -238,6 +246,7 @@ impl Gateway {
     /// Stops accepting everywhere and waits for connections up to the drain timeout.
     pub async fn shutdown(&self) {
         self.ready.store(false, Ordering::Release);
+        self.housekeeping.cancel();
         let mut running = self.running.lock().await;
         let drain = self.config.gateway.drain_timeout.0;
         let handles: Vec<_> = running
@@ -255,6 +264,12 @@ impl Gateway {
         for h in handles {
             let _ = h.await;
         }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.housekeeping.cancel();
     }
 }
 

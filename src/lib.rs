@@ -14,6 +14,7 @@ pub mod health;
 pub mod kafka;
 pub mod latency;
 pub mod listener;
+pub mod memtrim;
 pub mod metrics;
 pub mod postgres;
 pub mod protocol;

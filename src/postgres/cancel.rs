@@ -180,7 +180,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Ok(mut r) = REGISTRY.lock() {
-            r.remove(&self.id);
+            crate::memtrim::remove_and_shrink(&mut r, &self.id);
         }
     }
 }

@@ -157,7 +157,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Ok(mut r) = REGISTRY.lock() {
-            r.remove(&self.0);
+            crate::memtrim::remove_and_shrink(&mut r, &self.0);
         }
     }
 }
