@@ -37,6 +37,14 @@ impl Accepted {
         }
     }
 
+    /// The server name a TLS client asked for (SNI), which may name its cluster.
+    pub fn server_name(&self) -> Option<&str> {
+        match self {
+            Accepted::Tls(s) => s.get_ref().1.server_name(),
+            _ => None,
+        }
+    }
+
     /// Writes `bytes` (a refusal) and closes, whatever the stream.
     pub async fn refuse(self, bytes: &[u8]) {
         use tokio::io::AsyncWriteExt;

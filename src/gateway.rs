@@ -29,6 +29,12 @@ pub enum ReloadError {
         service: String,
         source: std::io::Error,
     },
+    #[error("cannot start the shared {kind:?} listener on {addr}: {why}")]
+    Shared {
+        kind: crate::config::ServiceKind,
+        addr: std::net::SocketAddr,
+        why: String,
+    },
 }
 
 /// What a reload changed, by `cluster/service`.
@@ -54,6 +60,8 @@ pub struct Gateway {
 #[derive(Default)]
 struct Running {
     listeners: HashMap<Endpoint, Listener>,
+    /// The gateway file's `listeners:`, bound once at start-up.
+    shared: Vec<Listener>,
     health: HashMap<ServiceKey, (Arc<ServiceRuntime>, CancellationToken)>,
 }
 
@@ -83,6 +91,7 @@ impl Gateway {
         let control: Arc<dyn crate::protocol::Control> = gw.clone();
         let _ = gw.shared.gateway.set(Arc::downgrade(&control));
         gw.reload("startup").await?;
+        gw.start_shared_listeners().await?;
         gw.ready.store(true, Ordering::Release);
         tokio::spawn(crate::memtrim::run(
             gw.shared.conn_limit.clone(),
@@ -104,13 +113,37 @@ impl Gateway {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Binds the gateway file's shared `listeners:`, one per protocol.
+    async fn start_shared_listeners(&self) -> Result<(), ReloadError> {
+        let mut running = self.running.lock().await;
+        for (kind, l) in &self.config.listeners {
+            let fail = |why: String| ReloadError::Shared {
+                kind: *kind,
+                addr: l.addr(),
+                why,
+            };
+            if !crate::adapters::of(*kind).shares_listeners() {
+                return Err(fail("this protocol has no shared listener yet".into()));
+            }
+            if let Some(tls) = l.tls() {
+                crate::tls::cached_acceptor(tls).map_err(|e| fail(e.to_string()))?;
+            }
+            let socket = listener::bind(l.addr()).map_err(|e| fail(e.to_string()))?;
+            let l = Listener::start_shared(socket, *kind, l.tls().cloned(), self.shared.clone());
+            tracing::info!(addr = %l.addr, protocol = ?kind, "listening for every cluster");
+            running.shared.push(l);
+        }
+        Ok(())
+    }
+
     /// Open client connections per listen address and socket.
     pub async fn connections(&self) -> HashMap<Endpoint, usize> {
         let running = self.running.lock().await;
         running
             .listeners
-            .iter()
-            .map(|(a, l)| (a.clone(), l.connections()))
+            .values()
+            .chain(&running.shared)
+            .map(|l| (l.addr.clone(), l.connections()))
             .collect()
     }
 
@@ -159,6 +192,25 @@ impl Gateway {
             if running.listeners.contains_key(addr) {
                 continue;
             }
+            // With several workers the sockets have SO_REUSEPORT, and a second bind of the
+            // address would split its clients with the shared listener instead of failing.
+            if let Endpoint::Tcp(a) = addr
+                && self
+                    .config
+                    .listeners
+                    .values()
+                    .any(|l| l.addr().port() == a.port() && l.addr().port() != 0)
+            {
+                return Err(ReloadError::Bind {
+                    addr: addr.clone(),
+                    cluster: key.cluster.clone(),
+                    service: key.service.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        "the port of one of the gateway's shared `listeners`",
+                    ),
+                });
+            }
             let socket = match addr {
                 Endpoint::Tcp(a) => listener::bind(*a),
                 Endpoint::Unix(path) => {
@@ -177,6 +229,13 @@ impl Gateway {
         let summary = summarize(&old, &new);
         let new = Arc::new(new);
         self.shared.snapshot.store(new.clone());
+        let removed = old
+            .services()
+            .filter(|s| new.service(&s.cluster, &s.name).is_none());
+        retire_after(
+            removed.cloned().collect(),
+            self.config.gateway.drain_timeout.0,
+        );
 
         for (socket, key) in bound {
             let l = Listener::start(socket, key, self.shared.clone());
@@ -249,10 +308,14 @@ impl Gateway {
         self.housekeeping.cancel();
         let mut running = self.running.lock().await;
         let drain = self.config.gateway.drain_timeout.0;
+        let shared = std::mem::take(&mut running.shared);
+        retire_after(self.snapshot().services().cloned().collect(), drain);
         let handles: Vec<_> = running
             .listeners
             .drain()
-            .map(|(_, l)| l.stop(drain))
+            .map(|(_, l)| l)
+            .chain(shared)
+            .map(|l| l.stop(drain))
             .collect();
         for (_, (_, stop)) in running.health.drain() {
             stop.cancel();
@@ -265,6 +328,19 @@ impl Gateway {
             let _ = h.await;
         }
     }
+}
+
+/// Closes the shared listeners' clients of `services` once `drain` has passed.
+fn retire_after(services: Vec<Arc<ServiceRuntime>>, drain: std::time::Duration) {
+    if services.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        tokio::time::sleep(drain).await;
+        for s in services {
+            s.retired.cancel();
+        }
+    });
 }
 
 impl Drop for Gateway {

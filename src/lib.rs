@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod admin;
 pub mod backend;
 pub mod bufpool;
+pub mod by_cluster;
 pub mod cli;
 pub mod config;
 pub mod error;

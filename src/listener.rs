@@ -121,9 +121,19 @@ impl Accepting {
     }
 }
 
+/// Whom a listener's clients are for.
+#[derive(Clone)]
+enum Route {
+    /// One service, which a reload may change.
+    Service(Arc<ArcSwap<ServiceKey>>),
+    /// A shared listener: the client names its cluster (`crate::by_cluster`).
+    Shared(crate::config::ServiceKind, Option<crate::config::TlsConfig>),
+}
+
 pub struct Listener {
     pub addr: Endpoint,
     target: Arc<ArcSwap<ServiceKey>>,
+    route: Route,
     stop_accepting: CancellationToken,
     hard_stop: CancellationToken,
     tracker: TaskTracker,
@@ -190,6 +200,20 @@ impl Listener {
         Listener::start_for(socket, target, shared, None)
     }
 
+    /// The gateway's shared listener for the services of `kind`.
+    pub fn start_shared(
+        socket: Bound,
+        kind: crate::config::ServiceKind,
+        tls: Option<crate::config::TlsConfig>,
+        shared: Arc<Shared>,
+    ) -> Listener {
+        let none = ServiceKey {
+            cluster: String::new(),
+            service: String::new(),
+        };
+        Listener::spawn(socket, none, Some(Route::Shared(kind, tls)), shared, None)
+    }
+
     /// A listener whose connections all go to one upstream node (a Kafka broker port).
     pub fn start_for(
         socket: Bound,
@@ -197,10 +221,22 @@ impl Listener {
         shared: Arc<Shared>,
         node: Option<i32>,
     ) -> Listener {
+        Listener::spawn(socket, target, None, shared, node)
+    }
+
+    fn spawn(
+        socket: Bound,
+        target: ServiceKey,
+        route: Option<Route>,
+        shared: Arc<Shared>,
+        node: Option<i32>,
+    ) -> Listener {
         let addr = socket.endpoint();
+        let target = Arc::new(ArcSwap::from_pointee(target));
         let listener = Listener {
             addr,
-            target: Arc::new(ArcSwap::from_pointee(target)),
+            route: route.unwrap_or_else(|| Route::Service(target.clone())),
+            target,
             stop_accepting: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -215,7 +251,7 @@ impl Listener {
         };
         for (socket, worker) in sockets.into_iter().zip(handles) {
             let accept = AcceptLoop {
-                target: listener.target.clone(),
+                route: listener.route.clone(),
                 stop: listener.stop_accepting.clone(),
                 hard_stop: listener.hard_stop.clone(),
                 tracker: listener.tracker.clone(),
@@ -278,7 +314,7 @@ impl Listener {
 }
 
 struct AcceptLoop {
-    target: Arc<ArcSwap<ServiceKey>>,
+    route: Route,
     stop: CancellationToken,
     hard_stop: CancellationToken,
     tracker: TaskTracker,
@@ -308,7 +344,25 @@ impl AcceptLoop {
                     }
                 },
             };
-            let key = self.target.load();
+            let key = match &self.route {
+                Route::Service(key) => key.load(),
+                Route::Shared(kind, tls) => {
+                    if let ClientConn::Tcp(tcp) = &stream {
+                        let _ = tcp.set_nodelay(true);
+                    }
+                    let arrival = crate::protocol::Arrival {
+                        peer,
+                        shared: self.shared.clone(),
+                    };
+                    let serve =
+                        crate::adapters::of(*kind).serve_shared(arrival, stream, tls.clone());
+                    self.tracker.spawn(async move {
+                        serve.await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+            };
             let Some(service) = self
                 .shared
                 .snapshot

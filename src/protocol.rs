@@ -45,6 +45,25 @@ pub trait Protocol: Send + Sync + 'static {
     /// Serves one accepted client connection until it ends.
     fn serve(&self, session: Session, client: ClientConn) -> BoxFuture<'static, ()>;
 
+    /// Serves a client of the gateway's shared listener for this protocol: the adapter reads
+    /// which cluster (and service) the client names, then serves it as `serve` does
+    /// (`crate::by_cluster`). `tls` is the shared listener's. Adapters that cannot tell a
+    /// cluster from what their clients send say so in `shares_listeners`.
+    fn serve_shared(
+        &self,
+        arrival: Arrival,
+        client: ClientConn,
+        tls: Option<crate::config::TlsConfig>,
+    ) -> BoxFuture<'static, ()> {
+        let _ = (arrival, client, tls);
+        Box::pin(async {})
+    }
+
+    /// Whether `serve_shared` is implemented (a shared listener is refused otherwise).
+    fn shares_listeners(&self) -> bool {
+        false
+    }
+
     /// One active health check of `backend` (the caller bounds it with the probe timeout):
     /// true when the backend answers as a healthy server of this protocol does.
     fn probe<'a>(
@@ -76,6 +95,28 @@ pub trait Protocol: Send + Sync + 'static {
         _drain: Duration,
     ) -> Vec<JoinHandle<()>> {
         Vec::new()
+    }
+}
+
+/// A client accepted on a shared listener, before it named its service.
+pub struct Arrival {
+    pub peer: crate::session::Peer,
+    pub shared: Arc<Shared>,
+}
+
+impl Arrival {
+    /// The session of the service the client named; it ends when the service is retired
+    /// (`ServiceRuntime::retired`).
+    pub fn into_session(self, service: Arc<ServiceRuntime>) -> Session {
+        Session {
+            hard_stop: service.retired.child_token(),
+            service,
+            metrics: self.shared.metrics.clone(),
+            peer: self.peer,
+            gateway: self.shared.gateway.get().cloned(),
+            shared: self.shared,
+            node: None,
+        }
     }
 }
 

@@ -66,27 +66,47 @@ pub struct Session {
 }
 
 pub async fn run(session: Session, client: ClientConn) {
-    let labels = ServiceLabels::of(&session.service);
-    let gauge = session.metrics.active.get_or_create(&labels).clone();
-    gauge.inc();
-    let worker = crate::metrics::WorkerLabels {
-        worker: crate::workers::index(),
-    };
-    let on_worker = session
-        .metrics
-        .worker_clients
-        .get_or_create(&worker)
-        .clone();
-    on_worker.inc();
+    let _counted = Counted::new(&session);
     if let ClientConn::Tcp(tcp) = &client {
         let _ = tcp.set_nodelay(true);
     }
-    tracing::debug!(cluster = %labels.cluster, service = %labels.service, peer = %session.peer, "client connected");
     // Boxed by the adapter, so a connection's task is the size of its own protocol's
     // session, not the largest of them (memory per idle connection).
     crate::adapters::of(session.service.spec.kind)
         .serve(session, client)
         .await;
-    gauge.dec();
-    on_worker.dec();
+}
+
+/// Counts a client in `throome_active_connections` of its service and in its worker's
+/// gauge while it lives; adapters serving a shared listener's client make one once the
+/// client named its service.
+pub struct Counted {
+    service: prometheus_client::metrics::gauge::Gauge,
+    worker: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Counted {
+    pub fn new(session: &Session) -> Counted {
+        let labels = ServiceLabels::of(&session.service);
+        let service = session.metrics.active.get_or_create(&labels).clone();
+        service.inc();
+        let worker = crate::metrics::WorkerLabels {
+            worker: crate::workers::index(),
+        };
+        let worker = session
+            .metrics
+            .worker_clients
+            .get_or_create(&worker)
+            .clone();
+        worker.inc();
+        tracing::debug!(cluster = %labels.cluster, service = %labels.service, peer = %session.peer, "client connected");
+        Counted { service, worker }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.service.dec();
+        self.worker.dec();
+    }
 }

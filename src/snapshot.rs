@@ -39,6 +39,8 @@ pub struct ServiceSpec {
     pub listen: Option<std::net::SocketAddr>,
     /// A Unix-domain socket to listen on too, and its permissions.
     pub unix_socket: Option<(std::path::PathBuf, u32)>,
+    /// Served on the gateway's shared listener of its protocol.
+    pub shared_listener: bool,
     pub strategy: Strategy,
     pub failover: bool,
     pub backends: Vec<BackendConfig>,
@@ -173,6 +175,10 @@ pub struct ServiceRuntime {
     /// changed service gets a new runtime and so fresh state; the old one goes with the last
     /// session that holds it.
     pub ext: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Cancelled once the service is gone (a reload removed it, after `drain_timeout`, or
+    /// the gateway stopped): its clients on a shared listener are closed then, as a removed
+    /// service's own listener closes its clients.
+    pub retired: tokio_util::sync::CancellationToken,
 }
 
 impl ServiceRuntime {
@@ -323,6 +329,7 @@ fn new_runtime(
         backends,
         spec,
         ext: std::sync::OnceLock::new(),
+        retired: tokio_util::sync::CancellationToken::new(),
     }
 }
 

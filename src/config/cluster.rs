@@ -26,7 +26,7 @@ pub struct ClusterConfig {
     pub circuit_breaker: CircuitBreakerConfig,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceKind {
     Tcp,
@@ -65,6 +65,9 @@ pub struct ServiceConfig {
     /// Permissions of `unix_socket`, octal (default `"0777"`, as PostgreSQL and PgBouncer:
     /// clients still authenticate; restrict access with the directory's permissions or here).
     pub unix_socket_mode: Option<String>,
+    /// Whether the gateway's shared listener of this protocol (`listeners:` in the gateway
+    /// file) serves this service to clients that name the cluster (default true).
+    pub shared_listener: Option<bool>,
     /// Per-service override of the cluster's `routing`.
     pub routing: Option<ServiceRouting>,
     /// Upper bound for one upstream TCP connect, in seconds (default 3).

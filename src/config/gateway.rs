@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Seconds, Secret};
+use super::cluster::ServiceKind;
+use super::security::TlsConfig;
+use super::types::{ListenAddr, Seconds, Secret};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +20,38 @@ pub struct GatewayConfig {
     pub monitoring: MonitoringConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Listeners every cluster shares, one per protocol (`redis`, `postgres`): the client
+    /// names its cluster in its login (`crate::by_cluster`). Read at start-up only; which
+    /// clusters they admit follows reloads.
+    #[serde(default)]
+    pub listeners: std::collections::BTreeMap<ServiceKind, SharedListen>,
+}
+
+/// A shared listener: an address, or an address with TLS.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum SharedListen {
+    Addr(ListenAddr),
+    Full {
+        listen: ListenAddr,
+        #[serde(default)]
+        tls: Option<TlsConfig>,
+    },
+}
+
+impl SharedListen {
+    pub fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            SharedListen::Addr(a) | SharedListen::Full { listen: a, .. } => a.0,
+        }
+    }
+
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        match self {
+            SharedListen::Addr(_) => None,
+            SharedListen::Full { tls, .. } => tls.as_ref(),
+        }
+    }
 }
 
 /// The admin HTTP API (metrics, health, cluster management).

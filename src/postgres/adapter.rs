@@ -17,6 +17,19 @@ impl Protocol for Adapter {
         Box::pin(super::serve(session, client))
     }
 
+    fn serve_shared(
+        &self,
+        arrival: crate::protocol::Arrival,
+        client: ClientConn,
+        tls: Option<crate::config::TlsConfig>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(super::by_cluster::serve(arrival, client, tls))
+    }
+
+    fn shares_listeners(&self) -> bool {
+        true
+    }
+
     fn register_metrics(
         &self,
         registry: &mut prometheus_client::registry::Registry,

@@ -132,6 +132,14 @@ impl Wire {
         cn.as_str().ok().map(str::to_string)
     }
 
+    /// The server name a TLS client asked for (SNI), which may name its cluster.
+    pub fn server_name(&self) -> Option<&str> {
+        match &self.stream {
+            Stream::Tls(tls) => tls.get_ref().1.server_name(),
+            _ => None,
+        }
+    }
+
     pub fn is_unix(&self) -> bool {
         matches!(self.stream, Stream::Unix(_))
     }

@@ -4,6 +4,7 @@
 
 mod adapter;
 mod auth_query;
+mod by_cluster;
 mod cancel;
 mod cap;
 mod console;

@@ -32,17 +32,23 @@ const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// One client connection from accept to close: admitted and logged in, then either the
 /// admin console or a pooled session.
 pub async fn serve(session: Session, stream: crate::session::ClientConn) {
-    let service = session.service.clone();
-    let pools = PgPools::of(&service);
     let stream = match stream {
         crate::session::ClientConn::Tcp(tcp) => Stream::Plain(tcp),
         crate::session::ClientConn::Unix(unix) => Stream::Unix(unix),
     };
-    let mut client = Wire::over(
+    let client = Wire::over(
         stream,
         BytesMut::with_capacity(8 * 1024),
         throome_pgwire::DEFAULT_MAX_MESSAGE,
     );
+    serve_wire(session, client).await;
+}
+
+/// The same from a client socket already read from (a shared listener's, which read the
+/// startup packet to find the service and put it back).
+pub async fn serve_wire(session: Session, mut client: Wire) {
+    let service = session.service.clone();
+    let pools = PgPools::of(&service);
     let _slot = ClientSlot::take(&pools);
     // Boxed here and below where a path is taken once or is not the idle wait: a client's
     // task is allocated at the size of its largest state for its whole life.

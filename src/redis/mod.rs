@@ -7,6 +7,7 @@
 //! rest of the connection (a raw pass-through from then on).
 
 mod adapter;
+mod by_cluster;
 mod clients;
 pub mod cluster;
 mod encode;

@@ -36,6 +36,7 @@ pub(super) fn resolve(
     ServiceSpec {
         kind: svc.kind,
         listen: svc.listen.as_ref().map(|l| l.value.0),
+        shared_listener: svc.shared_listener.unwrap_or(true),
         unix_socket: svc.unix_socket.as_ref().map(|p| {
             let mode = crate::config::unix_socket_mode(svc).unwrap_or(0o777);
             (std::path::PathBuf::from(&p.value), mode)

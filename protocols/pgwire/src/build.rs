@@ -162,7 +162,13 @@ pub fn negotiate_protocol_version(minor: u32, unrecognized: &[&str]) -> Bytes {
 
 /// StartupMessage (protocol 3.0) with `params`.
 pub fn startup(params: &[(&str, &str)]) -> Bytes {
-    let mut body = crate::PROTOCOL_3_0.to_be_bytes().to_vec();
+    startup_version(3, 0, params)
+}
+
+/// StartupMessage asking for protocol `major.minor` (a proxy passing on what a client asked).
+pub fn startup_version(major: u16, minor: u16, params: &[(&str, &str)]) -> Bytes {
+    let version = (u32::from(major) << 16) | u32::from(minor);
+    let mut body = version.to_be_bytes().to_vec();
     for (k, v) in params {
         body.extend_from_slice(k.as_bytes());
         body.push(0);

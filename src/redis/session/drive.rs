@@ -39,11 +39,12 @@ impl Client {
     pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + io::Readiness>(
         &mut self,
         client: S,
+        // What was read before the session started; empty (unallocated) on a client's own
+        // listener: allocated when the first bytes arrive (`io.rs`).
+        mut buf: BytesMut,
     ) {
         let mut client = io::ClientIo::new(client);
         let mut scanner = RequestScanner::new(self.service.spec.limits);
-        // Allocated when the first bytes arrive (`io.rs`): a client that never sends holds none.
-        let mut buf = BytesMut::new();
         let mut at = Progress::default();
         let idle_limit = self.service.spec.client_idle_timeout;
         let mut active_at = tokio::time::Instant::now();

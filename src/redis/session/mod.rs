@@ -165,10 +165,16 @@ enum Flow {
 }
 
 pub async fn serve(session: Session, client: crate::session::ClientConn) {
-    let service = session.service.clone();
     let Some(client) = Accepted::for_session(&session, client).await else {
         return;
     };
+    serve_accepted(session, client, BytesMut::new()).await;
+}
+
+/// The same for a client whose first bytes were read already (`read`, handled before any
+/// more is read): a shared listener's, which read its login to find the service.
+pub async fn serve_accepted(session: Session, client: Accepted, read: BytesMut) {
+    let service = session.service.clone();
     let pools = Pools::of(&service);
     let Some(_slot) = pools.client_slot(service.spec.pg.max_client_conn) else {
         session.metrics.error(&service, "max_client_conn");
@@ -235,9 +241,9 @@ pub async fn serve(session: Session, client: crate::session::ClientConn) {
         // Each boxed, so a plain connection's task is not the size of a TLS one's.
         () = async {
             match client {
-                Accepted::Plain(tcp) => Box::pin(c.run(tcp)).await,
-                Accepted::Tls(tls) => Box::pin(c.run(*tls)).await,
-                Accepted::Unix(unix) => Box::pin(c.run(unix)).await,
+                Accepted::Plain(tcp) => Box::pin(c.run(tcp, read)).await,
+                Accepted::Tls(tls) => Box::pin(c.run(*tls, read)).await,
+                Accepted::Unix(unix) => Box::pin(c.run(unix, read)).await,
             }
         } => {}
     }
@@ -381,7 +387,7 @@ mod size_tests {
         ) -> usize {
             std::mem::size_of::<F>()
         }
-        let run = size(|c: &mut super::Client, s| c.run(s));
+        let run = size(|c: &mut super::Client, s| c.run(s, bytes::BytesMut::new()));
         assert!(
             run <= 1_536,
             "the Redis client loop is {run} bytes (bound 1536)"

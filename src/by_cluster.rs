@@ -1,0 +1,106 @@
+//! Shared listeners: one address per protocol for every cluster, where the client names its
+//! cluster in what it sends first (Supavisor's `user.tenant` for PostgreSQL, `user@cluster` in
+//! a Redis `AUTH`), so 100 clusters need three ports, not 300. This module finds the service a
+//! client named; each adapter reads the name from its own protocol
+//! (`crate::protocol::Protocol::serve_shared`).
+
+use std::sync::Arc;
+
+use crate::config::ServiceKind;
+use crate::snapshot::{ServiceRuntime, Snapshot};
+
+/// A login name with the cluster in it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Named<'a> {
+    /// The user as the backend or the service's `auth:` knows it; empty when the client gave
+    /// only the cluster.
+    pub user: &'a str,
+    pub cluster: &'a str,
+    /// Which of the cluster's services of the protocol, when it has several.
+    pub service: Option<&'a str>,
+}
+
+/// `user@cluster`, `user@cluster/service`, or `cluster` alone (a cluster without users).
+/// The last `@` splits, so user names with an `@` (e-mail addresses) still work.
+pub fn at_sign(name: &str) -> Named<'_> {
+    let (user, rest) = name.rsplit_once('@').unwrap_or(("", name));
+    let (cluster, service) = match rest.split_once('/') {
+        Some((c, s)) => (c, Some(s)),
+        None => (rest, None),
+    };
+    Named {
+        user,
+        cluster,
+        service,
+    }
+}
+
+/// `user.cluster` (Supavisor's convention); the last `.` splits, so `first.last.app` is user
+/// `first.last` of cluster `app`. `None` without a dot.
+pub fn dotted(name: &str) -> Option<(&str, &str)> {
+    name.rsplit_once('.')
+        .filter(|(u, c)| !u.is_empty() && !c.is_empty())
+}
+
+/// What looking a named service up found.
+pub enum Lookup {
+    Found(Arc<ServiceRuntime>),
+    /// No such cluster (or it has no service of the protocol on the shared listener): the
+    /// client is told what it would be told for an unknown user, nothing about clusters.
+    NoCluster,
+    /// The cluster is there but `pick` names none of its services.
+    NoService,
+}
+
+/// The service of `kind` in `cluster` that `pick` names, by service name or by its
+/// `database`; without `pick`, the cluster's only one. Services with `shared_listener: false` are never found.
+pub fn find(snapshot: &Snapshot, cluster: &str, kind: ServiceKind, pick: Option<&str>) -> Lookup {
+    let Some(c) = snapshot.clusters.get(cluster) else {
+        return Lookup::NoCluster;
+    };
+    let candidates: Vec<&Arc<ServiceRuntime>> = c
+        .services
+        .values()
+        .filter(|s| s.spec.kind == kind && s.spec.shared_listener)
+        .collect();
+    if candidates.is_empty() {
+        return Lookup::NoCluster;
+    }
+    let found = match pick {
+        Some(p) => candidates.iter().find(|s| s.name == p).or_else(|| {
+            candidates
+                .iter()
+                .find(|s| s.spec.database.as_deref() == Some(p))
+        }),
+        None if candidates.len() == 1 => candidates.first(),
+        None => None,
+    };
+    match found {
+        Some(s) => Lookup::Found(Arc::clone(s)),
+        None => Lookup::NoService,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_at_the_last_separator() {
+        let n = at_sign("alice@shop/cache");
+        assert_eq!(
+            (n.user, n.cluster, n.service),
+            ("alice", "shop", Some("cache"))
+        );
+        let n = at_sign("a@example.com@shop");
+        assert_eq!(
+            (n.user, n.cluster, n.service),
+            ("a@example.com", "shop", None)
+        );
+        let n = at_sign("shop");
+        assert_eq!((n.user, n.cluster, n.service), ("", "shop", None));
+        assert_eq!(dotted("first.last.app"), Some(("first.last", "app")));
+        assert_eq!(dotted("postgres"), None);
+        assert_eq!(dotted("postgres."), None);
+    }
+}

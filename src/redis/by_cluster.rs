@@ -1,0 +1,200 @@
+//! Redis on the gateway's shared listener: the client names its cluster in the ACL user name
+//! of its login, `AUTH user@cluster pass` or `HELLO 3 AUTH user@cluster pass`
+//! (`user@cluster/service` picks one of several redis services; the cluster ID alone is the
+//! user of a cluster without users), or in the TLS server name `ID.<anything>`. Until then
+//! every other command gets `-NOAUTH`, as from a Redis with a password
+//! ([AUTH](https://redis.io/docs/latest/commands/auth/)). The login goes on to the session
+//! with the cluster taken out of the user name, so the service's own `auth:` or the backend
+//! checks it as on the service's own port.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use throome_resp::{Limits, Request, RequestScanner};
+
+use super::encode;
+use crate::accepted::Accepted;
+use crate::by_cluster::{self, Lookup};
+use crate::config::{ServiceKind, TlsConfig};
+use crate::protocol::Arrival;
+use crate::session::ClientConn;
+use crate::snapshot::ServiceRuntime;
+
+/// Redis's limits for a client that has not logged in (`networking.c`: a multibulk of more
+/// than 10 arguments, or an argument over 16 KiB, is a protocol error).
+const UNAUTHENTICATED: Limits = Limits {
+    max_bulk_len: 16 * 1024,
+    max_args: 10,
+    max_inline_len: 16 * 1024,
+    max_request_len: 64 * 1024,
+};
+
+/// How long a client may take to log in before it is closed.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+const NOAUTH: &str = "NOAUTH Authentication required.";
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+pub async fn serve(arrival: Arrival, client: ClientConn, tls: Option<TlsConfig>) {
+    let mut client = match client {
+        ClientConn::Unix(unix) => Accepted::Unix(unix),
+        ClientConn::Tcp(tcp) => match Accepted::accept(tcp, tls.as_ref(), LOGIN_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(peer = %arrival.peer, error = %e, "TLS handshake with a client of the shared listener failed");
+                return;
+            }
+        },
+    };
+    let mut buf = BytesMut::new();
+    let routed = tokio::time::timeout(LOGIN_TIMEOUT, route(&mut client, &mut buf, &arrival)).await;
+    let Ok(Some((service, login))) = routed else {
+        return;
+    };
+    // The login as the service sees it goes first, then what the client sent after it.
+    let mut read = BytesMut::from(&login[..]);
+    read.extend_from_slice(&buf);
+    let session = arrival.into_session(service);
+    let _counted = crate::session::Counted::new(&session);
+    super::session::serve_accepted(session, client, read).await;
+}
+
+/// Answers requests until one names a cluster: the service and the login request to hand
+/// the session (empty when the proxy answered it). `None`: the client left or was closed.
+async fn route(
+    client: &mut Accepted,
+    buf: &mut BytesMut,
+    arrival: &Arrival,
+) -> Option<(std::sync::Arc<ServiceRuntime>, Vec<u8>)> {
+    let mut scanner = RequestScanner::new(UNAUTHENTICATED);
+    let sni = client
+        .server_name()
+        .and_then(|n| n.split_once('.'))
+        .map(|(c, _)| c.to_string());
+    loop {
+        let request = match scanner.scan(buf) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                if client.read_buf(buf).await.ok()? == 0 {
+                    return None;
+                }
+                continue;
+            }
+            Err(e) => {
+                let _ = client.write_all(&encode::error(&format!("ERR {e}"))).await;
+                let _ = client.flush().await;
+                return None;
+            }
+        };
+        let (reply, routed) = answer(&request, arrival, sni.as_deref());
+        if let Some(routed) = routed {
+            if !reply.is_empty() {
+                client.write_all(&reply).await.ok()?;
+                client.flush().await.ok()?;
+            }
+            return Some(routed);
+        }
+        client.write_all(&reply).await.ok()?;
+        client.flush().await.ok()?;
+        if request.name().eq_ignore_ascii_case(b"quit") {
+            return None;
+        }
+    }
+}
+
+type Routed = (std::sync::Arc<ServiceRuntime>, Vec<u8>);
+
+/// The reply to one request before login, and where the client goes when it logged in.
+fn answer(request: &Request, arrival: &Arrival, sni: Option<&str>) -> (Vec<u8>, Option<Routed>) {
+    let args: Vec<&[u8]> = request.args().collect();
+    let name = request.name();
+    // (user name as given, password, HELLO's args) of the login.
+    let (given, pass, hello): (Option<&[u8]>, Option<&[u8]>, Option<usize>) =
+        if name.eq_ignore_ascii_case(b"auth") {
+            match args.as_slice() {
+                [_, user, pass] => (Some(user), Some(pass), None),
+                [_, pass] => (None, Some(pass), None),
+                _ => return (arity_error(), None),
+            }
+        } else if name.eq_ignore_ascii_case(b"hello") {
+            match hello_auth(&args) {
+                Some(at) => (Some(args[at + 1]), Some(args[at + 2]), Some(at)),
+                None => (None, None, Some(0)),
+            }
+        } else if name.eq_ignore_ascii_case(b"quit") {
+            return (encode::simple("OK").to_vec(), None);
+        } else {
+            return (encode::error(NOAUTH).to_vec(), None);
+        };
+    let given = given.map(|u| String::from_utf8_lossy(u).into_owned());
+    // Who logs in to which cluster: `user@cluster[/service]`; with a TLS server name naming
+    // the cluster, a plain user name; else the cluster ID alone.
+    let (user, cluster, service) = match (given.as_deref(), sni) {
+        (Some(g), _) if g.contains('@') => {
+            let n = by_cluster::at_sign(g);
+            (Some(n.user), n.cluster, n.service)
+        }
+        (g, Some(sni)) => (g, sni, None),
+        (Some(g), None) => (None, g, None),
+        (None, None) => {
+            let refusal = if hello.is_some() {
+                HELLO_NOAUTH
+            } else {
+                WRONGPASS
+            };
+            return (encode::error(refusal).to_vec(), None);
+        }
+    };
+    let snapshot = arrival.shared.snapshot.load();
+    let Lookup::Found(found) = by_cluster::find(&snapshot, cluster, ServiceKind::Redis, service)
+    else {
+        return (encode::error(WRONGPASS).to_vec(), None);
+    };
+    let pass = pass.unwrap_or_default();
+    let login = match (hello, user) {
+        // The cluster alone, no password: nothing for the service to check.
+        (None, None) if pass.is_empty() => {
+            return (encode::simple("OK").to_vec(), Some((found, Vec::new())));
+        }
+        (None, None) => command(&[b"AUTH", pass]),
+        (None, Some(u)) => command(&[b"AUTH", u.as_bytes(), pass]),
+        (Some(at), user) => {
+            let mut out: Vec<&[u8]> = args.clone();
+            if at > 0 {
+                match user {
+                    Some(u) => out[at + 1] = u.as_bytes(),
+                    None if pass.is_empty() => {
+                        out.drain(at..at + 3);
+                    }
+                    None => out[at + 1] = b"default",
+                }
+            }
+            command(&out)
+        }
+    };
+    (Vec::new(), Some((found, login)))
+}
+
+fn command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode::command(&mut out, args);
+    out
+}
+
+const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+
+fn arity_error() -> Vec<u8> {
+    encode::error("ERR wrong number of arguments for 'auth' command").to_vec()
+}
+
+/// Where `AUTH` sits in `HELLO protover [AUTH user pass] [SETNAME name]`.
+fn hello_auth(args: &[&[u8]]) -> Option<usize> {
+    let at = args
+        .iter()
+        .skip(2)
+        .position(|a| a.eq_ignore_ascii_case(b"auth"))?
+        + 2;
+    (args.len() > at + 2).then_some(at)
+}

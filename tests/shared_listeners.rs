@@ -1,0 +1,319 @@
+//! The gateway's shared listeners (`listeners:` in throome.yaml): one Redis and one
+//! PostgreSQL port for three clusters, where the client names its cluster in its login
+//! (`AUTH user@cluster`, `user.cluster`, `options=-c throome.cluster=ID`). Real servers, real
+//! clients: redis-cli, the redis crate, redis-py, psql, tokio-postgres; isolation between the
+//! clusters and what a reload changes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::gateway::Options;
+use common::servers::pg_bin;
+use common::{Postgres, RedisServer, Throome, free_port};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+struct Setup {
+    gw: Throome,
+    redis: u16,
+    pg: u16,
+    /// The `ops` cluster's redis service, on its own port only (`shared_listener: false`).
+    ops: u16,
+    _servers: (RedisServer, RedisServer, Postgres),
+}
+
+/// Clusters `shop` and `blog`, each a cache (its own redis-server) and a database (one
+/// PostgreSQL, databases `shop` and `blog`), and `ops`, kept off the shared listeners.
+async fn setup() -> Setup {
+    let (a, b) = (RedisServer::start(), RedisServer::start());
+    let pg = Postgres::start();
+    let admin = common::pg::direct(pg.port).await;
+    for db in ["shop", "blog"] {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
+    }
+    let cluster = |id: &str, redis: u16, user: &str, pass: &str| {
+        format!(
+            "cluster_id: {id}\nname: {id}\nservices:\n  cache:\n    type: redis\n    host: 127.0.0.1\n    port: {redis}\n  db:\n    type: postgres\n    host: 127.0.0.1\n    port: {}\n    database: {id}\n    username: postgres\n    auth:\n      users: {{ {user}: {pass} }}\n",
+            pg.port
+        )
+    };
+    let ops = free_port();
+    let ops_yaml = format!(
+        "cluster_id: ops\nname: ops\nservices:\n  cache:\n    type: redis\n    listen: \"127.0.0.1:{ops}\"\n    shared_listener: false\n    host: 127.0.0.1\n    port: {}\n",
+        a.port
+    );
+    let (redis, pgl) = (free_port(), free_port());
+    let opts = Options {
+        extra_gateway: format!(
+            "listeners:\n  redis: \"127.0.0.1:{redis}\"\n  postgres: \"127.0.0.1:{pgl}\"\n"
+        ),
+        ..Options::default()
+    };
+    let (shop, blog) = (
+        cluster("shop", a.port, "alice", "wonderland"),
+        cluster("blog", b.port, "bob", "builder"),
+    );
+    let gw = tokio::task::spawn_blocking(move || {
+        Throome::start_with(
+            &[("shop", &shop), ("blog", &blog), ("ops", &ops_yaml)],
+            opts,
+        )
+    })
+    .await
+    .unwrap();
+    Setup {
+        gw,
+        redis,
+        pg: pgl,
+        ops,
+        _servers: (a, b, pg),
+    }
+}
+
+/// redis-cli's output for `args` on `port`.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["--no-auth-warning", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .trim()
+    .to_string()
+}
+
+/// The raw replies to `bytes` written at once, read until `lines` lines came.
+fn raw(port: u16, bytes: &[u8], lines: usize) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut r = BufReader::new(s);
+    let mut out = String::new();
+    for _ in 0..lines {
+        r.read_line(&mut out).unwrap();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_clients_name_their_cluster_in_auth() {
+    let s = setup().await;
+    let port = s.redis;
+    // Before a login every command is refused as by a Redis with a password; QUIT is not.
+    let before = raw(port, b"GET k\r\nHELLO 3\r\nAUTH onlypass\r\nQUIT\r\n", 4);
+    assert_eq!(
+        before,
+        "-NOAUTH Authentication required.\r\n-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n-WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n"
+    );
+    // The cluster alone as the user; commands pipelined behind the AUTH are served after it.
+    let piped = raw(port, b"AUTH shop \"\"\r\nSET k shop-value\r\nGET k\r\n", 4);
+    assert_eq!(piped, "+OK\r\n+OK\r\n$10\r\nshop-value\r\n");
+    // user@cluster: the backend checks `default` (no password: Redis's own answer).
+    assert_eq!(
+        redis_cli(port, &["--user", "default@blog", "--pass", "", "GET", "k"]),
+        ""
+    );
+    assert_eq!(
+        redis_cli(port, &["--user", "default@shop", "--pass", "", "GET", "k"]),
+        "shop-value"
+    );
+    // HELLO 3 AUTH: RESP3 from the cluster's backend.
+    let hello = redis_cli(
+        port,
+        &["-3", "HELLO", "3", "AUTH", "blog", "", "SETNAME", "b1"],
+    );
+    assert!(hello.contains("proto 3"), "{hello}");
+    // Unknown clusters and services kept off the shared listener look like a wrong password.
+    for user in ["nosuch", "default@nosuch", "default@shop/nosuch", "ops"] {
+        let reply = raw(port, format!("AUTH {user} x\r\nGET k\r\n").as_bytes(), 2);
+        assert_eq!(
+            reply,
+            "-WRONGPASS invalid username-password pair or user is disabled.\r\n-NOAUTH Authentication required.\r\n",
+            "{user}"
+        );
+    }
+    // ops is on its own port, as before.
+    assert_eq!(redis_cli(s.ops, &["GET", "k"]), "shop-value");
+    // A client of one cluster sees only its own cluster's clients.
+    let list = redis_cli(port, &["--user", "blog", "--pass", "", "CLIENT", "LIST"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+
+    // The redis crate.
+    let info =
+        redis::IntoConnectionInfo::into_connection_info(format!("redis://127.0.0.1:{port}/"))
+            .unwrap();
+    let settings = info.redis_settings().clone();
+    let info = info.set_redis_settings(settings.set_username("default@blog").set_password(""));
+    let client = redis::Client::open(info).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("blog-value")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let v: String = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(v, "blog-value");
+    assert_eq!(
+        redis_cli(port, &["--user", "shop", "--pass", "", "GET", "k"]),
+        "shop-value"
+    );
+
+    // redis-py, RESP2 and RESP3.
+    common::run_python_client("redis_py_shared.py", &[&port.to_string()]);
+
+    let metrics = tokio::task::spawn_blocking(move || s.gw.metrics())
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cluster=\"blog\",service=\"cache\""),
+        "{metrics}"
+    );
+}
+
+async fn pg_connect(
+    port: u16,
+    conninfo: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) =
+        tokio_postgres::connect(&format!("host=127.0.0.1 port={port} {conninfo}"), NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+async fn current_database(port: u16, conninfo: &str) -> String {
+    let c = pg_connect(port, conninfo).await.unwrap();
+    c.query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_clients_name_their_cluster_in_the_user_name() {
+    let s = setup().await;
+    let port = s.pg;
+    // user.cluster, the database naming the service (or its `database`).
+    let shop = "user=alice.shop password=wonderland dbname=db";
+    assert_eq!(current_database(port, shop).await, "shop");
+    let blog = "user=bob.blog password=builder dbname=blog";
+    assert_eq!(current_database(port, blog).await, "blog");
+    // options=-c throome.cluster=ID, with another option kept.
+    let opt =
+        "user=bob password=builder dbname=db options='-c throome.cluster=blog -c search_path=x'";
+    let c = pg_connect(port, opt).await.unwrap();
+    let row = c
+        .query_one(
+            "SELECT current_database(), current_setting('search_path')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("blog".into(), "x".into())
+    );
+    // Each cluster's own users: alice is not a user of blog.
+    let err = pg_connect(port, "user=alice.blog password=wonderland dbname=db")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    // Unknown cluster: asked for a password and refused, as a wrong password is.
+    let err = pg_connect(port, "user=alice.nosuch password=wonderland dbname=db")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    let err = pg_connect(port, "user=alice password=wonderland dbname=db")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    // A known cluster without that database.
+    let err = pg_connect(port, "user=alice.shop password=wonderland dbname=blog")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_CATALOG_NAME), "{err}");
+    // Data stays in its cluster's database.
+    let c = pg_connect(port, shop).await.unwrap();
+    c.batch_execute("CREATE TABLE only_shop (x int)")
+        .await
+        .unwrap();
+    let b = pg_connect(port, blog).await.unwrap();
+    let err = b
+        .batch_execute("SELECT * FROM only_shop")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE), "{err}");
+
+    // psql, with the password from the environment.
+    let out = Command::new(pg_bin("psql"))
+        .args([
+            &format!("host=127.0.0.1 port={port} user=alice.shop dbname=db"),
+            "-XAt",
+            "-c",
+            "SELECT current_database(), current_user",
+        ])
+        .env("PGPASSWORD", "wonderland")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "shop|postgres",
+        "{out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_changes_which_clusters_the_shared_listeners_admit() {
+    let s = setup().await;
+    let (redis, pg) = (s.redis, s.pg);
+    let blog = "user=bob.blog password=builder dbname=db";
+    let open = pg_connect(pg, blog).await.unwrap();
+    std::fs::remove_dir_all(s.gw.cluster_path("blog").parent().unwrap()).unwrap();
+    let gone = common::eventually(Duration::from_secs(10), || {
+        redis_cli(redis, &["--user", "blog", "--pass", "", "PING"]).contains("WRONGPASS")
+    });
+    assert!(gone, "blog still admitted: {}", s.gw.log());
+    let err = pg_connect(pg, blog).await.err().unwrap();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    assert_eq!(
+        redis_cli(redis, &["--user", "shop", "--pass", "", "PING"]),
+        "PONG"
+    );
+    // A client of the removed cluster is closed once the drain time has passed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        open.simple_query("SELECT 1").await.is_err(),
+        "the removed cluster's client still works"
+    );
+    // A new cluster is admitted without a restart.
+    let news = s.gw.cluster_path("shop");
+    let text = std::fs::read_to_string(&news)
+        .unwrap()
+        .replace("shop", "news");
+    s.gw.write_cluster("news", &text);
+    let admitted = common::eventually(Duration::from_secs(10), || {
+        redis_cli(redis, &["--user", "news", "--pass", "", "PING"]) == "PONG"
+    });
+    assert!(admitted, "{}", s.gw.log());
+}
