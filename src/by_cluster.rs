@@ -81,6 +81,54 @@ pub fn find(snapshot: &Snapshot, cluster: &str, kind: ServiceKind, pick: Option<
     }
 }
 
+/// The gateway file's shared listeners, by protocol.
+pub type SharedListeners =
+    std::collections::BTreeMap<ServiceKind, crate::config::gateway::SharedListen>;
+
+/// What a client of `s` copies to connect: through the shared listener of its protocol
+/// (the cluster in the user name) and on the service's own `listen`. `USER` and `PASSWORD`
+/// stand for a user of the service's `auth:` (or of the backend).
+pub fn connection_strings(s: &ServiceRuntime, listeners: &SharedListeners) -> Vec<String> {
+    let host = |a: std::net::SocketAddr| match a.ip().is_unspecified() {
+        true => format!("localhost:{}", a.port()),
+        false => a.to_string(),
+    };
+    let shared = listeners
+        .get(&s.spec.kind)
+        .filter(|_| s.spec.shared_listener)
+        .map(|l| (host(l.addr()), l.tls().is_some()));
+    let own = s.spec.listen.map(|a| (host(a), s.spec.tls.is_some()));
+    let (c, name) = (&s.cluster, &s.name);
+    let db = s.spec.database.as_deref().unwrap_or("postgres");
+    let users = s.spec.auth.is_some();
+    let mut out = Vec::new();
+    match s.spec.kind {
+        ServiceKind::Redis => {
+            let scheme = |tls| if tls { "rediss" } else { "redis" };
+            if let Some((a, tls)) = shared {
+                let login = match users {
+                    true => format!("USER%40{c}%2F{name}:PASSWORD"),
+                    false => format!("{c}%2F{name}:"),
+                };
+                out.push(format!("{}://{login}@{a}", scheme(tls)));
+            }
+            if let Some((a, tls)) = own {
+                out.push(format!("{}://{a}", scheme(tls)));
+            }
+        }
+        ServiceKind::Postgres => {
+            if let Some((a, _)) = shared {
+                out.push(format!("postgresql://USER.{c}@{a}/{name}"));
+            }
+            if let Some((a, _)) = own {
+                out.push(format!("postgresql://USER@{a}/{db}"));
+            }
+        }
+        ServiceKind::Kafka | ServiceKind::Tcp => out.extend(own.map(|(a, _)| a)),
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,6 +174,26 @@ async fn redis_clients_name_their_cluster_in_auth() {
         "shop-value"
     );
 
+    // The connection strings list-clusters prints work as they are.
+    let gw = &s.gw;
+    for listed in [
+        gw.cli(&["list-clusters"]),
+        gw.cli(&["list-clusters", "--gateway", &gw.url()]),
+    ] {
+        let text = String::from_utf8_lossy(&listed.stdout).to_string();
+        let uri = format!("redis://shop%2Fcache:@127.0.0.1:{port}");
+        assert!(text.contains(&uri), "{text}");
+        assert!(
+            text.contains(&format!("postgresql://USER.shop@127.0.0.1:{}/db", s.pg)),
+            "{text}"
+        );
+        assert!(
+            !text.contains(&format!("redis://ops%2Fcache:@127.0.0.1:{port}")),
+            "{text}"
+        );
+        assert_eq!(redis_cli(port, &["-u", &uri, "GET", "k"]), "shop-value");
+    }
+
     // redis-py, RESP2 and RESP3.
     common::run_python_client("redis_py_shared.py", &[&port.to_string()]);
 
@@ -267,7 +287,8 @@ async fn postgres_clients_name_their_cluster_in_the_user_name() {
     // psql, with the password from the environment.
     let out = Command::new(pg_bin("psql"))
         .args([
-            &format!("host=127.0.0.1 port={port} user=alice.shop dbname=db"),
+            // The form list-clusters prints.
+            &format!("postgresql://alice.shop@127.0.0.1:{port}/db"),
             "-XAt",
             "-c",
             "SELECT current_database(), current_user",

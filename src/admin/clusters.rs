@@ -18,7 +18,7 @@ pub async fn list(State(gw): State<Arc<Gateway>>) -> Response {
     let clusters: Vec<_> = snapshot
         .clusters
         .values()
-        .map(|c| view::cluster(c, &conns))
+        .map(|c| view::cluster(c, &conns, &gw.config.listeners))
         .collect();
     Json(json!({ "clusters": clusters })).into_response()
 }
@@ -27,7 +27,7 @@ pub async fn show(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Res
     let snapshot = gw.snapshot();
     let conns = gw.connections().await;
     match snapshot.clusters.get(&id) {
-        Some(c) => Json(view::cluster(c, &conns)).into_response(),
+        Some(c) => Json(view::cluster(c, &conns, &gw.config.listeners)).into_response(),
         None => not_found(&id),
     }
 }
@@ -74,7 +74,7 @@ pub async fn create(State(gw): State<Arc<Gateway>>, body: String) -> Response {
             let body = snapshot
                 .clusters
                 .get(&id)
-                .map(|c| json!({ "cluster": view::cluster(c, &conns), "reload": summary }));
+                .map(|c| json!({ "cluster": view::cluster(c, &conns, &gw.config.listeners), "reload": summary }));
             (StatusCode::CREATED, Json(body)).into_response()
         }
         Err(e) => {

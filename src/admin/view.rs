@@ -28,6 +28,9 @@ pub struct ServiceView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unix_socket: Option<String>,
     pub exposed: bool,
+    /// How clients connect: the shared listener's URI (the cluster in the user name) and
+    /// the service's own (`crate::by_cluster::connection_strings`).
+    pub connect: Vec<String>,
     pub strategy: &'static str,
     pub failover_enabled: bool,
     pub health_checks: bool,
@@ -50,12 +53,20 @@ pub struct BackendView {
     pub latency_ms: f64,
 }
 
-pub fn cluster<'a>(c: &'a ClusterRuntime, conns: &HashMap<Endpoint, usize>) -> ClusterView<'a> {
+pub fn cluster<'a>(
+    c: &'a ClusterRuntime,
+    conns: &HashMap<Endpoint, usize>,
+    shared: &crate::by_cluster::SharedListeners,
+) -> ClusterView<'a> {
     ClusterView {
         id: &c.id,
         name: &c.config.name,
         file: c.path.display().to_string(),
-        services: c.services.values().map(|s| service(s, conns)).collect(),
+        services: c
+            .services
+            .values()
+            .map(|s| service(s, conns, shared))
+            .collect(),
         config: &c.config,
     }
 }
@@ -71,7 +82,11 @@ fn endpoints(s: &ServiceRuntime) -> Vec<Endpoint> {
     tcp.into_iter().chain(unix).collect()
 }
 
-fn service<'a>(s: &'a ServiceRuntime, conns: &HashMap<Endpoint, usize>) -> ServiceView<'a> {
+fn service<'a>(
+    s: &'a ServiceRuntime,
+    conns: &HashMap<Endpoint, usize>,
+    shared: &crate::by_cluster::SharedListeners,
+) -> ServiceView<'a> {
     let now = Instant::now();
     let cooldown = s.probe_thresholds().cooldown;
     ServiceView {
@@ -83,7 +98,10 @@ fn service<'a>(s: &'a ServiceRuntime, conns: &HashMap<Endpoint, usize>) -> Servi
             .unix_socket
             .as_ref()
             .map(|(p, _)| p.display().to_string()),
-        exposed: s.spec.listen.is_some() || s.spec.unix_socket.is_some(),
+        exposed: s.spec.listen.is_some()
+            || s.spec.unix_socket.is_some()
+            || (s.spec.shared_listener && shared.contains_key(&s.spec.kind)),
+        connect: crate::by_cluster::connection_strings(s, shared),
         strategy: s.spec.strategy.as_str(),
         failover_enabled: s.spec.failover,
         health_checks: s.spec.health_enabled,

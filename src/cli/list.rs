@@ -8,8 +8,9 @@ use crate::snapshot::Snapshot;
 
 const HEADER: [&str; 6] = ["CLUSTER", "NAME", "SERVICE", "TYPE", "LISTEN", "BACKENDS"];
 
-/// From the cluster files: configured backends with role and weight.
-pub fn from_files(loaded: &[LoadedCluster]) -> String {
+/// From the cluster files: configured backends with role and weight, then how clients
+/// connect to each service (through the gateway file's shared `listeners` and its own).
+pub fn from_files(loaded: &[LoadedCluster], shared: &crate::by_cluster::SharedListeners) -> String {
     let snapshot = Snapshot::build(loaded, false, &Snapshot::default());
     let mut rows = Vec::new();
     for c in snapshot.clusters.values() {
@@ -42,7 +43,18 @@ pub fn from_files(loaded: &[LoadedCluster]) -> String {
             ]);
         }
     }
-    table::render(&HEADER, &rows)
+    let mut connect = Vec::new();
+    for s in snapshot.services() {
+        for uri in crate::by_cluster::connection_strings(s, shared) {
+            connect.push(vec![s.key(), uri]);
+        }
+    }
+    let mut out = table::render(&HEADER, &rows);
+    if !connect.is_empty() {
+        out.push('\n');
+        out.push_str(&table::render(&["SERVICE", "CONNECT"], &connect));
+    }
+    out
 }
 
 fn role(r: crate::config::Role) -> &'static str {
@@ -56,6 +68,7 @@ fn role(r: crate::config::Role) -> &'static str {
 /// every backend is healthy.
 pub fn from_api(clusters: &Value) -> (String, bool) {
     let mut rows = Vec::new();
+    let mut connect = Vec::new();
     let mut all_up = true;
     let empty = Vec::new();
     for c in clusters
@@ -99,9 +112,18 @@ pub fn from_api(clusters: &Value) -> (String, bool) {
                 listen,
                 backends.join(", "),
             ]);
+            for uri in s.get("connect").and_then(Value::as_array).unwrap_or(&empty) {
+                let key = format!("{id}/{}", str_of(s, "name"));
+                connect.push(vec![key, uri.as_str().unwrap_or("").to_string()]);
+            }
         }
     }
-    (table::render(&HEADER, &rows), all_up)
+    let mut out = table::render(&HEADER, &rows);
+    if !connect.is_empty() {
+        out.push('\n');
+        out.push_str(&table::render(&["SERVICE", "CONNECT"], &connect));
+    }
+    (out, all_up)
 }
 
 fn str_of(v: &Value, key: &str) -> String {

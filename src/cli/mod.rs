@@ -122,7 +122,11 @@ fn run(cli: Cli) -> u8 {
             };
             match config::load_clusters(&dir) {
                 Ok(loaded) => {
-                    print!("{}", list::from_files(&loaded));
+                    // The shared listeners, when the gateway file is there to tell.
+                    let shared = config::load_gateway(&cli.config)
+                        .map(|g| g.listeners)
+                        .unwrap_or_default();
+                    print!("{}", list::from_files(&loaded, &shared));
                     0
                 }
                 Err(e) => fail(e),

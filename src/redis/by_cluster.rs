@@ -137,7 +137,10 @@ fn answer(request: &Request, arrival: &Arrival, sni: Option<&str>) -> (Vec<u8>, 
             (Some(n.user), n.cluster, n.service)
         }
         (g, Some(sni)) => (g, sni, None),
-        (Some(g), None) => (None, g, None),
+        (Some(g), None) => {
+            let n = by_cluster::at_sign(g);
+            (None, n.cluster, n.service)
+        }
         (None, None) => {
             let refusal = if hello.is_some() {
                 HELLO_NOAUTH
