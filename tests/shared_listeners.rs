@@ -28,6 +28,12 @@ struct Setup {
 /// Clusters `shop` and `blog`, each a cache (its own redis-server) and a database (one
 /// PostgreSQL, databases `shop` and `blog`), and `ops`, kept off the shared listeners.
 async fn setup() -> Setup {
+    setup_with("").await
+}
+
+/// `setup` with `tls` (YAML flow mapping such as `{cert: ..., key: ...}`) on both shared
+/// listeners when not empty.
+async fn setup_with(tls: &str) -> Setup {
     let (a, b) = (RedisServer::start(), RedisServer::start());
     let pg = Postgres::start();
     let admin = common::pg::direct(pg.port).await;
@@ -50,9 +56,14 @@ async fn setup() -> Setup {
     );
     let (redis, pgl) = (free_port(), free_port());
     let opts = Options {
-        extra_gateway: format!(
-            "listeners:\n  redis: \"127.0.0.1:{redis}\"\n  postgres: \"127.0.0.1:{pgl}\"\n"
-        ),
+        extra_gateway: match tls {
+            "" => format!(
+                "listeners:\n  redis: \"127.0.0.1:{redis}\"\n  postgres: \"127.0.0.1:{pgl}\"\n"
+            ),
+            tls => format!(
+                "listeners:\n  redis: {{listen: \"127.0.0.1:{redis}\", tls: {tls}}}\n  postgres: {{listen: \"127.0.0.1:{pgl}\", tls: {tls}}}\n"
+            ),
+        },
         ..Options::default()
     };
     let (shop, blog) = (
@@ -337,4 +348,55 @@ async fn a_reload_changes_which_clusters_the_shared_listeners_admit() {
         redis_cli(redis, &["--user", "news", "--pass", "", "PING"]) == "PONG"
     });
     assert!(admitted, "{}", s.gw.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tls_the_server_name_names_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = common::tls::ca_and_leaf(dir.path());
+    let s = setup_with(&format!("{{cert: \"{cert}\", key: \"{key}\"}}")).await;
+    // redis-cli over TLS with SNI shop.<anything>: served at once, no AUTH.
+    let tls_cli = |sni: &str, args: &[&str]| {
+        let mut all = vec!["--tls", "--insecure", "--sni", sni];
+        all.extend_from_slice(args);
+        redis_cli(s.redis, &all)
+    };
+    assert_eq!(
+        tls_cli("shop.cache.example", &["SET", "k", "tls-shop"]),
+        "OK"
+    );
+    assert_eq!(tls_cli("blog.cache.example", &["GET", "k"]), "");
+    // An unknown server name: the client still has to log in, and may name the cluster then.
+    assert_eq!(
+        tls_cli("nosuch.example", &["GET", "k"]),
+        "NOAUTH Authentication required."
+    );
+    assert_eq!(
+        tls_cli(
+            "nosuch.example",
+            &["--user", "shop", "--pass", "", "GET", "k"]
+        ),
+        "tls-shop"
+    );
+    // psql sends the host name as SNI: the plain user name of cluster `blog`.
+    let out = Command::new(pg_bin("psql"))
+        .args([
+            &format!(
+                "host=blog.db.example hostaddr=127.0.0.1 port={} user=bob dbname=db sslmode=require",
+                s.pg
+            ),
+            "-XAt",
+            "-c",
+            "SELECT current_database(), ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ])
+        .env("PGPASSWORD", "builder")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .unwrap();
+    // The proxy's own connection to PostgreSQL is not TLS: `f` from the server's view.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "blog|f",
+        "{out:?}"
+    );
 }

@@ -49,9 +49,17 @@ pub async fn serve(arrival: Arrival, client: ClientConn, tls: Option<TlsConfig>)
         },
     };
     let mut buf = BytesMut::new();
-    let routed = tokio::time::timeout(LOGIN_TIMEOUT, route(&mut client, &mut buf, &arrival)).await;
-    let Ok(Some((service, login))) = routed else {
-        return;
+    let (service, login) = match by_sni(&client, &arrival) {
+        // The TLS server name named the cluster: served at once, as on its own port.
+        Some(service) => (service, Vec::new()),
+        None => {
+            let routed =
+                tokio::time::timeout(LOGIN_TIMEOUT, route(&mut client, &mut buf, &arrival));
+            match routed.await {
+                Ok(Some(routed)) => routed,
+                _ => return,
+            }
+        }
     };
     // The login as the service sees it goes first, then what the client sent after it.
     let mut read = BytesMut::from(&login[..]);
@@ -59,6 +67,16 @@ pub async fn serve(arrival: Arrival, client: ClientConn, tls: Option<TlsConfig>)
     let session = arrival.into_session(service);
     let _counted = crate::session::Counted::new(&session);
     super::session::serve_accepted(session, client, read).await;
+}
+
+/// The redis service of the cluster a TLS client's server name (`ID.<anything>`) names.
+fn by_sni(client: &Accepted, arrival: &Arrival) -> Option<std::sync::Arc<ServiceRuntime>> {
+    let (cluster, _) = client.server_name()?.split_once('.')?;
+    let snapshot = arrival.shared.snapshot.load();
+    match by_cluster::find(&snapshot, cluster, ServiceKind::Redis, None) {
+        Lookup::Found(s) => Some(s),
+        _ => None,
+    }
 }
 
 /// Answers requests until one names a cluster: the service and the login request to hand
@@ -69,10 +87,6 @@ async fn route(
     arrival: &Arrival,
 ) -> Option<(std::sync::Arc<ServiceRuntime>, Vec<u8>)> {
     let mut scanner = RequestScanner::new(UNAUTHENTICATED);
-    let sni = client
-        .server_name()
-        .and_then(|n| n.split_once('.'))
-        .map(|(c, _)| c.to_string());
     loop {
         let request = match scanner.scan(buf) {
             Ok(Some(r)) => r,
@@ -88,7 +102,7 @@ async fn route(
                 return None;
             }
         };
-        let (reply, routed) = answer(&request, arrival, sni.as_deref());
+        let (reply, routed) = answer(&request, arrival);
         if let Some(routed) = routed {
             if !reply.is_empty() {
                 client.write_all(&reply).await.ok()?;
@@ -107,7 +121,7 @@ async fn route(
 type Routed = (std::sync::Arc<ServiceRuntime>, Vec<u8>);
 
 /// The reply to one request before login, and where the client goes when it logged in.
-fn answer(request: &Request, arrival: &Arrival, sni: Option<&str>) -> (Vec<u8>, Option<Routed>) {
+fn answer(request: &Request, arrival: &Arrival) -> (Vec<u8>, Option<Routed>) {
     let args: Vec<&[u8]> = request.args().collect();
     let name = request.name();
     // (user name as given, password, HELLO's args) of the login.
@@ -129,27 +143,18 @@ fn answer(request: &Request, arrival: &Arrival, sni: Option<&str>) -> (Vec<u8>, 
             return (encode::error(NOAUTH).to_vec(), None);
         };
     let given = given.map(|u| String::from_utf8_lossy(u).into_owned());
-    // Who logs in to which cluster: `user@cluster[/service]`; with a TLS server name naming
-    // the cluster, a plain user name; else the cluster ID alone.
-    let (user, cluster, service) = match (given.as_deref(), sni) {
-        (Some(g), _) if g.contains('@') => {
-            let n = by_cluster::at_sign(g);
-            (Some(n.user), n.cluster, n.service)
-        }
-        (g, Some(sni)) => (g, sni, None),
-        (Some(g), None) => {
-            let n = by_cluster::at_sign(g);
-            (None, n.cluster, n.service)
-        }
-        (None, None) => {
-            let refusal = if hello.is_some() {
-                HELLO_NOAUTH
-            } else {
-                WRONGPASS
-            };
-            return (encode::error(refusal).to_vec(), None);
-        }
+    // Who logs in to which cluster: `user@cluster[/service]`, or `cluster[/service]` alone.
+    let Some(given) = given.as_deref() else {
+        let refusal = if hello.is_some() {
+            HELLO_NOAUTH
+        } else {
+            WRONGPASS
+        };
+        return (encode::error(refusal).to_vec(), None);
     };
+    let named = by_cluster::at_sign(given);
+    let user = given.contains('@').then_some(named.user);
+    let (cluster, service) = (named.cluster, named.service);
     let snapshot = arrival.shared.snapshot.load();
     let Lookup::Found(found) = by_cluster::find(&snapshot, cluster, ServiceKind::Redis, service)
     else {
@@ -163,16 +168,15 @@ fn answer(request: &Request, arrival: &Arrival, sni: Option<&str>) -> (Vec<u8>, 
         }
         (None, None) => command(&[b"AUTH", pass]),
         (None, Some(u)) => command(&[b"AUTH", u.as_bytes(), pass]),
+        // `HELLO protover AUTH <name> pass ...`, the name replaced or the AUTH taken out.
         (Some(at), user) => {
             let mut out: Vec<&[u8]> = args.clone();
-            if at > 0 {
-                match user {
-                    Some(u) => out[at + 1] = u.as_bytes(),
-                    None if pass.is_empty() => {
-                        out.drain(at..at + 3);
-                    }
-                    None => out[at + 1] = b"default",
+            match user {
+                Some(u) => out[at + 1] = u.as_bytes(),
+                None if pass.is_empty() => {
+                    out.drain(at..at + 3);
                 }
+                None => out[at + 1] = b"default",
             }
             command(&out)
         }
