@@ -5,6 +5,7 @@
 //! (`crate::protocol::Protocol::serve_shared`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::ServiceKind;
 use crate::snapshot::{ServiceRuntime, Snapshot};
@@ -79,6 +80,41 @@ pub fn find(snapshot: &Snapshot, cluster: &str, kind: ServiceKind, pick: Option<
         Some(s) => Lookup::Found(Arc::clone(s)),
         None => Lookup::NoService,
     }
+}
+
+/// Clients on the shared listeners per cluster ID (kept across reloads, which rebuild the
+/// cluster runtimes), for the clusters' `max_client_conn`.
+#[derive(Default)]
+pub struct ClusterClients(std::sync::Mutex<std::collections::HashMap<String, Arc<AtomicUsize>>>);
+
+/// A client counted against its cluster's `max_client_conn` until dropped.
+pub struct ClusterSlot(Arc<AtomicUsize>);
+
+impl Drop for ClusterSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts one more client of `service`'s cluster; `None` when the cluster is full.
+pub fn admit(shared: &crate::listener::Shared, service: &ServiceRuntime) -> Option<ClusterSlot> {
+    let limit = shared
+        .snapshot
+        .load()
+        .clusters
+        .get(&service.cluster)
+        .and_then(|c| c.config.max_client_conn)
+        .unwrap_or(usize::MAX);
+    let clients = shared.ext.get::<ClusterClients>();
+    let count = {
+        let mut map = clients.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(service.cluster.clone()).or_default().clone()
+    };
+    if count.fetch_add(1, Ordering::Relaxed) >= limit {
+        count.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(ClusterSlot(count))
 }
 
 /// The gateway file's shared listeners, by protocol.

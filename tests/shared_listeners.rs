@@ -68,7 +68,7 @@ async fn setup_with(tls: &str) -> Setup {
     };
     let (shop, blog) = (
         cluster("shop", a.port, "alice", "wonderland"),
-        cluster("blog", b.port, "bob", "builder"),
+        cluster("blog", b.port, "bob", "builder") + "max_client_conn: 4\n",
     );
     let gw = tokio::task::spawn_blocking(move || {
         Throome::start_with(
@@ -207,6 +207,31 @@ async fn redis_clients_name_their_cluster_in_auth() {
 
     // redis-py, RESP2 and RESP3.
     common::run_python_client("redis_py_shared.py", &[&port.to_string()]);
+
+    // blog's max_client_conn: 4 clients at once on the shared listeners; shop's unaffected.
+    drop(conn);
+    let held: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            c.write_all(b"AUTH blog \"\"\r\nPING\r\n").unwrap();
+            let mut got = [0u8; 12];
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"+OK\r\n+PONG\r\n");
+            c
+        })
+        .collect();
+    let refused = raw(port, b"AUTH blog \"\"\r\n", 2);
+    assert_eq!(refused, "+OK\r\n-ERR max number of clients reached\r\n");
+    assert_eq!(
+        redis_cli(port, &["--user", "shop", "--pass", "", "PING"]),
+        "PONG"
+    );
+    drop(held);
+    let back = common::eventually(Duration::from_secs(5), || {
+        redis_cli(port, &["--user", "blog", "--pass", "", "PING"]) == "PONG"
+    });
+    assert!(back, "blog's slots did not come back");
 
     let metrics = tokio::task::spawn_blocking(move || s.gw.metrics())
         .await

@@ -24,6 +24,9 @@ pub struct ClusterConfig {
     pub health: HealthConfig,
     #[serde(default)]
     pub circuit_breaker: CircuitBreakerConfig,
+    /// Clients of this cluster at once on the gateway's shared listeners, all protocols
+    /// together (default: no limit of its own; `gateway.max_connections` still applies).
+    pub max_client_conn: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]

@@ -44,6 +44,11 @@ pub async fn serve(arrival: Arrival, client: ClientConn, tls: Option<TlsConfig>)
             return;
         }
     };
+    let Some(_slot) = by_cluster::admit(&arrival.shared, &service) else {
+        let text = "sorry, too many clients already";
+        let _ = wire.send(&build::error("FATAL", "53300", text)).await;
+        return;
+    };
     let session = arrival.into_session(service);
     let _counted = crate::session::Counted::new(&session);
     super::session::serve_wire(session, wire).await;

@@ -64,6 +64,12 @@ pub async fn serve(arrival: Arrival, client: ClientConn, tls: Option<TlsConfig>)
     // The login as the service sees it goes first, then what the client sent after it.
     let mut read = BytesMut::from(&login[..]);
     read.extend_from_slice(&buf);
+    let Some(_slot) = by_cluster::admit(&arrival.shared, &service) else {
+        client
+            .refuse(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    };
     let session = arrival.into_session(service);
     let _counted = crate::session::Counted::new(&session);
     super::session::serve_accepted(session, client, read).await;
