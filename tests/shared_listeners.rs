@@ -45,7 +45,7 @@ async fn setup_with(tls: &str) -> Setup {
     }
     let cluster = |id: &str, redis: u16, user: &str, pass: &str| {
         format!(
-            "cluster_id: {id}\nname: {id}\nservices:\n  cache:\n    type: redis\n    host: 127.0.0.1\n    port: {redis}\n  db:\n    type: postgres\n    host: 127.0.0.1\n    port: {}\n    database: {id}\n    username: postgres\n    auth:\n      users: {{ {user}: {pass} }}\n",
+            "cluster_id: {id}\nname: {id}\nservices:\n  cache:\n    type: redis\n    host: 127.0.0.1\n    port: {redis}\n  db:\n    type: postgres\n    host: 127.0.0.1\n    port: {}\n    database: {id}\n    username: postgres\n    auth:\n      users: {{ {user}: {pass} }}\n      admin_users: [{user}]\n",
             pg.port
         )
     };
@@ -319,6 +319,60 @@ async fn postgres_clients_name_their_cluster_in_the_user_name() {
         .err()
         .unwrap();
     assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE), "{err}");
+
+    // pgbench, initialised and run through the shared listener.
+    let bench = |args: &[&str]| {
+        let out = Command::new(pg_bin("pgbench"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "alice.shop",
+            ])
+            .args(args)
+            .env("PGPASSWORD", "wonderland")
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{all}");
+        all
+    };
+    bench(&["-i", "-s", "1", "-q", "db"]);
+    let run = bench(&["-M", "extended", "-c", "4", "-j", "2", "-t", "25", "db"]);
+    assert!(
+        run.contains("number of transactions actually processed: 100/100"),
+        "{run}"
+    );
+    // The console of the cluster's service shows that service's clients only.
+    let console = pg_connect(port, "user=alice.shop password=wonderland dbname=pgbouncer")
+        .await
+        .unwrap();
+    let _blog_client = pg_connect(port, blog).await.unwrap();
+    let rows = console.simple_query("SHOW CLIENTS").await.unwrap();
+    let clients: Vec<(String, String)> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((r.get("user")?.to_string(), r.get("database")?.to_string()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        clients.iter().all(|(user, _)| user == "alice"),
+        "{clients:?}"
+    );
+    let databases: Vec<&String> = clients.iter().map(|(_, d)| d).collect();
+    assert!(
+        !databases.is_empty() && databases.iter().all(|d| *d == "db" || *d == "pgbouncer"),
+        "{databases:?}"
+    );
 
     // psql, with the password from the environment.
     let out = Command::new(pg_bin("psql"))
