@@ -35,10 +35,14 @@ pub fn from_files(loaded: &[LoadedCluster], shared: &crate::by_cluster::SharedLi
                 c.config.name.clone(),
                 s.name.clone(),
                 s.spec.kind.as_str().into(),
-                s.spec
-                    .listen
-                    .map(|a| a.to_string())
-                    .unwrap_or_else(|| "(not exposed)".into()),
+                match (
+                    s.spec.listen,
+                    shared.contains_key(&s.spec.kind) && s.spec.shared_listener,
+                ) {
+                    (Some(a), _) => a.to_string(),
+                    (None, true) => "(shared listener)".into(),
+                    (None, false) => "(not exposed)".into(),
+                },
                 backends.join(", "),
             ]);
         }
