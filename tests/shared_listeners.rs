@@ -125,7 +125,7 @@ async fn redis_clients_name_their_cluster_in_auth() {
     let before = raw(port, b"GET k\r\nHELLO 3\r\nAUTH onlypass\r\nQUIT\r\n", 4);
     assert_eq!(
         before,
-        "-NOAUTH Authentication required.\r\n-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n-WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n"
+        "-NOAUTH Authentication required.\r\n-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n-WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n"
     );
     // The cluster alone as the user; commands pipelined behind the AUTH are served after it.
     let piped = raw(port, b"AUTH shop \"\"\r\nSET k shop-value\r\nGET k\r\n", 4);
@@ -478,4 +478,73 @@ async fn over_tls_the_server_name_names_the_cluster() {
         "blog|f",
         "{out:?}"
     );
+}
+
+/// Everything a connection gets for `bytes` (written whole, or one byte at a time), until
+/// the peer closes (`<closed>`) or is quiet for a second.
+fn transcript(port: u16, bytes: &[u8], bytewise: bool) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_nodelay(true).unwrap();
+    if bytewise {
+        for b in bytes {
+            // The peer may close part way (a protocol error); what it said is read below.
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+        }
+    } else {
+        s.write_all(bytes).unwrap();
+    }
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => {
+                out.extend_from_slice(b"<closed>");
+                break;
+            }
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                out.extend_from_slice(b"<closed>");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn before_a_login_the_shared_listener_answers_as_a_redis_with_a_password() {
+    let s = setup().await;
+    let server = RedisServer::start();
+    assert_eq!(
+        redis_cli(server.port, &["CONFIG", "SET", "requirepass", "pw"]),
+        "OK"
+    );
+    let sessions: [&[u8]; 6] = [
+        b"PING\r\nECHO x\r\nCLIENT SETNAME a\r\nAUTH a b c\r\nAUTH\r\nHELLO 3 AUTH\r\nHELLO 4\r\nHELLO x\r\nHELLO\r\nHELLO 3\r\nHELLO 2 SETNAME x\r\nHELLO 3 FOO\r\nHELLO 3 SETNAME\r\nQUIT\r\nPING\r\n",
+        b"*11\r\n$1\r\na\r\n",
+        b"*2\r\n$3\r\nGET\r\n$20000\r\n",
+        b"AUTH nosuch x\r\nAUTH x\r\nHELLO 3 AUTH nosuch x\r\nGET k\r\nQUIT\r\n",
+        b"get k\r\nquit\r\n",
+        b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nQUIT\r\n",
+    ];
+    let (proxy, direct) = (s.redis, server.port);
+    tokio::task::spawn_blocking(move || {
+        for bytes in sessions {
+            for bytewise in [false, true] {
+                assert_eq!(
+                    transcript(proxy, bytes, bytewise),
+                    transcript(direct, bytes, bytewise),
+                    "{} (one byte at a time: {bytewise})",
+                    String::from_utf8_lossy(bytes)
+                );
+            }
+        }
+    })
+    .await
+    .unwrap();
 }

@@ -103,6 +103,7 @@ async fn route(
                 continue;
             }
             Err(e) => {
+                let e = unauthenticated(e, buf);
                 let _ = client.write_all(&encode::error(&format!("ERR {e}"))).await;
                 let _ = client.flush().await;
                 return None;
@@ -124,6 +125,20 @@ async fn route(
     }
 }
 
+/// Redis's words for a request over the limits of a client that has not logged in: the
+/// same bytes scanned under the ordinary limits tell whether those limits were the cause.
+fn unauthenticated(e: throome_resp::ProtocolError, buf: &BytesMut) -> String {
+    use throome_resp::ProtocolError::{InvalidBulkLength, InvalidMultibulkLength};
+    let ordinary = RequestScanner::new(Limits::default()).scan(&mut buf.clone());
+    match (&e, ordinary) {
+        (InvalidMultibulkLength, Ok(_)) => {
+            "Protocol error: unauthenticated multibulk length".into()
+        }
+        (InvalidBulkLength, Ok(_)) => "Protocol error: unauthenticated bulk length".into(),
+        _ => e.to_string(),
+    }
+}
+
 type Routed = (std::sync::Arc<ServiceRuntime>, Vec<u8>);
 
 /// The reply to one request before login, and where the client goes when it logged in.
@@ -136,12 +151,14 @@ fn answer(request: &Request, arrival: &Arrival) -> (Vec<u8>, Option<Routed>) {
             match args.as_slice() {
                 [_, user, pass] => (Some(user), Some(pass), None),
                 [_, pass] => (None, Some(pass), None),
-                _ => return (arity_error(), None),
+                [_] => return (arity_error(), None),
+                _ => return (encode::error("ERR syntax error").to_vec(), None),
             }
         } else if name.eq_ignore_ascii_case(b"hello") {
             match hello_auth(&args) {
-                Some(at) => (Some(args[at + 1]), Some(args[at + 2]), Some(at)),
-                None => (None, None, Some(0)),
+                Ok(Some(at)) => (Some(args[at + 1]), Some(args[at + 2]), Some(at)),
+                Ok(None) => (None, None, Some(0)),
+                Err(reply) => return (reply.to_vec(), None),
             }
         } else if name.eq_ignore_ascii_case(b"quit") {
             return (encode::simple("OK").to_vec(), None);
@@ -196,18 +213,44 @@ fn command(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+use super::local::HELLO_NOAUTH;
 
 fn arity_error() -> Vec<u8> {
     encode::error("ERR wrong number of arguments for 'auth' command").to_vec()
 }
 
-/// Where `AUTH` sits in `HELLO protover [AUTH user pass] [SETNAME name]`.
-fn hello_auth(args: &[&[u8]]) -> Option<usize> {
-    let at = args
-        .iter()
-        .skip(2)
-        .position(|a| a.eq_ignore_ascii_case(b"auth"))?
-        + 2;
-    (args.len() > at + 2).then_some(at)
+/// Where `AUTH` sits in `HELLO protover [AUTH user pass] [SETNAME name]`, checked in
+/// redis-server's order (`helloCommand`): the version, then each option's arguments.
+fn hello_auth(args: &[&[u8]]) -> Result<Option<usize>, bytes::Bytes> {
+    if let Some(v) = args.get(1) {
+        match std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            Some(2 | 3) => {}
+            Some(_) => return Err(encode::error("NOPROTO unsupported protocol version")),
+            None => {
+                return Err(encode::error(
+                    "ERR Protocol version is not an integer or out of range",
+                ));
+            }
+        }
+    }
+    let mut auth = None;
+    let mut i = 2;
+    while let Some(opt) = args.get(i) {
+        let more = args.len() - 1 - i;
+        if opt.eq_ignore_ascii_case(b"auth") && more >= 2 {
+            auth = Some(i);
+            i += 3;
+        } else if opt.eq_ignore_ascii_case(b"setname") && more >= 1 {
+            i += 2;
+        } else {
+            let opt = String::from_utf8_lossy(opt);
+            return Err(encode::error(&format!(
+                "ERR Syntax error in HELLO option '{opt}'"
+            )));
+        }
+    }
+    Ok(auth)
 }

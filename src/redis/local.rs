@@ -120,6 +120,9 @@ pub fn wrong_args(cmd: &str) -> Bytes {
     ))
 }
 
+/// What HELLO without AUTH gets before a login (redis-server 7.0's words).
+pub const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+
 /// `HELLO [protover [AUTH user pass] [SETNAME name]]`. `checked`: the backend already
 /// accepted the AUTH part.
 pub fn hello(
@@ -157,9 +160,7 @@ pub fn hello(
         }
     }
     if !state.authenticated {
-        return encode::error(
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
-        );
+        return encode::error(HELLO_NOAUTH);
     }
     if name.is_some() {
         state.name = name;
