@@ -122,14 +122,12 @@ impl Gateway {
                 addr: l.addr(),
                 why,
             };
-            if !crate::adapters::of(*kind).shares_listeners() {
-                return Err(fail("this protocol has no shared listener yet".into()));
-            }
+            crate::adapters::of(*kind).check_shared(l).map_err(fail)?;
             if let Some(tls) = l.tls() {
                 crate::tls::cached_acceptor(tls).map_err(|e| fail(e.to_string()))?;
             }
             let socket = listener::bind(l.addr()).map_err(|e| fail(e.to_string()))?;
-            let l = Listener::start_shared(socket, *kind, l.tls().cloned(), self.shared.clone());
+            let l = Listener::start_shared(socket, *kind, Arc::new(l.clone()), self.shared.clone());
             tracing::info!(addr = %l.addr, protocol = ?kind, "listening for every cluster");
             running.shared.push(l);
         }

@@ -127,7 +127,10 @@ enum Route {
     /// One service, which a reload may change.
     Service(Arc<ArcSwap<ServiceKey>>),
     /// A shared listener: the client names its cluster (`crate::by_cluster`).
-    Shared(crate::config::ServiceKind, Option<crate::config::TlsConfig>),
+    Shared(
+        crate::config::ServiceKind,
+        Arc<crate::config::gateway::SharedListen>,
+    ),
 }
 
 pub struct Listener {
@@ -204,14 +207,20 @@ impl Listener {
     pub fn start_shared(
         socket: Bound,
         kind: crate::config::ServiceKind,
-        tls: Option<crate::config::TlsConfig>,
+        listen: Arc<crate::config::gateway::SharedListen>,
         shared: Arc<Shared>,
     ) -> Listener {
         let none = ServiceKey {
             cluster: String::new(),
             service: String::new(),
         };
-        Listener::spawn(socket, none, Some(Route::Shared(kind, tls)), shared, None)
+        Listener::spawn(
+            socket,
+            none,
+            Some(Route::Shared(kind, listen)),
+            shared,
+            None,
+        )
     }
 
     /// A listener whose connections all go to one upstream node (a Kafka broker port).
@@ -346,16 +355,16 @@ impl AcceptLoop {
             };
             let key = match &self.route {
                 Route::Service(key) => key.load(),
-                Route::Shared(kind, tls) => {
+                Route::Shared(kind, listen) => {
                     if let ClientConn::Tcp(tcp) = &stream {
                         let _ = tcp.set_nodelay(true);
                     }
                     let arrival = crate::protocol::Arrival {
                         peer,
                         shared: self.shared.clone(),
+                        listen: listen.clone(),
                     };
-                    let serve =
-                        crate::adapters::of(*kind).serve_shared(arrival, stream, tls.clone());
+                    let serve = crate::adapters::of(*kind).serve_shared(arrival, stream);
                     self.tracker.spawn(async move {
                         serve.await;
                         drop(permit);
@@ -380,6 +389,7 @@ impl AcceptLoop {
                 gateway: self.shared.gateway.get().cloned(),
                 shared: self.shared.clone(),
                 node: self.node,
+                via: None,
             };
             self.tracker.spawn(async move {
                 session::run(session, stream).await;

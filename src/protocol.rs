@@ -47,21 +47,17 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// Serves a client of the gateway's shared listener for this protocol: the adapter reads
     /// which cluster (and service) the client names, then serves it as `serve` does
-    /// (`crate::by_cluster`). `tls` is the shared listener's. Adapters that cannot tell a
-    /// cluster from what their clients send say so in `shares_listeners`.
-    fn serve_shared(
-        &self,
-        arrival: Arrival,
-        client: ClientConn,
-        tls: Option<crate::config::TlsConfig>,
-    ) -> BoxFuture<'static, ()> {
-        let _ = (arrival, client, tls);
+    /// (`crate::by_cluster`).
+    fn serve_shared(&self, arrival: Arrival, client: ClientConn) -> BoxFuture<'static, ()> {
+        let _ = (arrival, client);
         Box::pin(async {})
     }
 
-    /// Whether `serve_shared` is implemented (a shared listener is refused otherwise).
-    fn shares_listeners(&self) -> bool {
-        false
+    /// Whether this protocol can serve a shared listener configured as `listen` (`Err`: why
+    /// not, and the gateway does not start).
+    fn check_shared(&self, listen: &crate::config::gateway::SharedListen) -> Result<(), String> {
+        let _ = listen;
+        Err("this protocol has no shared listener".into())
     }
 
     /// One active health check of `backend` (the caller bounds it with the probe timeout):
@@ -102,6 +98,8 @@ pub trait Protocol: Send + Sync + 'static {
 pub struct Arrival {
     pub peer: crate::session::Peer,
     pub shared: Arc<Shared>,
+    /// The shared listener's configuration (its TLS, Kafka's `sni_domain`).
+    pub listen: Arc<crate::config::gateway::SharedListen>,
 }
 
 impl Arrival {
@@ -116,6 +114,7 @@ impl Arrival {
             gateway: self.shared.gateway.get().cloned(),
             shared: self.shared,
             node: None,
+            via: Some(self.listen),
         }
     }
 }

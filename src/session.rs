@@ -63,6 +63,9 @@ pub struct Session {
     /// The upstream node this connection's listener stands for (Kafka broker ports); `None`
     /// on a service's own `listen` address.
     pub node: Option<i32>,
+    /// The shared listener the client came in on (`crate::by_cluster`); `None` on a
+    /// service's own.
+    pub via: Option<Arc<crate::config::gateway::SharedListen>>,
 }
 
 pub async fn run(session: Session, client: ClientConn) {

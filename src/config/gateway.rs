@@ -36,6 +36,12 @@ pub enum SharedListen {
         listen: ListenAddr,
         #[serde(default)]
         tls: Option<TlsConfig>,
+        /// Kafka: the domain of the names brokers are advertised under,
+        /// `<cluster>.broker-<node>.<sni_domain>` (clients bootstrap from
+        /// `<cluster>.bootstrap.<sni_domain>`); a wildcard DNS record for it points at the
+        /// gateway.
+        #[serde(default)]
+        sni_domain: Option<String>,
     },
 }
 
@@ -50,6 +56,13 @@ impl SharedListen {
         match self {
             SharedListen::Addr(_) => None,
             SharedListen::Full { tls, .. } => tls.as_ref(),
+        }
+    }
+
+    pub fn sni_domain(&self) -> Option<&str> {
+        match self {
+            SharedListen::Addr(_) => None,
+            SharedListen::Full { sni_domain, .. } => sni_domain.as_deref(),
         }
     }
 }

@@ -21,13 +21,12 @@ impl Protocol for Adapter {
         &self,
         arrival: crate::protocol::Arrival,
         client: ClientConn,
-        tls: Option<crate::config::TlsConfig>,
     ) -> BoxFuture<'static, ()> {
-        Box::pin(super::by_cluster::serve(arrival, client, tls))
+        Box::pin(super::by_cluster::serve(arrival, client))
     }
 
-    fn shares_listeners(&self) -> bool {
-        true
+    fn check_shared(&self, _listen: &crate::config::gateway::SharedListen) -> Result<(), String> {
+        Ok(())
     }
 
     fn register_metrics(

@@ -23,7 +23,8 @@ const ROUTE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The custom setting that names the cluster in `options`.
 const CLUSTER_OPTION: &str = "throome.cluster=";
 
-pub async fn serve(arrival: Arrival, client: ClientConn, tls: Option<TlsConfig>) {
+pub async fn serve(arrival: Arrival, client: ClientConn) {
+    let tls = arrival.listen.tls().cloned();
     let stream = match client {
         ClientConn::Tcp(tcp) => Stream::Plain(tcp),
         ClientConn::Unix(unix) => Stream::Unix(unix),

@@ -17,7 +17,7 @@ use throome_resp::{Limits, Request, RequestScanner};
 use super::encode;
 use crate::accepted::Accepted;
 use crate::by_cluster::{self, Lookup};
-use crate::config::{ServiceKind, TlsConfig};
+use crate::config::ServiceKind;
 use crate::protocol::Arrival;
 use crate::session::ClientConn;
 use crate::snapshot::ServiceRuntime;
@@ -37,7 +37,8 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const NOAUTH: &str = "NOAUTH Authentication required.";
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
-pub async fn serve(arrival: Arrival, client: ClientConn, tls: Option<TlsConfig>) {
+pub async fn serve(arrival: Arrival, client: ClientConn) {
+    let tls = arrival.listen.tls().cloned();
     let mut client = match client {
         ClientConn::Unix(unix) => Accepted::Unix(unix),
         ClientConn::Tcp(tcp) => match Accepted::accept(tcp, tls.as_ref(), LOGIN_TIMEOUT).await {
