@@ -160,7 +160,17 @@ pub fn connection_strings(s: &ServiceRuntime, listeners: &SharedListeners) -> Ve
                 out.push(format!("postgresql://USER@{a}/{db}"));
             }
         }
-        ServiceKind::Kafka | ServiceKind::Tcp => out.extend(own.map(|(a, _)| a)),
+        ServiceKind::Kafka => {
+            let named = listeners
+                .get(&ServiceKind::Kafka)
+                .filter(|_| s.spec.shared_listener)
+                .and_then(|l| Some((l.sni_domain()?, l.addr().port())));
+            if let Some((domain, port)) = named {
+                out.push(format!("{c}.bootstrap.{domain}:{port}"));
+            }
+            out.extend(own.map(|(a, _)| a));
+        }
+        ServiceKind::Tcp => out.extend(own.map(|(a, _)| a)),
     }
     out
 }

@@ -548,3 +548,56 @@ async fn before_a_login_the_shared_listener_answers_as_a_redis_with_a_password()
     .await
     .unwrap();
 }
+
+#[test]
+fn kafka_clients_name_cluster_and_broker_by_the_tls_server_name() {
+    use common::kafka::{TANSU_NODE, Tansu, free_broker_port_base, kafka_cluster};
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = common::tls::ca_and_leaf(dir.path());
+    let (shop, blog) = (Tansu::start(), Tansu::start());
+    shop.create_topic("orders", 1);
+    let port = free_port();
+    let cluster = |id: &str, broker: u16| {
+        kafka_cluster(
+            id,
+            "events",
+            free_port(),
+            free_broker_port_base(),
+            &[broker],
+        )
+    };
+    let opts = Options {
+        extra_gateway: format!(
+            "listeners:\n  kafka: {{listen: \"127.0.0.1:{port}\", sni_domain: kafka.test, tls: {{cert: \"{cert}\", key: \"{key}\"}}}}\n"
+        ),
+        ..Options::default()
+    };
+    let gw = Throome::start_with(
+        &[
+            ("shop", &cluster("shop", shop.port)),
+            ("blog", &cluster("blog", blog.port)),
+        ],
+        opts,
+    );
+    let (port_s, node) = (port.to_string(), TANSU_NODE.to_string());
+    let args = [
+        port_s.as_str(),
+        "kafka.test",
+        &ca,
+        "shop",
+        &node,
+        "orders",
+        "blog",
+    ];
+    common::run_python_client("kafka_sni.py", &args);
+    let metrics = gw.metrics();
+    assert!(
+        metrics.contains("cluster=\"shop\",service=\"events\""),
+        "{metrics}"
+    );
+    let listed = String::from_utf8_lossy(&gw.cli(&["list-clusters"]).stdout).to_string();
+    assert!(
+        listed.contains(&format!("shop.bootstrap.kafka.test:{port}")),
+        "{listed}"
+    );
+}

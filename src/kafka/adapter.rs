@@ -22,6 +22,18 @@ impl Protocol for Adapter {
         Box::pin(super::serve(session, client))
     }
 
+    fn serve_shared(
+        &self,
+        arrival: crate::protocol::Arrival,
+        client: ClientConn,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(super::by_cluster::serve(arrival, client))
+    }
+
+    fn check_shared(&self, listen: &crate::config::gateway::SharedListen) -> Result<(), String> {
+        super::by_cluster::check(listen)
+    }
+
     fn register_metrics(
         &self,
         registry: &mut prometheus_client::registry::Registry,

@@ -19,12 +19,17 @@ pub enum BrokerStream {
 pub type Opened = (BrokerStream, Option<crate::backend::ActiveGuard>);
 
 pub async fn open_upstream(session: &Session) -> Result<Opened, ProxyError> {
-    let (mut stream, guard) = connect(session).await?;
+    open(session, session.node).await
+}
+
+/// A logged-in connection to broker `node`, or to a broker the router picks for `None`.
+pub async fn open(session: &Session, node: Option<i32>) -> Result<Opened, ProxyError> {
+    let (mut stream, guard) = connect(session, node).await?;
     let service = &session.service;
     if let Some((mechanism, user, password)) = &service.spec.kafka.login {
         let host = match &guard {
             Some(g) => g.backend().address(),
-            None => format!("broker node {:?}", session.node),
+            None => format!("broker node {node:?}"),
         };
         let login = async {
             match &mut stream {
@@ -47,19 +52,26 @@ pub async fn open_upstream(session: &Session) -> Result<Opened, ProxyError> {
     Ok((stream, guard))
 }
 
-async fn connect(session: &Session) -> Result<Opened, ProxyError> {
+async fn connect(session: &Session, node: Option<i32>) -> Result<Opened, ProxyError> {
     let service = &session.service;
-    let Some(node) = session.node else {
+    let Some(node) = node else {
         let (s, g) = crate::upstream::connect(service).await?;
         let host = g.backend().host.clone();
         return Ok((secure(service, &host, s).await?, Some(g)));
     };
-    let up = session
-        .shared
-        .ext
-        .get::<super::BrokerPorts>()
-        .upstream(service, node)
-        .ok_or(ProxyError::ServiceGone)?;
+    let ports = session.shared.ext.get::<super::BrokerPorts>();
+    let up = match ports.upstream(service, node) {
+        Some(up) => up,
+        // A broker name the shared listener's client had from an earlier gateway (or
+        // worker): ask the cluster where its brokers are.
+        None if session.via.is_some() => {
+            Box::pin(super::by_cluster::discover(session)).await?;
+            ports
+                .upstream(service, node)
+                .ok_or(ProxyError::ServiceGone)?
+        }
+        None => return Err(ProxyError::ServiceGone),
+    };
     let backend = format!("{}:{}", up.host, up.port);
     let after = service.spec.connect_timeout;
     let connect = TcpStream::connect((up.host.as_str(), up.port));

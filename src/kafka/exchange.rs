@@ -273,6 +273,13 @@ impl<'s> Exchange<'s> {
             host: b.host.clone(),
             port,
         };
+        if let Some(named) = super::by_cluster::advertised(s, b.node_id) {
+            s.shared
+                .ext
+                .get::<super::BrokerPorts>()
+                .remember(&s.service, b.node_id, upstream);
+            return Ok(named);
+        }
         match s
             .shared
             .ext

@@ -5,6 +5,7 @@
 //! on their own, and SASL state is per connection).
 
 mod adapter;
+mod by_cluster;
 mod connect;
 mod exchange;
 mod idle;

@@ -50,6 +50,9 @@ struct ServicePorts {
 #[derive(Default)]
 pub struct BrokerPorts {
     services: Mutex<HashMap<ServiceKey, ServicePorts>>,
+    /// Brokers reached through the shared listener by name (`crate::kafka::by_cluster`):
+    /// their upstream addresses, with no port of their own.
+    named: Mutex<HashMap<ServiceKey, HashMap<i32, Upstream>>>,
 }
 
 fn key_of(service: &ServiceRuntime) -> ServiceKey {
@@ -92,15 +95,37 @@ impl BrokerPorts {
         Ok(advertised)
     }
 
-    /// The upstream address behind a broker port.
+    /// Remembers the upstream address of a broker clients reach by name.
+    pub fn remember(&self, service: &ServiceRuntime, node: i32, upstream: Upstream) {
+        let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+        named
+            .entry(key_of(service))
+            .or_default()
+            .insert(node, upstream);
+    }
+
+    /// The upstream address behind a broker port or broker name.
     pub fn upstream(&self, service: &ServiceRuntime, node: i32) -> Option<Upstream> {
+        let key = key_of(service);
         let services = self.services.lock().unwrap_or_else(|p| p.into_inner());
-        let ports = services.get(&key_of(service))?;
-        ports.nodes.get(&node).map(|b| b.upstream.clone())
+        if let Some(b) = services.get(&key).and_then(|p| p.nodes.get(&node)) {
+            return Some(b.upstream.clone());
+        }
+        drop(services);
+        let named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+        named.get(&key)?.get(&node).cloned()
     }
 
     /// Closes the listeners of brokers that are not in a complete broker list.
     pub fn retain(&self, service: &ServiceRuntime, alive: &[i32], drain: Duration) {
+        if let Some(nodes) = self
+            .named
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&key_of(service))
+        {
+            nodes.retain(|n, _| alive.contains(n));
+        }
         let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
         let Some(ports) = services.get_mut(&key_of(service)) else {
             return;
@@ -122,6 +147,10 @@ impl BrokerPorts {
     /// After a reload: closes the ports of services that are gone, no longer exposed, or
     /// whose broker mapping changed (the next metadata answer opens the new ones).
     pub fn prune(&self, snapshot: &Snapshot, drain: Duration) -> Vec<JoinHandle<()>> {
+        self.named
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| snapshot.service(&key.cluster, &key.service).is_some());
         let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
         let stale: Vec<ServiceKey> = services
             .iter()

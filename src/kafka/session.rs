@@ -55,10 +55,16 @@ pub enum ConnError {
 }
 
 pub async fn serve(session: Session, client: crate::session::ClientConn) {
-    let service = session.service.clone();
     let Some(client) = Accepted::for_session(&session, client).await else {
         return;
     };
+    serve_accepted(session, client).await;
+}
+
+/// The same for a client whose TLS handshake was done already (a shared listener's, whose
+/// server name picked the service).
+pub async fn serve_accepted(session: Session, client: Accepted) {
+    let service = session.service.clone();
     let upstream = match open_upstream(&session).await {
         Ok(u) => u,
         Err(e) => {

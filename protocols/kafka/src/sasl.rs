@@ -138,6 +138,14 @@ pub fn read_response(
     Ok((error, message, c.take(len, "auth_bytes")?.to_vec()))
 }
 
+/// A request the proxy sends as a client to learn the brokers: Metadata v1 for no topics
+/// (its answer still lists every broker).
+pub fn metadata_request(correlation_id: i32) -> Vec<u8> {
+    let mut body = header(api::METADATA, 1, correlation_id);
+    body.extend_from_slice(&0i32.to_be_bytes());
+    framed(body)
+}
+
 /// A v1 request header (client id "throome").
 fn header(api_key: i16, version: i16, correlation_id: i32) -> Vec<u8> {
     debug_assert_eq!(
@@ -161,6 +169,15 @@ fn framed(body: Vec<u8>) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_metadata_request_for_no_topics_is_framed_with_a_v1_header() {
+        let r = super::metadata_request(7);
+        // size, api key 3, version 1, correlation id 7, client id "throome", 0 topics.
+        assert_eq!(&r[..4], &((r.len() - 4) as i32).to_be_bytes());
+        assert_eq!(&r[4..12], &[0, 3, 0, 1, 0, 0, 0, 7]);
+        assert_eq!(&r[r.len() - 4..], &[0, 0, 0, 0]);
+    }
+
     use super::*;
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::{
