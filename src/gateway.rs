@@ -126,10 +126,16 @@ impl Gateway {
             if let Some(tls) = l.tls() {
                 crate::tls::cached_acceptor(tls).map_err(|e| fail(e.to_string()))?;
             }
-            let socket = listener::bind(l.addr()).map_err(|e| fail(e.to_string()))?;
-            let l = Listener::start_shared(socket, *kind, Arc::new(l.clone()), self.shared.clone());
-            tracing::info!(addr = %l.addr, protocol = ?kind, "listening for every cluster");
-            running.shared.push(l);
+            let mut sockets = vec![listener::bind(l.addr()).map_err(|e| fail(e.to_string()))?];
+            if let Some(path) = l.unix_socket() {
+                sockets.push(listener::bind_unix(path, 0o777).map_err(|e| fail(e.to_string()))?);
+            }
+            let config = Arc::new(l.clone());
+            for socket in sockets {
+                let l = Listener::start_shared(socket, *kind, config.clone(), self.shared.clone());
+                tracing::info!(addr = %l.addr, protocol = ?kind, "listening for every cluster");
+                running.shared.push(l);
+            }
         }
         Ok(())
     }

@@ -18,6 +18,8 @@ use tokio_postgres::error::SqlState;
 
 struct Setup {
     gw: Throome,
+    /// Where `setup_with("unix")` puts the shared listeners' Unix sockets.
+    sockets: tempfile::TempDir,
     redis: u16,
     pg: u16,
     /// The `ops` cluster's redis service, on its own port only (`shared_listener: false`).
@@ -55,10 +57,16 @@ async fn setup_with(tls: &str) -> Setup {
         a.port
     );
     let (redis, pgl) = (free_port(), free_port());
+    let sockets = tempfile::tempdir().unwrap();
     let opts = Options {
         extra_gateway: match tls {
             "" => format!(
                 "listeners:\n  redis: \"127.0.0.1:{redis}\"\n  postgres: \"127.0.0.1:{pgl}\"\n"
+            ),
+            "unix" => format!(
+                "listeners:\n  redis: {{listen: \"127.0.0.1:{redis}\", unix_socket: \"{}/redis.sock\"}}\n  postgres: {{listen: \"127.0.0.1:{pgl}\", unix_socket: \"{}/.s.PGSQL.{pgl}\"}}\n",
+                sockets.path().display(),
+                sockets.path().display()
             ),
             tls => format!(
                 "listeners:\n  redis: {{listen: \"127.0.0.1:{redis}\", tls: {tls}}}\n  postgres: {{listen: \"127.0.0.1:{pgl}\", tls: {tls}}}\n"
@@ -80,6 +88,7 @@ async fn setup_with(tls: &str) -> Setup {
     .unwrap();
     Setup {
         gw,
+        sockets,
         redis,
         pg: pgl,
         ops,
@@ -599,5 +608,45 @@ fn kafka_clients_name_cluster_and_broker_by_the_tls_server_name() {
     assert!(
         listed.contains(&format!("shop.bootstrap.kafka.test:{port}")),
         "{listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_listeners_on_unix_sockets() {
+    let s = setup_with("unix").await;
+    let dir = s.sockets.path().display().to_string();
+    let redis = Command::new("redis-cli")
+        .args(["--no-auth-warning", "-s", &format!("{dir}/redis.sock")])
+        .args(["--user", "shop", "--pass", "", "SET", "k", "via-unix"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&redis.stdout).trim(),
+        "OK",
+        "{redis:?}"
+    );
+    assert_eq!(
+        redis_cli(s.redis, &["--user", "shop", "--pass", "", "GET", "k"]),
+        "via-unix"
+    );
+    let out = Command::new(pg_bin("psql"))
+        .args([
+            "-h",
+            &dir,
+            "-p",
+            &s.pg.to_string(),
+            "-U",
+            "bob.blog",
+            "-d",
+            "db",
+        ])
+        .args(["-XAt", "-c", "SELECT current_database()"])
+        .env("PGPASSWORD", "builder")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "blog",
+        "{out:?}"
     );
 }

@@ -42,6 +42,10 @@ pub enum SharedListen {
         /// gateway.
         #[serde(default)]
         sni_domain: Option<String>,
+        /// Also listen on this Unix-domain socket (mode 0777: clients still log in; for
+        /// psql name it `<dir>/.s.PGSQL.<port>`).
+        #[serde(default)]
+        unix_socket: Option<PathBuf>,
     },
 }
 
@@ -56,6 +60,13 @@ impl SharedListen {
         match self {
             SharedListen::Addr(_) => None,
             SharedListen::Full { tls, .. } => tls.as_ref(),
+        }
+    }
+
+    pub fn unix_socket(&self) -> Option<&std::path::Path> {
+        match self {
+            SharedListen::Addr(_) => None,
+            SharedListen::Full { unix_socket, .. } => unix_socket.as_deref(),
         }
     }
 
