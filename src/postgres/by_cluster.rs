@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use throome_pgwire::{Startup, build, scan_startup};
+use throome_pgwire::build;
+
+use super::startup::Negotiated;
 
 use super::io::{Stream, Wire, WireError};
 use crate::by_cluster::{self, Lookup};
@@ -63,38 +65,18 @@ async fn route(
     tls: Option<&TlsConfig>,
     arrival: &Arrival,
 ) -> Result<Option<std::sync::Arc<crate::snapshot::ServiceRuntime>>, WireError> {
-    loop {
-        let startup = loop {
-            match scan_startup(&mut wire.buf) {
-                Ok(Some(s)) => break s,
-                Ok(None) => wire.fill().await?,
-                Err(e) => {
-                    let text = format!("invalid startup packet: {e}");
-                    wire.send(&build::error("FATAL", "08P01", &text)).await?;
-                    return Ok(None);
-                }
-            }
-        };
-        match startup {
-            Startup::Ssl if !wire.is_tls() && !wire.is_unix() => {
-                match tls.and_then(|t| crate::tls::cached_acceptor(t).ok()) {
-                    Some(acceptor) => {
-                        wire.send(b"S").await?;
-                        wire.start_tls(&acceptor).await?;
-                    }
-                    None => wire.send(b"N").await?,
-                }
-            }
-            Startup::Ssl | Startup::GssEnc => wire.send(b"N").await?,
-            Startup::Cancel { pid, key } => {
-                super::cancel::forward(pid, &key).await;
-                return Ok(None);
-            }
-            Startup::Startup {
-                major,
-                minor,
-                params,
-            } => return pick(wire, arrival, major, minor, params).await,
+    let acceptor = tls.and_then(|t| crate::tls::cached_acceptor(t).ok());
+    match super::startup::negotiate(wire, acceptor).await? {
+        Negotiated::Startup {
+            major,
+            minor,
+            params,
+        } => pick(wire, arrival, major, minor, params).await,
+        Negotiated::Done => Ok(None),
+        Negotiated::Invalid(e) => {
+            let text = format!("invalid startup packet: {e}");
+            wire.send(&build::error("FATAL", "08P01", &text)).await?;
+            Ok(None)
         }
     }
 }

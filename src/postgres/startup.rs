@@ -66,63 +66,100 @@ fn fatal(code: &str, text: &str) -> Opening {
     Opening::Refused(build::error("FATAL", code, text))
 }
 
-/// Runs the startup phase up to a successful authentication.
-pub async fn open(
+/// What the client asked for before its StartupMessage was answered.
+pub enum Negotiated {
+    Startup {
+        major: u16,
+        minor: u16,
+        params: Vec<(String, String)>,
+    },
+    /// A cancel request (passed on) or a client that went away.
+    Done,
+    /// Not a startup packet: the reason.
+    Invalid(String),
+}
+
+/// Reads up to the StartupMessage: SSLRequest answered `S` and TLS started with `acceptor`
+/// (else `N`; over a Unix-domain socket PostgreSQL answers `N`, there is nothing to protect
+/// from the network), GSSENCRequest and a second SSLRequest answered `N`, a cancel request
+/// passed on.
+pub async fn negotiate(
     client: &mut Wire,
-    service: &ServiceRuntime,
-    peer: &Peer,
-) -> Result<Opening, WireError> {
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> Result<Negotiated, WireError> {
     loop {
         let startup = loop {
             match scan_startup(&mut client.buf) {
                 Ok(Some(s)) => break s,
                 Ok(None) => client.fill().await?,
-                Err(e) => return Ok(fatal("08P01", &format!("invalid startup packet: {e}"))),
+                Err(e) => return Ok(Negotiated::Invalid(e.to_string())),
             }
         };
         match startup {
-            // Over a Unix-domain socket PostgreSQL answers `N` (there is nothing to protect
-            // from the network); so does the proxy.
-            Startup::Ssl if !client.is_tls() && !client.is_unix() => {
-                match tls_acceptor(service) {
-                    Some(acceptor) => {
-                        client.send(b"S").await?;
-                        client.start_tls(&acceptor).await?;
-                    }
-                    // `sslmode=prefer` clients go on in clear.
-                    None => client.send(b"N").await?,
+            Startup::Ssl if !client.is_tls() && !client.is_unix() => match &acceptor {
+                Some(acceptor) => {
+                    client.send(b"S").await?;
+                    client.start_tls(acceptor).await?;
                 }
-            }
-            // No GSS encryption; a second SSLRequest is answered no.
+                // `sslmode=prefer` clients go on in clear.
+                None => client.send(b"N").await?,
+            },
             Startup::Ssl | Startup::GssEnc => client.send(b"N").await?,
             Startup::Cancel { pid, key } => {
                 super::cancel::forward(pid, &key).await;
-                return Ok(Opening::Done);
+                return Ok(Negotiated::Done);
             }
             Startup::Startup {
                 major,
                 minor,
                 params,
             } => {
-                let required = service.spec.tls.as_ref().is_some_and(|t| t.required);
-                if required && !client.is_tls() && !client.is_unix() {
-                    return Ok(fatal(
-                        "28000",
-                        "this service requires TLS: connect with sslmode=require",
-                    ));
-                }
-                if major != 3 {
-                    return Ok(fatal(
-                        "0A000",
-                        &format!(
-                            "unsupported frontend protocol {major}.{minor}: Throome speaks 3.0"
-                        ),
-                    ));
-                }
-                return login(client, service, peer, (minor, params)).await;
+                return Ok(Negotiated::Startup {
+                    major,
+                    minor,
+                    params,
+                });
             }
         }
     }
+}
+
+/// Runs the startup phase up to a successful authentication.
+pub async fn open(
+    client: &mut Wire,
+    service: &ServiceRuntime,
+    peer: &Peer,
+) -> Result<Opening, WireError> {
+    let acceptor = if client.is_tls() {
+        None
+    } else {
+        tls_acceptor(service)
+    };
+    let (major, minor, params) = match negotiate(client, acceptor).await? {
+        Negotiated::Startup {
+            major,
+            minor,
+            params,
+        } => (major, minor, params),
+        Negotiated::Done => return Ok(Opening::Done),
+        Negotiated::Invalid(e) => {
+            return Ok(fatal("08P01", &format!("invalid startup packet: {e}")));
+        }
+    };
+    let required = service.spec.tls.as_ref().is_some_and(|t| t.required);
+    if required && !client.is_tls() && !client.is_unix() {
+        return Ok(fatal(
+            "28000",
+            "this service requires TLS: connect with sslmode=require",
+        ));
+    }
+    if major != 3 {
+        return Ok(fatal(
+            "0A000",
+            &format!("unsupported frontend protocol {major}.{minor}: Throome speaks 3.0"),
+        ));
+    }
+    login(client, service, peer, (minor, params)).await
 }
 
 /// The service's TLS acceptor; `None` without `tls` or when its files no longer load (they
