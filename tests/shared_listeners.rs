@@ -565,6 +565,7 @@ fn kafka_clients_name_cluster_and_broker_by_the_tls_server_name() {
     let (ca, cert, key) = common::tls::ca_and_leaf(dir.path());
     let (shop, blog) = (Tansu::start(), Tansu::start());
     shop.create_topic("orders", 1);
+    shop.create_topic("receipts", 1);
     let port = free_port();
     let cluster = |id: &str, broker: u16| {
         kafka_cluster(
@@ -599,6 +600,33 @@ fn kafka_clients_name_cluster_and_broker_by_the_tls_server_name() {
         "blog",
     ];
     common::run_python_client("kafka_sni.py", &args);
+    // librdkafka resolves names in C: it gets a hosts file of its own (a mount namespace),
+    // as a wildcard DNS record for the domain would resolve them.
+    let hosts = dir.path().join("hosts");
+    let names = format!("shop.bootstrap.kafka.test shop.broker-{node}.kafka.test");
+    std::fs::write(&hosts, format!("127.0.0.1 localhost {names}\n")).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+        ])
+        .arg(&hosts)
+        .arg(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/tests/clients/confluent_sni.py"))
+        .args([
+            port_s.as_str(),
+            "kafka.test",
+            &ca,
+            "shop",
+            &node,
+            "receipts",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK", "{out:?}");
     let metrics = gw.metrics();
     assert!(
         metrics.contains("cluster=\"shop\",service=\"events\""),
