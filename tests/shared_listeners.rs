@@ -52,6 +52,11 @@ async fn setup_with(tls: &str) -> Setup {
         )
     };
     let ops = free_port();
+    // A cluster whose cache has a password of its own (`auth:` at the proxy).
+    let vault = format!(
+        "cluster_id: vault\nname: vault\nservices:\n  cache:\n    type: redis\n    host: 127.0.0.1\n    port: {}\n    auth: {{ password: s3cret }}\n",
+        a.port
+    );
     let ops_yaml = format!(
         "cluster_id: ops\nname: ops\nservices:\n  cache:\n    type: redis\n    listen: \"127.0.0.1:{ops}\"\n    shared_listener: false\n    host: 127.0.0.1\n    port: {}\n",
         a.port
@@ -80,7 +85,12 @@ async fn setup_with(tls: &str) -> Setup {
     );
     let gw = tokio::task::spawn_blocking(move || {
         Throome::start_with(
-            &[("shop", &shop), ("blog", &blog), ("ops", &ops_yaml)],
+            &[
+                ("shop", &shop),
+                ("blog", &blog),
+                ("ops", &ops_yaml),
+                ("vault", &vault),
+            ],
             opts,
         )
     })
@@ -163,6 +173,16 @@ async fn redis_clients_name_their_cluster_in_auth() {
             "{user}"
         );
     }
+    // The cluster alone as the user of a service with a password: the password is checked.
+    let refused = raw(port, b"AUTH vault \"\"\r\nGET k\r\n", 2);
+    assert_eq!(
+        refused,
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(
+        raw(port, b"AUTH vault s3cret\r\nGET k\r\n", 3),
+        "+OK\r\n$10\r\nshop-value\r\n"
+    );
     // ops is on its own port, as before.
     assert_eq!(redis_cli(s.ops, &["GET", "k"]), "shop-value");
     // A client of one cluster sees only its own cluster's clients.
@@ -310,6 +330,24 @@ async fn postgres_clients_name_their_cluster_in_the_user_name() {
         .err()
         .unwrap();
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    // A startup packet without a user, as PostgreSQL answers it.
+    let no_user = {
+        use std::io::{Read, Write};
+        let body = [&196608i32.to_be_bytes()[..], b"database\0db\0\0"].concat();
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(&[&((body.len() + 4) as i32).to_be_bytes()[..], &body].concat())
+            .unwrap();
+        let mut out = Vec::new();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = c.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    assert!(
+        no_user.starts_with('E')
+            && no_user.contains("C28000")
+            && no_user.contains("no PostgreSQL user name specified in startup packet"),
+        "{no_user:?}"
+    );
     // A known cluster without that database.
     let err = pg_connect(port, "user=alice.shop password=wonderland dbname=blog")
         .await

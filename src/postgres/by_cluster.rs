@@ -96,7 +96,11 @@ async fn pick(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    let given_user = get(&params, "user").unwrap_or_default();
+    let Some(given_user) = get(&params, "user") else {
+        let text = "no PostgreSQL user name specified in startup packet";
+        wire.send(&build::error("FATAL", "28000", text)).await?;
+        return Ok(None);
+    };
     let options = get(&params, "options").unwrap_or_default();
     let (options, from_options) = take_cluster_option(&options);
     let sni = wire
