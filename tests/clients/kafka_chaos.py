@@ -58,9 +58,11 @@ def main():
     seen, misattributed = set(), 0
     by_offset = {where: payload for payload, where in acked.items()}
     # Reading back may take long on a loaded machine: it goes on while records keep coming
-    # (at most three DEADLINEs), and a stall of DEADLINE / 4 ends it (what is unread is lost).
+    # (at most three DEADLINEs); DEADLINE without a first record (joining the group), or a
+    # stall of DEADLINE / 4 after one, ends it (what is unread is lost).
     started = last_progress = time.time()
-    while (time.time() - started < 3 * DEADLINE and time.time() - last_progress < DEADLINE / 4
+    while (time.time() - started < 3 * DEADLINE
+           and time.time() - last_progress < (DEADLINE / 4 if seen else DEADLINE)
            and not set(acked) <= seen):
         msg = consumer.poll(0.5)
         if msg is None or msg.error():
