@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod pg;
 pub mod pg_diff;
 pub mod servers;
+pub mod shared;
 pub mod tls;
 
 use std::time::{Duration, Instant};
