@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::shared::{raw, redis_cli, setup};
 use common::RedisServer;
+use common::shared::{raw, redis_cli, setup};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_clients_name_their_cluster_in_auth() {
