@@ -101,6 +101,24 @@ impl Gateway {
         Ok(gw)
     }
 
+    /// A session for a request of the HTTP data API on `service`, served as a native
+    /// client's would be (`crate::data`); a retired service ends it as it ends its clients.
+    pub fn internal_session(
+        &self,
+        service: Arc<crate::snapshot::ServiceRuntime>,
+    ) -> crate::session::Session {
+        crate::session::Session {
+            hard_stop: service.retired.child_token(),
+            service,
+            metrics: self.shared.metrics.clone(),
+            peer: crate::session::Peer::Internal,
+            gateway: self.shared.gateway.get().cloned(),
+            shared: self.shared.clone(),
+            node: None,
+            via: None,
+        }
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snapshot.load_full()
     }

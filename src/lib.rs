@@ -9,6 +9,7 @@ pub mod bufpool;
 pub mod by_cluster;
 pub mod cli;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod gateway;
 pub mod health;

@@ -57,6 +57,16 @@ pub struct BackendLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub cluster: String,
+    pub service: String,
+    /// Always `http`: the data API's requests next to the native clients' series.
+    pub client: &'static str,
+    pub route: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub result: &'static str,
 }
@@ -79,6 +89,8 @@ pub struct Metrics {
     pub redirects: Family<ErrorLabels, Counter>,
     /// Open client connections per worker (event loop): how the kernel spread them.
     pub worker_clients: Family<WorkerLabels, Gauge>,
+    /// Requests of the HTTP data API (`crate::data`) by route and status.
+    pub http: Family<HttpLabels, Counter>,
     /// Each adapter's own families (`Protocol::register_metrics`), by type.
     adapters: std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -102,6 +114,12 @@ impl Metrics {
         let reloads = Family::<ReloadLabels, Counter>::default();
         let redirects = Family::<ErrorLabels, Counter>::default();
         let worker_clients = Family::<WorkerLabels, Gauge>::default();
+        let http = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "throome_http_requests",
+            "Requests of the HTTP data API by route and status",
+            http.clone(),
+        );
         registry.register(
             "throome_worker_connections",
             "Open client connections per worker event loop (gateway.worker_threads)",
@@ -161,6 +179,7 @@ impl Metrics {
             reloads,
             redirects,
             worker_clients,
+            http,
         }
     }
 

@@ -21,6 +21,9 @@ pub enum ClientConn {
 pub enum Peer {
     Tcp(SocketAddr),
     Unix,
+    /// A request of the gateway's HTTP data API (`crate::data`), served by the same session
+    /// code as a native client; the API checked its token, so it is logged in already.
+    Internal,
 }
 
 impl Peer {
@@ -29,13 +32,14 @@ impl Peer {
         match self {
             Peer::Tcp(a) => a.ip().to_string(),
             Peer::Unix => "unix".into(),
+            Peer::Internal => "http".into(),
         }
     }
 
     pub fn port(&self) -> u16 {
         match self {
             Peer::Tcp(a) => a.port(),
-            Peer::Unix => 0,
+            Peer::Unix | Peer::Internal => 0,
         }
     }
 }
@@ -45,6 +49,7 @@ impl std::fmt::Display for Peer {
         match self {
             Peer::Tcp(a) => a.fmt(f),
             Peer::Unix => f.write_str("unix"),
+            Peer::Internal => f.write_str("http"),
         }
     }
 }

@@ -33,7 +33,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(clusters::show).delete(clusters::delete),
         )
         .route("/reload", post(clusters::reload))
-        .route_layer(middleware::from_fn_with_state(gw.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(gw.clone(), require_token))
+        // The data API has tokens of its own, per cluster (the admin token is not one).
+        .merge(crate::data::router());
     let mut app = Router::new()
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/ready", get(ready))
@@ -106,7 +108,7 @@ async fn require_token(State(gw): State<Arc<Gateway>>, req: Request, next: Next)
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -75,6 +75,9 @@ enum Command {
         #[arg(long)]
         gateway: String,
     },
+    /// Print the form of an API token to store in a cluster's `api_tokens` (`sha256:...`);
+    /// with no token, make a random one and print it too.
+    HashToken { token: Option<String> },
 }
 
 const FAILED: u8 = 1;
@@ -87,6 +90,20 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> u8 {
     match cli.command {
+        Command::HashToken { token } => {
+            let token = match token {
+                Some(t) => t,
+                None => match crate::data::access::random_token() {
+                    Ok(t) => {
+                        println!("token: {t}");
+                        t
+                    }
+                    Err(e) => return fail(e),
+                },
+            };
+            println!("{}", crate::data::access::hash_token(&token));
+            0
+        }
         Command::CreateCluster {
             name,
             id,

@@ -27,6 +27,42 @@ pub struct ClusterConfig {
     /// Clients of this cluster at once on the gateway's shared listeners, all protocols
     /// together (default: no limit of its own; `gateway.max_connections` still applies).
     pub max_client_conn: Option<usize>,
+    /// Bearer tokens for this cluster's HTTP data API (`/api/v1/clusters/<id>/...`); none:
+    /// the data API refuses every request for the cluster. The admin token is not one.
+    #[serde(default)]
+    pub api_tokens: Vec<ApiToken>,
+}
+
+/// One data API token: what it may do (`scopes`) on which services (`services`, all when
+/// empty). `token` is `sha256:<64 hex digits>` (what `throome-cli hash-token` prints) or,
+/// typically as `${ENV}`, the token itself, hashed when loaded.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub token: Secret,
+    #[serde(default = "ApiScope::all")]
+    pub scopes: Vec<ApiScope>,
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// The PostgreSQL role SQL of this token runs as (default: the service's `username`).
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiScope {
+    /// Reads: GET on cache keys and records, read-only Redis commands, SQL in a read-only
+    /// transaction.
+    Read,
+    /// Everything else a data request does.
+    Write,
+}
+
+impl ApiScope {
+    fn all() -> Vec<ApiScope> {
+        vec![ApiScope::Read, ApiScope::Write]
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use cluster::{
-    BackendConfig, CircuitBreakerConfig, ClusterConfig, HealthConfig, KeyHash, PoolMode, Role,
-    RoutingConfig, ServiceConfig, ServiceKind, SessionState, Sharding, Strategy, UserSettings,
+    ApiScope, ApiToken, BackendConfig, CircuitBreakerConfig, ClusterConfig, HealthConfig, KeyHash,
+    PoolMode, Role, RoutingConfig, ServiceConfig, ServiceKind, SessionState, Sharding, Strategy,
+    UserSettings,
 };
 pub use gateway::GatewayConfig;
 pub use security::{

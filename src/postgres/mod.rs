@@ -40,4 +40,5 @@ mod timeouts;
 mod tokens;
 mod upstream;
 
+pub use cancel::forward as forward_cancel;
 pub use session::serve;

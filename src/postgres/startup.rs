@@ -207,37 +207,21 @@ async fn login(
     let connection = hba::Connection {
         address: match peer {
             Peer::Tcp(a) => Some(a.ip()),
-            Peer::Unix => None,
+            Peer::Unix | Peer::Internal => None,
         },
         tls: client.is_tls(),
         database: &database,
         user: &user,
     };
-    let credential = match authenticate(client, service, &connection).await? {
-        Authenticated::Yes(credential) => credential,
-        Authenticated::Denied(text) => {
-            let configured = service
-                .spec
-                .auth
-                .as_ref()
-                .is_some_and(|a| a.users.contains_key(&user));
-            return Ok(Opening::AuthFailed {
-                error: build::error("FATAL", "28000", &text),
-                user: label(user, configured),
-            });
-        }
-        Authenticated::No { known } => {
-            let text = format!("password authentication failed for user \"{user}\"");
-            return Ok(Opening::AuthFailed {
-                error: build::error("FATAL", "28P01", &text),
-                user: label(user, known),
-            });
-        }
-        Authenticated::Unknowable(why) => {
-            return Ok(fatal(
-                "08006",
-                &format!("cannot look up user \"{user}\": {why}"),
-            ));
+    let credential = if matches!(peer, Peer::Internal) {
+        // The data API checked its own token; the user's configured password (not a SCRAM
+        // verifier, which cannot log in) is what logs in to servers, as after a login.
+        client.send(&build::auth_ok()).await?;
+        internal_credential(service, &user)
+    } else {
+        match authenticated(client, service, &connection, user.clone()).await? {
+            Ok(credential) => credential,
+            Err(opening) => return Ok(opening),
         }
     };
     let rest = match session_params(params) {
@@ -250,6 +234,52 @@ async fn login(
         params: rest,
         credential,
     }))
+}
+
+fn internal_credential(service: &ServiceRuntime, user: &str) -> Option<Credential> {
+    let secret = service.spec.auth.as_ref()?.users.get(user)?.expose();
+    match secret::kind(secret) {
+        Kind::Scram => None,
+        _ => Some(Credential::from_secret(secret)),
+    }
+}
+
+/// The client's login checked: its credential, or the opening that refuses it.
+async fn authenticated(
+    client: &mut Wire,
+    service: &ServiceRuntime,
+    connection: &hba::Connection<'_>,
+    user: String,
+) -> Result<Result<Option<Credential>, Opening>, WireError> {
+    Ok(Ok(
+        match authenticate(client, service, connection).await? {
+            Authenticated::Yes(credential) => credential,
+            Authenticated::Denied(text) => {
+                let configured = service
+                    .spec
+                    .auth
+                    .as_ref()
+                    .is_some_and(|a| a.users.contains_key(&user));
+                return Ok(Err(Opening::AuthFailed {
+                    error: build::error("FATAL", "28000", &text),
+                    user: label(user, configured),
+                }));
+            }
+            Authenticated::No { known } => {
+                let text = format!("password authentication failed for user \"{user}\"");
+                return Ok(Err(Opening::AuthFailed {
+                    error: build::error("FATAL", "28P01", &text),
+                    user: label(user, known),
+                }));
+            }
+            Authenticated::Unknowable(why) => {
+                return Ok(Err(fatal(
+                    "08006",
+                    &format!("cannot look up user \"{user}\": {why}"),
+                )));
+            }
+        },
+    ))
 }
 
 /// The startup parameters that are session settings: `options` read into its `-c`

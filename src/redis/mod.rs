@@ -26,4 +26,4 @@ mod sharded;
 mod spares;
 mod upstream;
 
-pub use session::serve;
+pub use session::{serve, serve_accepted};

@@ -2,6 +2,7 @@
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod chaos;
+pub mod data;
 pub mod differential;
 pub mod fault_relay;
 pub mod gateway;

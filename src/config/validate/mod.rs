@@ -59,6 +59,38 @@ pub fn validate_cluster(cluster: &ClusterConfig) -> Result<(), Located> {
         }
         validate_service(name, &service.value).map_err(|m| Located::at(at, m))?;
     }
+    tokens(cluster).map_err(|m| Located::at(id.referenced, m))
+}
+
+/// Data API tokens: unique names, known services, well-formed hashes.
+fn tokens(cluster: &ClusterConfig) -> Result<(), String> {
+    let mut names = std::collections::HashSet::new();
+    for t in &cluster.api_tokens {
+        if !names.insert(t.name.as_str()) {
+            return Err(format!("api_tokens: the name `{}` is used twice", t.name));
+        }
+        if let Some(s) = t
+            .services
+            .iter()
+            .find(|s| !cluster.services.contains_key(*s))
+        {
+            return Err(format!("api_tokens `{}`: no service `{s}`", t.name));
+        }
+        let secret = t.token.expose();
+        if let Some(hex) = secret.strip_prefix("sha256:") {
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "api_tokens `{}`: a sha256: token is 64 hex digits",
+                    t.name
+                ));
+            }
+        } else if secret.len() < 16 {
+            return Err(format!(
+                "api_tokens `{}`: a token is at least 16 characters",
+                t.name
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -200,8 +200,10 @@ pub async fn serve_accepted(session: Session, client: Accepted, read: BytesMut) 
         activity.clone(),
         kill.clone(),
     );
+    let mut state = ClientState::new(id, service.spec.auth.as_ref());
+    state.authenticated |= matches!(session.peer, crate::session::Peer::Internal);
     let mut c = Client {
-        state: ClientState::new(id, service.spec.auth.as_ref()),
+        state,
         pools,
         service,
         metrics: session.metrics.clone(),
