@@ -123,13 +123,14 @@ pub async fn produce(
 
 pub async fn read(
     State(gw): State<Arc<Gateway>>,
-    Path((id, topic, partition)): Path<(String, String, i32)>,
+    path: Result<Path<(String, String, i32)>, axum::extract::rejection::PathRejection>,
     q: Q,
     headers: HeaderMap,
 ) -> Response {
-    let o = match opts(q) {
-        Ok(o) => o,
-        Err(e) => return e.into_response(),
+    let (o, Path((id, topic, partition))) = match (opts(q), path) {
+        (Ok(o), Ok(path)) => (o, path),
+        (Err(e), _) => return e.into_response(),
+        (_, Err(e)) => return DataError::bad_request(e.body_text()).into_response(),
     };
     let kind = ServiceKind::Kafka;
     let need = ApiScope::Read;
@@ -143,11 +144,15 @@ pub async fn read(
         let wait = o.max_wait_ms.unwrap_or(500).clamp(0, 10_000);
         let offset = o.offset.unwrap_or(0);
         let fetched = within(async {
+            let partitions = partition_count(&client, &topic).await?;
+            if !(0..partitions).contains(&partition) {
+                return Err(Failure::NoTopic(format!("{topic}` partition `{partition}")));
+            }
             let pc = client
                 .partition_client(topic.as_str(), partition, UnknownTopicHandling::Error)
                 .await?;
-            pc.fetch_records(offset, 1..max_bytes.saturating_add(1), wait)
-                .await
+            let fetched = pc.fetch_records(offset, 1..max_bytes.saturating_add(1), wait);
+            fetched.await.map_err(Failure::from)
         })
         .await?;
         let (records, high) = fetched;
@@ -198,7 +203,8 @@ async fn send(
     for r in records {
         let key = r.key.as_ref().map(bytes_of).transpose()?;
         let p = match r.partition_id {
-            Some(p) => p,
+            Some(p) if (0..partitions).contains(&p) => p,
+            Some(p) => return Err(Failure::NoTopic(format!("{topic}` partition `{p}"))),
             None => choose(key.as_deref(), partitions),
         };
         let mut headers = BTreeMap::new();

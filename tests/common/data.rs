@@ -19,6 +19,8 @@ pub const OTHER: &str = "other-cluster-token-0004";
 
 pub struct Data {
     pub gw: Throome,
+    /// The native listeners of `app`: cache, database, queue.
+    pub ports: (u16, u16, u16),
     pub redis: RedisServer,
     pub other_redis: RedisServer,
     pub pg: Postgres,
@@ -34,13 +36,14 @@ pub async fn setup() -> Data {
     tansu.create_topic("events", 3);
     // The writer's token is stored hashed, the others as themselves.
     let writer = throome::data::access::hash_token(WRITER);
+    let ports = (free_port(), free_port(), free_port());
     let app = format!(
         "cluster_id: app\nname: app\nservices:\n  cache:\n    type: redis\n    listen: \"127.0.0.1:{}\"\n    host: 127.0.0.1\n    port: {}\n  db:\n    type: postgres\n    listen: \"127.0.0.1:{}\"\n    host: 127.0.0.1\n    port: {}\n    database: app\n    username: postgres\n  queue:\n    type: kafka\n    listen: \"127.0.0.1:{}\"\n    broker_port_base: {}\n    host: 127.0.0.1\n    port: {}\napi_tokens:\n  - {{ name: writer, token: \"{writer}\" }}\n  - {{ name: reader, token: {READER}, scopes: [read] }}\n  - {{ name: cache-only, token: {CACHE_ONLY}, services: [cache] }}\n",
-        free_port(),
+        ports.0,
         redis.port,
-        free_port(),
+        ports.1,
         pg.port,
-        free_port(),
+        ports.2,
         super::kafka::free_broker_port_base(),
         tansu.port,
     );
@@ -55,6 +58,7 @@ pub async fn setup() -> Data {
             .unwrap();
     Data {
         gw,
+        ports,
         redis,
         other_redis,
         pg,
