@@ -2,6 +2,7 @@
 //! command, pipeline and multi-exec endpoints, answered as Redis itself answers (the same
 //! commands sent straight to the server give the same replies), plain cache keys, and the
 //! errors: Redis's own, refused commands, bad bodies, tokens and scopes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The data API's queue routes against a real broker (tansu) through the gateway: records
 //! produced over HTTP are what kcat reads through the gateway's Kafka listener, records
 //! kcat produces are what HTTP reads, and the errors carry Kafka's error names.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! PostgreSQL returns them (compared with the same queries sent straight to the server),
 //! parameters bound (never spliced), transactions all or nothing, read-only tokens,
 //! timeouts that cancel the statement, row limits, and errors with their SQLSTATE.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 
