@@ -15,6 +15,7 @@
 #     psycopg 3               PyPI psycopg[binary] (a PostgreSQL driver in another language)
 #     asyncpg                 PyPI asyncpg (a driver speaking the protocol itself, no libpq)
 #     kafka-python 3          PyPI kafka-python (a Kafka client with consumer groups and admin)
+#     httpx, schemathesis     PyPI (the Python SDK's HTTP client; fuzzing the data API's OpenAPI)
 #     and confluent-kafka     PyPI confluent-kafka 2.16 (bundles librdkafka 2.16; Debian's
 #                             kcat links 2.0.2, whose SCRAM strict brokers refuse)
 set -euo pipefail
@@ -47,6 +48,11 @@ if ! "$venv/bin/python" -c 'import redis, psycopg, asyncpg, kafka, confluent_kaf
   "$venv/bin/pip" install -q --disable-pip-version-check "redis==6.4.0" \
     "psycopg==3.2.10" "psycopg-binary==3.2.10" "asyncpg==0.32.0" "kafka-python==3.0.12" \
     "confluent-kafka==2.16.1"
+fi
+# The Python SDK's HTTP client and the OpenAPI fuzzer of the data API's tests.
+if ! "$venv/bin/python" -c 'import httpx, schemathesis' >/dev/null 2>&1; then
+  echo "setup: adding httpx and schemathesis to $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "httpx==0.29.0" "schemathesis==4.32.5"
 fi
 
 # The Kafka test broker, built from crates.io only when missing or built with other

@@ -418,7 +418,7 @@ async fn exchange(
                 }
                 Ok(None) if buf.len() + total > MAX_REPLY => {
                     return Err(DataError::new(
-                        StatusCode::INSUFFICIENT_STORAGE,
+                        StatusCode::BAD_REQUEST,
                         "reply_too_large",
                         format!("the replies exceed {MAX_REPLY} bytes"),
                     ));

@@ -40,6 +40,8 @@ pub enum Failure {
         extra: Map<String, Value>,
     },
     TooLarge(String),
+    /// The request cannot be put in a message (a NUL in the SQL).
+    Invalid(String),
     Timeout,
     /// The session or the server went away, or spoke out of turn.
     Broken(String),
@@ -244,7 +246,8 @@ fn row(
 }
 
 fn extended(s: &Statement, out: &mut BytesMut) -> Result<(), Failure> {
-    frontend::parse("", &s.sql, std::iter::empty(), out).map_err(broken)?;
+    let invalid = |e: std::io::Error| Failure::Invalid(e.to_string());
+    frontend::parse("", &s.sql, std::iter::empty(), out).map_err(invalid)?;
     let values = s.params.iter().map(|p| p.as_deref().map(str::as_bytes));
     frontend::bind(
         "",

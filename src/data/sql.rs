@@ -118,6 +118,9 @@ async fn execute(
             )));
         }
     };
+    if req.timeout_ms == Some(0) {
+        return Err(DataError::bad_request("timeout_ms is at least 1"));
+    }
     let limits = Limits {
         timeout: req
             .timeout_ms
@@ -165,9 +168,12 @@ fn failure(f: Failure) -> DataError {
             extra,
         } => {
             // Connection-level classes are the gateway's or the server's trouble.
-            let status = match code.get(..2) {
-                Some("08" | "53" | "57") => StatusCode::SERVICE_UNAVAILABLE,
-                Some("28") => StatusCode::FORBIDDEN,
+            // A protocol violation here is the request's (a parameter count that does not
+            // fit the statement), a cancel is its timeout's.
+            let status = match (code.as_str(), code.get(..2)) {
+                ("08P01" | "57014", _) => StatusCode::BAD_REQUEST,
+                (_, Some("08" | "53" | "57")) => StatusCode::SERVICE_UNAVAILABLE,
+                (_, Some("28")) => StatusCode::FORBIDDEN,
                 _ => StatusCode::BAD_REQUEST,
             };
             let mut e = DataError::new(status, &code, message);
@@ -175,13 +181,16 @@ fn failure(f: Failure) -> DataError {
             e
         }
         Failure::TooLarge(m) => {
-            DataError::new(StatusCode::INSUFFICIENT_STORAGE, "result_too_large", m)
+            // Limits the request chose (or the defaults): its own doing, as PostgreSQL's
+            // statement_timeout gives an ordinary error.
+            DataError::new(StatusCode::BAD_REQUEST, "result_too_large", m)
         }
         Failure::Timeout => DataError::new(
-            StatusCode::GATEWAY_TIMEOUT,
+            StatusCode::BAD_REQUEST,
             "57014",
             "canceling statement due to the request's timeout",
         ),
+        Failure::Invalid(m) => DataError::bad_request(m),
         Failure::Broken(m) => DataError::unavailable(m),
     }
 }
