@@ -50,9 +50,9 @@ if ! "$venv/bin/python" -c 'import redis, psycopg, asyncpg, kafka, confluent_kaf
     "confluent-kafka==2.16.1"
 fi
 # The Python SDK's HTTP client and the OpenAPI fuzzer of the data API's tests.
-if ! "$venv/bin/python" -c 'import httpx, schemathesis' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import httpx, schemathesis, wheel' >/dev/null 2>&1; then
   echo "setup: adding httpx and schemathesis to $venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "httpx==0.29.0" "schemathesis==4.32.5"
+  "$venv/bin/pip" install -q --disable-pip-version-check "httpx==0.29.0" "schemathesis==4.32.5" "wheel==0.45.1"
 fi
 
 # The Kafka test broker, built from crates.io only when missing or built with other

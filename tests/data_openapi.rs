@@ -42,7 +42,7 @@ async fn the_document_matches_the_routes() {
             assert!(body.contains("\"unauthorized\""), "{method} {path}: {body}");
         }
     }
-    assert_eq!(operations, 10);
+    assert_eq!(operations, 11);
     // And a path that is not documented is not served.
     let (status, _) = call_text(p, "POST", "/api/v1/clusters/app/nosuch", None, Some("[]"));
     assert_eq!(status, 404);

@@ -30,15 +30,7 @@ pub fn authorize(
             format!("no cluster `{cluster}`"),
         ));
     };
-    let token = bearer(headers)
-        .and_then(|given| find(&c.config.api_tokens, given))
-        .ok_or_else(|| {
-            DataError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                format!("missing or wrong API token for cluster `{cluster}`"),
-            )
-        })?;
+    let token = token_of(c, headers)?;
     let found = match service {
         Some(name) => c.services.get(name).filter(|s| s.spec.kind == kind),
         None => c.services.values().find(|s| s.spec.kind == kind),
@@ -70,6 +62,22 @@ pub fn authorize(
         ));
     }
     Ok((found.clone(), token.clone()))
+}
+
+/// The cluster's token the request carries.
+pub fn token_of<'a>(
+    c: &'a crate::snapshot::ClusterRuntime,
+    headers: &HeaderMap,
+) -> Result<&'a ApiToken, DataError> {
+    bearer(headers)
+        .and_then(|given| find(&c.config.api_tokens, given))
+        .ok_or_else(|| {
+            DataError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("missing or wrong API token for cluster `{}`", c.id),
+            )
+        })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -7,6 +7,7 @@
 
 pub mod access;
 mod cache;
+mod endpoints;
 mod error;
 mod pg_exec;
 mod pg_json;
@@ -47,6 +48,7 @@ pub fn router() -> Router<Arc<Gateway>> {
             &format!("{c}/topics/{{topic}}/partitions/{{partition}}/records"),
             get(queue::read),
         )
+        .route(&format!("{c}/endpoints"), get(endpoints::list))
         .route("/openapi.json", get(openapi))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
