@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::data::{CACHE_ONLY, OTHER, READER, WRITER, call, setup};
+use common::data::{ADMIN, CACHE_ONLY, OTHER, READER, WRITER, call, setup};
 use serde_json::{Value, json};
 
 fn post(port: u16, path: &str, token: &str, body: Value) -> (u16, Value) {
@@ -299,7 +299,19 @@ async fn bad_requests_tokens_and_scopes() {
         .query(&mut other)
         .unwrap();
     assert_eq!(v, "other");
-    // The admin routes still need the admin token, and the data routes do not take it.
+    // The admin token is not a data token, nor a data token an admin one.
+    assert_eq!(
+        code(post(p, r, ADMIN, json!(["PING"]))),
+        (401, "unauthorized".into())
+    );
+    assert_eq!(
+        call(p, "GET", "/api/v1/clusters/app", Some(WRITER), None).0,
+        401
+    );
+    assert_eq!(
+        call(p, "GET", "/api/v1/clusters/app", Some(ADMIN), None).0,
+        200
+    );
     let metrics = d.gw.metrics();
     assert!(
         metrics

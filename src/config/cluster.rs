@@ -30,7 +30,7 @@ pub struct ClusterConfig {
     /// Bearer tokens for this cluster's HTTP data API (`/api/v1/clusters/<id>/...`); none:
     /// the data API refuses every request for the cluster. The admin token is not one.
     #[serde(default)]
-    pub api_tokens: Vec<ApiToken>,
+    pub api_tokens: Vec<Spanned<ApiToken>>,
 }
 
 /// One data API token: what it may do (`scopes`) on which services (`services`, all when

@@ -470,3 +470,37 @@ fn a_redis_database_is_a_number() {
     let err = parse_cluster(&redis("    database: 2\n    sharding: cluster\n")).unwrap_err();
     assert!(err.message.contains("database 0 only"), "{err:?}");
 }
+
+#[test]
+fn api_token_errors_name_the_token_line() {
+    let base = "cluster_id: a\nname: b\nservices:\n  cache: { type: redis, host: x, port: 1 }\napi_tokens:\n  - { name: one, token: a-long-enough-token }\n";
+    let c = parse_cluster(base).expect("valid tokens");
+    assert_eq!(
+        c.api_tokens[0].value.scopes,
+        [ApiScope::Read, ApiScope::Write]
+    );
+    for (extra, message) in [
+        (
+            "  - { name: one, token: another-long-token }\n",
+            "used twice",
+        ),
+        ("  - { name: two, token: short }\n", "at least 16"),
+        (
+            "  - { name: two, token: \"sha256:abc\" }\n",
+            "64 hex digits",
+        ),
+        (
+            "  - { name: two, token: another-long-token, services: [db] }\n",
+            "no service `db`",
+        ),
+    ] {
+        let err = parse_cluster(&format!("{base}{extra}")).unwrap_err();
+        assert_eq!(err.line, 7, "{err:?}");
+        assert!(err.message.contains(message), "{err:?}");
+    }
+    let err = parse_cluster(&format!(
+        "{base}  - {{ name: two, token: another-long-token, scopes: [admin] }}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(err.line, 7, "{err:?}");
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
 use super::DataError;
@@ -90,10 +91,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The token whose hash is the given token's. Every configured token is compared, in
 /// constant time each, so the time taken does not tell which one nearly matched.
-fn find<'a>(tokens: &'a [ApiToken], given: &str) -> Option<&'a ApiToken> {
+fn find<'a>(tokens: &'a [Spanned<ApiToken>], given: &str) -> Option<&'a ApiToken> {
     let digest = Sha256::digest(given.as_bytes());
     let mut found = None;
-    for t in tokens {
+    for Spanned { value: t, .. } in tokens {
         let stored = stored_digest(t.token.expose());
         if crate::admin::constant_time_eq(&stored, &digest) && found.is_none() {
             found = Some(t);

@@ -14,6 +14,8 @@ pub const WRITER: &str = "app-writer-token-0001";
 pub const READER: &str = "app-reader-token-0002";
 /// Both scopes, `cache` only.
 pub const CACHE_ONLY: &str = "app-cache-only-token-03";
+/// The gateway's admin token (`server.admin_token`): not a data token.
+pub const ADMIN: &str = "the-admin-token-0005";
 /// `other`'s token.
 pub const OTHER: &str = "other-cluster-token-0004";
 
@@ -52,10 +54,15 @@ pub async fn setup() -> Data {
         free_port(),
         other_redis.port
     );
-    let gw =
-        tokio::task::spawn_blocking(move || Throome::start(&[("app", &app), ("other", &other)]))
-            .await
-            .unwrap();
+    let gw = tokio::task::spawn_blocking(move || {
+        let opts = super::gateway::Options {
+            token: Some(ADMIN.into()),
+            ..Default::default()
+        };
+        Throome::start_with(&[("app", &app), ("other", &other)], opts)
+    })
+    .await
+    .unwrap();
     Data {
         gw,
         ports,

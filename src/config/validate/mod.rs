@@ -59,36 +59,34 @@ pub fn validate_cluster(cluster: &ClusterConfig) -> Result<(), Located> {
         }
         validate_service(name, &service.value).map_err(|m| Located::at(at, m))?;
     }
-    tokens(cluster).map_err(|m| Located::at(id.referenced, m))
+    tokens(cluster)
 }
 
-/// Data API tokens: unique names, known services, well-formed hashes.
-fn tokens(cluster: &ClusterConfig) -> Result<(), String> {
+/// Data API tokens: unique names, known services, well-formed hashes; an error names the
+/// token's line.
+fn tokens(cluster: &ClusterConfig) -> Result<(), Located> {
     let mut names = std::collections::HashSet::new();
-    for t in &cluster.api_tokens {
+    for spanned in &cluster.api_tokens {
+        let t = &spanned.value;
+        let at =
+            |m: String| Located::at(spanned.referenced, format!("api_tokens `{}`: {m}", t.name));
         if !names.insert(t.name.as_str()) {
-            return Err(format!("api_tokens: the name `{}` is used twice", t.name));
+            return Err(at("the name is used twice".into()));
         }
         if let Some(s) = t
             .services
             .iter()
             .find(|s| !cluster.services.contains_key(*s))
         {
-            return Err(format!("api_tokens `{}`: no service `{s}`", t.name));
+            return Err(at(format!("no service `{s}`")));
         }
         let secret = t.token.expose();
         if let Some(hex) = secret.strip_prefix("sha256:") {
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!(
-                    "api_tokens `{}`: a sha256: token is 64 hex digits",
-                    t.name
-                ));
+                return Err(at("a sha256: token is 64 hex digits".into()));
             }
         } else if secret.len() < 16 {
-            return Err(format!(
-                "api_tokens `{}`: a token is at least 16 characters",
-                t.name
-            ));
+            return Err(at("a token is at least 16 characters".into()));
         }
     }
     Ok(())
