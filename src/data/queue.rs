@@ -34,6 +34,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_RECORDS: usize = 10_000;
 const DEFAULT_FETCH: i32 = 1024 * 1024;
 const MAX_FETCH: i32 = 16 * 1024 * 1024;
+/// The longest a read may wait for records, well inside an HTTP client's patience.
+const MAX_WAIT_MS: i32 = 5_000;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -141,7 +143,7 @@ pub async fn read(
     let r = async {
         let client = client(&service).await?;
         let max_bytes = o.max_bytes.unwrap_or(DEFAULT_FETCH).clamp(1, MAX_FETCH);
-        let wait = o.max_wait_ms.unwrap_or(500).clamp(0, 10_000);
+        let wait = o.max_wait_ms.unwrap_or(500).clamp(0, MAX_WAIT_MS);
         let offset = o.offset.unwrap_or(0);
         let fetched = within(async {
             let partitions = partition_count(&client, &topic).await?;
@@ -386,7 +388,7 @@ async fn client(service: &Arc<ServiceRuntime>) -> Result<Arc<Client>, DataError>
     let mut builder = ClientBuilder::new(brokers)
         .client_id("throome-http")
         .backoff_config(rskafka::BackoffConfig {
-            deadline: Some(Duration::from_secs(10)),
+            deadline: Some(Duration::from_secs(5)),
             ..Default::default()
         });
     if let Some((mechanism, user, pass)) = &service.spec.kafka.login {
