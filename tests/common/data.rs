@@ -1,6 +1,7 @@
 //! The data API's test set-up: cluster `app` with a cache (redis-server), a database
 //! (PostgreSQL, database `app`) and a queue (tansu, topic `events` with 3 partitions), and
-//! cluster `other` with a cache of its own (another redis-server), each with API tokens.
+//! cluster `other` with a cache of its own (another redis-server; a password for native
+//! clients, which the data API's token stands in for), each with API tokens.
 
 use serde_json::Value;
 
@@ -50,7 +51,7 @@ pub async fn setup() -> Data {
         tansu.port,
     );
     let other = format!(
-        "cluster_id: other\nname: other\nservices:\n  cache:\n    type: redis\n    listen: \"127.0.0.1:{}\"\n    host: 127.0.0.1\n    port: {}\napi_tokens:\n  - {{ name: main, token: {OTHER} }}\n",
+        "cluster_id: other\nname: other\nservices:\n  cache:\n    type: redis\n    listen: \"127.0.0.1:{}\"\n    host: 127.0.0.1\n    port: {}\n    auth: {{ password: native-clients-need-this }}\napi_tokens:\n  - {{ name: main, token: {OTHER} }}\n",
         free_port(),
         other_redis.port
     );
