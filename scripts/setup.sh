@@ -16,6 +16,10 @@
 #     asyncpg                 PyPI asyncpg (a driver speaking the protocol itself, no libpq)
 #     kafka-python 3          PyPI kafka-python (a Kafka client with consumer groups and admin)
 #     httpx, schemathesis     PyPI (the Python SDK's HTTP client; fuzzing the data API's OpenAPI)
+#     kubernetes-validate     PyPI (checks deploy/kubernetes against the Kubernetes schemas)
+#   kubectl                   Debian kubernetes-client when missing (kubectl kustomize)
+#   chromium, node            Debian (the status page's browser test) and playwright-core
+#                             from npm (tests/browser/package-lock.json)
 #     and confluent-kafka     PyPI confluent-kafka 2.16 (bundles librdkafka 2.16; Debian's
 #                             kcat links 2.0.2, whose SCRAM strict brokers refuse)
 set -euo pipefail
@@ -29,6 +33,11 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v nutcracker >/dev/null || missing+=(nutcracker)
 command -v kcat >/dev/null || missing+=(kcat)
+# kubectl kustomize builds deploy/kubernetes (Debian's client when none is installed).
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
+# The status page's browser test: Debian's Chromium, driven by playwright-core from npm.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
@@ -50,9 +59,10 @@ if ! "$venv/bin/python" -c 'import redis, psycopg, asyncpg, kafka, confluent_kaf
     "confluent-kafka==2.16.1"
 fi
 # The Python SDK's HTTP client and the OpenAPI fuzzer of the data API's tests.
-if ! "$venv/bin/python" -c 'import httpx, schemathesis, wheel' >/dev/null 2>&1; then
-  echo "setup: adding httpx and schemathesis to $venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "httpx==0.29.0" "schemathesis==4.32.5" "wheel==0.45.1"
+if ! "$venv/bin/python" -c 'import httpx, schemathesis, wheel, kubernetes_validate' >/dev/null 2>&1; then
+  echo "setup: adding httpx, schemathesis and kubernetes-validate to $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "httpx==0.29.0" "schemathesis==4.32.5" \
+    "wheel==0.45.1" "kubernetes-validate==1.37.0"
 fi
 
 # The Kafka test broker, built from crates.io only when missing or built with other
@@ -67,4 +77,11 @@ fi
 
 # PostgreSQL refuses to run as root; the harness runs it as this user.
 id postgres >/dev/null 2>&1 || { echo "setup: the postgres user is missing" >&2; exit 1; }
+
+# playwright-core for tests/status_page.rs, as package-lock.json pins it.
+browser="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+if [ ! -d "$browser/node_modules/playwright-core" ]; then
+  echo "setup: npm ci in $browser"
+  (cd "$browser" && npm ci --no-audit --no-fund --silent)
+fi
 echo "setup: ok"

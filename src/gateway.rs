@@ -55,7 +55,25 @@ pub struct Gateway {
     ready: AtomicBool,
     /// Stops the gateway-wide background tasks (memory trim).
     housekeeping: CancellationToken,
+    /// The last reloads, newest last (the status page's history).
+    history: std::sync::Mutex<std::collections::VecDeque<ReloadRecord>>,
 }
+
+/// One reload as the status page lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadRecord {
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    pub trigger: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<ReloadSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Reloads kept for the status page.
+const HISTORY: usize = 20;
 
 #[derive(Default)]
 struct Running {
@@ -87,6 +105,7 @@ impl Gateway {
             running: Mutex::new(Running::default()),
             ready: AtomicBool::new(false),
             housekeeping: CancellationToken::new(),
+            history: Default::default(),
         });
         let control: Arc<dyn crate::protocol::Control> = gw.clone();
         let _ = gw.shared.gateway.set(Arc::downgrade(&control));
@@ -174,6 +193,7 @@ impl Gateway {
         let mut running = self.running.lock().await;
         let result = self.apply(&mut running).await;
         self.shared.metrics.reload(result.is_ok());
+        self.remember(trigger, &result);
         match &result {
             Ok(s) => {
                 tracing::info!(trigger, added = ?s.added, removed = ?s.removed, changed = ?s.changed, "configuration loaded")
@@ -184,6 +204,33 @@ impl Gateway {
             ),
         }
         result
+    }
+
+    fn remember(&self, trigger: &str, result: &Result<ReloadSummary, ReloadError>) {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let record = ReloadRecord {
+            at,
+            trigger: trigger.to_string(),
+            ok: result.is_ok(),
+            summary: result.as_ref().ok().cloned(),
+            error: result.as_ref().err().map(|e| e.to_string()),
+        };
+        if let Ok(mut h) = self.history.lock() {
+            if h.len() == HISTORY {
+                h.pop_front();
+            }
+            h.push_back(record);
+        }
+    }
+
+    /// The last reloads, oldest first.
+    pub fn reload_history(&self) -> Vec<ReloadRecord> {
+        self.history
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     async fn apply(&self, running: &mut Running) -> Result<ReloadSummary, ReloadError> {

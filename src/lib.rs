@@ -12,6 +12,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod gateway;
+pub mod handover;
 pub mod health;
 pub mod kafka;
 pub mod latency;

@@ -140,6 +140,8 @@ pub struct Listener {
     stop_accepting: CancellationToken,
     hard_stop: CancellationToken,
     tracker: TaskTracker,
+    /// The socket, kept for a hand-over to a new process while this listener accepts.
+    handover: Option<crate::handover::Registration>,
 }
 
 /// Binds one socket per worker, with SO_REUSEADDR so a restarted gateway can take its ports
@@ -147,6 +149,16 @@ pub struct Listener {
 /// the first bind and shared by the others.
 pub fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
     let workers = crate::workers::count();
+    // The sockets a previous process handed over (`crate::handover`), one per worker.
+    if let Some(mut inherited) = crate::handover::take_tcp(addr) {
+        if let Some(first) = inherited.first() {
+            let first = first.try_clone()?;
+            while inherited.len() < workers {
+                inherited.push(first.try_clone()?);
+            }
+            return Ok(Bound::Tcp(inherited));
+        }
+    }
     let first = bind_one(addr, workers > 1)?;
     let addr = first.local_addr()?;
     let mut sockets = vec![first];
@@ -177,6 +189,9 @@ fn bind_one(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::Tcp
 /// not a socket, is an error (as PgBouncer checks its `unix_socket_dir`).
 pub fn bind_unix(path: &Path, mode: u32) -> std::io::Result<Bound> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Some(inherited) = crate::handover::take_unix(path) {
+        return Ok(Bound::Unix(inherited, path.to_path_buf()));
+    }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(std::io::Error::new(
@@ -242,6 +257,10 @@ impl Listener {
     ) -> Listener {
         let addr = socket.endpoint();
         let target = Arc::new(ArcSwap::from_pointee(target));
+        let handover = match &socket {
+            Bound::Tcp(ls) => crate::handover::register_tcp(ls),
+            Bound::Unix(l, _) => crate::handover::register_unix(l),
+        };
         let listener = Listener {
             addr,
             route: route.unwrap_or_else(|| Route::Service(target.clone())),
@@ -249,6 +268,7 @@ impl Listener {
             stop_accepting: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            handover: Some(handover),
         };
         let handles = crate::workers::handles();
         let sockets = match socket.split(handles.len()) {
@@ -301,11 +321,15 @@ impl Listener {
     }
 
     /// Stops accepting now; open connections get `drain` to finish, then are dropped.
-    pub fn stop(self, drain: Duration) -> JoinHandle<()> {
+    pub fn stop(mut self, drain: Duration) -> JoinHandle<()> {
         self.stop_accepting.cancel();
+        // No longer passed on to a new process: nobody here accepts on it.
+        self.handover = None;
         // The path is free at once for whoever binds it next (the old socket dies with its
-        // accept loop).
-        if let Endpoint::Unix(path) = &self.addr {
+        // accept loop), unless a new process took the socket over and listens there.
+        if let Endpoint::Unix(path) = &self.addr
+            && !crate::handover::handed_over()
+        {
             let _ = std::fs::remove_file(path);
         }
         self.tracker.close();

@@ -27,6 +27,11 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // Sockets handed over by the process this one replaces (SIGUSR2), before any thread.
+    if let Err(e) = throome::handover::inherit() {
+        eprintln!("throome: cannot take the sockets handed over: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let cfg = match config::load_gateway(&args.config) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -60,18 +65,25 @@ async fn run(args: Args, mut cfg: config::GatewayConfig) -> anyhow::Result<()> {
         .or_else(|_| EnvFilter::try_new(&cfg.logging.level))
         .context("logging.level")?;
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match cfg.logging.format {
+        config::gateway::LogFormat::Json => logs.json().init(),
+        config::gateway::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 
     let admin_addr = admin_address(&cfg)?;
     admin::check_exposure(admin_addr, cfg.server.admin_token.is_some())
         .map_err(anyhow::Error::msg)?;
-    let admin_listener = tokio::net::TcpListener::bind(admin_addr)
-        .await
-        .with_context(|| format!("cannot bind the admin API on {admin_addr}"))?;
+    let admin_socket = match throome::handover::take_tcp(admin_addr).and_then(|mut s| s.pop()) {
+        Some(inherited) => inherited,
+        None => std::net::TcpListener::bind(admin_addr)
+            .with_context(|| format!("cannot bind the admin API on {admin_addr}"))?,
+    };
+    admin_socket.set_nonblocking(true)?;
+    let _admin_handover = throome::handover::register_tcp(std::slice::from_ref(&admin_socket));
+    let admin_listener = tokio::net::TcpListener::from_std(admin_socket)?;
 
     let gw = Gateway::start(&args.config, cfg).await?;
     let _watch = if gw.config.gateway.watch {
@@ -86,6 +98,9 @@ async fn run(args: Args, mut cfg: config::GatewayConfig) -> anyhow::Result<()> {
         .with_graceful_shutdown(stop.clone().cancelled_owned());
     tracing::info!(%admin_addr, clusters_dir = %gw.clusters_dir.display(), "throome started");
     let server = tokio::spawn(async move { server.await });
+    // What the previous process handed over and this configuration does not listen on.
+    throome::handover::release_unclaimed();
+    throome::handover::ready();
 
     wait_for_termination().await?;
     tracing::info!("shutting down: draining connections");
@@ -112,12 +127,25 @@ fn admin_address(cfg: &config::GatewayConfig) -> anyhow::Result<SocketAddr> {
     }
 }
 
+/// Until SIGTERM or SIGINT, or a new process took over the sockets (SIGUSR2 or the admin
+/// API's upgrade); a failed upgrade is logged and this process goes on serving.
 async fn wait_for_termination() -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = usr2.recv() => {}
+            () = throome::handover::requested() => {}
+        }
+        match throome::handover::upgrade().await {
+            Ok(pid) => {
+                tracing::info!(pid, "a new process took over the listening sockets");
+                return Ok(());
+            }
+            Err(e) => tracing::error!("upgrade failed, this process goes on serving: {e}"),
+        }
     }
-    Ok(())
 }

@@ -89,6 +89,10 @@ fn clusters_can_be_created_shown_and_deleted() {
     assert_eq!(kv["backends"][0]["healthy"], true);
     assert_eq!(kv["backends"][0]["circuit"], "closed");
     assert_eq!(shown["config"]["services"]["kv"]["password"], "***");
+    // Options the file leaves unset are left out, not listed as dozens of nulls.
+    let config = shown["config"].to_string();
+    assert!(!config.contains("null"), "{config}");
+    assert!(shown["config"]["services"]["kv"].get("pool_size").is_none());
     assert!(
         !shown.to_string().contains("hunter2-secret"),
         "secret leaked: {shown}"

@@ -169,3 +169,60 @@ fn commands_answer_help() {
         .unwrap();
     assert!(stdout(&out).contains("--port"));
 }
+
+#[test]
+fn create_cluster_without_a_gateway_file_writes_to_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = env!("CARGO_BIN_EXE_throome-cli");
+    let out = std::process::Command::new(cli)
+        .args(["create-cluster", "--name", "app"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "app");
+    assert!(dir.path().join("clusters/app/config.yaml").is_file());
+    // A --config that is missing stays an error, and writes nothing.
+    let out = std::process::Command::new(cli)
+        .args(["--config", "nope.yaml", "create-cluster", "--name", "other"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nope.yaml"), "{}", stderr(&out));
+    assert!(!dir.path().join("clusters/other").exists());
+}
+
+#[test]
+fn ready_answers_for_a_container_healthcheck() {
+    let gw = Throome::start(&[]);
+    let cli = env!("CARGO_BIN_EXE_throome-cli");
+    let ready = std::process::Command::new(cli)
+        .args(["ready", "--gateway", &gw.url()])
+        .output()
+        .unwrap();
+    assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
+    let gone = format!("http://127.0.0.1:{}", free_port());
+    let down = std::process::Command::new(cli)
+        .args(["ready", "--gateway", &gone])
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(3), "{}", stderr(&down));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let opts = common::gateway::Options {
+        json_logs: true,
+        ..Default::default()
+    };
+    let gw = Throome::start_with(&[], opts);
+    let log = gw.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}

@@ -109,3 +109,8 @@ pub async fn reload(State(gw): State<Arc<Gateway>>) -> Response {
         Err(e) => reload_failed(&e),
     }
 }
+
+/// The last reloads with their triggers, results and errors (the status page's history).
+pub async fn reloads(State(gw): State<Arc<Gateway>>) -> Response {
+    Json(json!({ "reloads": gw.reload_history() })).into_response()
+}

@@ -33,10 +33,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(clusters::show).delete(clusters::delete),
         )
         .route("/reload", post(clusters::reload))
+        .route("/reloads", get(clusters::reloads))
+        .route("/upgrade", post(upgrade))
         .route_layer(middleware::from_fn_with_state(gw.clone(), require_token))
         // The data API has tokens of its own, per cluster (the admin token is not one).
         .merge(crate::data::router());
     let mut app = Router::new()
+        .route("/", get(status_page))
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/ready", get(ready))
         .nest("/api/v1", api);
@@ -45,6 +48,26 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     }
     app.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(gw)
+}
+
+/// The status page: one static file built into the binary, which polls `/metrics` and the
+/// API (nothing fetched from elsewhere).
+async fn status_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("status.html"),
+    )
+        .into_response()
+}
+
+/// Starts a new gateway process that takes over the listening sockets (`crate::handover`);
+/// this one then drains and exits. The answer comes before the new process is ready.
+async fn upgrade() -> Response {
+    crate::handover::request();
+    (StatusCode::ACCEPTED, Json(json!({ "status": "upgrading" }))).into_response()
 }
 
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {

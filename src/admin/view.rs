@@ -16,7 +16,8 @@ pub struct ClusterView<'a> {
     pub name: &'a str,
     pub file: String,
     pub services: Vec<ServiceView<'a>>,
-    pub config: &'a ClusterConfig,
+    /// The file as loaded, options it leaves unset omitted (not dozens of `null`s).
+    pub config: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -67,7 +68,25 @@ pub fn cluster<'a>(
             .values()
             .map(|s| service(s, conns, shared))
             .collect(),
-        config: &c.config,
+        config: set_options(&c.config),
+    }
+}
+
+/// The cluster's configuration without its unset options.
+fn set_options(config: &ClusterConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(config).unwrap_or_default();
+    drop_nulls(&mut v);
+    v
+}
+
+fn drop_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 

@@ -22,9 +22,10 @@ use remote::{Remote, RemoteError};
 #[derive(Parser)]
 #[command(name = "throome-cli", version)]
 pub struct Cli {
-    /// The gateway configuration file (for clusters_dir).
-    #[arg(long, global = true, default_value = "config/throome.yaml")]
-    config: PathBuf,
+    /// The gateway configuration file (for clusters_dir) [default: config/throome.yaml;
+    /// when that is missing, create-cluster writes to ./clusters].
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     /// Bearer token for the admin API.
     #[arg(
         long,
@@ -75,6 +76,17 @@ enum Command {
         #[arg(long)]
         gateway: String,
     },
+    /// Restart a running gateway without dropping clients: a new process takes over its
+    /// listening sockets, the old one drains and exits (as SIGUSR2).
+    Upgrade {
+        #[arg(long)]
+        gateway: String,
+    },
+    /// Exit 0 when the gateway is ready (`/ready`), 1 when not: a container HEALTHCHECK.
+    Ready {
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        gateway: String,
+    },
     /// Print the form of an API token to store in a cluster's `api_tokens` (`sha256:...`);
     /// with no token, make a random one and print it too.
     HashToken { token: Option<String> },
@@ -88,8 +100,29 @@ pub fn main() -> ExitCode {
     ExitCode::from(run(cli))
 }
 
+/// The gateway file given, else the default one.
+const DEFAULT_CONFIG: &str = "config/throome.yaml";
+
 fn run(cli: Cli) -> u8 {
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     match cli.command {
+        Command::Upgrade { gateway } => {
+            match Remote::new(&gateway, cli.token).post("/api/v1/upgrade") {
+                Ok(_) => {
+                    println!("upgrading: a new process takes over, this one drains");
+                    0
+                }
+                Err(e) => remote_fail(e),
+            }
+        }
+        Command::Ready { gateway } => match Remote::new(&gateway, None).get("/ready") {
+            Ok(_) => 0,
+            Err(RemoteError::Status { .. }) => FAILED,
+            Err(e) => remote_fail(e),
+        },
         Command::HashToken { token } => {
             let token = match token {
                 Some(t) => t,
@@ -109,7 +142,15 @@ fn run(cli: Cli) -> u8 {
             id,
             clusters_dir,
         } => {
-            let Some(dir) = clusters_dir.or_else(|| clusters_dir_of(&cli.config)) else {
+            // As the original quick start: without a gateway file of its own, `./clusters`
+            // (a --config that is missing stays an error).
+            let default_missing = cli.config.is_none() && !config_path.exists();
+            let dir = match (clusters_dir, default_missing) {
+                (Some(dir), _) => Some(dir),
+                (None, true) => Some(PathBuf::from("clusters")),
+                (None, false) => clusters_dir_of(&config_path),
+            };
+            let Some(dir) = dir else {
                 return FAILED;
             };
             match create::create(&dir, &name, id.as_deref()) {
@@ -134,13 +175,13 @@ fn run(cli: Cli) -> u8 {
             gateway: None,
             clusters_dir,
         } => {
-            let Some(dir) = clusters_dir.or_else(|| clusters_dir_of(&cli.config)) else {
+            let Some(dir) = clusters_dir.or_else(|| clusters_dir_of(&config_path)) else {
                 return FAILED;
             };
             match config::load_clusters(&dir) {
                 Ok(loaded) => {
                     // The shared listeners, when the gateway file is there to tell.
-                    let shared = config::load_gateway(&cli.config)
+                    let shared = config::load_gateway(&config_path)
                         .map(|g| g.listeners)
                         .unwrap_or_default();
                     print!("{}", list::from_files(&loaded, &shared));
@@ -149,7 +190,7 @@ fn run(cli: Cli) -> u8 {
                 Err(e) => fail(e),
             }
         }
-        Command::Validate { paths } => match validate::run(&paths, &cli.config) {
+        Command::Validate { paths } => match validate::run(&paths, &config_path) {
             Ok(checked) => {
                 for c in checked {
                     match c {

@@ -163,12 +163,24 @@ pub struct LoggingConfig {
     /// A `tracing` filter such as `info` or `throome=debug`; `RUST_LOG` wins when set.
     #[serde(default = "default_level")]
     pub level: String,
+    /// `text` (default), or `json`: one JSON object per line, for log shippers.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
         LoggingConfig {
             level: default_level(),
+            format: LogFormat::Text,
         }
     }
 }

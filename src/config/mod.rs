@@ -172,8 +172,13 @@ pub fn cluster_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
+        // Hidden entries are a ConfigMap volume's own (`..data`, `..2026_12_07_...`); the
+        // cluster directories it shows are symlinks through `..data`, followed here.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let file = entry.path().join("config.yaml");
-        if entry.file_type().map_err(io)?.is_dir() && file.is_file() {
+        if entry.path().is_dir() && file.is_file() {
             files.push(file);
         }
     }

@@ -19,6 +19,10 @@ pub struct Options {
     pub token: Option<String>,
     pub watch: bool,
     pub extra_gateway: String,
+    /// `clusters_dir` instead of the temp dir's `clusters` (the tests of ConfigMap layouts).
+    pub clusters_dir: Option<PathBuf>,
+    /// `logging.format: json`.
+    pub json_logs: bool,
 }
 
 impl Default for Options {
@@ -27,6 +31,8 @@ impl Default for Options {
             token: None,
             watch: true,
             extra_gateway: String::new(),
+            clusters_dir: None,
+            json_logs: false,
         }
     }
 }
@@ -59,8 +65,17 @@ impl Throome {
             .as_ref()
             .map(|t| format!("  admin_token: \"{t}\"\n"))
             .unwrap_or_default();
+        let clusters_dir = opts
+            .clusters_dir
+            .as_ref()
+            .map_or("clusters".to_string(), |d| d.display().to_string());
+        let format = if opts.json_logs {
+            "  format: json\n"
+        } else {
+            ""
+        };
         let gateway = format!(
-            "server:\n  host: 127.0.0.1\n  port: {admin_port}\n{token}gateway:\n  clusters_dir: clusters\n  watch: {}\n  drain_timeout: 2\n{}logging:\n  level: debug\n",
+            "server:\n  host: 127.0.0.1\n  port: {admin_port}\n{token}gateway:\n  clusters_dir: {clusters_dir}\n  watch: {}\n  drain_timeout: 2\n{}logging:\n  level: debug\n{format}",
             opts.watch, opts.extra_gateway
         );
         std::fs::write(dir.path().join("throome.yaml"), gateway).unwrap();
