@@ -109,14 +109,7 @@ pub async fn command(
         q,
         "redis",
         commands,
-        |gw, s, c, o| async move {
-            let replies = exchange(&gw, s, &c, o.encoding.is_some()).await?;
-            match replies.into_iter().next() {
-                Some(Ok(v)) => Ok(result(v)),
-                Some(Err(e)) => Err(redis_error(e)),
-                None => Err(DataError::unavailable("no reply")),
-            }
-        },
+        |gw, s, c, o| async move { single(exchange(&gw, s, &c, o.encoding.is_some()).await?) },
     )
     .await
 }
