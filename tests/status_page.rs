@@ -96,6 +96,7 @@ fn a_backend_going_down_shows_in_chromium() {
     let killed = Instant::now();
     let second = lines.next().map(|l| l.unwrap());
     let took = killed.elapsed();
+    eprintln!("status page: the backend showed down {took:?} after it was killed");
     assert_eq!(
         second.as_deref(),
         Some("DOWN"),
