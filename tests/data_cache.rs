@@ -324,3 +324,95 @@ async fn bad_requests_tokens_and_scopes() {
         "no http series in:\n{metrics}"
     );
 }
+
+/// RESP2 replies read off a socket, as the data API renders them (Upstash's form: a bulk
+/// string as text, an error in place as `{"error": ...}`).
+fn read_reply(r: &mut impl std::io::BufRead) -> Value {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let (kind, rest) = line.trim_end_matches("\r\n").split_at(1);
+    match kind {
+        "+" => json!(rest),
+        "-" => json!({ "error": rest }),
+        ":" => json!(rest.parse::<i64>().unwrap()),
+        "$" => match rest.parse::<i64>().unwrap() {
+            -1 => Value::Null,
+            n => {
+                let mut buf = vec![0u8; n as usize + 2];
+                r.read_exact(&mut buf).unwrap();
+                json!(String::from_utf8(buf[..n as usize].to_vec()).unwrap())
+            }
+        },
+        "*" => match rest.parse::<i64>().unwrap() {
+            -1 => Value::Null,
+            n => Value::Array((0..n).map(|_| read_reply(r)).collect()),
+        },
+        other => panic!("unexpected reply type {other}"),
+    }
+}
+
+/// The same pipeline, errors in the middle included, written whole to a fresh redis-server
+/// and sent through `/redis/pipeline` to another: the answers are the same, one for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_answer_as_redis_server_written_whole() {
+    use std::io::{BufReader, Write};
+    let d = setup().await;
+    let reference = common::RedisServer::start();
+    let corpus: Vec<Vec<&str>> = vec![
+        vec!["SET", "a", "1"],
+        vec!["INCR", "a"],
+        vec!["INCRBY", "a", "notanumber"],
+        vec!["LPUSH", "list", "x", "y", "z"],
+        vec!["GET", "list"],
+        vec!["LRANGE", "list", "0", "-1"],
+        vec!["HSET", "h", "f", "v", "g", "w"],
+        vec!["HGETALL", "h"],
+        vec!["NOSUCHCOMMAND", "x"],
+        vec!["GET", "missing"],
+        vec!["SET", "a"],
+        vec!["MULTI"],
+        vec!["INCR", "a"],
+        vec!["LPOP", "a"],
+        vec!["EXEC"],
+        vec!["DEL", "a", "list", "h", "missing"],
+        vec!["EXISTS", "a"],
+        vec!["ZADD", "z", "1", "one", "2", "two"],
+        vec!["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+        vec!["SADD", "s", "m"],
+        vec!["SMEMBERS", "s"],
+        vec!["ECHO", "done"],
+    ];
+    // Direct: the whole pipeline written before a reply is read.
+    let mut raw = Vec::new();
+    for c in &corpus {
+        raw.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
+        for a in c {
+            raw.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", reference.port)).unwrap();
+    s.write_all(&raw).unwrap();
+    let mut r = BufReader::new(s);
+    let direct: Vec<Value> = corpus.iter().map(|_| read_reply(&mut r)).collect();
+    // Through the data API.
+    let (status, body) = post(
+        d.gw.admin_port,
+        "/api/v1/clusters/app/redis/pipeline",
+        WRITER,
+        json!(corpus),
+    );
+    assert_eq!(status, 200, "{body}");
+    let through: Vec<Value> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| match e.get("result") {
+            Some(v) => v.clone(),
+            None => json!({ "error": e["error"] }),
+        })
+        .collect();
+    assert_eq!(through.len(), direct.len());
+    for ((c, t), want) in corpus.iter().zip(&through).zip(&direct) {
+        assert_eq!(t, want, "{c:?}");
+    }
+}
