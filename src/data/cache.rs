@@ -385,11 +385,11 @@ async fn exchange(
         .map_err(|e| DataError::unavailable(format!("cannot open a session: {e}")))?;
     let limit = service.spec.request_timeout.unwrap_or(DEFAULT_TIMEOUT);
     let session = gw.internal_session(service);
-    tokio::spawn(async move {
-        let _counted = crate::session::Counted::new(&session);
-        let client = crate::accepted::Accepted::Unix(theirs);
-        crate::redis::serve_accepted(session, client, BytesMut::new()).await;
-    });
+    // Served as a client connection on the service's own listener would be.
+    tokio::spawn(crate::session::run(
+        session,
+        crate::session::ClientConn::Unix(theirs),
+    ));
     let mut out = BytesMut::new();
     for c in commands {
         resp_json::encode(c, &mut out);

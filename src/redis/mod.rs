@@ -26,4 +26,4 @@ mod sharded;
 mod spares;
 mod upstream;
 
-pub use session::{serve, serve_accepted};
+pub use session::serve;
